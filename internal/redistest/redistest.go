@@ -1,0 +1,227 @@
+// Package redistest gives tests a real, isolated Redis: a throwaway
+// redis-server on a free loopback port, stopped when the test binary's last
+// user is done, or the server named by AGENTQ_TEST_REDIS_URL with a DB index
+// per test. miniredis is not a substitute for Redis in tests of Redis
+// behaviour.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+		"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// EnvURL names the variable that points tests at an existing Redis instead
+// of a throwaway server. Each test then takes a DB index of its own.
+const EnvURL = "AGENTQ_TEST_REDIS_URL"
+
+const installHint = "redis-server not found on PATH: install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis) or set " + EnvURL + "=redis://127.0.0.1:6379/0"
+
+// Server is one Redis a test may use exclusively.
+type Server struct {
+	// Addr is host:port.
+	Addr string
+	// DB is the database index reserved for the test.
+	DB int
+	// URL is a redis:// URL for Addr and DB.
+	URL string
+}
+
+// Client returns a go-redis client for s, closed when the test ends.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: s.DB})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Options returns go-redis options for s.
+func (s *Server) Options() *redis.Options { return &redis.Options{Addr: s.Addr, DB: s.DB} }
+
+var (
+	mu      sync.Mutex
+	servers []*proc
+	nextDB  = map[string]int{}
+)
+
+type proc struct {
+	addr string
+	cmd  *exec.Cmd
+	dir  string
+}
+
+// Start returns a Redis for t with a DB index of its own, flushed. Up to 16
+// tests share one redis-server process (one per DB index); more start
+// another. Processes are stopped by Main's cleanup when the package's tests
+// end, and by the test's own cleanup as a fallback.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	addr, db, err := reserve()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	s := &Server{Addr: addr, DB: db, URL: fmt.Sprintf("redis://%s/%d", addr, db)}
+	c := redis.NewClient(s.Options())
+	defer c.Close()
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("redistest: flush db %d at %s: %v", db, addr, err)
+	}
+	return s
+}
+
+// StartExclusive starts a redis-server for t alone (for tests that stop it,
+// restart it or read server-wide stats). extraArgs are passed to
+// redis-server. It is stopped when the test ends.
+func StartExclusive(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	p, err := spawn(extraArgs...)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(p.stop)
+	return &Server{Addr: p.addr, URL: "redis://" + p.addr + "/0"}
+}
+
+func reserve() (addr string, db int, err error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if u := os.Getenv(EnvURL); u != "" {
+		opt, err := redis.ParseURL(u)
+		if err != nil {
+			return "", 0, fmt.Errorf("%s: %w", EnvURL, err)
+		}
+		// Each test binary takes a DB index derived from its pid so that
+		// packages running in parallel rarely collide, then counts up.
+		base := opt.DB
+		n := nextDB[opt.Addr]
+		nextDB[opt.Addr] = n + 1
+		return opt.Addr, (base + os.Getpid() + n) % 16, nil
+	}
+	for _, p := range servers {
+		if n := nextDB[p.addr]; n < 16 {
+			nextDB[p.addr] = n + 1
+			return p.addr, n, nil
+		}
+	}
+	p, err := spawn()
+	if err != nil {
+		return "", 0, err
+	}
+	servers = append(servers, p)
+	nextDB[p.addr] = 1
+	return p.addr, 0, nil
+}
+
+// Stop stops every shared redis-server this package started. Call it from
+// TestMain after m.Run; on Linux processes also die with the test binary
+// (parent-death signal), so a crashed test leaves no server behind.
+func Stop() {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range servers {
+		p.stop()
+	}
+	servers = nil
+}
+
+// Main runs the tests and stops the servers they started; use it as
+// `func TestMain(m *testing.M) { redistest.Main(m) }`.
+func Main(m *testing.M) {
+	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+func spawn(extraArgs ...string) (*proc, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("%s", installHint)
+	}
+	dir, err := os.MkdirTemp("", "agentq-redis-")
+	if err != nil {
+		return nil, err
+	}
+	for try := 0; try < 5; try++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", dir, "--databases", "16", "--protected-mode", "no"}, extraArgs...)
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		cmd.Stdout = nil
+		setParentDeath(cmd)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start redis-server: %w", err)
+		}
+		go drain(stderr)
+		p := &proc{addr: addr, cmd: cmd, dir: dir}
+		if waitReady(addr, 5*time.Second) {
+			return p, nil
+		}
+		p.kill()
+	}
+	_ = os.RemoveAll(dir)
+	return nil, fmt.Errorf("redis-server did not answer PING on a free loopback port after 5 tries")
+}
+
+func drain(r interface{ Read([]byte) (int, error) }) {
+	if r == nil {
+		return
+	}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+	}
+}
+
+func waitReady(addr string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write([]byte("PING\r\n"))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			_ = c.Close()
+			if strings.HasPrefix(line, "+PONG") {
+				return true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+func (p *proc) kill() {
+	if p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		_, _ = p.cmd.Process.Wait()
+	}
+}
+
+func (p *proc) stop() {
+	p.kill()
+	_ = os.RemoveAll(p.dir)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,26 @@
+package queue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// Every Redis key this package writes is built here. Each carries a {hash
+// tag} so that a multi-key script touching one key family stays in one
+// Cluster slot.
+
+// keyHash returns the hex digest that names an idempotency key in Redis and
+// in task ids; the key itself may hold secrets or be long.
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:16])
+}
+
+// dedupeKey holds the task id that claimed an idempotency key within the
+// dedupe window.
+func dedupeKey(hash string) string { return "agentq:{" + hash + "}:dedupe" }
+
+// taskIDForKey is the deterministic task id of the first enqueue of an
+// idempotency key, so that a re-enqueue after the window still collides
+// with a task that is still in asynq.
+func taskIDForKey(hash string) string { return "k-" + hash }

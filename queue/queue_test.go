@@ -1,0 +1,510 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/agentq/agentq/internal/redistest"
+	"github.com/agentq/agentq/jobs"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+type echoArgs struct {
+	N    int    `json:"n"`
+	Mode string `json:"mode,omitempty"`
+}
+
+func (echoArgs) Kind() string { return "test.echo" }
+
+func (a echoArgs) Validate() error {
+	if a.Mode == "forbidden" {
+		return errors.New("mode: forbidden is not allowed")
+	}
+	return nil
+}
+
+const echoSchema = `{"type":"object","properties":{"n":{"type":"integer","minimum":0},"mode":{"type":"string"}},"required":["n"],"additionalProperties":false}`
+
+type bundle struct {
+	rdb    *redis.Client
+	reg    *Registry
+	client *Client
+	insp   *asynq.Inspector
+	calls  sync.Map // task id -> *atomic.Int32
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// setup gives a test its own Redis DB, a registry with test.echo whose
+// behaviour the payload's mode decides, and a client.
+func setup(t *testing.T, cfg ClientConfig) *bundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	b := &bundle{rdb: srv.Client(t), reg: NewRegistry(), logs: &syncBuffer{}}
+	err := Register(b.reg, echoSchema, func(ctx context.Context, s *jobs.Step, a echoArgs) error {
+		v, _ := b.calls.LoadOrStore(s.TaskID, new(atomic.Int32))
+		n := v.(*atomic.Int32).Add(1)
+		switch a.Mode {
+		case "flaky": // fail until attempt n
+			if int(n) < a.N {
+				return fmt.Errorf("flaky failure %d", n)
+			}
+		case "permanent":
+			return jobs.Permanent(errors.New("bad request"))
+		case "always":
+			return errors.New("always fails")
+		case "panic":
+			panic("handler bug")
+		case "snooze": // snooze once per attempt number until n calls
+			if int(n) < a.N {
+				return jobs.Snooze(10 * time.Millisecond)
+			}
+		case "sleep":
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.client, err = NewClient(b.rdb, b.reg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
+	return b
+}
+
+func (b *bundle) callCount(id string) int {
+	v, ok := b.calls.Load(id)
+	if !ok {
+		return 0
+	}
+	return int(v.(*atomic.Int32).Load())
+}
+
+func (b *bundle) startWorker(t *testing.T, cfg WorkerConfig) *Worker {
+	t.Helper()
+	l := zerolog.New(b.logs)
+	cfg.Logger = &l
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 5 * time.Millisecond
+	}
+	if cfg.DelayedCheckInterval == 0 {
+		cfg.DelayedCheckInterval = 50 * time.Millisecond
+	}
+	cfg.ShutdownTimeout = 2 * time.Second
+	w, err := NewWorker(b.rdb, b.reg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Shutdown)
+	return w
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s", within, what)
+}
+
+func queueSize(t *testing.T, b *bundle, q string) int {
+	t.Helper()
+	info, err := b.insp.GetQueueInfo(q)
+	if err != nil {
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			return 0
+		}
+		t.Fatal(err)
+	}
+	return info.Size
+}
+
+func TestEnqueueRefusesBadInputBeforeRedis(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{MaxPayloadBytes: 64, Workflows: map[string]Workflow{"wf": {}}})
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		kind    string
+		payload string
+		opts    EnqueueOptions
+		want    string
+	}{
+		{"unknown kind", "nope", `{}`, EnqueueOptions{}, `unknown task kind "nope"`},
+		{"empty kind", "", `{}`, EnqueueOptions{}, "task kind is empty"},
+		{"invalid json", "test.echo", `{"n":`, EnqueueOptions{}, "not valid JSON"},
+		{"empty payload", "test.echo", ``, EnqueueOptions{}, "payload is empty"},
+		{"schema type", "test.echo", `{"n":"x"}`, EnqueueOptions{}, "at /n"},
+		{"schema required", "test.echo", `{}`, EnqueueOptions{}, "schema violation"},
+		{"schema extra field", "test.echo", `{"n":1,"x":2}`, EnqueueOptions{}, "schema violation"},
+		{"validator", "test.echo", `{"n":1,"mode":"forbidden"}`, EnqueueOptions{}, "mode: forbidden"},
+		{"too big", "test.echo", `{"n":1,"mode":"` + strings.Repeat("x", 100) + `"}`, EnqueueOptions{}, "over the limit of 64"},
+		{"unknown workflow", "test.echo", `{"n":1}`, EnqueueOptions{Workflow: "nope"}, `unknown workflow "nope" (configured: wf)`},
+		{"bad queue", "test.echo", `{"n":1}`, EnqueueOptions{Queue: "a b"}, "may not contain spaces"},
+		{"negative attempts", "test.echo", `{"n":1}`, EnqueueOptions{MaxAttempts: -1}, "must not be negative"},
+		{"negative timeout", "test.echo", `{"n":1}`, EnqueueOptions{Timeout: -time.Second}, "timeout must not be negative"},
+		{"blank key", "test.echo", `{"n":1}`, EnqueueOptions{Key: "  "}, "idempotency key is blank"},
+		{"base over max", "test.echo", `{"n":1}`, EnqueueOptions{RetryBase: time.Hour, RetryMax: time.Second}, "retry policy"},
+	}
+	for _, tt := range tests {
+		_, err := b.client.Enqueue(ctx, tt.kind, []byte(tt.payload), tt.opts)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", tt.name, err, tt.want)
+		}
+	}
+	if n, err := b.rdb.DBSize(ctx).Result(); err != nil || n != 0 {
+		t.Fatalf("redis holds %d keys after refused enqueues (err %v), want 0", n, err)
+	}
+}
+
+func TestIdempotentEnqueueUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	ctx := context.Background()
+	const n = 100
+	results := make([]Result, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			results[i], errs[i] = b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "order-42"})
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	fresh, dups := 0, 0
+	for i := range results {
+		if errs[i] != nil {
+			t.Fatalf("enqueue %d: %v", i, errs[i])
+		}
+		if results[i].Duplicate {
+			dups++
+		} else {
+			fresh++
+		}
+		if results[i].ID != results[0].ID {
+			t.Fatalf("result %d id %q differs from %q", i, results[i].ID, results[0].ID)
+		}
+	}
+	if fresh != 1 || dups != n-1 {
+		t.Fatalf("fresh=%d dups=%d, want 1 and %d", fresh, dups, n-1)
+	}
+	if got := queueSize(t, b, "default"); got != 1 {
+		t.Fatalf("queue size = %d, want 1", got)
+	}
+	// A different key is a different task.
+	r, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "order-43"})
+	if err != nil || r.Duplicate || r.ID == results[0].ID {
+		t.Fatalf("second key: %+v %v", r, err)
+	}
+}
+
+func TestDedupeOutlivesTaskWithinWindow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{DedupeWindow: 2 * time.Second})
+	ctx := context.Background()
+	r1, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, WorkerConfig{})
+	waitFor(t, 5*time.Second, "task done", func() bool { return b.callCount(r1.ID) == 1 && queueSize(t, b, "default") == 0 })
+	// The task is gone from asynq, but the key is still claimed.
+	r2, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "k"})
+	if err != nil || !r2.Duplicate || r2.ID != r1.ID {
+		t.Fatalf("within window: %+v %v, want duplicate of %s", r2, err, r1.ID)
+	}
+	ttl, err := b.rdb.PTTL(ctx, dedupeKey(keyHash("k"))).Result()
+	if err != nil || ttl <= 0 || ttl > 2*time.Second {
+		t.Fatalf("dedupe key ttl = %v, %v", ttl, err)
+	}
+	// After the window the key may be used again.
+	if err := b.rdb.Del(ctx, dedupeKey(keyHash("k"))).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "k"})
+	if err != nil || r3.Duplicate {
+		t.Fatalf("after window: %+v %v", r3, err)
+	}
+}
+
+func TestWorkerRetriesThenSucceeds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{Retry: jobs.RetryPolicy{MaxAttempts: 5, Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
+	b.startWorker(t, WorkerConfig{Retry: jobs.RetryPolicy{MaxAttempts: 5, Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":3,"mode":"flaky"}`), EnqueueOptions{RunID: "run-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "success on attempt 3", func() bool {
+		return strings.Contains(b.logs.String(), `"outcome":"success"`)
+	})
+	if got := b.callCount(r.ID); got != 3 {
+		t.Fatalf("calls = %d, want 3", got)
+	}
+	lines := attemptLines(t, b.logs.String(), r.ID)
+	if len(lines) != 3 {
+		t.Fatalf("attempt lines = %d, want 3: %v", len(lines), lines)
+	}
+	for i, l := range lines {
+		if int(l["attempt"].(float64)) != i+1 || l["run_id"] != "run-1" || l["kind"] != "test.echo" || l["queue"] != "default" {
+			t.Fatalf("line %d: %v", i, l)
+		}
+		if _, ok := l["duration_ms"]; !ok {
+			t.Fatalf("line %d has no duration_ms: %v", i, l)
+		}
+	}
+	if lines[0]["outcome"] != "retry" || lines[0]["class"] != "retryable" || lines[2]["outcome"] != "success" {
+		t.Fatalf("outcomes: %v", lines)
+	}
+}
+
+func attemptLines(t *testing.T, logs, taskID string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(logs, "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if m["message"] == "attempt" && m["task_id"] == taskID {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestWorkerPermanentDeadLettersAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	var dead atomic.Int32
+	var deadClass atomic.Value
+	b.startWorker(t, WorkerConfig{OnDead: func(_ context.Context, s *jobs.Step, err error, c jobs.Class) {
+		dead.Add(1)
+		deadClass.Store(c)
+	}})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"permanent"}`), EnqueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "task archived", func() bool {
+		info, err := b.insp.GetTaskInfo("default", r.ID)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	if got := b.callCount(r.ID); got != 1 {
+		t.Fatalf("calls = %d, want 1 (no retries for a permanent error)", got)
+	}
+	info, _ := b.insp.GetTaskInfo("default", r.ID)
+	if !strings.Contains(info.LastErr, "bad request") {
+		t.Fatalf("archived last error = %q", info.LastErr)
+	}
+	if dead.Load() != 1 || deadClass.Load() != jobs.ClassPermanent {
+		t.Fatalf("OnDead calls = %d class %v", dead.Load(), deadClass.Load())
+	}
+}
+
+func TestWorkerExhaustsAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	b.startWorker(t, WorkerConfig{Retry: jobs.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond}})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"always"}`), EnqueueOptions{MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "task archived", func() bool {
+		info, err := b.insp.GetTaskInfo("default", r.ID)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	if got := b.callCount(r.ID); got != 3 {
+		t.Fatalf("calls = %d, want exactly 3 attempts", got)
+	}
+	lines := attemptLines(t, b.logs.String(), r.ID)
+	if last := lines[len(lines)-1]; last["outcome"] != "dead" {
+		t.Fatalf("last outcome = %v", last["outcome"])
+	}
+}
+
+func TestWorkerPanicIsCaughtAndRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	b.startWorker(t, WorkerConfig{Retry: jobs.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond}})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"panic"}`), EnqueueOptions{MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "archived", func() bool {
+		info, err := b.insp.GetTaskInfo("default", r.ID)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	lines := attemptLines(t, b.logs.String(), r.ID)
+	if len(lines) != 2 || lines[0]["class"] != "panic" || !strings.Contains(lines[0]["error"].(string), "handler bug") {
+		t.Fatalf("lines: %v", lines)
+	}
+}
+
+func TestSnoozeSpendsNoAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	b.startWorker(t, WorkerConfig{})
+	// One attempt only, snoozed three times: it must still succeed, because a
+	// snooze spends nothing, even on the last attempt.
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":4,"mode":"snooze"}`), EnqueueOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "success after snoozes", func() bool { return b.callCount(r.ID) == 4 && queueSize(t, b, "default") == 0 })
+	lines := attemptLines(t, b.logs.String(), r.ID)
+	for i, l := range lines {
+		if int(l["attempt"].(float64)) != 1 {
+			t.Fatalf("line %d attempt = %v, want 1 (snooze spends no attempt)", i, l["attempt"])
+		}
+	}
+	if lines[len(lines)-1]["outcome"] != "success" || lines[0]["outcome"] != "snooze" {
+		t.Fatalf("outcomes: %v", lines)
+	}
+}
+
+func TestTimeoutIsEnforcedInTheChain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	b.startWorker(t, WorkerConfig{})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"sleep"}`), EnqueueOptions{Timeout: 50 * time.Millisecond, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "archived", func() bool {
+		info, err := b.insp.GetTaskInfo("default", r.ID)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	lines := attemptLines(t, b.logs.String(), r.ID)
+	if len(lines) != 1 || lines[0]["class"] != "timeout" || lines[0]["outcome"] != "dead" {
+		t.Fatalf("lines: %v", lines)
+	}
+}
+
+func TestWorkflowPolicyAndQueue(t *testing.T) {
+	t.Parallel()
+	wfs := map[string]Workflow{"publish": {Queue: "pub", Retry: jobs.RetryPolicy{MaxAttempts: 2}}}
+	b := setup(t, ClientConfig{Workflows: wfs})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1}`), EnqueueOptions{Workflow: "publish"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Queue != "pub" {
+		t.Fatalf("queue = %q, want pub", r.Queue)
+	}
+	info, err := b.insp.GetTaskInfo("pub", r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.MaxRetry != 2 || info.Headers[jobs.HeaderWorkflow] != "publish" {
+		t.Fatalf("task info: maxretry %d headers %v", info.MaxRetry, info.Headers)
+	}
+}
+
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	first := &jobs.Step{Attempt: 1, MaxAttempts: 3}
+	last := &jobs.Step{Attempt: 3, MaxAttempts: 3}
+	tests := []struct {
+		name  string
+		s     *jobs.Step
+		err   error
+		want  Outcome
+		class jobs.Class
+	}{
+		{"success", first, nil, OutcomeSuccess, jobs.ClassNone},
+		{"retryable", first, errors.New("x"), OutcomeRetry, jobs.ClassRetryable},
+		{"retryable last", last, errors.New("x"), OutcomeDead, jobs.ClassRetryable},
+		{"permanent first", first, jobs.Permanent(errors.New("x")), OutcomeDead, jobs.ClassPermanent},
+		{"snooze last", last, jobs.Snooze(time.Second), OutcomeSnooze, jobs.ClassSnooze},
+		{"429", first, &jobs.HTTPError{Status: 429}, OutcomeRetry, jobs.ClassRateLimited},
+		{"404", first, &jobs.HTTPError{Status: 404}, OutcomeDead, jobs.ClassPermanent},
+	}
+	for _, tt := range tests {
+		got, class := Decide(tt.s, tt.err)
+		if got != tt.want || class != tt.class {
+			t.Errorf("%s: Decide = %s/%s, want %s/%s", tt.name, got, class, tt.want, tt.class)
+		}
+	}
+}
+
+func TestToAsynqDelayAndSentinels(t *testing.T) {
+	t.Parallel()
+	w := &Worker{cfg: WorkerConfig{
+		Retry: jobs.RetryPolicy{MaxAttempts: 5, Base: time.Second, Max: 8 * time.Second},
+		RandN: func(n int64) int64 { return n - 1 },
+	}}
+	s := &jobs.Step{Attempt: 3, MaxAttempts: 5, Headers: map[string]string{}}
+	err := w.toAsynq(s, errors.New("x"))
+	if d := w.retryDelay(2, err, asynq.NewTask("k", nil)); d != 4*time.Second {
+		t.Fatalf("delay = %v, want ceiling 4s with max rand", d)
+	}
+	if errors.Is(err, asynq.SkipRetry) || !isFailure(err) {
+		t.Fatal("a retry must not skip retry and must count as failure")
+	}
+	perm := w.toAsynq(s, jobs.Permanent(errors.New("bad")))
+	if !errors.Is(perm, asynq.SkipRetry) || perm.Error() != "bad" {
+		t.Fatalf("permanent: %v skip=%v", perm, errors.Is(perm, asynq.SkipRetry))
+	}
+	snooze := w.toAsynq(s, jobs.Snooze(3*time.Second))
+	if isFailure(snooze) || w.retryDelay(2, snooze, asynq.NewTask("k", nil)) != 3*time.Second {
+		t.Fatal("snooze must not be a failure and must wait its delay")
+	}
+	ra := w.toAsynq(s, jobs.RetryAfter(time.Hour, errors.New("429")))
+	if d := w.retryDelay(2, ra, asynq.NewTask("k", nil)); d != 8*time.Second {
+		t.Fatalf("retry-after bounded by max: %v", d)
+	}
+	// Per-task headers override the policy.
+	s2 := &jobs.Step{Attempt: 1, MaxAttempts: 5, Headers: map[string]string{jobs.HeaderRetryBase: "100ms", jobs.HeaderRetryMax: "150ms"}}
+	if d := w.retryDelay(0, w.toAsynq(s2, errors.New("x")), asynq.NewTask("k", nil)); d != 100*time.Millisecond {
+		t.Fatalf("per-task base: %v", d)
+	}
+}
