@@ -12,7 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-		"strconv"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
