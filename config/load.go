@@ -1,0 +1,445 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// FileName is the config file looked for in Options.Dir when Options.File is empty.
+const FileName = "agentq.yaml"
+
+// Options says where Load finds each layer of the configuration.
+type Options struct {
+	// File is an explicit config file (--config); it must exist. Empty means look
+	// for agentq.yaml in Dir, which may be absent.
+	File string
+	// Flags holds the command-line flags; it may be nil.
+	Flags *pflag.FlagSet
+	// FlagKeys maps flag names to config keys, e.g. "concurrency" -> "worker.concurrency".
+	// Only flags the user set (Changed) override the other layers.
+	FlagKeys map[string]string
+	// Environ is the environment as "K=V" entries; nil means os.Environ(). Only
+	// AGENTQ_* entries with non-empty values are read.
+	Environ []string
+	// Dir is where agentq.yaml is looked for; empty means the current directory.
+	Dir string
+}
+
+// layer is the source of a key's value, lowest precedence first.
+type layer int
+
+const (
+	layerDefault layer = iota
+	layerFile
+	layerEnv
+	layerFlag
+)
+
+// origin records where a key's winning value came from.
+type origin struct {
+	layer layer
+	where string     // "agentq.yaml, line 3", "AGENTQ_RETRY_BASE", "--concurrency"; "" for defaults
+	node  *yaml.Node // the value as written, when layer is layerFile
+}
+
+// loader holds the state of one Load.
+type loader struct {
+	v         *viper.Viper
+	origins   map[string]origin
+	file      string     // the config file read, "" if none
+	workflows *yaml.Node // the file's workflows mapping, nil if none
+}
+
+// Load builds the effective configuration from, in increasing precedence, Default,
+// the config file, AGENTQ_* environment variables and the flags the user set, and
+// validates it. Errors name the key, the bad value (secrets masked) and its source;
+// several problems are joined into one error.
+func Load(opts Options) (Config, error) {
+	l := &loader{v: viper.New(), origins: map[string]origin{}}
+	def := reflect.ValueOf(Default())
+	for _, f := range fields {
+		l.v.SetDefault(f.key, def.FieldByIndex(f.index).Interface())
+	}
+	if err := l.readFile(opts.File, opts.Dir); err != nil {
+		return Config{}, err
+	}
+	l.readEnv(opts.Environ)
+	if err := l.readFlags(opts.Flags, opts.FlagKeys); err != nil {
+		return Config{}, err
+	}
+	cfg, failed, decodeErr := l.decode()
+	// Validate what did decode too, so that one run reports every problem; keys
+	// that failed to decode hold their defaults and are not reported twice.
+	var errs []error
+	if err := cfg.validate(l.source); err != nil {
+		for _, e := range unwrapJoined(err) {
+			if fe, ok := e.(*FieldError); !ok || !failed[fe.Key] {
+				errs = append(errs, e)
+			}
+		}
+	}
+	if err := errors.Join(append(unwrapJoined(decodeErr), errs...)...); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// unwrapJoined returns the errors joined in err (nil for nil).
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+// source says where key's value came from, for error messages.
+func (l *loader) source(key string) string {
+	return l.origins[key].where
+}
+
+// readFile reads the config file into viper, after checking that it holds only
+// known keys. It records which keys the file sets, and where.
+func (l *loader) readFile(explicit, dir string) error {
+	path := explicit
+	if path == "" {
+		path = filepath.Join(dir, FileName)
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && explicit == "":
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("config: config file %q does not exist", path)
+	case err != nil:
+		return fmt.Errorf("config: read config file: %w", err)
+	}
+	l.file = path
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil // empty, or comments only
+	}
+	root := doc.Content[0]
+	if isNull(root) {
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("config: %s: the top level must be a mapping of keys, like \"worker:\"", path)
+	}
+	if errs := l.walk(root, ""); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	l.v.SetConfigType("yaml")
+	if err := l.v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	return nil
+}
+
+// walk checks the keys of mapping m, whose keys start with prefix, recording the
+// origin of each value set. Unknown keys are errors.
+func (l *loader) walk(m *yaml.Node, prefix string) []error {
+	var errs []error
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], resolveAlias(m.Content[i+1])
+		key := prefix + k.Value
+		where := fmt.Sprintf("%s, line %d", l.file, k.Line)
+		switch {
+		case strings.Contains(k.Value, "."):
+			errs = append(errs, fmt.Errorf("config: key %q in %s: nest the keys instead of joining them with dots", key, where))
+		case key == workflowsKey:
+			if !isNull(v) {
+				l.workflows = v
+				l.origins[workflowsKey] = origin{layer: layerFile, where: where, node: v}
+			}
+		case fieldByKey[key].key != "":
+			if !isNull(v) {
+				l.origins[key] = origin{layer: layerFile, where: where, node: v}
+			}
+		case sections[key]:
+			switch {
+			case isNull(v):
+			case v.Kind == yaml.MappingNode:
+				errs = append(errs, l.walk(v, key+".")...)
+			default:
+				errs = append(errs, &FieldError{Key: key, Source: where, Reason: "must be a mapping of keys, got " + showValue(nodeValue(v), false)})
+			}
+		default:
+			errs = append(errs, unknownKey(key, where))
+		}
+	}
+	return errs
+}
+
+// unknownKey reports a key the config does not have, suggesting a near one.
+func unknownKey(key, where string) error {
+	msg := fmt.Sprintf("config: unknown key %q in %s", key, where)
+	if s := suggest(key); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return errors.New(msg)
+}
+
+// suggest returns the known key closest to key, if it is close enough to be a typo.
+func suggest(key string) string {
+	var candidates []string
+	if rest, ok := strings.CutPrefix(key, workflowsKey+"."); ok {
+		// workflows.<name>.<key>: the name is the user's, so offer that workflow's keys.
+		if name, _, ok := strings.Cut(rest, "."); ok {
+			for _, k := range workflowKeys {
+				candidates = append(candidates, workflowsKey+"."+name+"."+k)
+			}
+		}
+	} else {
+		for _, f := range fields {
+			candidates = append(candidates, f.key)
+		}
+		candidates = append(candidates, slices.Collect(maps.Keys(sections))...)
+		candidates = append(candidates, workflowsKey)
+	}
+	best, bestDist := "", 3 // suggest only within two edits
+	for _, c := range candidates {
+		if d := editDistance(key, c); d < bestDist || (d == bestDist && c < best) {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+// readEnv sets every key whose AGENTQ_* variable is set and non-empty. It reads
+// environ only, so tests do not depend on the process environment.
+func (l *loader) readEnv(environ []string) {
+	if environ == nil {
+		environ = os.Environ()
+	}
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v // a later entry wins, as with exec.Cmd.Env
+		}
+	}
+	for _, f := range fields {
+		name := envName(f.key)
+		if val := env[name]; val != "" {
+			l.v.Set(f.key, val)
+			l.origins[f.key] = origin{layer: layerEnv, where: name}
+		}
+	}
+}
+
+// readFlags sets the key of every mapped flag the user set.
+func (l *loader) readFlags(flags *pflag.FlagSet, keys map[string]string) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(keys)) {
+		key := keys[name]
+		if fieldByKey[key].key == "" {
+			errs = append(errs, fmt.Errorf("config: flag --%s is mapped to unknown key %q", name, key))
+			continue
+		}
+		if flags == nil {
+			continue
+		}
+		fl := flags.Lookup(name)
+		if fl == nil {
+			errs = append(errs, fmt.Errorf("config: flag --%s is mapped to key %q but is not defined", name, key))
+			continue
+		}
+		if !fl.Changed {
+			continue
+		}
+		l.v.Set(key, flagValue(fl))
+		l.origins[key] = origin{layer: layerFlag, where: "--" + name}
+	}
+	return errors.Join(errs...)
+}
+
+// flagValue returns a flag's value as a string, or a []string for slice flags.
+func flagValue(fl *pflag.Flag) any {
+	if sv, ok := fl.Value.(pflag.SliceValue); ok {
+		return sv.GetSlice()
+	}
+	s := fl.Value.String()
+	if t := fl.Value.Type(); strings.HasPrefix(t, "stringTo") {
+		s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]") // "[a=1,b=2]" -> "a=1,b=2"
+	}
+	return s
+}
+
+// decode converts each key's winning value into a Config. A key that fails keeps
+// its default and is returned in failed.
+func (l *loader) decode() (cfg Config, failed map[string]bool, err error) {
+	cfg = Default()
+	failed = map[string]bool{}
+	rv := reflect.ValueOf(&cfg).Elem()
+	var errs []error
+	for _, f := range fields {
+		o := l.origins[f.key]
+		var node *yaml.Node
+		if o.layer == layerFile {
+			node = o.node
+		}
+		val, problem := convert(f.kind, l.v.Get(f.key), node, secretKeys[f.key])
+		if problem != "" {
+			errs = append(errs, &FieldError{Key: f.key, Source: o.where, Reason: problem})
+			failed[f.key] = true
+			continue
+		}
+		rv.FieldByIndex(f.index).Set(reflect.ValueOf(val))
+	}
+	wfs, werrs := l.decodeWorkflows()
+	cfg.Workflows = wfs
+	for _, e := range werrs {
+		if fe, ok := e.(*FieldError); ok {
+			failed[fe.Key] = true
+		}
+	}
+	errs = append(errs, werrs...)
+	return cfg, failed, errors.Join(errs...)
+}
+
+// workflowKey returns the key of the named workflow, showing an empty name as "".
+func workflowKey(name string) string {
+	if name == "" {
+		name = `""`
+	}
+	return workflowsKey + "." + name
+}
+
+// workflowKeys are the keys of one workflow, relative to workflows.<name>.
+var workflowKeys = []string{"queue", "retry.base", "retry.max", "retry.max_attempts"}
+
+// workflowKinds gives the kind of each of workflowKeys.
+var workflowKinds = map[string]kind{
+	"queue":              kindString,
+	"retry.base":         kindDuration,
+	"retry.max":          kindDuration,
+	"retry.max_attempts": kindInt,
+}
+
+// decodeWorkflows reads the file's workflows mapping. It is read from the node, not
+// viper, because viper lower-cases keys and splits them at dots, and workflow names
+// may hold either.
+func (l *loader) decodeWorkflows() (map[string]Workflow, []error) {
+	if l.workflows == nil {
+		return nil, nil
+	}
+	m := l.workflows
+	if m.Kind != yaml.MappingNode {
+		return nil, []error{&FieldError{Key: workflowsKey, Source: l.source(workflowsKey),
+			Reason: "must be a mapping of workflow names to their settings"}}
+	}
+	out := make(map[string]Workflow, len(m.Content)/2)
+	var errs []error
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], resolveAlias(m.Content[i+1])
+		prefix := workflowKey(k.Value)
+		l.origins[prefix] = origin{layer: layerFile, where: fmt.Sprintf("%s, line %d", l.file, k.Line)}
+		if _, dup := out[k.Value]; dup {
+			errs = append(errs, &FieldError{Key: prefix, Source: l.source(prefix), Reason: "is defined twice"})
+			continue
+		}
+		var w Workflow
+		set := func(rel string, vn *yaml.Node) {
+			key := prefix + "." + rel
+			where := fmt.Sprintf("%s, line %d", l.file, vn.Line)
+			l.origins[key] = origin{layer: layerFile, where: where, node: vn}
+			val, problem := convert(workflowKinds[rel], nodeValue(vn), vn, false)
+			if problem != "" {
+				errs = append(errs, &FieldError{Key: key, Source: where, Reason: problem})
+				return
+			}
+			switch rel {
+			case "queue":
+				w.Queue = val.(string)
+			case "retry.base":
+				w.Retry.Base = val.(time.Duration)
+			case "retry.max":
+				w.Retry.Max = val.(time.Duration)
+			case "retry.max_attempts":
+				w.Retry.MaxAttempts = val.(int)
+			}
+		}
+		errs = append(errs, l.walkWorkflow(v, prefix, "", set)...)
+		out[k.Value] = w
+	}
+	return out, errs
+}
+
+// walkWorkflow checks the keys of one workflow's mapping m (or its retry mapping,
+// when rel is "retry."), calling set for each value.
+func (l *loader) walkWorkflow(m *yaml.Node, prefix, rel string, set func(rel string, v *yaml.Node)) []error {
+	if isNull(m) {
+		return nil
+	}
+	if m.Kind != yaml.MappingNode {
+		key := prefix + "." + strings.TrimSuffix(rel, ".")
+		if rel == "" {
+			key = prefix
+		}
+		return []error{&FieldError{Key: key, Source: fmt.Sprintf("%s, line %d", l.file, m.Line),
+			Reason: "must be a mapping of keys, got " + showValue(nodeValue(m), false)}}
+	}
+	var errs []error
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], resolveAlias(m.Content[i+1])
+		r := rel + k.Value
+		switch {
+		case rel == "" && r == "retry":
+			errs = append(errs, l.walkWorkflow(v, prefix, "retry.", set)...)
+		case slices.Contains(workflowKeys, r):
+			if !isNull(v) {
+				set(r, v)
+			}
+		default:
+			errs = append(errs, unknownKey(prefix+"."+r, fmt.Sprintf("%s, line %d", l.file, k.Line)))
+		}
+	}
+	return errs
+}

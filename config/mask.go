@@ -1,0 +1,103 @@
+package config
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// mask replaces secret values in output.
+const mask = "****"
+
+// secretParams are URL query parameters whose values are masked in any URL.
+var secretParams = []string{
+	"password", "pass", "pwd", "sentinel_password", "secret", "token",
+	"access_token", "api_key", "apikey", "key", "auth", "sig", "signature",
+}
+
+// Masked returns a copy of c with secrets replaced by "****": password and token
+// fields, the password in any URL (redis://user:****@host:6379/0), secret query
+// parameters of redis.url, and every query value of alerts.webhook_url. The copy
+// shares no maps or slices with c.
+func (c Config) Masked() Config {
+	m := c
+	m.Redis.URL = maskURL(c.Redis.URL, false)
+	m.Redis.Password = maskSecret(c.Redis.Password)
+	m.Redis.ClusterAddrs = slices.Clone(c.Redis.ClusterAddrs)
+	m.Worker.Queues = maps.Clone(c.Worker.Queues)
+	m.Dashboard.BasicAuthPassword = maskSecret(c.Dashboard.BasicAuthPassword)
+	m.Dashboard.BearerToken = maskSecret(c.Dashboard.BearerToken)
+	m.HTTP.RedactHeaders = slices.Clone(c.HTTP.RedactHeaders)
+	m.HTTP.RedactFields = slices.Clone(c.HTTP.RedactFields)
+	m.Alerts.WebhookURL = maskURL(c.Alerts.WebhookURL, true)
+	m.Workflows = maps.Clone(c.Workflows)
+	return m
+}
+
+func maskSecret(s string) string {
+	if s == "" {
+		return ""
+	}
+	return mask
+}
+
+// maskURL masks the password in raw's user info and the values of secret query
+// parameters, or of all of them when allQuery is set (and the fragment). It works
+// on the text, not on url.Parse, so that it also masks URLs that do not parse and
+// leaves the rest exactly as written.
+func maskURL(raw string, allQuery bool) string {
+	if raw == "" {
+		return ""
+	}
+	scheme, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		scheme, rest = raw[:i+3], raw[i+3:]
+	}
+	rest, fragment, hasFragment := strings.Cut(rest, "#")
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	// The user info ends at the last "@" before the query: an unescaped "/" or "@"
+	// in a password must not make the mask miss it.
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user := rest[:at]
+		if colon := strings.Index(user, ":"); colon >= 0 {
+			user = user[:colon+1] + mask
+		}
+		rest = user + rest[at:]
+	}
+	out := scheme + rest
+	if hasQuery {
+		params := strings.Split(query, "&")
+		for i, p := range params {
+			k, _, hasValue := strings.Cut(p, "=")
+			if hasValue && (allQuery || slices.Contains(secretParams, strings.ToLower(k))) {
+				params[i] = k + "=" + mask
+			} else if !hasValue && allQuery && p != "" {
+				params[i] = mask
+			}
+		}
+		out += "?" + strings.Join(params, "&")
+	}
+	if hasFragment {
+		if allQuery && fragment != "" {
+			fragment = mask
+		}
+		out += "#" + fragment
+	}
+	return out
+}
+
+// stripUserinfo removes the user info from raw, for reporting parse errors.
+func stripUserinfo(raw string) string {
+	scheme, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		scheme, rest = raw[:i+3], raw[i+3:]
+	}
+	head, query, hasQuery := strings.Cut(rest, "?")
+	if at := strings.LastIndex(head, "@"); at >= 0 {
+		head = head[at+1:]
+	}
+	if hasQuery {
+		head += "?" + query
+	}
+	return scheme + head
+}

@@ -1,0 +1,343 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// FieldError is a bad configuration value. Its message names the key, the value
+// (secrets masked) and, when known, where the value came from.
+type FieldError struct {
+	// Key is the dotted key, e.g. "retry.base".
+	Key string
+	// Source is where the value came from: "agentq.yaml, line 3", "AGENTQ_RETRY_BASE",
+	// "--concurrency"; empty for defaults and for a Config checked by Validate.
+	Source string
+	// Reason says what is wrong, quoting the value.
+	Reason string
+}
+
+// Error returns e.g. `config: retry.base: "abc" is not a duration (from AGENTQ_RETRY_BASE)`.
+func (e *FieldError) Error() string {
+	msg := "config: " + e.Key + ": " + e.Reason
+	if e.Source != "" {
+		msg += " (from " + e.Source + ")"
+	}
+	return msg
+}
+
+// Validate checks every field of c and returns all problems joined, each a
+// *FieldError, or nil. It also checks that the TLS files named exist.
+func (c Config) Validate() error {
+	return c.validate(nil)
+}
+
+// checker collects the problems found by validate.
+type checker struct {
+	source func(key string) string // may be nil
+	errs   []error
+}
+
+func (ch *checker) fail(key, format string, args ...any) {
+	e := &FieldError{Key: key, Reason: fmt.Sprintf(format, args...)}
+	if ch.source != nil {
+		e.Source = ch.source(key)
+	}
+	ch.errs = append(ch.errs, e)
+}
+
+func (c Config) validate(source func(key string) string) error {
+	ch := &checker{source: source}
+
+	r := c.Redis
+	ch.redisURL("redis.url", r.URL, len(r.ClusterAddrs) > 0)
+	for _, a := range r.ClusterAddrs {
+		ch.hostPort("redis.cluster_addrs", a, true)
+	}
+	ch.file("redis.tls.ca_file", r.TLS.CAFile)
+	ch.file("redis.tls.cert_file", r.TLS.CertFile)
+	ch.file("redis.tls.key_file", r.TLS.KeyFile)
+	if r.TLS.CertFile != "" && r.TLS.KeyFile == "" {
+		ch.fail("redis.tls.key_file", "must be set when redis.tls.cert_file is")
+	}
+	if r.TLS.KeyFile != "" && r.TLS.CertFile == "" {
+		ch.fail("redis.tls.cert_file", "must be set when redis.tls.key_file is")
+	}
+	ch.positive("redis.dial_timeout", r.DialTimeout)
+	ch.positive("redis.read_timeout", r.ReadTimeout)
+	ch.positive("redis.write_timeout", r.WriteTimeout)
+	ch.atLeast("redis.pool_size", int64(r.PoolSize), 0)
+
+	ch.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	ch.oneOf("log.format", c.Log.Format, "auto", "json", "console")
+
+	ch.positive("retry.base", c.Retry.Base)
+	ch.positive("retry.max", c.Retry.Max)
+	if c.Retry.Max > 0 && c.Retry.Max < c.Retry.Base {
+		ch.fail("retry.max", "%s is less than retry.base %s", formatDuration(c.Retry.Max), formatDuration(c.Retry.Base))
+	}
+	ch.atLeast("retry.max_attempts", int64(c.Retry.MaxAttempts), 1)
+
+	ch.positive("enqueue.dedupe_window", c.Enqueue.DedupeWindow)
+	ch.atLeast("enqueue.max_payload_bytes", int64(c.Enqueue.MaxPayloadBytes), 1)
+	ch.queueName("enqueue.queue", c.Enqueue.Queue)
+
+	w := c.Worker
+	ch.atLeast("worker.concurrency", int64(w.Concurrency), 1)
+	if len(w.Queues) == 0 {
+		ch.fail("worker.queues", "must name at least one queue")
+	}
+	for _, name := range slices.Sorted(maps.Keys(w.Queues)) {
+		ch.queueName("worker.queues", name)
+		if p := w.Queues[name]; p < 1 {
+			ch.fail("worker.queues", "priority of queue %q must be at least 1, got %d", name, p)
+		}
+	}
+	ch.positive("worker.poll_interval", w.PollInterval)
+	ch.positive("worker.delayed_check_interval", w.DelayedCheckInterval)
+	ch.positive("worker.shutdown_timeout", w.ShutdownTimeout)
+	if w.MetricsAddr != "" {
+		ch.hostPort("worker.metrics_addr", w.MetricsAddr, false)
+	}
+
+	d := c.Dashboard
+	ch.hostPort("dashboard.addr", d.Addr, false)
+	if d.BasicAuthPassword != "" && d.BasicAuthUser == "" {
+		ch.fail("dashboard.basic_auth_user", "must be set when dashboard.basic_auth_password is")
+	}
+	if d.BasicAuthUser != "" && d.BasicAuthPassword == "" {
+		ch.fail("dashboard.basic_auth_password", "must be set when dashboard.basic_auth_user is")
+	}
+
+	ch.positive("http.timeout", c.HTTP.Timeout)
+	ch.atLeast("http.max_response_bytes", c.HTTP.MaxResponseBytes, 1)
+	ch.names("http.redact_headers", c.HTTP.RedactHeaders)
+	ch.names("http.redact_fields", c.HTTP.RedactFields)
+
+	ch.webhookURL("alerts.webhook_url", c.Alerts.WebhookURL)
+
+	for _, name := range slices.Sorted(maps.Keys(c.Workflows)) {
+		ch.workflow(name, c.Workflows[name], c.Retry)
+	}
+	return errors.Join(ch.errs...)
+}
+
+func (ch *checker) positive(key string, d time.Duration) {
+	if d <= 0 {
+		ch.fail(key, "must be greater than 0, got %s", formatDuration(d))
+	}
+}
+
+func (ch *checker) atLeast(key string, n, lo int64) {
+	if n < lo {
+		ch.fail(key, "must be at least %d, got %d", lo, n)
+	}
+}
+
+func (ch *checker) oneOf(key, v string, allowed ...string) {
+	if !slices.Contains(allowed, v) {
+		ch.fail(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+}
+
+// queueName checks a queue name: asynq keys embed it, so no spaces or colons.
+func (ch *checker) queueName(key, name string) {
+	switch {
+	case name == "":
+		ch.fail(key, "queue name must not be empty")
+	case strings.ContainsFunc(name, func(r rune) bool { return r == ':' || unicode.IsSpace(r) }):
+		ch.fail(key, "queue name %q must not contain spaces or colons", name)
+	}
+}
+
+func (ch *checker) names(key string, names []string) {
+	for _, n := range names {
+		if strings.TrimSpace(n) == "" {
+			ch.fail(key, "names must not be empty")
+			return
+		}
+	}
+}
+
+// hostPort checks a host:port address; needHost refuses ":8080".
+func (ch *checker) hostPort(key, addr string, needHost bool) {
+	if reason := checkHostPort(addr, needHost); reason != "" {
+		ch.fail(key, "%s", reason)
+	}
+}
+
+func checkHostPort(addr string, needHost bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port", addr)
+	}
+	if needHost && host == "" {
+		return fmt.Sprintf("%q has no host", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("%q has an invalid port %q", addr, port)
+	}
+	return ""
+}
+
+// file checks that a file named by key exists, when one is named.
+func (ch *checker) file(key, path string) {
+	if path == "" {
+		return
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		ch.fail(key, "%q does not exist", path)
+	case err != nil:
+		ch.fail(key, "%q cannot be read: %v", path, errors.Unwrap(err))
+	case st.IsDir():
+		ch.fail(key, "%q is a directory, not a file", path)
+	}
+}
+
+func (ch *checker) redisURL(key, raw string, cluster bool) {
+	if reason := checkRedisURL(raw, cluster); reason != "" {
+		ch.fail(key, "%s", reason)
+	}
+}
+
+// checkRedisURL returns why raw is not a usable redis.url, or "". Messages show the
+// URL masked.
+func checkRedisURL(raw string, cluster bool) string {
+	if raw == "" {
+		return ""
+	}
+	shown := maskURL(raw, false)
+	const schemes = "use redis://, rediss://, redis-sentinel:// or redis-socket://"
+	if !strings.Contains(raw, "://") {
+		return fmt.Sprintf("%s is not a URL (%s)", shown, schemes)
+	}
+	u, reason := parseURL(raw)
+	if reason != "" {
+		return fmt.Sprintf("%s is not a valid URL: %s", shown, reason)
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if cluster {
+			if u.Host != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+				return fmt.Sprintf("%s must give only the scheme and credentials (e.g. %s://user:%s@) when redis.cluster_addrs is set", shown, u.Scheme, mask)
+			}
+			return ""
+		}
+		if u.Hostname() == "" {
+			return fmt.Sprintf("%s has no host", shown)
+		}
+		return checkDB(strings.TrimPrefix(u.Path, "/"), shown)
+	case "redis-sentinel":
+		if cluster {
+			return fmt.Sprintf("%s cannot be used with redis.cluster_addrs", shown)
+		}
+		if u.Host == "" {
+			return fmt.Sprintf("%s has no sentinel addresses", shown)
+		}
+		for a := range strings.SplitSeq(u.Host, ",") {
+			if r := checkHostPort(a, true); r != "" {
+				return fmt.Sprintf("sentinel address %s", r)
+			}
+		}
+		if u.Query().Get("master") == "" {
+			return fmt.Sprintf("%s has no master name (add ?master=NAME)", shown)
+		}
+		return checkDB(strings.TrimPrefix(u.Path, "/"), shown)
+	case "redis-socket":
+		if cluster {
+			return fmt.Sprintf("%s cannot be used with redis.cluster_addrs", shown)
+		}
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			return fmt.Sprintf("%s must give an absolute socket path: redis-socket:///path/to/redis.sock", shown)
+		}
+		return checkDB(u.Query().Get("db"), shown)
+	}
+	return fmt.Sprintf("unsupported scheme %q (%s)", u.Scheme, schemes)
+}
+
+// checkDB checks a database number; empty means 0.
+func checkDB(db, shown string) string {
+	if db == "" {
+		return ""
+	}
+	if n, err := strconv.Atoi(db); err != nil || n < 0 {
+		return fmt.Sprintf("database %q in %s is not a number", db, shown)
+	}
+	return ""
+}
+
+// parseURL parses raw, returning why it fails without quoting the URL: url.Parse's
+// errors quote it, password included.
+func parseURL(raw string) (*url.URL, string) {
+	u, err := url.Parse(raw)
+	if err == nil {
+		return u, ""
+	}
+	// Parse again without the user info, so the reason cannot hold the password.
+	if _, err2 := url.Parse(stripUserinfo(raw)); err2 != nil {
+		var ue *url.Error
+		if errors.As(err2, &ue) {
+			return nil, ue.Err.Error()
+		}
+		return nil, "cannot be parsed"
+	}
+	return nil, "the user name or password is malformed (escape special characters with %XX)"
+}
+
+func (ch *checker) webhookURL(key, raw string) {
+	if raw == "" {
+		return
+	}
+	shown := maskURL(raw, true)
+	u, reason := parseURL(raw)
+	switch {
+	case reason != "":
+		ch.fail(key, "%s is not a valid URL: %s", shown, reason)
+	case u.Scheme != "http" && u.Scheme != "https":
+		ch.fail(key, "%s must be an http:// or https:// URL", shown)
+	case u.Host == "":
+		ch.fail(key, "%s has no host", shown)
+	}
+}
+
+// workflow checks one workflow; its retry must be valid once zero fields take the
+// global retry's values.
+func (ch *checker) workflow(name string, w Workflow, global Retry) {
+	prefix := workflowKey(name)
+	if name == "" {
+		ch.fail(prefix, "workflow name must not be empty")
+	}
+	if w.Queue != "" {
+		ch.queueName(prefix+".queue", w.Queue)
+	}
+	if w.Retry.Base < 0 {
+		ch.fail(prefix+".retry.base", "must not be negative (leave it out to inherit retry.base), got %s", formatDuration(w.Retry.Base))
+	}
+	if w.Retry.Max < 0 {
+		ch.fail(prefix+".retry.max", "must not be negative (leave it out to inherit retry.max), got %s", formatDuration(w.Retry.Max))
+	}
+	if w.Retry.MaxAttempts < 0 {
+		ch.fail(prefix+".retry.max_attempts", "must not be negative (leave it out to inherit retry.max_attempts), got %d", w.Retry.MaxAttempts)
+	}
+	eff := w.Retry.inherit(global)
+	if eff.Base <= 0 || eff.Max <= 0 || eff.Max >= eff.Base {
+		return
+	}
+	if w.Retry.Max != 0 {
+		ch.fail(prefix+".retry.max", "%s is less than the workflow's retry base %s", formatDuration(eff.Max), formatDuration(eff.Base))
+	} else {
+		ch.fail(prefix+".retry.base", "%s is greater than retry.max %s, which the workflow inherits", formatDuration(eff.Base), formatDuration(eff.Max))
+	}
+}

@@ -1,0 +1,100 @@
+package handlers
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Config defaults.
+const (
+	// TimeoutDefault is the request timeout used when a payload gives none.
+	TimeoutDefault = 30 * time.Second
+	// MaxTimeoutDefault is the largest timeout a payload may ask for.
+	MaxTimeoutDefault = 10 * time.Minute
+	// MaxResponseBytesDefault is the most response body bytes read (1 MiB).
+	MaxResponseBytesDefault = 1 << 20
+	// MaxRedirects is how many redirects the default client follows; after
+	// that the last 3xx answer is classified like any other status.
+	MaxRedirects = 5
+)
+
+// Config configures the built-in handlers. The zero value is usable.
+type Config struct {
+	// Timeout is the request timeout when the payload gives none; the
+	// step's context may end it sooner. Default TimeoutDefault (30s).
+	Timeout time.Duration
+	// MaxTimeout is the largest timeout a payload may ask for; a larger one
+	// is lowered to it. Default MaxTimeoutDefault (10m).
+	MaxTimeout time.Duration
+	// MaxResponseBytes is the most response body bytes read; a successful
+	// answer with a larger body is a permanent failure.
+	// Default MaxResponseBytesDefault (1 MiB).
+	MaxResponseBytes int64
+	// RedactHeaders are secret header names (case-insensitive) on top of
+	// Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key and
+	// X-Auth-Token. Default none.
+	RedactHeaders []string
+	// RedactFields are secret JSON field and query parameter names
+	// (case-insensitive) on top of token, access_token, refresh_token,
+	// password, secret, api_key, apikey, client_secret and key. Default none.
+	RedactFields []string
+	// Client sends the requests. Default a client with dial and TLS
+	// handshake timeouts of 10s that follows at most MaxRedirects redirects.
+	Client *http.Client
+	// Now is the clock used to turn a Retry-After HTTP date into a delay.
+	// Default time.Now.
+	Now func() time.Time
+}
+
+// Validate reports the first field that is out of range, naming it. Zero
+// values are valid: they take their defaults.
+func (c Config) Validate() error {
+	switch {
+	case c.Timeout < 0:
+		return fmt.Errorf("timeout: must not be negative, got %v", c.Timeout)
+	case c.MaxTimeout < 0:
+		return fmt.Errorf("max_timeout: must not be negative, got %v", c.MaxTimeout)
+	case c.MaxResponseBytes < 0:
+		return fmt.Errorf("max_response_bytes: must not be negative, got %d", c.MaxResponseBytes)
+	}
+	if d := c.withDefaults(); d.Timeout > d.MaxTimeout {
+		return fmt.Errorf("max_timeout: %v is below timeout %v", d.MaxTimeout, d.Timeout)
+	}
+	return nil
+}
+
+// withDefaults fills every zero (or negative) field with its default.
+func (c Config) withDefaults() Config {
+	c.Timeout = cmp.Or(max(c.Timeout, 0), TimeoutDefault)
+	c.MaxTimeout = cmp.Or(max(c.MaxTimeout, 0), MaxTimeoutDefault)
+	c.MaxResponseBytes = cmp.Or(max(c.MaxResponseBytes, 0), MaxResponseBytesDefault)
+	if c.Client == nil {
+		c.Client = defaultClient()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// defaultClient returns a client whose transport bounds dialing and the TLS
+// handshake; the whole request is bounded by its context.
+func defaultClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.MaxIdleConnsPerHost = 16
+	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+// checkRedirect follows at most MaxRedirects redirects and then hands back
+// the last 3xx answer, which Handle classifies as a permanent failure.
+func checkRedirect(_ *http.Request, via []*http.Request) error {
+	if len(via) > MaxRedirects {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}

@@ -1,0 +1,363 @@
+package handlers
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/agentq/agentq/jobs"
+)
+
+// Methods an http.call may use.
+var httpMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions,
+}
+
+// Headers Handle sets unless the payload gives them.
+const (
+	// HeaderIdempotencyKey carries the step's idempotency key to the tool.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// UserAgent is the User-Agent sent with every call.
+	UserAgent = "agentq"
+)
+
+// maxExcerptBytes bounds the response body excerpt in an HTTPError.
+const maxExcerptBytes = 256
+
+// HTTPCallSchema is the JSON Schema (draft 2020-12) of an http.call payload.
+// The URL is checked by HTTPCallArgs.Validate rather than by a pattern, so
+// that a refused URL is quoted with its secrets masked.
+const HTTPCallSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "http.call",
+  "description": "One HTTP request to a tool; the response status decides the outcome.",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["url"],
+  "properties": {
+    "method": {
+      "description": "HTTP method; default GET.",
+      "type": "string",
+      "enum": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    },
+    "url": {
+      "description": "Absolute http or https URL.",
+      "type": "string",
+      "minLength": 1
+    },
+    "headers": {
+      "description": "Request headers by name.",
+      "type": "object",
+      "additionalProperties": {"type": "string"}
+    },
+    "body": {
+      "description": "A string is sent as its text; any other JSON value is sent as JSON."
+    },
+    "timeout": {
+      "description": "Request timeout as a Go duration, e.g. \"10s\"; default and maximum set by the worker.",
+      "type": "string",
+      "minLength": 1
+    },
+    "expect_status": {
+      "description": "Statuses counted as success; default any 2xx.",
+      "type": "array",
+      "items": {"type": "integer", "minimum": 100, "maximum": 599}
+    }
+  }
+}`
+
+// HTTPCallArgs is the payload of an http.call task.
+type HTTPCallArgs struct {
+	// Method is the HTTP method: GET, HEAD, POST, PUT, PATCH, DELETE or
+	// OPTIONS. Default GET.
+	Method string `json:"method,omitempty"`
+	// URL is the absolute http or https URL to call. Required.
+	URL string `json:"url"`
+	// Headers are request headers by name. Idempotency-Key and User-Agent
+	// given here replace the ones agentq sets.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the request body. A JSON string is sent as its text (with
+	// Content-Type text/plain; charset=utf-8 unless given); any other JSON
+	// value is sent as JSON (Content-Type application/json unless given).
+	// JSON null or nothing sends no body.
+	Body json.RawMessage `json:"body,omitempty"`
+	// Timeout is the request timeout as a Go duration, e.g. "10s". Default
+	// the worker's Config.Timeout; bounded by its Config.MaxTimeout.
+	Timeout string `json:"timeout,omitempty"`
+	// ExpectStatus lists the statuses counted as success. Default any 2xx.
+	ExpectStatus []int `json:"expect_status,omitempty"`
+}
+
+// Kind returns jobs.KindHTTPCall.
+func (HTTPCallArgs) Kind() string { return jobs.KindHTTPCall }
+
+// Validate checks the payload beyond its schema. Each error names the field
+// and quotes the bad value, a URL with its secrets masked.
+func (a HTTPCallArgs) Validate() error { return a.validate(defaultRedactor) }
+
+func (a HTTPCallArgs) validate(r *Redactor) error {
+	if a.Method != "" && !slices.Contains(httpMethods, a.Method) {
+		return fmt.Errorf("method: %q is not supported (use one of %s)", a.Method, strings.Join(httpMethods, ", "))
+	}
+	if a.URL == "" {
+		return errors.New("url: is required")
+	}
+	if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("url: must be an absolute http or https URL, got %q", r.URL(a.URL))
+	}
+	seen := make(map[string]string, len(a.Headers))
+	for name, value := range a.Headers {
+		if !validHeaderName(name) {
+			return fmt.Errorf("headers: %q is not a valid header name", name)
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return fmt.Errorf("headers: value of %q contains a line break or NUL", name)
+		}
+		canon := http.CanonicalHeaderKey(name)
+		if other, dup := seen[canon]; dup {
+			return fmt.Errorf("headers: %q and %q name the same header", min(name, other), max(name, other))
+		}
+		seen[canon] = name
+	}
+	if len(a.Body) > 0 && !json.Valid(a.Body) {
+		return errors.New("body: is not valid JSON")
+	}
+	if a.Timeout != "" {
+		d, err := time.ParseDuration(a.Timeout)
+		if err != nil {
+			return fmt.Errorf("timeout: %q is not a duration (use e.g. \"10s\")", a.Timeout)
+		}
+		if d <= 0 {
+			return fmt.Errorf("timeout: must be positive, got %q", a.Timeout)
+		}
+	}
+	for _, code := range a.ExpectStatus {
+		if code < 100 || code > 599 {
+			return fmt.Errorf("expect_status: %d is not an HTTP status", code)
+		}
+	}
+	return nil
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// HTTPCall runs http.call steps: one HTTP request whose answer decides the
+// outcome. A status in ExpectStatus (any 2xx by default) succeeds; 408, 425,
+// 429 and 5xx return a retryable *jobs.HTTPError carrying Retry-After; other
+// statuses return a permanent one.
+//
+// A step may run more than once: a retry after a timeout or a lost
+// connection repeats a request the tool may already have carried out.
+// Running twice safely is the tool's job: every request carries an
+// Idempotency-Key header, the step's idempotency key or else its task id,
+// both stable across attempts, and a tool that honours it answers a repeat
+// without acting twice.
+//
+// Error strings name the method and the URL with secrets masked; they never
+// hold header values. It is safe for concurrent use.
+type HTTPCall struct {
+	cfg    Config
+	redact *Redactor
+}
+
+// NewHTTPCall returns an HTTPCall configured by cfg. Fields that are zero
+// or out of range take their defaults; check cfg with Config.Validate first
+// to refuse them instead.
+func NewHTTPCall(cfg Config) *HTTPCall {
+	cfg = cfg.withDefaults()
+	cfg.Timeout = min(cfg.Timeout, cfg.MaxTimeout)
+	return &HTTPCall{cfg: cfg, redact: NewRedactor(cfg.RedactHeaders, cfg.RedactFields)}
+}
+
+// Redactor returns the redactor the handler masks secrets with.
+func (h *HTTPCall) Redactor() *Redactor { return h.redact }
+
+// Handle sends the request a describes and classifies the answer. It
+// returns nil on an expected status; a permanent error for an invalid
+// payload, an unexpected status below 400, a 4xx other than 408, 425 and
+// 429, or a successful answer larger than Config.MaxResponseBytes; an error
+// wrapping context.DeadlineExceeded when the request times out; and a
+// retryable error otherwise.
+func (h *HTTPCall) Handle(ctx context.Context, s *jobs.Step, a HTTPCallArgs) error {
+	if err := a.validate(h.redact); err != nil {
+		return jobs.Permanent(fmt.Errorf("%s: %w", jobs.KindHTTPCall, err))
+	}
+	method := cmp.Or(a.Method, http.MethodGet)
+	call := &callError{op: method + " " + h.redact.URL(a.URL)}
+
+	timeout := h.cfg.Timeout
+	if a.Timeout != "" {
+		d, _ := time.ParseDuration(a.Timeout) // checked by validate
+		timeout = min(d, h.cfg.MaxTimeout)
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	body, contentType := requestBody(a.Body)
+	req, err := http.NewRequestWithContext(reqCtx, method, a.URL, body)
+	if err != nil {
+		// The error quotes the raw URL, so it is not kept.
+		return jobs.Permanent(call.with("cannot build the request", nil))
+	}
+	for name, value := range a.Headers {
+		if http.CanonicalHeaderKey(name) == "Host" {
+			req.Host = value
+			continue
+		}
+		req.Header.Set(name, value)
+	}
+	if key := idempotencyKey(s); key != "" && req.Header.Get(HeaderIdempotencyKey) == "" {
+		req.Header.Set(HeaderIdempotencyKey, key)
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", UserAgent)
+	}
+	if contentType != "" && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+
+	resp, err := h.cfg.Client.Do(req)
+	if err != nil {
+		return h.transportError(ctx, reqCtx, call, timeout, err)
+	}
+	defer resp.Body.Close()
+
+	limit := h.cfg.MaxResponseBytes
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if h.expected(a.ExpectStatus, resp.StatusCode) {
+		if readErr != nil {
+			return h.transportError(ctx, reqCtx, call, timeout, readErr)
+		}
+		if int64(len(data)) > limit {
+			return jobs.Permanent(call.with(fmt.Sprintf(
+				"response body is larger than %d bytes (raise http.max_response_bytes to accept it)", limit), nil))
+		}
+		return nil
+	}
+	// An unexpected status decides the outcome; a body too large or cut
+	// short only shortens the excerpt.
+	he := &jobs.HTTPError{Status: resp.StatusCode, Body: h.excerpt(data[:min(int64(len(data)), limit)])}
+	if d, ok := jobs.ParseRetryAfter(resp.Header.Get("Retry-After"), h.cfg.Now()); ok {
+		he.RetryAfter = d
+	}
+	err = call.with(he.Error(), he)
+	if resp.StatusCode < 400 || jobs.ClassifyHTTPStatus(resp.StatusCode) == jobs.ClassPermanent {
+		return jobs.Permanent(err)
+	}
+	return err
+}
+
+// idempotencyKey returns the step's idempotency key, else its task id; both
+// are stable across attempts.
+func idempotencyKey(s *jobs.Step) string {
+	if s == nil {
+		return ""
+	}
+	return cmp.Or(s.Key, s.TaskID)
+}
+
+// expected reports whether code counts as success.
+func (h *HTTPCall) expected(want []int, code int) bool {
+	if len(want) == 0 {
+		return code >= 200 && code <= 299
+	}
+	return slices.Contains(want, code)
+}
+
+// requestBody returns the body to send and its default Content-Type.
+func requestBody(raw json.RawMessage) (io.Reader, string) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, ""
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			return strings.NewReader(s), "text/plain; charset=utf-8"
+		}
+	}
+	return bytes.NewReader(raw), "application/json"
+}
+
+// transportError turns a failure to get or read an answer into an outcome:
+// a timeout wraps context.DeadlineExceeded (jobs.ClassTimeout), anything
+// else stays retryable. The message is rebuilt from the redacted URL, since
+// *url.Error quotes the raw one.
+func (h *HTTPCall) transportError(parent, reqCtx context.Context, call *callError, timeout time.Duration, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	switch {
+	case parent.Err() != nil && !errors.Is(parent.Err(), context.DeadlineExceeded):
+		return call.with("canceled: "+parent.Err().Error(), parent.Err())
+	case parent.Err() != nil:
+		return call.with("step deadline exceeded", context.DeadlineExceeded)
+	case reqCtx.Err() != nil:
+		return call.with(fmt.Sprintf("no answer within the %v timeout", timeout), context.DeadlineExceeded)
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		// A deadline of the client or its transport, not ours.
+		return call.with("timed out: "+h.redact.Text(err.Error()), context.DeadlineExceeded)
+	}
+	return call.with(h.redact.Text(err.Error()), err)
+}
+
+// excerpt returns at most maxExcerptBytes of body on one line, secrets
+// masked before it is cut, so that a cut cannot expose half a secret.
+func (h *HTTPCall) excerpt(body []byte) string {
+	s := h.redact.Text(strings.ToValidUTF8(string(body), "\uFFFD"))
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= maxExcerptBytes {
+		return s
+	}
+	const ellipsis = "..."
+	cut := maxExcerptBytes - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// callError is a failed call: the operation ("GET https://host/p?key=****"),
+// a message with secrets masked, and the cause for errors.Is and errors.As.
+type callError struct {
+	op  string
+	msg string
+	err error
+}
+
+// with returns a copy of c with msg and cause set.
+func (c *callError) with(msg string, cause error) *callError {
+	return &callError{op: c.op, msg: msg, err: cause}
+}
+
+func (c *callError) Error() string { return c.op + ": " + c.msg }
+func (c *callError) Unwrap() error { return c.err }

@@ -1,0 +1,471 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentq/agentq/jobs"
+)
+
+// testNow is the injected clock of every test handler.
+var testNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+type testBundle struct {
+	srv  *httptest.Server
+	call *HTTPCall
+	// last holds the last request the server saw, body read into lastBody.
+	last     atomic.Pointer[http.Request]
+	lastBody atomic.Pointer[string]
+	hits     atomic.Int32
+}
+
+// setup starts a loopback server answering with fn and returns a handler
+// configured by cfg (Now defaults to testNow).
+func setup(t *testing.T, cfg Config, fn http.HandlerFunc) *testBundle {
+	t.Helper()
+	b := &testBundle{}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		s := string(body)
+		b.lastBody.Store(&s)
+		b.last.Store(r.Clone(context.Background()))
+		fn(w, r)
+	}))
+	t.Cleanup(b.srv.Close)
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return testNow }
+	}
+	b.call = NewHTTPCall(cfg)
+	return b
+}
+
+func status(code int, headers ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i+1 < len(headers); i += 2 {
+			w.Header().Set(headers[i], headers[i+1])
+		}
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, http.StatusText(code))
+	}
+}
+
+func step() *jobs.Step {
+	return &jobs.Step{TaskID: "task-1", Kind: jobs.KindHTTPCall, Attempt: 1, MaxAttempts: 3}
+}
+
+func TestHandleStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		code      int
+		headers   []string
+		expect    []int
+		wantClass jobs.Class
+		wantRetry time.Duration
+	}{
+		{name: "200", code: 200, wantClass: jobs.ClassNone},
+		{name: "204", code: 204, wantClass: jobs.ClassNone},
+		{name: "201 expected", code: 201, expect: []int{201}, wantClass: jobs.ClassNone},
+		{name: "404 expected", code: 404, expect: []int{200, 404}, wantClass: jobs.ClassNone},
+		{name: "200 not in expect_status", code: 200, expect: []int{201}, wantClass: jobs.ClassPermanent},
+		{name: "304 not expected", code: 304, wantClass: jobs.ClassPermanent},
+		{name: "400", code: 400, wantClass: jobs.ClassPermanent},
+		{name: "404", code: 404, wantClass: jobs.ClassPermanent},
+		{name: "408", code: 408, wantClass: jobs.ClassRetryable},
+		{name: "425", code: 425, wantClass: jobs.ClassRetryable},
+		{name: "429", code: 429, wantClass: jobs.ClassRateLimited},
+		{name: "500", code: 500, wantClass: jobs.ClassRetryable},
+		{name: "503", code: 503, wantClass: jobs.ClassRetryable},
+		{name: "503 expected is still retried", code: 503, expect: []int{200}, wantClass: jobs.ClassRetryable},
+		{name: "429 Retry-After seconds", code: 429, headers: []string{"Retry-After", "7"},
+			wantClass: jobs.ClassRateLimited, wantRetry: 7 * time.Second},
+		{name: "429 Retry-After date", code: 429,
+			headers:   []string{"Retry-After", testNow.Add(90 * time.Second).Format(http.TimeFormat)},
+			wantClass: jobs.ClassRateLimited, wantRetry: 90 * time.Second},
+		{name: "503 Retry-After seconds", code: 503, headers: []string{"Retry-After", "120"},
+			wantClass: jobs.ClassRetryable, wantRetry: 2 * time.Minute},
+		{name: "429 Retry-After garbage", code: 429, headers: []string{"Retry-After", "soon"},
+			wantClass: jobs.ClassRateLimited},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, Config{}, status(tt.code, tt.headers...))
+			err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL + "/x", ExpectStatus: tt.expect})
+			if got := jobs.Classify(err); got != tt.wantClass {
+				t.Fatalf("Classify = %q, want %q (err: %v)", got, tt.wantClass, err)
+			}
+			if tt.wantClass == jobs.ClassNone {
+				return
+			}
+			var he *jobs.HTTPError
+			if !errors.As(err, &he) {
+				t.Fatalf("err %v is not a *jobs.HTTPError", err)
+			}
+			if he.Status != tt.code {
+				t.Errorf("Status = %d, want %d", he.Status, tt.code)
+			}
+			if he.RetryAfter != tt.wantRetry {
+				t.Errorf("RetryAfter = %v, want %v", he.RetryAfter, tt.wantRetry)
+			}
+			if d, _ := jobs.RequestedDelay(err); d != tt.wantRetry {
+				t.Errorf("RequestedDelay = %v, want %v", d, tt.wantRetry)
+			}
+			if want := "GET " + b.srv.URL + "/x: http " + itoa(tt.code); !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("err = %q, want prefix %q", err, want)
+			}
+			if tt.code != http.StatusNotModified && !strings.Contains(he.Body, http.StatusText(tt.code)) {
+				t.Errorf("Body = %q, want the response text", he.Body)
+			}
+		})
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestHandleRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		step      *jobs.Step
+		args      HTTPCallArgs
+		wantMeth  string
+		wantKey   string
+		wantUA    string
+		wantCT    string
+		wantBody  string
+		wantExtra map[string]string
+	}{
+		{name: "key from step", step: &jobs.Step{TaskID: "t1", Key: "k1"},
+			wantMeth: "GET", wantKey: "k1", wantUA: "agentq"},
+		{name: "key falls back to task id", step: &jobs.Step{TaskID: "t1"},
+			wantMeth: "GET", wantKey: "t1", wantUA: "agentq"},
+		{name: "payload key and agent win", step: &jobs.Step{TaskID: "t1", Key: "k1"},
+			args:     HTTPCallArgs{Headers: map[string]string{"idempotency-key": "mine", "user-agent": "bot/1"}},
+			wantMeth: "GET", wantKey: "mine", wantUA: "bot/1"},
+		{name: "string body sent as text", step: step(),
+			args:     HTTPCallArgs{Method: "POST", Body: json.RawMessage(`"hello \"world\""`)},
+			wantMeth: "POST", wantKey: "task-1", wantUA: "agentq",
+			wantCT: "text/plain; charset=utf-8", wantBody: `hello "world"`},
+		{name: "object body sent as JSON", step: step(),
+			args:     HTTPCallArgs{Method: "PUT", Body: json.RawMessage(`{"a": [1, 2]}`)},
+			wantMeth: "PUT", wantKey: "task-1", wantUA: "agentq",
+			wantCT: "application/json", wantBody: `{"a": [1, 2]}`},
+		{name: "number body sent as JSON", step: step(),
+			args:     HTTPCallArgs{Method: "PATCH", Body: json.RawMessage(`42`)},
+			wantMeth: "PATCH", wantKey: "task-1", wantUA: "agentq", wantCT: "application/json", wantBody: `42`},
+		{name: "given content type kept", step: step(),
+			args: HTTPCallArgs{Method: "POST", Body: json.RawMessage(`"a=1&b=2"`),
+				Headers: map[string]string{"content-type": "application/x-www-form-urlencoded", "X-Trace": "abc"}},
+			wantMeth: "POST", wantKey: "task-1", wantUA: "agentq",
+			wantCT: "application/x-www-form-urlencoded", wantBody: "a=1&b=2", wantExtra: map[string]string{"X-Trace": "abc"}},
+		{name: "null body sends none", step: step(),
+			args:     HTTPCallArgs{Method: "DELETE", Body: json.RawMessage(`null`)},
+			wantMeth: "DELETE", wantKey: "task-1", wantUA: "agentq"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, Config{}, status(200))
+			tt.args.URL = b.srv.URL
+			if err := b.call.Handle(t.Context(), tt.step, tt.args); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			r, body := b.last.Load(), *b.lastBody.Load()
+			checks := map[string][2]string{
+				"method":          {r.Method, tt.wantMeth},
+				"Idempotency-Key": {r.Header.Get("Idempotency-Key"), tt.wantKey},
+				"User-Agent":      {r.Header.Get("User-Agent"), tt.wantUA},
+				"Content-Type":    {r.Header.Get("Content-Type"), tt.wantCT},
+				"body":            {body, tt.wantBody},
+			}
+			for k, v := range tt.wantExtra {
+				checks[k] = [2]string{r.Header.Get(k), v}
+			}
+			for name, c := range checks {
+				if c[0] != c[1] {
+					t.Errorf("%s = %q, want %q", name, c[0], c[1])
+				}
+			}
+		})
+	}
+}
+
+func TestHandleResponseLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		code      int
+		size      int
+		wantClass jobs.Class
+	}{
+		{name: "at the limit", code: 200, size: 16, wantClass: jobs.ClassNone},
+		{name: "over the limit", code: 200, size: 17, wantClass: jobs.ClassPermanent},
+		{name: "over the limit on a 503 stays retryable", code: 503, size: 1000, wantClass: jobs.ClassRetryable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, Config{MaxResponseBytes: 16}, func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.code)
+				_, _ = io.WriteString(w, strings.Repeat("x", tt.size))
+			})
+			err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL})
+			if got := jobs.Classify(err); got != tt.wantClass {
+				t.Fatalf("Classify = %q, want %q (err: %v)", got, tt.wantClass, err)
+			}
+			if tt.wantClass == jobs.ClassPermanent {
+				for _, want := range []string{"16 bytes", "http.max_response_bytes"} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("err = %q, want it to mention %q", err, want)
+					}
+				}
+			}
+			var he *jobs.HTTPError
+			if errors.As(err, &he) && len(he.Body) > 16 {
+				t.Errorf("excerpt is %d bytes, more than the %d read", len(he.Body), 16)
+			}
+		})
+	}
+}
+
+func TestHandleExcerpt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(500)
+		_, _ = io.WriteString(w, "line one\n\tline two "+strings.Repeat("é", 400))
+	})
+	err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL})
+	var he *jobs.HTTPError
+	if !errors.As(err, &he) {
+		t.Fatalf("err %v is not a *jobs.HTTPError", err)
+	}
+	if len(he.Body) > maxExcerptBytes {
+		t.Errorf("excerpt is %d bytes, want at most %d", len(he.Body), maxExcerptBytes)
+	}
+	if !strings.HasPrefix(he.Body, "line one line two é") || !strings.HasSuffix(he.Body, "é...") {
+		t.Errorf("excerpt = %q, want one line cut at a rune with ...", he.Body)
+	}
+}
+
+func TestHandleRedirects(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/again", http.StatusFound)
+	})
+	err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL})
+	if got := jobs.Classify(err); got != jobs.ClassPermanent {
+		t.Fatalf("Classify = %q, want permanent (err: %v)", got, err)
+	}
+	if got, want := b.hits.Load(), int32(MaxRedirects+1); got != want {
+		t.Errorf("server saw %d requests, want %d", got, want)
+	}
+}
+
+// setupBlocking is setup with a server that answers only when the client
+// goes away or the test ends.
+func setupBlocking(t *testing.T, cfg Config) *testBundle {
+	t.Helper()
+	release := make(chan struct{})
+	b := setup(t, cfg, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's Close
+	return b
+}
+
+func TestHandleTimeout(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+		args HTTPCallArgs
+	}{
+		{name: "config timeout", cfg: Config{Timeout: 50 * time.Millisecond}},
+		{name: "payload timeout", args: HTTPCallArgs{Timeout: "50ms"}},
+		{name: "payload timeout bounded by max", cfg: Config{Timeout: 10 * time.Millisecond, MaxTimeout: 50 * time.Millisecond},
+			args: HTTPCallArgs{Timeout: "1h"}},
+		{name: "client timeout", cfg: Config{Client: &http.Client{Timeout: 50 * time.Millisecond}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupBlocking(t, tt.cfg)
+			tt.args.URL = b.srv.URL + "/slow?token=SECRET"
+			start := time.Now()
+			err := b.call.Handle(t.Context(), step(), tt.args)
+			if got := jobs.Classify(err); got != jobs.ClassTimeout {
+				t.Fatalf("Classify = %q, want timeout (err: %v)", got, err)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err %v does not wrap context.DeadlineExceeded", err)
+			}
+			if elapsed := time.Since(start); elapsed > 5*time.Second {
+				t.Errorf("took %v, the timeout was not applied", elapsed)
+			}
+			want := "GET " + b.srv.URL + "/slow?token=****: "
+			if !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("err = %q, want prefix %q", err, want)
+			}
+		})
+	}
+}
+
+func TestHandleContextEnds(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		ctx       func(t *testing.T) context.Context
+		wantClass jobs.Class
+		wantIs    error
+	}{
+		{name: "step deadline", wantClass: jobs.ClassTimeout, wantIs: context.DeadlineExceeded,
+			ctx: func(t *testing.T) context.Context {
+				ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+				t.Cleanup(cancel)
+				return ctx
+			}},
+		{name: "step canceled", wantClass: jobs.ClassRetryable, wantIs: context.Canceled,
+			ctx: func(t *testing.T) context.Context {
+				ctx, cancel := context.WithCancel(t.Context())
+				time.AfterFunc(50*time.Millisecond, cancel)
+				t.Cleanup(cancel)
+				return ctx
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupBlocking(t, Config{})
+			err := b.call.Handle(tt.ctx(t), step(), HTTPCallArgs{URL: b.srv.URL})
+			if got := jobs.Classify(err); got != tt.wantClass {
+				t.Fatalf("Classify = %q, want %q (err: %v)", got, tt.wantClass, err)
+			}
+			if !errors.Is(err, tt.wantIs) {
+				t.Errorf("err %v does not wrap %v", err, tt.wantIs)
+			}
+		})
+	}
+}
+
+// refusedURL returns a loopback URL nothing listens on.
+func refusedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr
+}
+
+func TestHandleConnectionRefused(t *testing.T) {
+	t.Parallel()
+	h := NewHTTPCall(Config{})
+	u := refusedURL(t)
+	err := h.Handle(t.Context(), step(), HTTPCallArgs{Method: "POST", URL: u + "/x?api_key=SECRET"})
+	if got := jobs.Classify(err); got != jobs.ClassRetryable {
+		t.Fatalf("Classify = %q, want retryable (err: %v)", got, err)
+	}
+	var pe *jobs.PermanentError
+	if errors.As(err, &pe) {
+		t.Fatalf("err %v is permanent", err)
+	}
+	if want := "POST " + u + "/x?api_key=****: "; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("err = %q, want prefix %q", err, want)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		t.Errorf("err %v does not keep the *net.OpError", err)
+	}
+}
+
+func TestHandleInvalidArgs(t *testing.T) {
+	t.Parallel()
+	h := NewHTTPCall(Config{RedactFields: []string{"sig"}})
+	err := h.Handle(t.Context(), step(), HTTPCallArgs{URL: "ftp://host/f?sig=SECRET"})
+	if got := jobs.Classify(err); got != jobs.ClassPermanent {
+		t.Fatalf("Classify = %q, want permanent (err: %v)", got, err)
+	}
+	if want := `http.call: url: must be an absolute http or https URL, got "ftp://host/f?sig=****"`; err.Error() != want {
+		t.Errorf("err = %q, want %q", err, want)
+	}
+}
+
+func TestHandleSecretsStayOut(t *testing.T) {
+	t.Parallel()
+	const secret = "SECRET"
+	args := func(base string) HTTPCallArgs {
+		u := strings.Replace(base, "http://", "http://user:"+secret+"pw@", 1)
+		return HTTPCallArgs{
+			Method: "POST",
+			URL:    u + "/v1/run?api_key=" + secret + "-q&mode=fast#access_token=" + secret + "-f",
+			Headers: map[string]string{
+				"Authorization": "Bearer " + secret + "-auth",
+				"X-Custom":      secret + "-custom-header",
+			},
+			Body: json.RawMessage(`{"password":"` + secret + `-req"}`),
+		}
+	}
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(500)
+		_, _ = io.WriteString(w, `{"error":"boom","password":"`+secret+`-body","echo":"Authorization: Bearer `+
+			secret+`-auth","form":"client_secret=`+secret+`-form&x=1"}`)
+	}
+	tests := []struct {
+		name      string
+		handler   http.HandlerFunc // nil: nothing listens
+		cfg       Config
+		wantClass jobs.Class
+	}{
+		{name: "500 echoing secrets", handler: echo, wantClass: jobs.ClassRetryable},
+		{name: "timeout", handler: nil, cfg: Config{Timeout: 50 * time.Millisecond}, wantClass: jobs.ClassTimeout},
+		{name: "connection refused", wantClass: jobs.ClassRetryable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var base string
+			var h *HTTPCall
+			switch {
+			case tt.wantClass == jobs.ClassTimeout:
+				b := setupBlocking(t, tt.cfg)
+				base, h = b.srv.URL, b.call
+			case tt.handler != nil:
+				b := setup(t, tt.cfg, tt.handler)
+				base, h = b.srv.URL, b.call
+			default:
+				base, h = refusedURL(t), NewHTTPCall(tt.cfg)
+			}
+			err := h.Handle(t.Context(), step(), args(base))
+			if got := jobs.Classify(err); got != tt.wantClass {
+				t.Fatalf("Classify = %q, want %q (err: %v)", got, tt.wantClass, err)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, secret) {
+				t.Errorf("err leaks a secret: %q", msg)
+			}
+			for _, want := range []string{"POST http://user:****@", "api_key=****", "mode=fast"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("err = %q, want it to contain %q", msg, want)
+				}
+			}
+		})
+	}
+}
