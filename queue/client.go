@@ -395,3 +395,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Check runs every validation of an enqueue without Redis: kind, payload
+// size, JSON, schema, options and workflow. It is what Enqueue checks first.
+func Check(reg *Registry, cfg ClientConfig, kind string, payload []byte, o EnqueueOptions) error {
+	c := &Client{reg: reg, cfg: cfg.withDefaults()}
+	if err := c.cfg.validate(); err != nil {
+		return err
+	}
+	_, err := c.prepare(kind, payload, o)
+	return err
+}

@@ -336,7 +336,7 @@ func (w *Worker) logAttempt(next jobs.Handler) jobs.Handler {
 		if outcome == OutcomeRetry || outcome == OutcomeSnooze {
 			oe := w.toAsynq(s, err).(*outcomeError)
 			if ev.Enabled() {
-				ev = ev.Dur("retry_in", oe.delay)
+				ev = ev.Int64("retry_in_ms", oe.delay.Milliseconds())
 			}
 			ev.Msg("attempt")
 			return oe

@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/agentq/agentq/config"
+	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/dashboard"
+	"github.com/agentq/agentq/internal/logging"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
+)
+
+// app is the wiring of one command: the effective config turned into the
+// components' own Config structs.
+type app struct {
+	cfg config.Config
+	log zerolog.Logger
+	reg *queue.Registry
+	m   *Main
+}
+
+func (m *Main) newApp(cfg config.Config, logTo io.Writer) (*app, error) {
+	log, err := logging.New(logTo, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, reg: queue.NewRegistry(), m: m}
+	if err := handlers.Register(a.reg, a.handlersConfig()); err != nil {
+		return nil, err
+	}
+	if m.Register != nil {
+		if err := m.Register(a.reg); err != nil {
+			return nil, fmt.Errorf("register custom kinds: %w", err)
+		}
+	}
+	return a, nil
+}
+
+func (a *app) handlersConfig() handlers.Config {
+	return handlers.Config{
+		Timeout:          a.cfg.HTTP.Timeout,
+		MaxResponseBytes: a.cfg.HTTP.MaxResponseBytes,
+		RedactHeaders:    a.cfg.HTTP.RedactHeaders,
+		RedactFields:     a.cfg.HTTP.RedactFields,
+	}
+}
+
+func (a *app) redisConfig() queue.RedisConfig {
+	r := a.cfg.Redis
+	return queue.RedisConfig{
+		URL: r.URL, Username: r.Username, Password: r.Password, ClusterAddrs: r.ClusterAddrs,
+		TLSEnabled: r.TLS.Enabled, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile,
+		ServerName: r.TLS.ServerName, InsecureSkipVerify: r.TLS.InsecureSkipVerify,
+		DialTimeout: r.DialTimeout, ReadTimeout: r.ReadTimeout, WriteTimeout: r.WriteTimeout, PoolSize: r.PoolSize,
+	}
+}
+
+// connect pings Redis and fails with a clear, password-free message.
+func (a *app) connect(ctx context.Context) (redis.UniversalClient, error) {
+	return a.redisConfig().Connect(ctx, 5*time.Second)
+}
+
+func retryPolicy(r config.Retry) jobs.RetryPolicy {
+	return jobs.RetryPolicy{MaxAttempts: r.MaxAttempts, Base: r.Base, Max: r.Max}
+}
+
+func (a *app) workflows() map[string]queue.Workflow {
+	out := make(map[string]queue.Workflow, len(a.cfg.Workflows))
+	for name, wf := range a.cfg.Workflows {
+		out[name] = queue.Workflow{Queue: wf.Queue, Retry: retryPolicy(wf.Retry)}
+	}
+	return out
+}
+
+func (a *app) clientConfig() queue.ClientConfig {
+	return queue.ClientConfig{
+		DedupeWindow:    a.cfg.Enqueue.DedupeWindow,
+		MaxPayloadBytes: a.cfg.Enqueue.MaxPayloadBytes,
+		Queue:           a.cfg.Enqueue.Queue,
+		Retry:           retryPolicy(a.cfg.Retry),
+		Workflows:       a.workflows(),
+	}
+}
+
+func (a *app) client(rdb redis.UniversalClient) (*queue.Client, error) {
+	return queue.NewClient(rdb, a.reg, a.clientConfig())
+}
+
+func (a *app) workerConfig() queue.WorkerConfig {
+	w := a.cfg.Worker
+	queues := w.Queues
+	// A worker also serves the queues of configured workflows unless the
+	// queues were given explicitly.
+	if len(queues) == 0 {
+		queues = map[string]int{a.cfg.Enqueue.Queue: 1}
+	}
+	log := a.log
+	return queue.WorkerConfig{
+		Concurrency:          w.Concurrency,
+		Queues:               queues,
+		StrictPriority:       w.StrictPriority,
+		PollInterval:         w.PollInterval,
+		DelayedCheckInterval: w.DelayedCheckInterval,
+		ShutdownTimeout:      w.ShutdownTimeout,
+		Retry:                retryPolicy(a.cfg.Retry),
+		Workflows:            a.workflows(),
+		Logger:               &log,
+		Middleware:           a.m.Middleware,
+	}
+}
+
+func (a *app) dashboardConfig() dashboard.Config {
+	d := a.cfg.Dashboard
+	return dashboard.Config{
+		Addr: d.Addr, ReadOnly: d.ReadOnly,
+		BasicAuthUser: d.BasicAuthUser, BasicAuthPassword: d.BasicAuthPassword, BearerToken: d.BearerToken,
+	}
+}

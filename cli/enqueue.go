@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/agentq/agentq/internal/logging"
+	"github.com/agentq/agentq/queue"
+)
+
+type enqueueFlags struct {
+	payload, batch, queue, workflow, runID, key string
+	maxRetry                                    int
+	timeout, in, retryBase, retryMax            time.Duration
+	asJSON                                      bool
+}
+
+func (m *Main) enqueueCommand(rf *rootFlags) *cobra.Command {
+	f := &enqueueFlags{}
+	cmd := &cobra.Command{
+		Use:   "enqueue KIND --payload JSON|@FILE|- [flags] | enqueue --batch FILE.jsonl|-",
+		Short: "Validate and enqueue a task (or a JSONL batch)",
+		Long: `Validate a payload against its kind and enqueue it. Bad input is refused before
+anything reaches Redis. With --key, the task is enqueued at most once per key
+within the dedupe window (enqueue.dedupe_window, default 24h); a duplicate is
+reported with the id of the task it duplicates and exits 0.
+
+--batch reads one task per line:
+  {"kind":"http.call","payload":{...},"key":"...","queue":"...","workflow":"...",
+   "run_id":"...","max_retry":3,"timeout":"30s","in":"1m"}
+Exit codes: 0 all accepted, 1 runtime error, 2 bad input, 3 some batch lines rejected.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return m.runEnqueue(cmd, rf, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.payload, "payload", "", "JSON payload, @FILE, or - for stdin")
+	fl.StringVar(&f.batch, "batch", "", "JSONL file (or -) with one task per line")
+	fl.StringVar(&f.queue, "queue", "", "queue (default: the workflow's, else enqueue.queue)")
+	fl.StringVar(&f.workflow, "workflow", "", "configured workflow the task belongs to")
+	fl.StringVar(&f.runID, "run", "", "run id grouping the steps of one run")
+	fl.StringVar(&f.key, "key", "", "idempotency key")
+	fl.IntVar(&f.maxRetry, "max-retry", -1, "retries after the first attempt (default: the policy's max_attempts-1)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "timeout of one attempt, e.g. 30s")
+	fl.DurationVar(&f.in, "in", 0, "delay before the first attempt, e.g. 5m")
+	fl.DurationVar(&f.retryBase, "retry-base", 0, "backoff base for this task")
+	fl.DurationVar(&f.retryMax, "retry-max", 0, "backoff cap for this task")
+	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, args []string) error {
+	if f.batch != "" {
+		if len(args) > 0 || f.payload != "" {
+			return usagef("--batch takes its kinds and payloads from the file: give no KIND and no --payload")
+		}
+		for _, name := range []string{"key", "queue", "workflow", "run", "max-retry", "timeout", "in", "retry-base", "retry-max"} {
+			if cmd.Flags().Changed(name) {
+				return usagef("--%s does not apply to --batch: set it per line", name)
+			}
+		}
+	} else {
+		if len(args) != 1 {
+			return usagef("enqueue needs exactly one KIND (or --batch FILE), got %d arguments", len(args))
+		}
+		if !cmd.Flags().Changed("payload") {
+			return usagef("--payload is required (JSON, @FILE or -)")
+		}
+	}
+	if cmd.Flags().Changed("max-retry") && f.maxRetry < 0 {
+		return usagef("--max-retry must not be negative, got %d", f.maxRetry)
+	}
+	cfg, err := m.load(cmd, rf)
+	if err != nil {
+		return err
+	}
+	a, err := m.newApp(cfg, m.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if f.batch != "" {
+		return m.enqueueBatch(ctx, a, f)
+	}
+	payload, err := m.readPayload(f.payload)
+	if err != nil {
+		return err
+	}
+	kind := args[0]
+	o := queue.EnqueueOptions{
+		Queue: f.queue, Workflow: f.workflow, RunID: f.runID, Key: f.key,
+		Timeout: f.timeout, In: f.in, RetryBase: f.retryBase, RetryMax: f.retryMax,
+	}
+	if f.maxRetry >= 0 {
+		o.MaxAttempts = f.maxRetry + 1
+	}
+	// Validate before connecting, so bad input is refused even when Redis
+	// is down, and nothing is half-written.
+	if err := validateOnly(a, kind, payload, o); err != nil {
+		return usageError{err}
+	}
+	rdb, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	c, err := a.client(rdb)
+	if err != nil {
+		return err
+	}
+	res, err := c.Enqueue(ctx, kind, payload, o)
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		return writeJSON(m.Stdout, res)
+	}
+	fmt.Fprintln(m.Stdout, res.ID)
+	if res.Duplicate {
+		fmt.Fprintf(m.Stderr, "duplicate: key %q was already enqueued as task %s within the dedupe window; nothing new was enqueued\n", res.Key, res.ID)
+	}
+	return nil
+}
+
+// validateOnly runs every check of an enqueue without Redis.
+func validateOnly(a *app, kind string, payload []byte, o queue.EnqueueOptions) error {
+	return queue.Check(a.reg, a.clientConfig(), kind, payload, o)
+}
+
+func (m *Main) readPayload(spec string) ([]byte, error) {
+	switch {
+	case spec == "-":
+		b, err := io.ReadAll(m.Stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read payload from stdin: %w", err)
+		}
+		return b, nil
+	case strings.HasPrefix(spec, "@"):
+		b, err := os.ReadFile(spec[1:])
+		if err != nil {
+			return nil, usagef("--payload %s: %v", spec, err)
+		}
+		return b, nil
+	}
+	return []byte(spec), nil
+}
+
+func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error {
+	var r io.Reader = m.Stdin
+	size := int64(-1)
+	if f.batch != "-" {
+		file, err := os.Open(f.batch)
+		if err != nil {
+			return usagef("--batch: %v", err)
+		}
+		defer file.Close()
+		if st, err := file.Stat(); err == nil {
+			size = st.Size()
+		}
+		r = file
+	}
+	rdb, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	c, err := a.client(rdb)
+	if err != nil {
+		return err
+	}
+	var bar *progressbar.ProgressBar
+	if logging.IsTerminal(m.Stderr) && !f.asJSON {
+		bar = progressbar.NewOptions64(size,
+			progressbar.OptionSetWriter(m.Stderr), progressbar.OptionSetDescription("enqueue"),
+			progressbar.OptionShowBytes(true), progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish())
+		pr := progressbar.NewReader(r, bar)
+		r = &pr
+	}
+	sum, runErr := c.EnqueueBatch(ctx, r, nil)
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if f.asJSON {
+		out := struct {
+			queue.BatchSummary
+			Error string `json:"error,omitempty"`
+		}{BatchSummary: sum}
+		if sum.Rejected == nil {
+			out.Rejected = []queue.Rejection{}
+		}
+		if runErr != nil {
+			out.Error = runErr.Error()
+		}
+		if err := writeJSON(m.Stdout, out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(m.Stdout, "lines: %d  enqueued: %d  duplicates: %d  rejected: %d\n", sum.Lines, sum.Enqueued, sum.Duplicates, len(sum.Rejected))
+		for _, rj := range sum.Rejected {
+			fmt.Fprintf(m.Stdout, "  line %d: %s\n", rj.Line, rj.Error)
+		}
+	}
+	switch {
+	case runErr != nil:
+		return runErr
+	case len(sum.Rejected) > 0:
+		return partialError{fmt.Sprintf("%d of %d lines rejected (see above); the others were enqueued", len(sum.Rejected), sum.Lines)}
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

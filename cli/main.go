@@ -1,0 +1,188 @@
+// Package cli is the agentq command line as a Go API: Main runs the same
+// commands as the agentq binary, so a Go user can build their own binary
+// with extra task kinds (Register) and middleware (Middleware).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentq/agentq/config"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
+)
+
+// Exit codes.
+const (
+	// ExitOK means the command did what was asked.
+	ExitOK = 0
+	// ExitError is a runtime failure: Redis unreachable, a server error.
+	ExitError = 1
+	// ExitUsage is bad input: flags, arguments, config, payload.
+	ExitUsage = 2
+	// ExitPartial means a batch enqueued some lines and rejected others.
+	ExitPartial = 3
+)
+
+// Main runs agentq commands.
+type Main struct {
+	// Stdin, Stdout and Stderr default to the process's.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Environ is the environment read for AGENTQ_* settings; nil means
+	// os.Environ().
+	Environ []string
+	// Register adds custom task kinds next to the built-ins; optional.
+	Register func(reg *queue.Registry) error
+	// Middleware wraps every step after the built-ins; optional.
+	Middleware []jobs.Middleware
+}
+
+// usageError marks errors that are the caller's input.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// partialError marks a batch that rejected some lines.
+type partialError struct{ msg string }
+
+func (e partialError) Error() string { return e.msg }
+
+// Run runs the command in args (without the program name) and returns the
+// process exit code. Errors are printed once, to Stderr.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	if m.Stdin == nil {
+		m.Stdin = os.Stdin
+	}
+	if m.Stdout == nil {
+		m.Stdout = os.Stdout
+	}
+	if m.Stderr == nil {
+		m.Stderr = os.Stderr
+	}
+	root := m.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(m.Stdin)
+	root.SetOut(m.Stdout)
+	root.SetErr(m.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(m.Stderr, "agentq: "+err.Error())
+	var ue usageError
+	var pe partialError
+	var fe *config.FieldError
+	switch {
+	case errors.As(err, &pe):
+		return ExitPartial
+	case errors.As(err, &ue), errors.As(err, &fe), isCobraUsage(err):
+		return ExitUsage
+	}
+	return ExitError
+}
+
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires ", "invalid argument", "flag needs an argument", "required flag"} {
+		if len(msg) >= len(p) && contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// rootFlags are the settings every command shares.
+type rootFlags struct {
+	configFile string
+}
+
+// flagKeys maps flag names to config keys; a flag overrides its key only
+// when given.
+var flagKeys = map[string]string{
+	"redis-url":    "redis.url",
+	"log-level":    "log.level",
+	"log-format":   "log.format",
+	"concurrency":  "worker.concurrency",
+	"queues":       "worker.queues",
+	"metrics-addr": "worker.metrics_addr",
+	"addr":         "dashboard.addr",
+	"read-only":    "dashboard.read_only",
+}
+
+func (m *Main) rootCommand() *cobra.Command {
+	rf := &rootFlags{}
+	root := &cobra.Command{
+		Use:   "agentq",
+		Short: "agentq runs AI-agent steps as Redis-backed tasks that survive production",
+		Long: `agentq runs every agent step as a Redis-backed task (asynq) with exponential
+retry and jitter, idempotent enqueue, typed outcomes and a dashboard.
+
+Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&rf.configFile, "config", "", "config file (default ./agentq.yaml if present)")
+	pf.String("redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0 (redis.url, AGENTQ_REDIS_URL)")
+	pf.String("log-level", "", "debug, info, warn or error (log.level)")
+	pf.String("log-format", "", "auto, json or console (log.format)")
+	root.AddCommand(
+		m.configCommand(rf),
+		m.enqueueCommand(rf),
+		m.workerCommand(rf),
+		m.dashboardCommand(rf),
+		m.devCommand(rf),
+		m.benchCommand(rf),
+	)
+	return root
+}
+
+// load reads the effective configuration for cmd.
+func (m *Main) load(cmd *cobra.Command, rf *rootFlags) (config.Config, error) {
+	keys := map[string]string{}
+	for name, key := range flagKeys {
+		if cmd.Flags().Lookup(name) != nil {
+			keys[name] = key
+		}
+	}
+	return config.Load(config.Options{File: rf.configFile, Flags: cmd.Flags(), FlagKeys: keys, Environ: m.Environ})
+}
+
+func (m *Main) configCommand(rf *rootFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Print the effective configuration, secrets masked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := m.load(cmd, rf)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return cfg.WriteJSON(m.Stdout)
+			}
+			return cfg.WriteYAML(m.Stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of YAML")
+	return cmd
+}

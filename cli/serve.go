@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/agentq/agentq/config"
+	"github.com/agentq/agentq/internal/dashboard"
+	"github.com/agentq/agentq/internal/dev"
+	"github.com/agentq/agentq/queue"
+)
+
+func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "worker [--concurrency N] [--queues q1=6,q2=1]",
+		Short: "Run tasks until SIGINT/SIGTERM, then shut down gracefully",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := m.load(cmd, rf)
+			if err != nil {
+				return err
+			}
+			a, err := m.newApp(cfg, m.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			w, err := queue.NewWorker(rdb, a.reg, a.workerConfig())
+			if err != nil {
+				return usageError{err}
+			}
+			a.log.Info().Str("redis", queue.MaskURL(cfg.RedisURLOrDefault())).Int("concurrency", cfg.Worker.Concurrency).
+				Interface("queues", a.workerConfig().Queues).Strs("kinds", a.reg.Kinds()).Msg("worker starting")
+			return w.Run(ctx)
+		},
+	}
+	cmd.Flags().Int("concurrency", 0, "tasks run at once (worker.concurrency, default 10)")
+	cmd.Flags().String("queues", "", "queues with priorities, e.g. critical=6,default=1 (worker.queues)")
+	return cmd
+}
+
+func (m *Main) dashboardCommand(rf *rootFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dashboard [--addr 127.0.0.1:8080] [--read-only]",
+		Short: "Serve the asynqmon dashboard and /healthz",
+		Long: `Serve asynqmon (queues, tasks, retries, archive) and /healthz. The dashboard
+binds loopback by default and refuses a non-loopback address unless basic auth
+(dashboard.basic_auth_user/basic_auth_password) or a bearer token
+(dashboard.bearer_token) is configured.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := m.load(cmd, rf)
+			if err != nil {
+				return err
+			}
+			a, err := m.newApp(cfg, m.Stderr)
+			if err != nil {
+				return err
+			}
+			dc := a.dashboardConfig()
+			if err := dc.Validate(); err != nil {
+				return usageError{err}
+			}
+			ctx := cmd.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			return m.serveDashboard(ctx, a, dc, queue.ConnOpt{Config: a.redisConfig()}, rdb, nil)
+		},
+	}
+	cmd.Flags().String("addr", "", "listen address (dashboard.addr, default 127.0.0.1:8080)")
+	cmd.Flags().Bool("read-only", false, "view only: no pausing, deleting or running tasks (dashboard.read_only)")
+	return cmd
+}
+
+// serveDashboard serves until ctx ends; started, if non-nil, receives the
+// URL once listening.
+func (m *Main) serveDashboard(ctx context.Context, a *app, dc dashboard.Config, opt queue.ConnOpt, rdb redis.UniversalClient, started func(url string)) error {
+	srv, err := dashboard.New(dc, opt, rdb, a.log, map[string]http.Handler{})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	addr, err := srv.Listen()
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	url := "http://" + addr.String() + "/"
+	if started != nil {
+		started(url)
+	} else {
+		fmt.Fprintf(m.Stderr, "dashboard: %s (healthz: %shealthz)\n", url, url)
+	}
+	return srv.Serve(ctx)
+}
+
+func (m *Main) devCommand(rf *rootFlags) *cobra.Command {
+	var exitAfter bool
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything in one process: embedded Redis, worker, dashboard and a demo",
+		Long: `Start an embedded Redis-compatible server (in memory), a worker, the dashboard
+and a short demo against a local flaky tool server: some calls succeed after
+retries, one fails permanently and is dead-lettered. With redis.url or
+AGENTQ_REDIS_URL set, that Redis is used instead of the embedded one.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := m.load(cmd, rf)
+			if err != nil {
+				return err
+			}
+			return m.runDev(cmd.Context(), cfg, exitAfter)
+		},
+	}
+	cmd.Flags().BoolVar(&exitAfter, "exit", false, "exit after the demo instead of serving the dashboard until interrupted")
+	cmd.Flags().String("addr", "", "dashboard listen address (dashboard.addr)")
+	return cmd
+}
+
+func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) error {
+	out := m.Stdout
+	embedded := cfg.Redis.URL == "" && len(cfg.Redis.ClusterAddrs) == 0
+	if embedded {
+		e, err := dev.StartEmbedded()
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		cfg.Redis.URL = e.URL()
+		fmt.Fprintf(out, "redis: embedded at %s — its data lives in memory and is gone when agentq dev stops\n", e.Addr())
+	} else {
+		fmt.Fprintf(out, "redis: %s\n", queue.MaskURL(cfg.RedisURLOrDefault()))
+	}
+	if cfg.Log.Level == "info" || cfg.Log.Level == "" {
+		// Keep the demo's screen readable: per-attempt lines at warn and up.
+		cfg.Log.Level = "warn"
+	}
+	a, err := m.newApp(cfg, m.Stderr)
+	if err != nil {
+		return err
+	}
+	rdb, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	c, err := a.client(rdb)
+	if err != nil {
+		return err
+	}
+	wc := a.workerConfig()
+	w, err := queue.NewWorker(rdb, a.reg, wc)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Shutdown()
+
+	dc := a.dashboardConfig()
+	dc.Addr = dev.DashboardAddr(dc.Addr)
+	if err := dc.Validate(); err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	urlCh := make(chan string, 1)
+	dashErr := make(chan error, 1)
+	go func() {
+		dashErr <- m.serveDashboard(ctx, a, dc, queue.ConnOpt{Config: a.redisConfig()}, rdb, func(u string) { urlCh <- u })
+	}()
+	var url string
+	select {
+	case url = <-urlCh:
+	case err := <-dashErr:
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	fmt.Fprintf(out, "dashboard: %s\n", url)
+
+	ts := dev.NewToolServer()
+	defer ts.Close()
+	fmt.Fprintf(out, "tool server: %s (flaky on purpose)\n\nrunning the demo...\n", ts.URL())
+	steps, err := dev.Demo(ctx, c, rdb, ts, 60*time.Second)
+	dev.WriteDemo(out, steps)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/default?status=archived\n", url)
+	if exitAfter {
+		return nil
+	}
+	fmt.Fprintf(out, "Serving the dashboard at %s — press Ctrl-C to stop.\n", url)
+	select {
+	case <-ctx.Done():
+	case err := <-dashErr:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return nil
+}
