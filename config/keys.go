@@ -112,3 +112,9 @@ func collectFields(t reflect.Type, prefix string, index []int) []field {
 func envName(key string) string {
 	return "AGENTQ_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
+
+// isKey reports whether key is one of fields.
+func isKey(key string) bool {
+	_, ok := fieldByKey[key]
+	return ok
+}

@@ -171,7 +171,7 @@ func (l *loader) walk(m *yaml.Node, prefix string) []error {
 				l.workflows = v
 				l.origins[workflowsKey] = origin{layer: layerFile, where: where, node: v}
 			}
-		case fieldByKey[key].key != "":
+		case isKey(key):
 			if !isNull(v) {
 				l.origins[key] = origin{layer: layerFile, where: where, node: v}
 			}
@@ -279,7 +279,7 @@ func (l *loader) readFlags(flags *pflag.FlagSet, keys map[string]string) error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(keys)) {
 		key := keys[name]
-		if fieldByKey[key].key == "" {
+		if !isKey(key) {
 			errs = append(errs, fmt.Errorf("config: flag --%s is mapped to unknown key %q", name, key))
 			continue
 		}

@@ -175,8 +175,11 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	w := &Worker{cfg: cfg, log: *cfg.Logger}
+	// Panics are recovered twice: next to the handler, so that every
+	// middleware sees a handler panic as a *jobs.PanicError, and below the
+	// attempt log, for panics in middleware itself.
 	mws := append([]jobs.Middleware{w.logAttempt, w.recoverPanic, enforceTimeout}, cfg.Middleware...)
-	w.chain = jobs.Chain(reg.Handler(), mws...)
+	w.chain = jobs.Chain(w.recoverPanic(reg.Handler()), mws...)
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
