@@ -1,0 +1,412 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentq/agentq/internal/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// agentqBinary builds the real binary once per test run.
+func agentqBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "agentq-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "agentq")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type env struct {
+	t     *testing.T
+	bin   string
+	dir   string
+	redis *redistest.Server
+	rdb   *redis.Client
+	vars  []string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv := redistest.Start(t)
+	e := &env{t: t, bin: agentqBinary(t), dir: t.TempDir(), redis: srv, rdb: srv.Client(t)}
+	e.vars = append(os.Environ(),
+		"AGENTQ_REDIS_URL="+srv.URL,
+		"AGENTQ_LOG_FORMAT=json",
+		"AGENTQ_RETRY_BASE=50ms",
+		"AGENTQ_RETRY_MAX=200ms",
+		"AGENTQ_WORKER_DELAYED_CHECK_INTERVAL=100ms",
+	)
+	return e
+}
+
+// run runs agentq to completion and returns stdout, stderr and exit code.
+func (e *env) run(stdin string, args ...string) (string, string, int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Dir = e.dir
+	cmd.Env = e.vars
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run agentq %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// startWorker runs `agentq worker` until the test ends and returns a
+// function that reads its log so far.
+func (e *env) startWorker(args ...string) func() string {
+	e.t.Helper()
+	cmd := exec.Command(e.bin, append([]string{"worker"}, args...)...)
+	cmd.Dir = e.dir
+	cmd.Env = e.vars
+	var mu sync.Mutex
+	var logs bytes.Buffer
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	cmd.Stdout = pw
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			mu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+		}
+	}()
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("worker did not exit cleanly on SIGINT: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			e.t.Errorf("worker did not stop within 15s of SIGINT")
+		}
+		_ = pw.Close()
+	})
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.String()
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s", within, what)
+}
+
+// flakyTool fails the first `fail` calls per Idempotency-Key with 503.
+type flakyTool struct {
+	mu    sync.Mutex
+	calls map[string]int
+	keys  map[string]string // path -> last Idempotency-Key
+}
+
+func newFlakyTool(t *testing.T) (*flakyTool, *httptest.Server) {
+	ft := &flakyTool{calls: map[string]int{}, keys: map[string]string{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ft.mu.Lock()
+		ft.calls[r.URL.Path]++
+		n := ft.calls[r.URL.Path]
+		ft.keys[r.URL.Path] = r.Header.Get("Idempotency-Key")
+		ft.mu.Unlock()
+		var fail int
+		fmt.Sscanf(r.URL.Query().Get("fail"), "%d", &fail)
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/gone"):
+			http.Error(w, "no such article", http.StatusNotFound)
+		case n <= fail:
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, `{"ok":true}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return ft, srv
+}
+
+func (ft *flakyTool) count(path string) int {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.calls[path]
+}
+
+func (ft *flakyTool) key(path string) string {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.keys[path]
+}
+
+func TestEndToEndEnqueueWorkerRetriesDuplicatesPermanent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tool, srv := newFlakyTool(t)
+	logs := e.startWorker("--concurrency", "4")
+
+	// A flaky tool call succeeds after two 503s.
+	payload := fmt.Sprintf(`{"method":"POST","url":"%s/flaky?fail=2","body":{"q":"x"}}`, srv.URL)
+	out, errOut, code := e.run("", "enqueue", "http.call", "--payload", payload, "--key", "step-1", "--run", "run-7", "--json")
+	if code != 0 {
+		t.Fatalf("enqueue exit %d: %s", code, errOut)
+	}
+	var res struct {
+		ID        string `json:"id"`
+		Queue     string `json:"queue"`
+		Duplicate bool   `json:"duplicate"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.ID == "" || res.Queue != "default" || res.Duplicate {
+		t.Fatalf("enqueue --json = %q (%v)", out, err)
+	}
+	waitFor(t, 20*time.Second, "flaky call to succeed", func() bool {
+		return strings.Contains(logs(), `"task_id":"`+res.ID+`"`) && strings.Contains(logs(), `"outcome":"success"`)
+	})
+	if got := tool.count("/flaky"); got != 3 {
+		t.Fatalf("tool calls = %d, want 3 (two 503s, then success)", got)
+	}
+	if got := tool.key("/flaky"); got != "step-1" {
+		t.Fatalf("Idempotency-Key = %q, want step-1", got)
+	}
+	var attempts []map[string]any
+	for _, line := range strings.Split(logs(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "attempt" && m["task_id"] == res.ID {
+			attempts = append(attempts, m)
+		}
+	}
+	if len(attempts) != 3 || attempts[0]["outcome"] != "retry" || attempts[0]["run_id"] != "run-7" || attempts[2]["attempt"].(float64) != 3 {
+		t.Fatalf("attempt log lines: %v", attempts)
+	}
+
+	// The same key again is a duplicate: exit 0, same id, nothing enqueued.
+	out, errOut, code = e.run("", "enqueue", "http.call", "--payload", payload, "--key", "step-1")
+	if code != 0 || strings.TrimSpace(out) != res.ID || !strings.Contains(errOut, "duplicate") {
+		t.Fatalf("duplicate enqueue: exit %d out %q err %q", code, out, errOut)
+	}
+
+	// A permanent failure (404) is archived at once, without retries.
+	out, errOut, code = e.run("", "enqueue", "http.call", "--payload", fmt.Sprintf(`{"url":"%s/gone"}`, srv.URL), "--max-retry", "5")
+	if code != 0 {
+		t.Fatalf("enqueue: %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+	insp := asynq.NewInspectorFromRedisClient(e.rdb)
+	waitFor(t, 10*time.Second, "archived", func() bool {
+		info, err := insp.GetTaskInfo("default", id)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	if got := tool.count("/gone"); got != 1 {
+		t.Fatalf("permanent failure called the tool %d times, want 1", got)
+	}
+	info, _ := insp.GetTaskInfo("default", id)
+	if !strings.Contains(info.LastErr, "404") {
+		t.Fatalf("archived error = %q", info.LastErr)
+	}
+}
+
+func TestEndToEndBadInputIsRefusedBeforeRedis(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	big := `{"url":"http://127.0.0.1/x","body":"` + strings.Repeat("a", 300<<10) + `"}`
+	bigFile := filepath.Join(e.dir, "big.json")
+	if err := os.WriteFile(bigFile, []byte(big), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown kind", []string{"enqueue", "nope", "--payload", "{}"}, `unknown task kind "nope"`},
+		{"invalid json", []string{"enqueue", "http.call", "--payload", `{"url":`}, "not valid JSON"},
+		{"schema", []string{"enqueue", "http.call", "--payload", `{"url":5}`}, "schema violation"},
+		{"bad url", []string{"enqueue", "http.call", "--payload", `{"url":"ftp://x"}`}, "url: must be an absolute http or https URL"},
+		{"too big", []string{"enqueue", "http.call", "--payload", "@" + bigFile}, "over the limit of 262144"},
+		{"no payload", []string{"enqueue", "http.call"}, "--payload is required"},
+		{"unknown workflow", []string{"enqueue", "noop", "--payload", "{}", "--workflow", "nope"}, `unknown workflow "nope"`},
+		{"bad config value", []string{"enqueue", "noop", "--payload", "{}", "--log-level", "loud"}, "log.level"},
+		{"batch and kind", []string{"enqueue", "noop", "--batch", "-"}, "--batch takes its kinds"},
+	}
+	for _, tt := range tests {
+		_, errOut, code := e.run("", tt.args...)
+		if code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d stderr %q, want exit 2 and %q", tt.name, code, errOut, tt.want)
+		}
+	}
+	if n, err := e.rdb.DBSize(context.Background()).Result(); err != nil || n != 0 {
+		t.Fatalf("redis has %d keys after refused input (%v), want 0", n, err)
+	}
+}
+
+func TestEndToEndBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var in strings.Builder
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&in, `{"kind":"noop","payload":{},"key":"b-%d"}`+"\n", i%40)
+	}
+	in.WriteString(`{"kind":"noop","payload":{"x":1}}` + "\n")
+	out, errOut, code := e.run(in.String(), "enqueue", "--batch", "-", "--json")
+	if code != 3 {
+		t.Fatalf("exit %d (want 3: a line was rejected): %s %s", code, out, errOut)
+	}
+	var sum struct {
+		Lines, Enqueued, Duplicates int
+		Rejected                    []struct {
+			Line  int
+			Error string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if sum.Lines != 51 || sum.Enqueued != 40 || sum.Duplicates != 10 || len(sum.Rejected) != 1 || sum.Rejected[0].Line != 51 {
+		t.Fatalf("summary = %+v", sum)
+	}
+}
+
+func TestEndToEndConfigMasksSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.vars = append(e.vars, "AGENTQ_REDIS_URL=redis://app:hunter2@127.0.0.1:1/0", "AGENTQ_DASHBOARD_BEARER_TOKEN=tok-secret")
+	out, errOut, code := e.run("", "config")
+	if code != 0 {
+		t.Fatalf("config exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "tok-secret") || !strings.Contains(out, "redis://app:****@127.0.0.1:1/0") {
+		t.Fatalf("config output leaks or lacks masking:\n%s", out)
+	}
+	// An unreachable Redis fails at start with a clear, masked message.
+	_, errOut, code = e.run("", "enqueue", "noop", "--payload", "{}")
+	if code != 1 || !strings.Contains(errOut, "cannot reach Redis at redis://app:****@127.0.0.1:1/0") || strings.Contains(errOut, "hunter2") {
+		t.Fatalf("exit %d stderr %q", code, errOut)
+	}
+	// A bad value names the key, the value and its source.
+	e.vars = append(e.vars, "AGENTQ_RETRY_BASE=abc")
+	_, errOut, code = e.run("", "config")
+	if code != 2 || !strings.Contains(errOut, `retry.base`) || !strings.Contains(errOut, `"abc"`) || !strings.Contains(errOut, "AGENTQ_RETRY_BASE") {
+		t.Fatalf("exit %d stderr %q", code, errOut)
+	}
+}
+
+func TestEndToEndDevDemo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// No Redis configured: dev embeds one.
+	vars := []string{}
+	for _, v := range e.vars {
+		if !strings.HasPrefix(v, "AGENTQ_REDIS_URL=") {
+			vars = append(vars, v)
+		}
+	}
+	e.vars = append(vars, "AGENTQ_DASHBOARD_ADDR=127.0.0.1:0")
+	out, errOut, code := e.run("", "dev", "--exit")
+	if code != 0 {
+		t.Fatalf("dev exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"embedded", "lives in memory", "dashboard: http://127.0.0.1:", "succeeded", "dead-lettered", "not enqueued (duplicate)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dev output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "succeeded") != 3 {
+		t.Errorf("want 3 succeeded steps:\n%s", out)
+	}
+}
+
+func TestEndToEndDashboard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// A non-loopback address without auth is refused.
+	_, errOut, code := e.run("", "dashboard", "--addr", "0.0.0.0:0")
+	if code != 2 || !strings.Contains(errOut, "not a loopback address") {
+		t.Fatalf("exit %d stderr %q", code, errOut)
+	}
+	cmd := exec.Command(e.bin, "dashboard", "--addr", "127.0.0.1:0")
+	cmd.Env = e.vars
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	var url string
+	for sc.Scan() {
+		if i := strings.Index(sc.Text(), "dashboard: http://"); i >= 0 {
+			url = strings.Fields(sc.Text()[i+len("dashboard: "):])[0]
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if url == "" {
+		t.Fatal("dashboard printed no URL")
+	}
+	for path, want := range map[string]string{"healthz": `"ok"`, "": "Asynq", "api/queues": "queues"} {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Fatalf("GET /%s: %d %.200s", path, resp.StatusCode, body)
+		}
+	}
+}
