@@ -1,9 +1,73 @@
 package cli
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/spf13/cobra"
+
+	"github.com/agentq/agentq/internal/bench"
 )
 
 func (m *Main) benchCommand(rf *rootFlags) *cobra.Command {
-	return &cobra.Command{Use: "bench", Hidden: true}
+	var (
+		opts   bench.Options
+		asJSON bool
+		flush  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [--tasks N] [--json]",
+		Short: "Measure raw asynq against agentq's full path on one Redis",
+		Long: `Measure, in one run on one Redis, raw asynq against agentq's full path
+(enqueue with an idempotency key + the worker's whole middleware chain) on
+no-op tasks: enqueue and processing tasks/s and their ratio, pickup latency
+p50/p99 at a steady rate, and Redis commands per task (INFO commandstats).
+
+bench empties the database between phases and resets the server's command
+statistics: point it at an empty database (it refuses a non-empty one unless
+--flush is given).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := m.load(cmd, rf)
+			if err != nil {
+				return err
+			}
+			a, err := m.newApp(cfg, m.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			n, err := rdb.DBSize(ctx).Result()
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			if n > 0 && !flush {
+				return usagef("bench: the database holds %d keys and bench would delete them; use an empty database (e.g. --redis-url redis://127.0.0.1:6379/15) or pass --flush", n)
+			}
+			if !asJSON {
+				opts.Progress = m.Stderr
+			}
+			rep, err := bench.Run(ctx, rdb, a.reg, opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(m.Stdout, rep)
+			}
+			return rep.WriteText(m.Stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opts.Tasks, "tasks", bench.TasksDefault, "tasks per throughput phase")
+	f.IntVar(&opts.Rate, "rate", bench.RateDefault, "steady rate of the latency phase, tasks/s")
+	f.DurationVar(&opts.LatencyFor, "latency-for", 5*time.Second, "length of the latency phase")
+	f.IntVar(&opts.Concurrency, "concurrency", bench.ConcurrencyDefault, "worker concurrency, the same for both")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&flush, "flush", false, "allow bench to empty a non-empty database")
+	return cmd
 }
