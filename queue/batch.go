@@ -143,6 +143,9 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 			it.kind = kind
 			it.p, err = c.prepare(kind, payload, o)
 		}
+		if err == nil && c.cfg.Admit != nil {
+			err = c.cfg.Admit(ctx, kind, o)
+		}
 		it.err = err
 		chunk = append(chunk, it)
 		if len(chunk) == BatchChunk {

@@ -56,6 +56,11 @@ type ClientConfig struct {
 	// Workflows are the known workflows; enqueueing to another is an error.
 	// Default none.
 	Workflows map[string]Workflow
+	// Admit, when set, is asked before every enqueue that passed
+	// validation; an error refuses the enqueue (e.g. a workflow whose error
+	// budget is exhausted with on_exhausted: reject) and is returned as is.
+	// It should answer from memory: it runs on every enqueue. Default none.
+	Admit func(ctx context.Context, kind string, o EnqueueOptions) error
 }
 
 func (c ClientConfig) withDefaults() ClientConfig {
@@ -310,6 +315,11 @@ func (c *Client) Enqueue(ctx context.Context, kind string, payload []byte, o Enq
 	p, err := c.prepare(kind, payload, o)
 	if err != nil {
 		return Result{}, err
+	}
+	if c.cfg.Admit != nil {
+		if err := c.cfg.Admit(ctx, kind, o); err != nil {
+			return Result{}, err
+		}
 	}
 	if p.hash != "" && o.TaskID == "" {
 		existing, claimed, err := c.claim(ctx, p)
