@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,11 +96,17 @@ func (a *app) client(rdb redis.UniversalClient) (*queue.Client, error) {
 
 func (a *app) workerConfig() queue.WorkerConfig {
 	w := a.cfg.Worker
-	queues := w.Queues
-	// A worker also serves the queues of configured workflows unless the
-	// queues were given explicitly.
-	if len(queues) == 0 {
-		queues = map[string]int{a.cfg.Enqueue.Queue: 1}
+	// With the default queue list, a worker also serves enqueue.queue and
+	// every workflow's queue (priority 1); an explicit worker.queues is
+	// taken as given, so dedicated workers stay dedicated.
+	queues := maps.Clone(w.Queues)
+	if maps.Equal(queues, config.Default().Worker.Queues) {
+		queues[a.cfg.Enqueue.Queue] = max(queues[a.cfg.Enqueue.Queue], 1)
+		for _, wf := range a.cfg.Workflows {
+			if wf.Queue != "" && queues[wf.Queue] == 0 {
+				queues[wf.Queue] = 1
+			}
+		}
 	}
 	log := a.log
 	return queue.WorkerConfig{
