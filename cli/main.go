@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq/config"
@@ -43,6 +44,10 @@ type Main struct {
 	Middleware []jobs.Middleware
 }
 
+type quietRedisLogger struct{}
+
+func (quietRedisLogger) Printf(context.Context, string, ...any) {}
+
 // usageError marks errors that are the caller's input.
 type usageError struct{ err error }
 
@@ -68,6 +73,9 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if m.Stderr == nil {
 		m.Stderr = os.Stderr
 	}
+	// go-redis prints dial failures itself; agentq reports them once, with
+	// the password masked, so its own logger is silenced.
+	redis.SetLogger(quietRedisLogger{})
 	root := m.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(m.Stdin)
@@ -163,7 +171,11 @@ func (m *Main) load(cmd *cobra.Command, rf *rootFlags) (config.Config, error) {
 			keys[name] = key
 		}
 	}
-	return config.Load(config.Options{File: rf.configFile, Flags: cmd.Flags(), FlagKeys: keys, Environ: m.Environ})
+	cfg, err := config.Load(config.Options{File: rf.configFile, Flags: cmd.Flags(), FlagKeys: keys, Environ: m.Environ})
+	if err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
 }
 
 func (m *Main) configCommand(rf *rootFlags) *cobra.Command {
