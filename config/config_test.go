@@ -273,9 +273,9 @@ func TestBadValues(t *testing.T) {
 		{"tls file missing", testBundle{env: []string{"AGENTQ_REDIS_TLS_CA_FILE=" + missingCA}},
 			`config: redis.tls.ca_file: "` + missingCA + `" does not exist (from AGENTQ_REDIS_TLS_CA_FILE)`},
 		{"webhook scheme", testBundle{env: []string{"AGENTQ_ALERTS_WEBHOOK_URL=ftp://hooks.example.com/x"}},
-			`config: alerts.webhook_url: ftp://hooks.example.com/x must be an http:// or https:// URL (from AGENTQ_ALERTS_WEBHOOK_URL)`},
+			`config: alerts.webhook_url: ftp://hooks.example.com/**** must be an http:// or https:// URL (from AGENTQ_ALERTS_WEBHOOK_URL)`},
 		{"webhook relative", testBundle{file: "alerts:\n  webhook_url: /hook\n"},
-			`config: alerts.webhook_url: /hook must be an http:// or https:// URL (from {file}, line 2)`},
+			`config: alerts.webhook_url: /**** must be an http:// or https:// URL (from {file}, line 2)`},
 		{"basic auth user without password", testBundle{env: []string{"AGENTQ_DASHBOARD_BASIC_AUTH_USER=admin"}},
 			`config: dashboard.basic_auth_password: must be set when dashboard.basic_auth_user is`},
 		{"section is a scalar", testBundle{file: "retry: 5\n"},
@@ -541,7 +541,7 @@ func TestSecretsMaskedInOutput(t *testing.T) {
 	cfg := mustLoad(t, secretBundle)
 	wantMasked := []string{
 		"redis://app:****@cache:6379/0?sentinel_password=****",
-		"https://hooks.example.com/alert?token=****&channel=****",
+		"https://hooks.example.com/****?token=****&channel=****",
 	}
 	writers := map[string]func(Config, *bytes.Buffer) error{
 		"yaml": func(c Config, b *bytes.Buffer) error { return c.WriteYAML(b) },
@@ -676,7 +676,7 @@ func TestMaskURL(t *testing.T) {
 		{"redis://:pw@cache:6379/0", false, "redis://:****@cache:6379/0"},
 		{"redis://u:p@ss/w@rd@cache/0", false, "redis://u:****@cache/0"},
 		{"redis-sentinel://:pw@a:1,b:2/0?master=m&sentinel_password=x", false, "redis-sentinel://:****@a:1,b:2/0?master=m&sentinel_password=****"},
-		{"https://h/p?a=1&flag&b=2#frag", true, "https://h/p?a=****&****&b=****#****"},
+		{"https://h/p?a=1&flag&b=2#frag", true, "https://h/****?a=****&****&b=****#****"},
 		{"https://h/p?a=1#frag", false, "https://h/p?a=1#frag"},
 		{"user:pw@host:1", false, "user:****@host:1"},
 	}

@@ -17,7 +17,8 @@ var secretParams = []string{
 
 // Masked returns a copy of c with secrets replaced by "****": password and token
 // fields, the password in any URL (redis://user:****@host:6379/0), secret query
-// parameters of redis.url, and every query value of alerts.webhook_url. The copy
+// parameters of redis.url, and the path and every query value of
+// alerts.webhook_url. The copy
 // shares no maps or slices with c.
 func (c Config) Masked() Config {
 	m := c
@@ -63,6 +64,14 @@ func maskURL(raw string, allQuery bool) string {
 			user = user[:colon+1] + mask
 		}
 		rest = user + rest[at:]
+	}
+	if allQuery {
+		// Webhook URLs often carry their secret in the path
+		// (https://hooks.example.com/services/T0/B0/SECRET): keep the host.
+		hostStart := strings.LastIndex(rest, "@") + 1
+		if slash := strings.Index(rest[hostStart:], "/"); slash >= 0 && hostStart+slash+1 < len(rest) {
+			rest = rest[:hostStart+slash] + "/" + mask
+		}
 	}
 	out := scheme + rest
 	if hasQuery {
