@@ -32,12 +32,15 @@ const (
 	ClassPanic Class = "panic"
 	// ClassSnooze is a deliberate reschedule that spends no attempt.
 	ClassSnooze Class = "snooze"
+	// ClassLeaseExpired is an attempt whose worker stopped heartbeating
+	// (crashed or cut off from Redis); the queue retried or archived it.
+	ClassLeaseExpired Class = "lease_expired"
 )
 
 // Retryable reports whether errors of class c are retried.
 func (c Class) Retryable() bool {
 	switch c {
-	case ClassRetryable, ClassRateLimited, ClassTimeout, ClassPanic:
+	case ClassRetryable, ClassRateLimited, ClassTimeout, ClassPanic, ClassLeaseExpired:
 		return true
 	}
 	return false

@@ -111,12 +111,14 @@ func ParseBatchLine(line []byte) (kind string, payload []byte, o EnqueueOptions,
 // progress, if non-nil, is called after each chunk with the lines done.
 func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(done int)) (BatchSummary, error) {
 	var sum BatchSummary
-	// Load the claim script once so the pipelined EVALSHAs find it.
-	if err := claimScript.Load(ctx, c.rdb).Err(); err != nil {
-		return sum, fmt.Errorf("load idempotency script: %w", err)
+	// Load the scripts once so the pipelined EVALSHAs find them.
+	for _, sc := range []*redis.Script{claimScript, commitScript} {
+		if err := sc.Load(ctx, c.rdb).Err(); err != nil {
+			return sum, fmt.Errorf("load idempotency scripts: %w", err)
+		}
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), c.cfg.MaxPayloadBytes+64<<10)
+	br := bufio.NewReaderSize(r, 64<<10)
+	maxLine := c.cfg.MaxPayloadBytes + 64<<10
 	lineNo := 0
 	chunk := make([]batchItem, 0, BatchChunk)
 	flush := func() error {
@@ -130,40 +132,74 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 		}
 		return err
 	}
-	for sc.Scan() {
-		lineNo++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		sum.Lines++
-		it := batchItem{line: lineNo}
-		kind, payload, o, err := ParseBatchLine(line)
-		if err == nil {
-			it.kind = kind
-			it.p, err = c.prepare(kind, payload, o)
-		}
-		if err == nil && c.cfg.Admit != nil {
-			err = c.cfg.Admit(ctx, kind, o)
-		}
-		it.err = err
-		chunk = append(chunk, it)
-		if len(chunk) == BatchChunk {
+	for {
+		raw, tooLong, readErr := readLine(br, maxLine)
+		if readErr != nil && readErr != io.EOF {
 			if err := flush(); err != nil {
 				return sum, err
 			}
+			return sum, fmt.Errorf("read batch after line %d: %w", lineNo, readErr)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		if ferr := flush(); ferr != nil {
-			return sum, ferr
+		if readErr == io.EOF && len(raw) == 0 && !tooLong {
+			break
 		}
-		if errors.Is(err, bufio.ErrTooLong) {
-			return sum, fmt.Errorf("line %d: longer than %d bytes (enqueue.max_payload_bytes plus 64 KiB): stopped there", lineNo+1, c.cfg.MaxPayloadBytes+64<<10)
+		lineNo++
+		line := bytes.TrimSpace(raw)
+		if len(line) > 0 || tooLong {
+			sum.Lines++
+			it := batchItem{line: lineNo}
+			if tooLong {
+				it.err = fmt.Errorf("line is longer than %d bytes (enqueue.max_payload_bytes plus 64 KiB)", maxLine)
+			} else {
+				var (
+					kind    string
+					payload []byte
+					o       EnqueueOptions
+				)
+				kind, payload, o, it.err = ParseBatchLine(line)
+				if it.err == nil {
+					it.kind = kind
+					it.p, it.err = c.prepare(kind, payload, o)
+				}
+				if it.err == nil && c.cfg.Admit != nil {
+					it.err = c.cfg.Admit(ctx, kind, o)
+				}
+			}
+			chunk = append(chunk, it)
+			if len(chunk) == BatchChunk {
+				if err := flush(); err != nil {
+					return sum, err
+				}
+			}
 		}
-		return sum, fmt.Errorf("read batch after line %d: %w", lineNo, err)
+		if readErr == io.EOF {
+			break
+		}
 	}
 	return sum, flush()
+}
+
+// readLine reads one line without its newline. A line longer than max is
+// consumed to its end and reported as tooLong, so that one bad line does
+// not stop the batch.
+func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(frag) > max+1 {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil:
+			return line, tooLong, err
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), tooLong, nil
+	}
 }
 
 type batchItem struct {
@@ -173,6 +209,7 @@ type batchItem struct {
 	err     error
 	dup     string
 	isDup   bool
+	claimed bool
 	res     Result
 	sendErr error
 }
@@ -184,17 +221,16 @@ func (c *Client) runChunk(ctx context.Context, items []batchItem, sum *BatchSumm
 	cmds := make([]*redis.Cmd, len(items))
 	for i := range items {
 		it := &items[i]
-		if it.err != nil || it.p.hash == "" {
+		if it.err != nil || it.p.token == "" {
 			continue
 		}
 		keys, args := c.claimArgs(it.p)
 		cmds[i] = claimScript.EvalSha(ctx, pipe, keys, args...)
 	}
 	if pipe.Len() > 0 {
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return c.chunkFailed(items, sum, fmt.Errorf("claim idempotency keys: %w", err))
-		}
+		_, _ = pipe.Exec(ctx) // errors are read per command below
 	}
+	var claimErr error
 	for i := range items {
 		if cmds[i] == nil {
 			continue
@@ -202,11 +238,19 @@ func (c *Client) runChunk(ctx context.Context, items []batchItem, sum *BatchSumm
 		v, err := cmds[i].Text()
 		switch {
 		case errors.Is(err, redis.Nil):
+			items[i].claimed = true
 		case err != nil:
-			return c.chunkFailed(items, sum, fmt.Errorf("claim idempotency key: %w", err))
+			if claimErr == nil {
+				claimErr = err
+			}
 		default:
-			items[i].isDup, items[i].dup = true, v
+			items[i].isDup, items[i].dup = true, claimedID(v)
 		}
+	}
+	if claimErr != nil {
+		// Give back what this chunk did claim: nothing of it is enqueued.
+		c.releaseClaimed(ctx, items)
+		return c.chunkFailed(items, sum, fmt.Errorf("claim idempotency keys: %w", claimErr))
 	}
 	// Send the claimed and unkeyed lines concurrently.
 	var wg sync.WaitGroup
@@ -217,7 +261,7 @@ func (c *Client) runChunk(ctx context.Context, items []batchItem, sum *BatchSumm
 			defer wg.Done()
 			for i := range work {
 				it := &items[i]
-				it.res, it.sendErr = c.send(ctx, it.kind, it.p)
+				it.res, it.sendErr = c.send(ctx, it.kind, it.p, false)
 			}
 		}()
 	}
@@ -228,6 +272,17 @@ func (c *Client) runChunk(ctx context.Context, items []batchItem, sum *BatchSumm
 	}
 	close(work)
 	wg.Wait()
+	// One more round trip holds every enqueued key for the window.
+	pipe = c.rdb.Pipeline()
+	for i := range items {
+		if it := &items[i]; it.claimed && it.sendErr == nil {
+			keys, args := c.commitArgs(it.p)
+			commitScript.EvalSha(ctx, pipe, keys, args...)
+		}
+	}
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(context.WithoutCancel(ctx)) // see Client.commit: a failed commit only shortens the window
+	}
 	var firstErr error
 	for i := range items {
 		it := &items[i]
@@ -251,6 +306,20 @@ func (c *Client) runChunk(ctx context.Context, items []batchItem, sum *BatchSumm
 		}
 	}
 	return firstErr
+}
+
+// releaseClaimed gives back the claims a failed chunk made.
+func (c *Client) releaseClaimed(ctx context.Context, items []batchItem) {
+	pipe := c.rdb.Pipeline()
+	for i := range items {
+		if it := &items[i]; it.claimed {
+			keys, args := c.claimArgs(it.p)
+			releaseScript.Eval(ctx, pipe, keys, args[:2]...)
+		}
+	}
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(context.WithoutCancel(ctx))
+	}
 }
 
 // chunkFailed records the chunk's rejections and returns err; nothing of the

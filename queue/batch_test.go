@@ -83,3 +83,18 @@ func TestParseBatchLine(t *testing.T) {
 		t.Fatalf("parsed %q %s %+v %v", kind, payload, o, err)
 	}
 }
+
+func TestEnqueueBatchOversizedLineIsRejectedNotFatal(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{MaxPayloadBytes: 1024})
+	in := `{"kind":"test.echo","payload":{"n":1}}` + "\n" +
+		`{"kind":"test.echo","payload":{"n":1,"mode":"` + strings.Repeat("x", 200<<10) + `"}}` + "\n" +
+		`{"kind":"test.echo","payload":{"n":2}}`
+	sum, err := b.client.EnqueueBatch(context.Background(), strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Lines != 3 || sum.Enqueued != 2 || len(sum.Rejected) != 1 || sum.Rejected[0].Line != 2 || !strings.Contains(sum.Rejected[0].Error, "longer than") {
+		t.Fatalf("summary = %+v", sum)
+	}
+}

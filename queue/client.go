@@ -2,11 +2,12 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -206,6 +207,7 @@ type prepared struct {
 	queue string
 	id    string // deterministic id when keyed
 	hash  string // key hash when keyed
+	token string // claim token when the key is claimed by this enqueue
 	key   string
 }
 
@@ -294,6 +296,7 @@ func (c *Client) prepare(kind string, payload []byte, o EnqueueOptions) (*prepar
 	case o.Key != "":
 		p.hash = keyHash(o.Key)
 		p.id = taskIDForKey(p.hash)
+		p.token = newToken()
 	}
 	if p.id != "" {
 		p.opts = append(p.opts, asynq.TaskID(p.id))
@@ -321,7 +324,7 @@ func (c *Client) Enqueue(ctx context.Context, kind string, payload []byte, o Enq
 			return Result{}, err
 		}
 	}
-	if p.hash != "" && o.TaskID == "" {
+	if p.token != "" {
 		existing, claimed, err := c.claim(ctx, p)
 		if err != nil {
 			return Result{}, err
@@ -330,7 +333,7 @@ func (c *Client) Enqueue(ctx context.Context, kind string, payload []byte, o Enq
 			return Result{ID: existing, Kind: kind, Queue: p.queue, Duplicate: true, Key: p.key}, nil
 		}
 	}
-	return c.send(ctx, kind, p)
+	return c.send(ctx, kind, p, true)
 }
 
 // EnqueueArgs marshals typed args and enqueues them under args.Kind().
@@ -342,21 +345,49 @@ func (c *Client) EnqueueArgs(ctx context.Context, args jobs.Args, o EnqueueOptio
 	return c.Enqueue(ctx, args.Kind(), b, o)
 }
 
-// claimScript claims an idempotency key for the window: it returns the id
-// already holding the key, or nil after storing ours.
+// ClaimLease is how long a claim on an idempotency key is held before its
+// enqueue is confirmed. A client that dies between claim and enqueue frees
+// the key after this long instead of blocking it for the whole window.
+const ClaimLease = 30 * time.Second
+
+// claimScript claims an idempotency key: it returns the value already
+// holding the key, or nil after storing "<task id> <token>" for the lease.
 var claimScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+return false`)
+
+// commitScript turns our pending claim into the task id for the window.
+var commitScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] .. ' ' .. ARGV[2] then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+end
 return false`)
 
 // releaseScript drops a claim we made, if it is still ours.
 var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] .. ' ' .. ARGV[2] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
+func newToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 func (c *Client) claimArgs(p *prepared) ([]string, []any) {
-	return []string{dedupeKey(p.hash)}, []any{p.id, strconv.FormatInt(c.cfg.DedupeWindow.Milliseconds(), 10)}
+	return []string{dedupeKey(p.hash)}, []any{p.id, p.token, ClaimLease.Milliseconds()}
+}
+
+func (c *Client) commitArgs(p *prepared) ([]string, []any) {
+	return []string{dedupeKey(p.hash)}, []any{p.id, p.token, c.cfg.DedupeWindow.Milliseconds()}
+}
+
+// claimedID returns the task id in a claim value ("<id>" or "<id> <token>").
+func claimedID(v string) string {
+	id, _, _ := strings.Cut(v, " ")
+	return id
 }
 
 func (c *Client) claim(ctx context.Context, p *prepared) (existing string, claimed bool, err error) {
@@ -368,30 +399,53 @@ func (c *Client) claim(ctx context.Context, p *prepared) (existing string, claim
 	case err != nil:
 		return "", false, fmt.Errorf("claim idempotency key: %w", err)
 	}
-	return v, false, nil
+	return claimedID(v), false, nil
+}
+
+// release gives a claim back, so that a retry of the enqueue can succeed.
+func (c *Client) release(ctx context.Context, p *prepared) {
+	keys, args := c.claimArgs(p)
+	_ = releaseScript.Run(context.WithoutCancel(ctx), c.rdb, keys, args[:2]...).Err()
 }
 
 // send puts a prepared task into asynq. A task id conflict means the keyed
-// task from an earlier window still exists: a duplicate, not an error.
-func (c *Client) send(ctx context.Context, kind string, p *prepared) (Result, error) {
+// task from an earlier window still exists: a duplicate, not an error. With
+// commit, a claimed key is then held for the window; a batch commits its
+// claims in one pipeline instead.
+func (c *Client) send(ctx context.Context, kind string, p *prepared, commit bool) (Result, error) {
 	res := Result{ID: p.id, Kind: kind, Queue: p.queue, Key: p.key}
 	info, err := c.ac.EnqueueContext(ctx, p.task, p.opts...)
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
+		// The keyed task from an earlier window is still in Redis. Hold the
+		// key for a new window: it is a duplicate either way.
 		res.Duplicate = true
+		if p.token != "" && commit {
+			c.commit(ctx, p)
+		}
 		return res, nil
 	case err != nil:
-		if p.hash != "" {
-			// Give the key back so a retry of this call can succeed. If the
-			// enqueue did land, the retry meets the task id and reports a
-			// duplicate, which is the truth.
-			keys, _ := c.claimArgs(p)
-			_ = releaseScript.Run(context.WithoutCancel(ctx), c.rdb, keys, p.id).Err()
+		if p.token != "" {
+			// If the enqueue did land after all, a retry meets the task id
+			// and reports a duplicate, which is the truth.
+			c.release(ctx, p)
 		}
 		return Result{}, fmt.Errorf("enqueue %s: %w", kind, err)
 	}
 	res.ID = info.ID
+	if p.token != "" && commit {
+		c.commit(ctx, p)
+	}
 	return res, nil
+}
+
+// commit makes a claim last the dedupe window. If it fails the claim's
+// lease still blocks the key for ClaimLease, and the deterministic task id
+// blocks it while the task exists, so a failed commit only shortens the
+// window; it is not reported as an enqueue error.
+func (c *Client) commit(ctx context.Context, p *prepared) {
+	keys, args := c.commitArgs(p)
+	_ = commitScript.Run(context.WithoutCancel(ctx), c.rdb, keys, args...).Err()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -45,6 +45,8 @@ type bundle struct {
 	insp   *asynq.Inspector
 	calls  sync.Map // task id -> *atomic.Int32
 	logs   *syncBuffer
+	// release unblocks "ignore-ctx" handlers.
+	release chan struct{}
 }
 
 type syncBuffer struct {
@@ -69,7 +71,7 @@ func (s *syncBuffer) String() string {
 func setup(t *testing.T, cfg ClientConfig) *bundle {
 	t.Helper()
 	srv := redistest.Start(t)
-	b := &bundle{rdb: srv.Client(t), reg: NewRegistry(), logs: &syncBuffer{}}
+	b := &bundle{rdb: srv.Client(t), reg: NewRegistry(), logs: &syncBuffer{}, release: make(chan struct{})}
 	err := Register(b.reg, echoSchema, func(ctx context.Context, s *jobs.Step, a echoArgs) error {
 		v, _ := b.calls.LoadOrStore(s.TaskID, new(atomic.Int32))
 		n := v.(*atomic.Int32).Add(1)
@@ -91,6 +93,9 @@ func setup(t *testing.T, cfg ClientConfig) *bundle {
 		case "sleep":
 			<-ctx.Done()
 			return ctx.Err()
+		case "ignore-ctx": // a handler that ignores its context
+			<-b.release
+			return nil
 		}
 		return nil
 	})
@@ -506,5 +511,83 @@ func TestToAsynqDelayAndSentinels(t *testing.T) {
 	s2 := &jobs.Step{Attempt: 1, MaxAttempts: 5, Headers: map[string]string{jobs.HeaderRetryBase: "100ms", jobs.HeaderRetryMax: "150ms"}}
 	if d := w.retryDelay(0, w.toAsynq(s2, errors.New("x")), asynq.NewTask("k", nil)); d != 100*time.Millisecond {
 		t.Fatalf("per-task base: %v", d)
+	}
+}
+
+func TestClaimLeaseAndCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{DedupeWindow: time.Hour})
+	ctx := context.Background()
+	// A claim whose enqueue never happened (the client died in between)
+	// blocks the key only for its lease, not for the window.
+	dk := dedupeKey(keyHash("crashed"))
+	if err := b.rdb.Set(ctx, dk, taskIDForKey(keyHash("crashed"))+" deadbeef", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "crashed"})
+	if err != nil || !r.Duplicate {
+		t.Fatalf("during the lease: %+v %v, want duplicate (an enqueue may be in flight)", r, err)
+	}
+	waitFor(t, 3*time.Second, "lease to expire", func() bool { return b.rdb.Exists(ctx, dk).Val() == 0 })
+	r, err = b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "crashed"})
+	if err != nil || r.Duplicate || queueSize(t, b, "default") != 1 {
+		t.Fatalf("after the lease: %+v %v", r, err)
+	}
+	// A confirmed enqueue holds the key for the whole window, by task id.
+	v, _ := b.rdb.Get(ctx, dk).Result()
+	ttl := b.rdb.PTTL(ctx, dk).Val()
+	if v != r.ID || ttl <= ClaimLease || ttl > time.Hour {
+		t.Fatalf("committed claim = %q ttl %v, want %q with the 1h window", v, ttl, r.ID)
+	}
+}
+
+func TestDuplicateWhenTaskOutlivesWindow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	ctx := context.Background()
+	r1, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "long-lived", In: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The window ends while the task is still scheduled in Redis.
+	if err := b.rdb.Del(ctx, dedupeKey(keyHash("long-lived"))).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "long-lived"})
+	if err != nil || !r2.Duplicate || r2.ID != r1.ID {
+		t.Fatalf("%+v %v, want a duplicate of %s (task id conflict)", r2, err, r1.ID)
+	}
+	// And the key is held again for a new window.
+	if v := b.rdb.Get(ctx, dedupeKey(keyHash("long-lived"))).Val(); v != r1.ID {
+		t.Fatalf("claim after conflict = %q", v)
+	}
+}
+
+func TestHandlerIgnoringItsContextGetsNoExtraRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	var dead atomic.Int32
+	b.startWorker(t, WorkerConfig{Retry: jobs.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond},
+		OnDead: func(context.Context, *jobs.Step, error, jobs.Class) { dead.Add(1) }})
+	defer close(b.release)
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"ignore-ctx"}`), EnqueueOptions{Timeout: 50 * time.Millisecond, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// asynq's backstop (timeout + TimeoutGrace) ends the attempt; the reserve
+	// retry then finds no attempt left and archives without a second run.
+	waitFor(t, 15*time.Second, "archived", func() bool {
+		info, err := b.insp.GetTaskInfo("default", r.ID)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	if got := b.callCount(r.ID); got != 1 {
+		t.Fatalf("handler ran %d times, want 1 (max attempts 1)", got)
+	}
+	if dead.Load() != 1 {
+		t.Fatalf("OnDead calls = %d, want 1", dead.Load())
+	}
+	lines := attemptLines(t, b.logs.String(), r.ID)
+	if len(lines) != 2 || lines[0]["class"] != "timeout" || lines[0]["outcome"] != "retry" || lines[1]["outcome"] != "dead" {
+		t.Fatalf("attempt lines: %v", lines)
 	}
 }

@@ -189,6 +189,7 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		RetryDelayFunc:           w.retryDelay,
 		IsFailure:                isFailure,
+		ErrorHandler:             asynq.ErrorHandlerFunc(w.backstop),
 		Logger:                   asynqLogger{l: w.log.With().Str("component", "asynq").Logger()},
 		LogLevel:                 asynqLevel(w.log.GetLevel()),
 	})
@@ -315,7 +316,25 @@ func isFailure(err error) bool { return jobs.Classify(err) != jobs.ClassSnooze }
 func (w *Worker) logAttempt(next jobs.Handler) jobs.Handler {
 	return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
 		start := w.cfg.Now()
-		err := next.ProcessStep(ctx, s)
+		var err error
+		if s.Attempt > s.MaxAttempts {
+			// asynq ended the previous attempt itself (its timeout backstop
+			// or a lease expiry) and spent the reserve retry: no attempt is
+			// left, so end the task here without running the handler again.
+			err = jobs.Permanent(fmt.Errorf("no attempts left after %d: asynq ended the last one itself (timeout backstop or lease expiry)", s.MaxAttempts))
+		} else {
+			err = next.ProcessStep(ctx, s)
+		}
+		if ctx.Err() != nil {
+			// asynq gave up on this attempt (its timeout backstop, a lease
+			// expiry or a shutdown) and has already retried or requeued the
+			// task: what the handler returned decides nothing.
+			w.log.Warn().Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
+				Str("workflow", s.Workflow).Str("run_id", s.RunID).Int("attempt", s.Attempt).
+				Int64("duration_ms", w.cfg.Now().Sub(start).Milliseconds()).Str("outcome", "abandoned").
+				Str("cause", context.Cause(ctx).Error()).Msg("attempt")
+			return err
+		}
 		outcome, class := Decide(s, err)
 		var ev *zerolog.Event
 		switch outcome {
@@ -350,6 +369,34 @@ func (w *Worker) logAttempt(next jobs.Handler) jobs.Handler {
 		}
 		return err
 	})
+}
+
+// backstop is asynq's ErrorHandler. Errors that went through the chain are
+// already logged; it logs the failures asynq decided by itself (its timeout
+// backstop, a lease expiry) and reports a dead one to OnDead. Tasks that
+// asynq's recoverer archives after a crash reach neither; the dead-letter
+// reconciler finds those in the archive.
+func (w *Worker) backstop(ctx context.Context, t *asynq.Task, err error) {
+	var oe *outcomeError
+	if errors.As(err, &oe) {
+		return
+	}
+	s := stepFrom(ctx, t)
+	class := jobs.Classify(err)
+	if errors.Is(err, asynq.ErrLeaseExpired) {
+		class = jobs.ClassLeaseExpired
+	}
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	outcome := OutcomeRetry
+	if s.Attempt > maxRetry {
+		outcome = OutcomeDead
+	}
+	w.log.Warn().Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
+		Str("workflow", s.Workflow).Str("run_id", s.RunID).Int("attempt", s.Attempt).Int("max_attempts", s.MaxAttempts).
+		Str("outcome", string(outcome)).Str("class", string(class)).Str("error", err.Error()).Msg("attempt")
+	if outcome == OutcomeDead && w.cfg.OnDead != nil {
+		w.cfg.OnDead(ctx, s, err, class)
+	}
 }
 
 // recoverPanic turns a handler panic into a *jobs.PanicError with the stack
@@ -390,7 +437,13 @@ type asynqLogger struct{ l zerolog.Logger }
 
 func (a asynqLogger) Debug(args ...any) { a.l.Debug().Msg(joinArgs(args)) }
 func (a asynqLogger) Info(args ...any)  { a.l.Info().Msg(joinArgs(args)) }
-func (a asynqLogger) Warn(args ...any)  { a.l.Warn().Msg(joinArgs(args)) }
+func (a asynqLogger) Warn(args ...any) {
+	msg := joinArgs(args)
+	if strings.HasPrefix(msg, "Retry exhausted for task") {
+		return // the attempt line already says "dead"
+	}
+	a.l.Warn().Msg(msg)
+}
 func (a asynqLogger) Error(args ...any) { a.l.Error().Msg(joinArgs(args)) }
 func (a asynqLogger) Fatal(args ...any) { a.l.Fatal().Msg(joinArgs(args)) }
 
