@@ -1,7 +1,7 @@
 // Package redistest gives tests a real, isolated Redis: a throwaway
-// redis-server on a free loopback port, stopped when the test binary's last
-// user is done, or the server named by AGENTQ_TEST_REDIS_URL with a DB index
-// per test. miniredis is not a substitute for Redis in tests of Redis
+// redis-server on a free loopback port per test package (one DB index per
+// test), stopped when the package's tests end. It never touches a Redis it
+// did not start. miniredis is not a substitute for Redis in tests of Redis
 // behaviour.
 package redistest
 
@@ -21,11 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// EnvURL names the variable that points tests at an existing Redis instead
-// of a throwaway server. Each test then takes a DB index of its own.
-const EnvURL = "AGENTQ_TEST_REDIS_URL"
-
-const installHint = "redis-server not found on PATH: install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis) or set " + EnvURL + "=redis://127.0.0.1:6379/0"
+const installHint = "redis-server not found on PATH: the tests start their own; install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis)"
 
 // Server is one Redis a test may use exclusively.
 type Server struct {
@@ -95,18 +91,6 @@ func StartExclusive(t testing.TB, extraArgs ...string) *Server {
 func reserve() (addr string, db int, err error) {
 	mu.Lock()
 	defer mu.Unlock()
-	if u := os.Getenv(EnvURL); u != "" {
-		opt, err := redis.ParseURL(u)
-		if err != nil {
-			return "", 0, fmt.Errorf("%s: %w", EnvURL, err)
-		}
-		// Each test binary takes a DB index derived from its pid so that
-		// packages running in parallel rarely collide, then counts up.
-		base := opt.DB
-		n := nextDB[opt.Addr]
-		nextDB[opt.Addr] = n + 1
-		return opt.Addr, (base + os.Getpid() + n) % 16, nil
-	}
 	for _, p := range servers {
 		if n := nextDB[p.addr]; n < 16 {
 			nextDB[p.addr] = n + 1
