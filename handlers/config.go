@@ -2,9 +2,13 @@ package handlers
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -29,9 +33,10 @@ type Config struct {
 	// MaxTimeout is the largest timeout a payload may ask for; a larger one
 	// is lowered to it. Default MaxTimeoutDefault (10m).
 	MaxTimeout time.Duration
-	// MaxResponseBytes is the most response body bytes read; a successful
-	// answer with a larger body is a permanent failure.
-	// Default MaxResponseBytesDefault (1 MiB).
+	// MaxResponseBytes is the most response body bytes read; the rest of a
+	// larger body is dropped unread. It bounds memory only: an expected
+	// status succeeds whatever the body's size, and an unexpected one keeps
+	// an excerpt of what was read. Default MaxResponseBytesDefault (1 MiB).
 	MaxResponseBytes int64
 	// RedactHeaders are secret header names (case-insensitive) on top of
 	// Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key and
@@ -41,8 +46,12 @@ type Config struct {
 	// (case-insensitive) on top of token, access_token, refresh_token,
 	// password, secret, api_key, apikey, client_secret and key. Default none.
 	RedactFields []string
-	// Client sends the requests. Default a client with dial and TLS
-	// handshake timeouts of 10s that follows at most MaxRedirects redirects.
+	// Client sends the requests. NewHTTPCall uses a copy whose
+	// CheckRedirect first deletes every secret header (see RedactHeaders)
+	// from a redirect that leaves the original host or goes from https to
+	// http, then applies the client's own policy (net/http's default when
+	// nil). Default a client with dial and TLS handshake timeouts of 10s
+	// that follows at most MaxRedirects redirects.
 	Client *http.Client
 	// Now is the clock used to turn a Retry-After HTTP date into a delay.
 	// Default time.Now.
@@ -97,4 +106,47 @@ func checkRedirect(_ *http.Request, via []*http.Request) error {
 		return http.ErrUseLastResponse
 	}
 	return nil
+}
+
+// redirectClient returns a copy of c whose CheckRedirect deletes the headers
+// r holds secret from a request once the redirect chain has left the
+// original host or gone from https to http, then applies c's own policy.
+// net/http strips only Authorization, Www-Authenticate and Cookie that way,
+// and keeps them for a subdomain.
+func redirectClient(c *http.Client, r *Redactor) *http.Client {
+	next := c.CheckRedirect
+	if next == nil {
+		next = func(_ *http.Request, via []*http.Request) error {
+			if len(via) >= 10 { // net/http's default policy
+				return errors.New("stopped after 10 redirects")
+			}
+			return nil
+		}
+	}
+	cc := *c
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if leftOrigin(req, via) {
+			for name := range req.Header {
+				if r.SecretHeader(name) {
+					delete(req.Header, name)
+				}
+			}
+		}
+		return next(req, via)
+	}
+	return &cc
+}
+
+// leftOrigin reports whether a redirect chain, via[0] its first request and
+// req its next, has gone to another host than via[0]'s, or from https to
+// http.
+func leftOrigin(req *http.Request, via []*http.Request) bool {
+	origin := via[0].URL
+	left := func(u *url.URL) bool {
+		return !strings.EqualFold(u.Host, origin.Host) || (origin.Scheme == "https" && u.Scheme != "https")
+	}
+	if left(req.URL) {
+		return true
+	}
+	return slices.ContainsFunc(via[1:], func(v *http.Request) bool { return left(v.URL) })
 }

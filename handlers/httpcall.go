@@ -193,18 +193,20 @@ type HTTPCall struct {
 func NewHTTPCall(cfg Config) *HTTPCall {
 	cfg = cfg.withDefaults()
 	cfg.Timeout = min(cfg.Timeout, cfg.MaxTimeout)
-	return &HTTPCall{cfg: cfg, redact: NewRedactor(cfg.RedactHeaders, cfg.RedactFields)}
+	redact := NewRedactor(cfg.RedactHeaders, cfg.RedactFields)
+	cfg.Client = redirectClient(cfg.Client, redact)
+	return &HTTPCall{cfg: cfg, redact: redact}
 }
 
 // Redactor returns the redactor the handler masks secrets with.
 func (h *HTTPCall) Redactor() *Redactor { return h.redact }
 
 // Handle sends the request a describes and classifies the answer. It
-// returns nil on an expected status; a permanent error for an invalid
-// payload, an unexpected status below 400, a 4xx other than 408, 425 and
-// 429, or a successful answer larger than Config.MaxResponseBytes; an error
-// wrapping context.DeadlineExceeded when the request times out; and a
-// retryable error otherwise.
+// returns nil on an expected status, however large the body (at most
+// Config.MaxResponseBytes of it is read); a permanent error for an invalid
+// payload, an unexpected status below 400, or a 4xx other than 408, 425 and
+// 429; an error wrapping context.DeadlineExceeded when the request times
+// out; and a retryable error otherwise.
 func (h *HTTPCall) Handle(ctx context.Context, s *jobs.Step, a HTTPCallArgs) error {
 	if err := a.validate(h.redact); err != nil {
 		return jobs.Permanent(fmt.Errorf("%s: %w", jobs.KindHTTPCall, err))
@@ -250,20 +252,20 @@ func (h *HTTPCall) Handle(ctx context.Context, s *jobs.Step, a HTTPCallArgs) err
 	defer resp.Body.Close()
 
 	limit := h.cfg.MaxResponseBytes
-	data, readErr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if h.expected(a.ExpectStatus, resp.StatusCode) {
-		if readErr != nil {
-			return h.transportError(ctx, reqCtx, call, timeout, readErr)
-		}
-		if int64(len(data)) > limit {
-			return jobs.Permanent(call.with(fmt.Sprintf(
-				"response body is larger than %d bytes (raise http.max_response_bytes to accept it)", limit), nil))
+		// The tool has done the work and the body is not used: read at most
+		// limit bytes and drop the rest by closing the body, never failing
+		// the step for its size, which a retry or a replay would only
+		// repeat.
+		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, limit)); err != nil {
+			return h.transportError(ctx, reqCtx, call, timeout, err)
 		}
 		return nil
 	}
 	// An unexpected status decides the outcome; a body too large or cut
 	// short only shortens the excerpt.
-	he := &jobs.HTTPError{Status: resp.StatusCode, Body: h.excerpt(data[:min(int64(len(data)), limit)])}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
+	he := &jobs.HTTPError{Status: resp.StatusCode, Body: h.excerpt(data)}
 	if d, ok := jobs.ParseRetryAfter(resp.Header.Get("Retry-After"), h.cfg.Now()); ok {
 		he.RetryAfter = d
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -206,30 +207,38 @@ func TestHandleResponseLimit(t *testing.T) {
 	tests := []struct {
 		name      string
 		code      int
+		expect    []int
 		size      int
+		endless   bool // write size bytes, then hold the body open until the client goes
 		wantClass jobs.Class
 	}{
 		{name: "at the limit", code: 200, size: 16, wantClass: jobs.ClassNone},
-		{name: "over the limit", code: 200, size: 17, wantClass: jobs.ClassPermanent},
+		// The tool has acted: a large body must not dead-letter the step.
+		{name: "over the limit succeeds", code: 200, size: 17, wantClass: jobs.ClassNone},
+		{name: "over the limit on an expected 201", code: 201, expect: []int{201}, size: 1000, wantClass: jobs.ClassNone},
+		{name: "endless body is not read to the end", code: 200, size: 64, endless: true, wantClass: jobs.ClassNone},
 		{name: "over the limit on a 503 stays retryable", code: 503, size: 1000, wantClass: jobs.ClassRetryable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, Config{MaxResponseBytes: 16}, func(w http.ResponseWriter, r *http.Request) {
+			release := make(chan struct{})
+			// A body read to its end would block until the 10s timeout.
+			b := setup(t, Config{MaxResponseBytes: 16, Timeout: 10 * time.Second}, func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(tt.code)
 				_, _ = io.WriteString(w, strings.Repeat("x", tt.size))
-			})
-			err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL})
-			if got := jobs.Classify(err); got != tt.wantClass {
-				t.Fatalf("Classify = %q, want %q (err: %v)", got, tt.wantClass, err)
-			}
-			if tt.wantClass == jobs.ClassPermanent {
-				for _, want := range []string{"16 bytes", "http.max_response_bytes"} {
-					if !strings.Contains(err.Error(), want) {
-						t.Errorf("err = %q, want it to mention %q", err, want)
+				if tt.endless {
+					w.(http.Flusher).Flush()
+					select {
+					case <-r.Context().Done():
+					case <-release:
 					}
 				}
+			})
+			t.Cleanup(func() { close(release) })
+			err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL, ExpectStatus: tt.expect})
+			if got := jobs.Classify(err); got != tt.wantClass {
+				t.Fatalf("Classify = %q, want %q (err: %v)", got, tt.wantClass, err)
 			}
 			var he *jobs.HTTPError
 			if errors.As(err, &he) && len(he.Body) > 16 {
@@ -269,6 +278,98 @@ func TestHandleRedirects(t *testing.T) {
 	}
 	if got, want := b.hits.Load(), int32(MaxRedirects+1); got != want {
 		t.Errorf("server saw %d requests, want %d", got, want)
+	}
+}
+
+func TestHandleRedirectSecrets(t *testing.T) {
+	t.Parallel()
+	secrets := map[string]string{
+		"Authorization": "Bearer SECRET-auth",
+		"X-Api-Key":     "SECRET-key",
+		"x-session":     "SECRET-session", // configured, not canonical
+		"Cookie":        "sid=SECRET-cookie",
+	}
+	tests := []struct {
+		name        string
+		crossHost   bool
+		client      *http.Client
+		wantSecrets bool
+	}{
+		{name: "to another host", crossHost: true},
+		{name: "to another host with the caller's client", crossHost: true, client: &http.Client{}},
+		{name: "on the same host", crossHost: false, wantSecrets: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got atomic.Pointer[http.Header]
+			target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h := r.Header.Clone()
+				got.Store(&h)
+			}))
+			t.Cleanup(target.Close)
+			b := setup(t, Config{RedactHeaders: []string{"X-Session"}, Client: tt.client}, func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/b":
+					h := r.Header.Clone()
+					got.Store(&h)
+				case tt.crossHost:
+					http.Redirect(w, r, target.URL+"/b", http.StatusFound)
+				default:
+					http.Redirect(w, r, "/b", http.StatusFound)
+				}
+			})
+			headers := map[string]string{"X-Trace": "t1"}
+			maps.Copy(headers, secrets)
+			if err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL + "/a", Headers: headers}); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			h := got.Load()
+			if h == nil {
+				t.Fatal("the redirect target saw no request")
+			}
+			if v := h.Get("X-Trace"); v != "t1" {
+				t.Errorf("X-Trace = %q, want t1 (only secret headers are dropped)", v)
+			}
+			for name, value := range secrets {
+				if v := h.Get(name); (v == value) != tt.wantSecrets {
+					t.Errorf("%s = %q at the redirect target, want sent: %v", name, v, tt.wantSecrets)
+				}
+			}
+		})
+	}
+}
+
+func TestLeftOrigin(t *testing.T) {
+	t.Parallel()
+	req := func(u string) *http.Request {
+		r, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tests := []struct {
+		chain []string // the first request, the redirects, then the next request
+		want  bool
+	}{
+		{chain: []string{"https://a.example/x", "https://a.example/y"}, want: false},
+		{chain: []string{"https://a.example/x", "https://A.EXAMPLE/y"}, want: false},
+		{chain: []string{"https://a.example/x", "https://b.example/y"}, want: true},
+		{chain: []string{"https://a.example/x", "https://sub.a.example/y"}, want: true},
+		{chain: []string{"http://127.0.0.1:1/x", "http://127.0.0.1:2/y"}, want: true},
+		{chain: []string{"https://a.example/x", "http://a.example/y"}, want: true},
+		{chain: []string{"http://a.example/x", "https://a.example/y"}, want: false}, // an upgrade is safe
+		{chain: []string{"https://a.example/x", "https://b.example/y", "https://a.example/z"}, want: true},
+	}
+	for _, tt := range tests {
+		var via []*http.Request
+		for _, u := range tt.chain[:len(tt.chain)-1] {
+			via = append(via, req(u))
+		}
+		if got := leftOrigin(req(tt.chain[len(tt.chain)-1]), via); got != tt.want {
+			t.Errorf("leftOrigin(%v) = %v, want %v", tt.chain, got, tt.want)
+		}
 	}
 }
 
@@ -415,7 +516,7 @@ func TestHandleSecretsStayOut(t *testing.T) {
 		u := strings.Replace(base, "http://", "http://user:"+secret+"pw@", 1)
 		return HTTPCallArgs{
 			Method: "POST",
-			URL:    u + "/v1/run?api_key=" + secret + "-q&mode=fast#access_token=" + secret + "-f",
+			URL:    u + "/bot1:" + secret + "-path/v1/run?api_key=" + secret + "-q&mode=fast#access_token=" + secret + "-f",
 			Headers: map[string]string{
 				"Authorization": "Bearer " + secret + "-auth",
 				"X-Custom":      secret + "-custom-header",
@@ -426,7 +527,8 @@ func TestHandleSecretsStayOut(t *testing.T) {
 	echo := func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(500)
 		_, _ = io.WriteString(w, `{"error":"boom","password":"`+secret+`-body","echo":"Authorization: Bearer `+
-			secret+`-auth","form":"client_secret=`+secret+`-form&x=1"}`)
+			secret+`-auth","form":"client_secret=`+secret+`-form&x=1",`+
+			`"headers":{"Authorization":"Basic `+secret+`","X-Api-Key":"`+secret+`-key"},"raw":"Cookie: sid=`+secret+`-c"}`)
 	}
 	tests := []struct {
 		name      string
@@ -461,7 +563,7 @@ func TestHandleSecretsStayOut(t *testing.T) {
 			if strings.Contains(msg, secret) {
 				t.Errorf("err leaks a secret: %q", msg)
 			}
-			for _, want := range []string{"POST http://user:****@", "api_key=****", "mode=fast"} {
+			for _, want := range []string{"POST http://user:****@", "/****/v1/run?", "api_key=****", "mode=fast"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("err = %q, want it to contain %q", msg, want)
 				}

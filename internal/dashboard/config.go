@@ -1,5 +1,6 @@
 // Package dashboard owns the `agentq dashboard` web server: the asynqmon UI
-// and API mounted at "/", an unauthenticated /healthz that pings Redis, any
+// and API mounted at "/" (task payloads and results shown with their secrets
+// masked by handlers.Redactor), an unauthenticated /healthz that pings Redis, any
 // extra handlers the caller mounts (such as /metrics), optional basic or
 // bearer-token authentication in front of everything but /healthz, and the
 // listener's lifecycle.
@@ -43,6 +44,18 @@ type Config struct {
 	// BearerToken turns on "Authorization: Bearer <token>" authentication.
 	// It is a secret and never appears in logs or errors. Default: "" (off).
 	BearerToken string
+
+	// RedactHeaders are secret header names (case-insensitive) whose values
+	// are masked in the task payloads and results the UI shows, on top of
+	// handlers' built-in ones (Authorization, Cookie, X-Api-Key, ...).
+	// Default: none.
+	RedactHeaders []string
+
+	// RedactFields are secret JSON field and query parameter names
+	// (case-insensitive) masked in the task payloads and results the UI
+	// shows, on top of handlers' built-in ones (token, password, key, ...).
+	// Default: none.
+	RedactFields []string
 }
 
 // withDefaults returns c with every empty field set to its default.

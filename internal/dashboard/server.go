@@ -13,11 +13,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/agentq/agentq/handlers"
 )
 
 const (
@@ -65,13 +69,18 @@ func New(cfg Config, opt asynq.RedisConnOpt, rdb redis.UniversalClient, log zero
 		}
 	}
 
+	redacted := redactingFormatter{handlers.NewRedactor(cfg.RedactHeaders, cfg.RedactFields)}
 	mon, err := newAsynqmon(asynqmon.Options{
 		// asynqmon renders RootPath into its index.html as the prefix of its
 		// assets and of the UI's API calls ("" -> "/static/...", "/api/...")
 		// and uses it as the prefix of its router, so "" mounts it at "/".
-		RootPath:     "",
-		RedisConnOpt: opt,
-		ReadOnly:     cfg.ReadOnly,
+		RootPath:         "",
+		RedisConnOpt:     opt,
+		ReadOnly:         cfg.ReadOnly,
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(redacted.format),
+		// agentq's handlers write no results today; a result written later
+		// could echo a tool's answer, so it is masked the same way.
+		ResultFormatter: asynqmon.ResultFormatterFunc(redacted.format),
 	})
 	if err != nil {
 		return nil, err
@@ -89,6 +98,37 @@ func New(cfg Config, opt asynq.RedisConnOpt, rdb redis.UniversalClient, log zero
 	}
 	s.handler = logRequests(log, mux)
 	return s, nil
+}
+
+// redactingFormatter shows task payloads and results with their secrets
+// masked: http.call's request headers, token fields, credentials in URLs.
+type redactingFormatter struct{ r *handlers.Redactor }
+
+// format returns data as the UI shows it: a JSON document masked by
+// Redactor.JSON, printable text masked by Redactor.Text, and, like
+// asynqmon's default formatter, "non-printable bytes" for anything else.
+func (f redactingFormatter) format(_ string, data []byte) string {
+	if out, ok := f.r.JSON(data); ok {
+		return string(out)
+	}
+	if !printable(data) {
+		return "non-printable bytes"
+	}
+	return f.r.Text(string(data))
+}
+
+// printable reports whether data is UTF-8 made of printable runes and
+// white space.
+func printable(data []byte) bool {
+	if !utf8.Valid(data) {
+		return false
+	}
+	for _, r := range string(data) {
+		if !unicode.IsPrint(r) && !unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // newAsynqmon turns asynqmon.New's panics on bad options into an error.

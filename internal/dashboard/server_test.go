@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/handlers"
 	"github.com/agentq/agentq/internal/redistest"
 )
 
@@ -606,5 +608,71 @@ func TestClose(t *testing.T) {
 	}
 	if _, err := s.Listen(); err == nil {
 		t.Error("Listen after Close: want error")
+	}
+}
+
+func TestAPIRedactsPayloads(t *testing.T) {
+	t.Parallel()
+	const payload = `{"method":"POST","url":"https://tool.example/bot1:SECRET-path/run?token=SECRET-q&mode=fast",` +
+		`"headers":{"Authorization":"Bearer SECRET-auth","X-Api-Key":"SECRET-key","X-Session":"SECRET-session",` +
+		`"X-Trace":"trace-1"},"body":{"password":"SECRET-body","sig":"SECRET-sig","n":1}}`
+	tests := []struct {
+		name       string
+		cfg        Config
+		wantSecret []string // secrets still shown: names this config does not know
+	}{
+		{name: "built-in names", wantSecret: []string{"SECRET-session", "SECRET-sig"}},
+		{name: "configured names", cfg: Config{RedactHeaders: []string{"x-session"}, RedactFields: []string{"SIG"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, ts, b := setup(t, setupOpts{cfg: tt.cfg})
+			c := asynq.NewClient(b.opt)
+			defer c.Close()
+			info, err := c.Enqueue(asynq.NewTask("http.call", []byte(payload)), asynq.Queue("dash_redact"))
+			if err != nil {
+				t.Fatalf("enqueue: %v", err)
+			}
+			for _, path := range []string{"/api/queues/dash_redact/pending_tasks", "/api/queues/dash_redact/tasks/" + info.ID} {
+				resp, body := do(t, http.MethodGet, ts.URL+path)
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("GET %s: status = %d, body %s", path, resp.StatusCode, body)
+				}
+				for _, want := range []string{"****", "trace-1", "mode=fast"} {
+					if !strings.Contains(body, want) {
+						t.Errorf("GET %s: body lacks %q: %s", path, want, body)
+					}
+				}
+				leaked := regexp.MustCompile(`SECRET-[a-z]+`).FindAllString(body, -1)
+				slices.Sort(leaked)
+				if !slices.Equal(leaked, tt.wantSecret) {
+					t.Errorf("GET %s: secrets shown %v, want %v: %s", path, leaked, tt.wantSecret, body)
+				}
+			}
+		})
+	}
+}
+
+func TestRedactingFormatter(t *testing.T) {
+	t.Parallel()
+	f := redactingFormatter{handlers.NewRedactor(nil, nil)}
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{name: "json", in: `{"headers":{"Cookie":"sid=s1","Accept":"*/*"}}`, want: `{"headers":{"Accept":"*/*","Cookie":"****"}}`},
+		{name: "text", in: "token=abc\nAuthorization: Basic dXNlcjpwYXNz", want: "token=****\nAuthorization: Basic ****"},
+		{name: "non-printable", in: "\x00\x01token=abc", want: "non-printable bytes"},
+		{name: "not UTF-8", in: "\xff\xfe", want: "non-printable bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := f.format("http.call", []byte(tt.in)); got != tt.want {
+				t.Errorf("format = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
