@@ -1,0 +1,161 @@
+package alert
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// now fires at once: retries are decided by the test, not by waiting.
+func now(time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	c <- time.Time{}
+	return c
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if reason == "" || (len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == reason) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func TestDeliversAndRetries(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	got := make(chan map[string]any, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		var m map[string]any
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &m)
+		if r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("content type %q", r.Header.Get("Content-Type"))
+		}
+		got <- m
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	w, err := New(Config{URL: srv.URL + "/hook/s3cret", After: now, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Send(map[string]string{"event": "dead_letter", "id": "1"}) {
+		t.Fatal("Send refused")
+	}
+	m := <-got
+	if m["id"] != "1" || calls.Load() != 3 {
+		t.Fatalf("delivered %v after %d calls", m, calls.Load())
+	}
+	w.Close(context.Background())
+	if counter(t, reg, "agentq_alerts_sent_total", "") != 1 {
+		t.Fatal("sent not counted")
+	}
+}
+
+func TestNeverBlocksAndCountsDrops(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	reg := prometheus.NewRegistry()
+	logs := &syncBuffer{}
+	log := zerolog.New(logs)
+	w, err := New(Config{URL: srv.URL + "/hook?token=s3cret", QueueSize: 2, After: now, Registerer: reg, Logger: &log, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The webhook hangs: the first alert is in flight, two wait, the rest
+	// are dropped, and no Send waits for the webhook.
+	sent := 0
+	for range 10 {
+		if w.Send(map[string]int{"n": 1}) {
+			sent++
+		}
+	}
+	if sent < 2 || sent > 3 {
+		t.Fatalf("%d of 10 alerts queued with a queue of 2", sent)
+	}
+	if got := counter(t, reg, "agentq_alerts_dropped_total", "queue_full"); got != float64(10-sent) {
+		t.Fatalf("dropped{queue_full} = %v, want %d", got, 10-sent)
+	}
+	if out := logs.String(); !strings.Contains(out, "alert dropped") || strings.Contains(out, "s3cret") {
+		t.Fatalf("logs = %s", out)
+	}
+}
+
+func TestRefusedAlertIsNotRetried(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "no", http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	w, err := New(Config{URL: srv.URL, After: now, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Send("x")
+	w.Close(context.Background()) // waits for the queued alert
+	if calls.Load() != 1 || counter(t, reg, "agentq_alerts_dropped_total", "failed") != 1 {
+		t.Fatalf("calls %d, dropped{failed} %v", calls.Load(), counter(t, reg, "agentq_alerts_dropped_total", "failed"))
+	}
+	if w.Send("y") {
+		t.Fatal("Send after Close accepted")
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []Config{{}, {URL: "ftp://x"}, {URL: "/relative"}, {URL: "http://x", QueueSize: -1}, {URL: "http://x", Backoff: time.Minute}} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) = nil error", cfg)
+		}
+	}
+}

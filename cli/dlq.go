@@ -1,0 +1,864 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/agentq/agentq/alert"
+	"github.com/agentq/agentq/dlq"
+	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/logging"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/ledger"
+	"github.com/agentq/agentq/queue"
+)
+
+// dlqConfig is the dead-letter store's configuration.
+func (a *app) dlqConfig() dlq.Config {
+	log := a.log
+	d := a.cfg.DLQ
+	return dlq.Config{
+		Redactor:          handlers.NewRedactor(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields),
+		Logger:            &log,
+		Registerer:        prometheus.DefaultRegisterer,
+		RetentionAge:      d.RetentionAge,
+		RetentionCount:    d.RetentionCount,
+		ReconcileInterval: d.ReconcileInterval,
+		Grace:             d.Grace,
+	}
+}
+
+// ledgerConfig is the idempotency ledger's configuration.
+func (a *app) ledgerConfig() ledger.Config {
+	log := a.log
+	return ledger.Config{Logger: &log, Registerer: prometheus.DefaultRegisterer, Retention: a.cfg.Ledger.Retention}
+}
+
+// reliability is what a worker process runs besides the worker: the
+// dead-letter store with its capture middleware and reconciler, the
+// idempotency ledger, and the alert webhook.
+type reliability struct {
+	store  *dlq.Store
+	ledger *ledger.Ledger
+	hook   *alert.Webhook
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// startReliability builds the worker's dead-letter store, ledger and alert
+// webhook, starts the reconciler, and makes workerConfig put their
+// middleware outermost after the built-ins. Call close after the worker has
+// stopped.
+func (a *app) startReliability(ctx context.Context, rdb redis.UniversalClient) (*reliability, error) {
+	r := &reliability{done: make(chan struct{})}
+	dc := a.dlqConfig()
+	if u := a.cfg.Alerts.WebhookURL; u != "" {
+		log := a.log
+		hook, err := alert.New(alert.Config{URL: u, Logger: &log, Registerer: prometheus.DefaultRegisterer})
+		if err != nil {
+			return nil, usageError{err}
+		}
+		r.hook, dc.Alerter = hook, hook
+	}
+	var err error
+	if r.store, err = dlq.New(rdb, dc); err != nil {
+		r.closeHook()
+		return nil, usageError{err}
+	}
+	if r.ledger, err = ledger.New(rdb, a.ledgerConfig()); err != nil {
+		r.closeHook()
+		return nil, usageError{err}
+	}
+	rctx, stop := context.WithCancel(ctx)
+	r.stop = stop
+	go func() {
+		defer close(r.done)
+		r.store.RunReconciler(rctx)
+	}()
+	a.rel = r
+	return r, nil
+}
+
+// middleware is the capture middleware, then the ledger.
+func (r *reliability) closeHook() {
+	if r.hook != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r.hook.Close(ctx)
+	}
+}
+
+// close stops the reconciler, flushes the ledger and gives queued alerts
+// five seconds to go out.
+func (r *reliability) close() {
+	r.stop()
+	<-r.done
+	r.ledger.Close()
+	r.closeHook()
+}
+
+// middleware is the worker's chain after the built-ins, outermost first:
+// the dead-letter capture (it must see every outcome that reaches asynq,
+// the guards' included) and the ledger when started, then the guards
+// (metrics, error budgets, breakers), then the user's.
+// middleware is the worker's chain after queue's built-ins, outermost
+// first, in one place:
+//
+//   - dead-letter capture sees every outcome that reaches asynq;
+//   - metrics and budget counting see every attempt, a ledger hit included
+//     (it is a success);
+//   - the ledger answers a repeated delivery of finished work before the
+//     breaker could snooze it;
+//   - the breaker sits next to the handler it protects;
+//   - user middleware last, closest to the handler.
+func (a *app) middleware() []jobs.Middleware {
+	var mws []jobs.Middleware
+	if a.rel != nil {
+		mws = append(mws, a.rel.store.Middleware())
+	}
+	if g := a.guards; g != nil {
+		mws = append(mws, g.metrics.Middleware(), g.budgets.Middleware())
+	}
+	if a.rel != nil {
+		mws = append(mws, a.rel.ledger.Middleware())
+	}
+	if g := a.guards; g != nil {
+		mws = append(mws, g.breakers.Middleware())
+	}
+	return append(mws, a.m.Middleware...)
+}
+
+// outputRedactor masks secrets in what dlq commands print: payload fields
+// named like secrets or secret headers, bearer tokens.
+func (a *app) outputRedactor() *handlers.Redactor {
+	fields := slices.Concat(a.cfg.HTTP.RedactFields, a.cfg.HTTP.RedactHeaders,
+		[]string{"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"})
+	return handlers.NewRedactor(a.cfg.HTTP.RedactHeaders, fields)
+}
+
+// dlqSession is one dlq command's connection and store.
+type dlqSession struct {
+	a      *app
+	rdb    redis.UniversalClient
+	store  *dlq.Store
+	redact *handlers.Redactor
+}
+
+func (m *Main) openDLQ(cmd *cobra.Command, rf *rootFlags, withClient bool) (*dlqSession, error) {
+	cfg, err := m.load(cmd, rf)
+	if err != nil {
+		return nil, err
+	}
+	a, err := m.newApp(cfg, m.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	ctx := cmd.Context()
+	rdb, err := a.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dc := a.dlqConfig()
+	// Commands print their results; only warnings and errors are logged.
+	log := a.log.Level(max(a.log.GetLevel(), zerolog.WarnLevel))
+	dc.Logger, dc.Registerer = &log, nil
+	if withClient {
+		c, err := a.client(rdb)
+		if err != nil {
+			_ = rdb.Close()
+			return nil, usageError{err}
+		}
+		dc.Client = c
+		reg, cc := a.reg, a.clientConfig()
+		dc.Check = func(kind string, payload []byte, o queue.EnqueueOptions) error {
+			return queue.Check(reg, cc, kind, payload, o)
+		}
+	}
+	store, err := dlq.New(rdb, dc)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, usageError{err}
+	}
+	s := &dlqSession{a: a, rdb: rdb, store: store, redact: a.outputRedactor()}
+	// Reflect asynqmon actions and archived tasks no worker reported before
+	// answering, also when no worker is running.
+	if _, err := store.Sweep(ctx); err != nil {
+		fmt.Fprintf(m.Stderr, "agentq: warning: could not reconcile with asynq first: %v\n", err)
+	}
+	return s, nil
+}
+
+func (s *dlqSession) close() { _ = s.rdb.Close() }
+
+// selectors are the flags that select dead letters.
+type selectors struct {
+	queue, workflow, kind, errText, class, status string
+	since                                         time.Duration
+	limit                                         int
+	all                                           bool
+}
+
+var selectorFlags = []string{"queue", "workflow", "kind", "error", "class", "since", "status"}
+
+func (f *selectors) register(cmd *cobra.Command, withAll bool, limitDefault int) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.queue, "queue", "", "only this queue")
+	fl.StringVar(&f.workflow, "workflow", "", "only this workflow")
+	fl.StringVar(&f.kind, "kind", "", "only this task kind, e.g. http.call")
+	fl.StringVar(&f.errText, "error", "", "only records whose last error contains TEXT (case-insensitive)")
+	fl.StringVar(&f.class, "class", "", "only this error class: "+classNames())
+	fl.DurationVar(&f.since, "since", 0, "only records that failed within this long, e.g. 24h")
+	fl.StringVar(&f.status, "status", "", "only these statuses, comma-separated: dead, replayed, resolved, rerun, deleted")
+	fl.IntVar(&f.limit, "limit", limitDefault, "at most N records (0: no limit)")
+	if withAll {
+		fl.BoolVar(&f.all, "all", false, "select every record (replay: every replayable record)")
+	}
+}
+
+func classNames() string {
+	names := make([]string, len(dlq.Classes))
+	for i, c := range dlq.Classes {
+		names[i] = string(c)
+	}
+	return strings.Join(names, ", ")
+}
+
+// given reports whether any selector flag was set.
+func (f *selectors) given(cmd *cobra.Command) bool {
+	for _, name := range selectorFlags {
+		if cmd.Flags().Changed(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *selectors) filter(now time.Time) (dlq.Filter, error) {
+	flt := dlq.Filter{Queue: f.queue, Workflow: f.workflow, Kind: f.kind, Error: f.errText, Limit: f.limit}
+	if f.class != "" {
+		c, err := dlq.ParseClass(f.class)
+		if err != nil {
+			return flt, usagef("--class: %v", err)
+		}
+		flt.Class = c
+	}
+	if f.status != "" {
+		for _, part := range strings.Split(f.status, ",") {
+			st, err := dlq.ParseStatus(part)
+			if err != nil {
+				return flt, usagef("--status: %v", err)
+			}
+			flt.Statuses = append(flt.Statuses, st)
+		}
+	}
+	switch {
+	case f.since < 0:
+		return flt, usagef("--since must not be negative, got %v", f.since)
+	case f.since > 0:
+		flt.Since = now.Add(-f.since)
+	}
+	if f.limit < 0 {
+		return flt, usagef("--limit must not be negative, got %d", f.limit)
+	}
+	return flt, nil
+}
+
+func (m *Main) dlqCommand(rf *rootFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "Triage, replay and purge dead letters",
+		Long: `Every task that ends without success has a record in agentq's dead-letter
+store: retries spent, permanent errors, panics, timeouts, lease expiry after a
+worker crash and tasks archived by hand in asynqmon. Records keep the payload,
+headers and every attempt's error (secrets redacted); nothing is dropped unless
+a retention is configured, and then every drop is logged and counted.
+
+A record moves dead -> replayed -> resolved, or back to dead with the replay's
+attempts appended. rerun and deleted mirror asynqmon actions on the archived
+task (run, delete). Each command first reconciles the store with asynq.
+
+Exit codes: 0 done, 1 runtime error, 2 bad input (unknown id, empty
+selection, conflicting flags, refused payload), 3 some replays failed.`,
+	}
+	cmd.AddCommand(m.dlqListCommand(rf), m.dlqShowCommand(rf), m.dlqStatsCommand(rf),
+		m.dlqReplayCommand(rf), m.dlqPurgeCommand(rf))
+	return cmd
+}
+
+// present returns r with its payload and headers redacted for output.
+func (s *dlqSession) present(r dlq.Record) dlq.Record {
+	if len(r.Payload) > 0 {
+		red := s.redact.Text(string(r.Payload))
+		if json.Valid([]byte(red)) {
+			r.Payload = json.RawMessage(red)
+		} else {
+			b, _ := json.Marshal(red)
+			r.Payload = b
+		}
+	}
+	if r.Headers != nil {
+		h := make(map[string]string, len(r.Headers))
+		for k, v := range r.Headers {
+			h[k] = s.redact.Header(k, v)
+		}
+		r.Headers = h
+	}
+	return r
+}
+
+func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
+	var (
+		sel    selectors
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--queue Q] [--workflow W] [--kind K] [--error TEXT] [--class C] [--since DUR] [--status S] [--limit N] [--json]",
+		Short: "List dead letters, newest failure first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			flt, err := sel.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			s, err := m.openDLQ(cmd, rf, false)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			recs := []dlq.Record{}
+			err = s.store.Each(cmd.Context(), flt, func(r dlq.Record) bool {
+				recs = append(recs, s.present(r))
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(m.Stdout, recs)
+			}
+			if len(recs) == 0 {
+				fmt.Fprintln(m.Stdout, "no dead letters match")
+				return nil
+			}
+			tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATUS\tQUEUE\tKIND\tWORKFLOW\tRUN\tCLASS\tATTEMPTS\tFAILED\tERROR")
+			for _, r := range recs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, r.Queue, r.Kind,
+					dash(r.Workflow), dash(r.RunID), r.Class, r.Attempts, ago(r.FailedAt), clip(r.Error, 60))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if flt.Limit > 0 && len(recs) == flt.Limit {
+				fmt.Fprintf(m.Stderr, "showing the first %d; --limit 0 lists all\n", flt.Limit)
+			}
+			return nil
+		},
+	}
+	sel.register(cmd, false, 100)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+// checkIDs refuses unknown ids before anything changes.
+func (s *dlqSession) checkIDs(ctx context.Context, ids []string) error {
+	ok, err := s.store.Exists(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		if !ok[i] {
+			return usageError{&dlq.NotFoundError{ID: id}}
+		}
+	}
+	return nil
+}
+
+func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID [--json]",
+		Short: "Show one dead letter with every attempt",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := m.openDLQ(cmd, rf, false)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			r, err := s.store.Get(cmd.Context(), args[0])
+			if errors.Is(err, dlq.ErrNotFound) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			r = s.present(r)
+			if asJSON {
+				return writeJSON(m.Stdout, r)
+			}
+			return writeRecord(m.Stdout, r, s.store.ReplayCommand(r.ID))
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func writeRecord(w io.Writer, r dlq.Record, replay string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	row("id", r.ID)
+	row("status", string(r.Status))
+	row("note", r.Note)
+	row("task", r.TaskID)
+	row("archived task", r.ArchivedTask)
+	row("queue", r.Queue)
+	row("kind", r.Kind)
+	row("workflow", r.Workflow)
+	row("run id", r.RunID)
+	row("key", r.Key)
+	row("class", string(r.Class))
+	row("error", r.Error)
+	row("attempts", fmt.Sprintf("%d (budget %d per task)", r.Attempts, r.MaxAttempts))
+	row("first failed", r.FirstFailedAt.Format(time.RFC3339))
+	row("last failed", r.FailedAt.Format(time.RFC3339))
+	if r.Replays > 0 {
+		row("replays", fmt.Sprintf("%d (last: task %s)", r.Replays, r.ReplayTask))
+	}
+	row("replay of", r.ReplayOf)
+	row("recorded by", r.Source)
+	row("payload", string(r.Payload))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nattempts:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  #\tAT\tTASK\tCLASS\tERROR")
+	for _, a := range r.History {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", a.Attempt, a.At.Format(time.RFC3339), a.TaskID, a.Class, a.Error)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r.Status.Replayable() {
+		fmt.Fprintf(w, "\nreplay: %s\n", replay)
+	}
+	return nil
+}
+
+func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
+	var (
+		sel    selectors
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "stats [selectors] [--json]",
+		Short: "Count dead letters by status, queue, workflow, kind and class; name the oldest",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			flt, err := sel.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			s, err := m.openDLQ(cmd, rf, false)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			st, err := s.store.Stats(cmd.Context(), flt)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(m.Stdout, st)
+			}
+			fmt.Fprintf(m.Stdout, "total: %d\n", st.Total)
+			for _, sec := range []struct {
+				name string
+				m    map[string]int
+			}{{"status", st.ByStatus}, {"queue", st.ByQueue}, {"workflow", st.ByWorkflow}, {"kind", st.ByKind}, {"class", st.ByClass}} {
+				if len(sec.m) == 0 {
+					continue
+				}
+				fmt.Fprintf(m.Stdout, "by %s:\n", sec.name)
+				for _, k := range dlq.SortedCounts(sec.m) {
+					fmt.Fprintf(m.Stdout, "  %-24s %d\n", dash(k), sec.m[k])
+				}
+			}
+			if st.Oldest != nil {
+				fmt.Fprintf(m.Stdout, "oldest waiting: %s, first failed %s (%s ago)\n", st.Oldest.ID,
+					st.Oldest.FirstFailedAt.Format(time.RFC3339), st.Oldest.Age)
+			}
+			return nil
+		},
+	}
+	sel.register(cmd, false, 0)
+	_ = cmd.Flags().MarkHidden("limit")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// targets resolves IDs or selectors or --all into record ids, refusing
+// conflicting flags, unknown ids and empty selections.
+func (s *dlqSession) targets(ctx context.Context, cmd *cobra.Command, sel *selectors, ids []string, defaultStatuses []dlq.Status) ([]string, error) {
+	if len(ids) > 0 {
+		if err := s.checkIDs(ctx, ids); err != nil {
+			return nil, err
+		}
+		return slices.Compact(ids), nil
+	}
+	flt, err := sel.filter(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if len(flt.Statuses) == 0 {
+		flt.Statuses = defaultStatuses
+	}
+	var out []string
+	err = s.store.Each(ctx, flt, func(r dlq.Record) bool { out = append(out, r.ID); return true })
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, usagef("no dead letters match the selection")
+	}
+	return out, nil
+}
+
+// checkSelection refuses a command with no ids, selectors or --all, and
+// mixes of them.
+func checkSelection(cmd *cobra.Command, sel *selectors, ids []string) error {
+	given := sel.given(cmd)
+	switch {
+	case len(ids) > 0 && (given || sel.all):
+		return usagef("give IDs or selectors (--queue, --kind, ...) or --all, not both")
+	case sel.all && given:
+		return usagef("--all selects every record: drop --all or the selectors")
+	case len(ids) == 0 && !given && !sel.all:
+		return usagef("say which dead letters: IDs, selectors (--queue, --workflow, --kind, --error, --class, --since, --status) or --all")
+	case len(ids) > 0 && cmd.Flags().Changed("limit"):
+		return usagef("--limit applies to selectors, not to IDs")
+	}
+	return nil
+}
+
+type replayFlags struct {
+	sel     selectors
+	payload string
+	dryRun  bool
+	rate    float64
+	asJSON  bool
+}
+
+// replaySummary is what replay prints with --json.
+type replaySummary struct {
+	DryRun   bool           `json:"dry_run"`
+	Selected int            `json:"selected"`
+	Replayed []dlq.Replayed `json:"replayed"`
+	Failed   []replayFail   `json:"failed"`
+}
+
+type replayFail struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+func (m *Main) dlqReplayCommand(rf *rootFlags) *cobra.Command {
+	f := &replayFlags{}
+	cmd := &cobra.Command{
+		Use:   "replay ID... | replay [selectors] | replay --all  [--payload JSON|@FILE] [--dry-run] [--rate N] [--json]",
+		Short: "Enqueue dead letters afresh with their full retry budget",
+		Long: `Replay enqueues each selected dead letter as a new task <task id>-r<N> in its
+queue, with the same idempotency key, the full retry budget and lineage
+(replay_of), then deletes the archived original from asynq. The record becomes
+replayed, then resolved when the replay succeeds or dead again with the new
+attempts appended. Replaying one record twice at once enqueues one task.
+
+With selectors or --all, only replayable records (dead, deleted) are taken
+unless --status says otherwise. --payload replaces the payload of exactly one
+ID and is validated like any enqueue. --dry-run lists what would be replayed
+and changes nothing. --rate bounds replays per second (default: as fast as
+Redis allows).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return m.runReplay(cmd, rf, f, args)
+		},
+	}
+	f.sel.register(cmd, true, 0)
+	fl := cmd.Flags()
+	fl.StringVar(&f.payload, "payload", "", "replacement payload for exactly one ID: JSON, @FILE or -")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be replayed; change nothing")
+	fl.Float64Var(&f.rate, "rate", 0, "at most N replays per second (0: no limit)")
+	fl.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
+	return cmd
+}
+
+func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids []string) error {
+	if err := checkSelection(cmd, &f.sel, ids); err != nil {
+		return err
+	}
+	var payload []byte
+	if cmd.Flags().Changed("payload") {
+		if len(ids) != 1 {
+			return usagef("--payload replaces the payload of exactly one ID; got %d IDs", len(ids))
+		}
+		var err error
+		if payload, err = m.readPayload(f.payload); err != nil {
+			return err
+		}
+		if bytes.Contains(payload, []byte(handlers.Mask)) {
+			return usagef("--payload contains %s, a secret masked by dlq show/list: put the real value back", handlers.Mask)
+		}
+		if len(bytes.TrimSpace(payload)) == 0 {
+			return usagef("--payload is empty")
+		}
+	}
+	if f.rate < 0 {
+		return usagef("--rate must not be negative, got %v", f.rate)
+	}
+	if _, err := f.sel.filter(time.Now()); err != nil {
+		return err
+	}
+	s, err := m.openDLQ(cmd, rf, true)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	ctx := cmd.Context()
+	targets, err := s.targets(ctx, cmd, &f.sel, ids, []dlq.Status{dlq.StatusDead, dlq.StatusDeleted})
+	if err != nil {
+		return err
+	}
+	// Explicit IDs are checked up front, so that a typo or a settled record
+	// changes nothing.
+	if len(ids) > 0 {
+		for _, id := range targets {
+			r, err := s.store.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			if !r.Status.Replayable() {
+				return usageError{&dlq.NotReplayableError{ID: id, Status: r.Status, ReplayTask: r.ReplayTask}}
+			}
+		}
+	}
+	sum := m.replayAll(ctx, s, targets, dlq.ReplayOptions{Payload: payload, DryRun: f.dryRun}, f)
+	if f.asJSON {
+		if err := writeJSON(m.Stdout, sum); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range sum.Replayed {
+			switch {
+			case r.DryRun:
+				fmt.Fprintf(m.Stdout, "would replay %s as task %s (%s, queue %s)\n", r.ID, r.TaskID, r.Kind, r.Queue)
+			case len(sum.Replayed) <= 20:
+				fmt.Fprintf(m.Stdout, "replayed %s as task %s\n", r.ID, r.TaskID)
+			}
+			if r.Warning != "" {
+				fmt.Fprintf(m.Stderr, "warning: %s: %s\n", r.ID, r.Warning)
+			}
+		}
+		for _, fl := range sum.Failed {
+			fmt.Fprintf(m.Stderr, "failed %s: %s\n", fl.ID, fl.Error)
+		}
+		verb := "replayed"
+		if f.dryRun {
+			verb = "would replay"
+		}
+		fmt.Fprintf(m.Stdout, "selected: %d  %s: %d  failed: %d\n", sum.Selected, verb, len(sum.Replayed), len(sum.Failed))
+	}
+	switch {
+	case len(sum.Failed) == 0:
+		return nil
+	case len(sum.Replayed) > 0:
+		return partialError{fmt.Sprintf("%d of %d replays failed (see above)", len(sum.Failed), sum.Selected)}
+	case len(sum.Failed) == 1:
+		// One failure: its own error, with its own exit code.
+		return sum.firstErr
+	}
+	return fmt.Errorf("all %d replays failed (see above)", len(sum.Failed))
+}
+
+type replayResult struct {
+	replaySummary
+	firstErr error
+}
+
+// replayAll replays ids, at most rate per second when set, else with a few
+// replays in flight; a bar shows progress on a terminal.
+func (m *Main) replayAll(ctx context.Context, s *dlqSession, ids []string, o dlq.ReplayOptions, f *replayFlags) replayResult {
+	res := replayResult{replaySummary: replaySummary{DryRun: o.DryRun, Selected: len(ids), Replayed: []dlq.Replayed{}, Failed: []replayFail{}}}
+	var bar *progressbar.ProgressBar
+	if len(ids) > 1 && !f.asJSON && logging.IsTerminal(m.Stderr) {
+		bar = progressbar.NewOptions(len(ids), progressbar.OptionSetWriter(m.Stderr),
+			progressbar.OptionSetDescription("replay"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	}
+	var mu sync.Mutex
+	out := make([]*dlq.Replayed, len(ids))
+	errs := make([]error, len(ids))
+	do := func(i int) {
+		r, err := s.store.Replay(ctx, ids[i], o)
+		mu.Lock()
+		if err != nil {
+			errs[i] = err
+		} else {
+			out[i] = &r
+		}
+		if bar != nil {
+			_ = bar.Add(1)
+		}
+		mu.Unlock()
+	}
+	if f.rate > 0 {
+		interval := time.Duration(float64(time.Second) / f.rate)
+		next := time.Now()
+		for i := range ids {
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+				}
+			}
+			if ctx.Err() != nil {
+				errs[i] = ctx.Err()
+				continue
+			}
+			next = next.Add(interval)
+			do(i)
+		}
+	} else {
+		const inFlight = 16
+		work := make(chan int)
+		var wg sync.WaitGroup
+		for range min(inFlight, len(ids)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					do(i)
+				}
+			}()
+		}
+		for i := range ids {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+	}
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	for i := range ids {
+		switch {
+		case errs[i] != nil:
+			res.Failed = append(res.Failed, replayFail{ID: ids[i], Error: errs[i].Error()})
+			if res.firstErr == nil {
+				res.firstErr = errs[i]
+				var ie *dlq.InvalidReplayError
+				if errors.As(errs[i], &ie) || errors.Is(errs[i], dlq.ErrNotFound) {
+					res.firstErr = usageError{errs[i]}
+				}
+			}
+		case out[i] != nil:
+			res.Replayed = append(res.Replayed, *out[i])
+		}
+	}
+	return res
+}
+
+func (m *Main) dlqPurgeCommand(rf *rootFlags) *cobra.Command {
+	var (
+		sel    selectors
+		yes    bool
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "purge ID... | purge [selectors] | purge --all  [--yes]",
+		Short: "Delete dead letters for good (and their archived tasks in asynq)",
+		Long: `Purge deletes the selected records and their history, and deletes the archived
+task of those still dead from asynq's archive, so asynqmon agrees. It asks for
+--yes when more than one record is selected.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSelection(cmd, &sel, args); err != nil {
+				return err
+			}
+			if _, err := sel.filter(time.Now()); err != nil {
+				return err
+			}
+			s, err := m.openDLQ(cmd, rf, false)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			ctx := cmd.Context()
+			ids, err := s.targets(ctx, cmd, &sel, args, nil)
+			if err != nil {
+				return err
+			}
+			if len(ids) > 1 && !yes {
+				return usagef("this would purge %d dead letters for good; add --yes to confirm (dlq list with the same selectors shows them)", len(ids))
+			}
+			purged, err := s.store.Purge(ctx, ids...)
+			deleted := 0
+			for _, p := range purged {
+				if p.ArchiveDeleted {
+					deleted++
+				}
+			}
+			if asJSON {
+				if jerr := writeJSON(m.Stdout, map[string]any{"selected": len(ids), "purged": len(purged), "archived_tasks_deleted": deleted}); jerr != nil {
+					return jerr
+				}
+			} else {
+				fmt.Fprintf(m.Stdout, "purged %d of %d dead letters (%d archived tasks deleted from asynq)\n", len(purged), len(ids), deleted)
+			}
+			return err
+		},
+	}
+	sel.register(cmd, true, 0)
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm purging more than one record")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary")
+	return cmd
+}

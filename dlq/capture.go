@@ -1,0 +1,140 @@
+package dlq
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
+)
+
+// Alert is the JSON posted for a dead letter: concise, no payload.
+type Alert struct {
+	// Event is always "dead_letter".
+	Event string `json:"event"`
+	// Text is a one-line summary for chat webhooks.
+	Text     string     `json:"text"`
+	ID       string     `json:"id"`
+	Queue    string     `json:"queue"`
+	Kind     string     `json:"kind"`
+	Workflow string     `json:"workflow,omitempty"`
+	RunID    string     `json:"run_id,omitempty"`
+	TaskID   string     `json:"task_id"`
+	Class    jobs.Class `json:"class"`
+	Error    string     `json:"error"`
+	Attempt  int        `json:"attempt"`
+	FailedAt time.Time  `json:"failed_at"`
+	// Replay is the command that replays the dead letter.
+	Replay string `json:"replay_command"`
+}
+
+// Middleware returns the capture middleware. Put it outermost after the
+// worker's built-ins, so that it sees the outcome every other middleware
+// produced. Per attempt, after the rest of the chain:
+//
+//   - success of a first attempt that is no replay: nothing, no Redis call;
+//   - success of a retry or a replay: one script that drops the task's
+//     pending attempts and resolves the record it settles;
+//   - retry: the attempt (time, class, redacted message) is appended to the
+//     task's pending attempts;
+//   - dead: the record is created, or for a replay appended to and dead
+//     again, atomically; one warning line names the run and the replay
+//     command, and an alert is sent without blocking;
+//   - snooze: nothing.
+//
+// A failed write is logged and never changes the step's outcome; a death
+// that was not written is recorded later by the reconciler from asynq's
+// archive.
+func (s *Store) Middleware() jobs.Middleware {
+	return func(next jobs.Handler) jobs.Handler {
+		return jobs.HandlerFunc(func(ctx context.Context, st *jobs.Step) error {
+			err := next.ProcessStep(ctx, st)
+			outcome, class := queue.Decide(st, err)
+			switch outcome {
+			case queue.OutcomeSuccess:
+				if st.Attempt > 1 || st.ReplayOf != "" {
+					s.captureSuccess(ctx, st)
+				}
+			case queue.OutcomeRetry:
+				wctx, cancel := writeCtx(ctx)
+				werr := s.AddAttempt(wctx, st.Queue, st.TaskID, s.attempt(st, class, err))
+				cancel()
+				if werr != nil {
+					s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Int("attempt", st.Attempt).
+						Err(werr).Msg("failed attempt not recorded in the dead-letter history")
+				}
+			case queue.OutcomeDead:
+				s.captureDeath(ctx, st, class, err)
+			}
+			return err
+		})
+	}
+}
+
+func (s *Store) attempt(st *jobs.Step, class jobs.Class, err error) Attempt {
+	return Attempt{At: s.cfg.Now(), Attempt: st.Attempt, TaskID: st.TaskID, Class: class, Error: s.redact(err.Error())}
+}
+
+func (s *Store) captureSuccess(ctx context.Context, st *jobs.Step) {
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	id, err := s.Succeeded(wctx, st.Queue, st.TaskID, st.ReplayOf)
+	switch {
+	case err != nil:
+		s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("replay_of", st.ReplayOf).
+			Err(err).Msg("success not recorded in the dead-letter store")
+	case id != "":
+		s.log.Info().Str("dlq_id", id).Str("task_id", st.TaskID).Str("run_id", st.RunID).
+			Msg("dead letter resolved")
+	}
+}
+
+func (s *Store) captureDeath(ctx context.Context, st *jobs.Step, class jobs.Class, err error) {
+	final := s.attempt(st, class, err)
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	id, mode, werr := s.Dead(wctx, Death{
+		Queue: st.Queue, TaskID: st.TaskID, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, Key: st.Key,
+		ReplayOf: st.ReplayOf, Payload: st.Payload, Headers: st.Headers, MaxAttempts: st.MaxAttempts,
+		Final: final, Source: SourceWorker,
+	})
+	if werr != nil {
+		s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("workflow", st.Workflow).
+			Str("kind", st.Kind).Str("queue", st.Queue).Str("class", string(class)).Err(werr).
+			Msg("dead letter not recorded; the reconciler will record it from asynq's archive")
+		return
+	}
+	cmd := s.ReplayCommand(id)
+	verb := "dead letter recorded"
+	if mode == modeAppended {
+		verb = "dead letter dead again"
+	}
+	s.log.Warn().Str("dlq_id", id).Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("workflow", st.Workflow).
+		Str("kind", st.Kind).Str("queue", st.Queue).Str("class", string(class)).Int("attempt", st.Attempt).
+		Str("error", final.Error).Str("replay", cmd).
+		Msg(verb + "; replay with: " + cmd)
+	if s.cfg.Alerter != nil {
+		s.cfg.Alerter.Send(Alert{
+			Event: "dead_letter",
+			Text: fmt.Sprintf("agentq: %s %s (task %s, run %s) died on attempt %d: %s. Replay: %s",
+				st.Kind, verbNoun(mode), st.TaskID, orNone(st.RunID), st.Attempt, final.Error, cmd),
+			ID: id, Queue: st.Queue, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, TaskID: st.TaskID,
+			Class: class, Error: final.Error, Attempt: st.Attempt, FailedAt: final.At.UTC(), Replay: cmd,
+		})
+	}
+}
+
+func verbNoun(mode string) string {
+	if mode == modeAppended {
+		return "replay"
+	}
+	return "step"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,156 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
+)
+
+// ReplayOptions are the settings of one replay.
+type ReplayOptions struct {
+	// Payload replaces the record's payload; nil keeps it. It is validated
+	// like any enqueue.
+	Payload json.RawMessage
+	// DryRun checks everything and reports the task a replay would enqueue,
+	// changing nothing.
+	DryRun bool
+}
+
+// Replayed says what a replay did.
+type Replayed struct {
+	// ID is the record replayed.
+	ID string `json:"id"`
+	// TaskID is the replay task: <original task id>-r<N>.
+	TaskID string `json:"task_id"`
+	Queue  string `json:"queue"`
+	Kind   string `json:"kind"`
+	// DryRun is true when nothing was changed.
+	DryRun bool `json:"dry_run,omitempty"`
+	// Existing is true when the replay task already existed: an earlier
+	// replay enqueued it and then failed to record that.
+	Existing bool `json:"existing,omitempty"`
+	// ArchiveDeleted is true when the archived task was deleted from
+	// asynq's archive.
+	ArchiveDeleted bool `json:"archive_deleted"`
+	// Warning reports a problem that did not stop the replay.
+	Warning string `json:"warning,omitempty"`
+}
+
+// InvalidReplayError is a replay refused by enqueue validation: nothing was
+// changed.
+type InvalidReplayError struct {
+	ID  string
+	Err error
+}
+
+func (e *InvalidReplayError) Error() string {
+	return fmt.Sprintf("dead letter %s: replay refused: %v", e.ID, e.Err)
+}
+
+func (e *InvalidReplayError) Unwrap() error { return e.Err }
+
+// enqueueOptions rebuilds a record's enqueue: same queue, workflow, run,
+// key and per-task settings, the whole attempt budget, and lineage.
+func enqueueOptions(r Record) queue.EnqueueOptions {
+	o := queue.EnqueueOptions{
+		Queue: r.Queue, Workflow: r.Workflow, RunID: r.RunID, Key: r.Key, ReplayOf: r.ID,
+		MaxAttempts: r.MaxAttempts,
+	}
+	dur := func(name string) time.Duration {
+		d, err := time.ParseDuration(r.Headers[name])
+		if err != nil || d < 0 {
+			return 0
+		}
+		return d
+	}
+	o.Timeout, o.RetryBase, o.RetryMax = dur(jobs.HeaderTimeout), dur(jobs.HeaderRetryBase), dur(jobs.HeaderRetryMax)
+	return o
+}
+
+// Replay enqueues a record afresh: a new task <task id>-r<N> in the same
+// queue with the same idempotency key and the full attempt budget, carrying
+// the record id as replay_of; then it deletes the archived task from asynq.
+// The record becomes replayed, and later resolved by the replay's success or
+// dead again by its death. Of concurrent replays of one record exactly one
+// enqueues a task: the status changes by compare and set, and the task id is
+// deterministic. A refused payload changes nothing.
+func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replayed, error) {
+	recs, err := s.readRecords(ctx, []string{id})
+	if err != nil {
+		return Replayed{}, err
+	}
+	if len(recs) == 0 {
+		return Replayed{}, &NotFoundError{ID: id}
+	}
+	r := recs[0]
+	out := Replayed{ID: id, Queue: r.Queue, Kind: r.Kind, DryRun: o.DryRun}
+	if !r.Status.Replayable() {
+		return out, &NotReplayableError{ID: id, Status: r.Status, ReplayTask: r.ReplayTask}
+	}
+	payload := []byte(r.Payload)
+	if o.Payload != nil {
+		payload = o.Payload
+	}
+	opts := enqueueOptions(r)
+	if s.cfg.Check != nil {
+		if err := s.cfg.Check(r.Kind, payload, opts); err != nil {
+			return out, &InvalidReplayError{ID: id, Err: err}
+		}
+	}
+	if o.DryRun {
+		out.TaskID = r.TaskID + "-r" + strconv.Itoa(r.Replays+1)
+		return out, nil
+	}
+	if s.cfg.Client == nil {
+		return out, errors.New("dlq: replay needs a queue client (Config.Client)")
+	}
+	now := ms(s.cfg.Now())
+	res, err := claimScript.Run(ctx, s.rdb, []string{recordKey(id), liveKey()}, id, now).StringSlice()
+	if err != nil {
+		return out, fmt.Errorf("dlq: replay %s: %w", id, err)
+	}
+	switch res[0] {
+	case "missing":
+		return out, &NotFoundError{ID: id}
+	case "status":
+		return out, &NotReplayableError{ID: id, Status: Status(res[1]), ReplayTask: res[2]}
+	}
+	taskID, archived := res[1], res[2]
+	out.TaskID = taskID
+	opts.TaskID = taskID
+	enq, err := s.cfg.Client.Enqueue(ctx, r.Kind, payload, opts)
+	if err != nil {
+		uctx, cancel := writeCtx(ctx)
+		uerr := unclaimScript.Run(uctx, s.rdb, []string{recordKey(id), liveKey()}, id, taskID, ms(s.cfg.Now())).Err()
+		cancel()
+		if uerr != nil {
+			return out, fmt.Errorf("dlq: replay %s: enqueue failed (%w) and the record could not be set back: %v", id, err, uerr)
+		}
+		var ve *queue.ValidationError
+		if errors.As(err, &ve) || errors.Is(err, queue.ErrUnknownKind) {
+			return out, &InvalidReplayError{ID: id, Err: err}
+		}
+		return out, fmt.Errorf("dlq: replay %s: %w", id, err)
+	}
+	out.Existing = enq.Duplicate
+	if archived != "" && archived != taskID {
+		switch derr := s.insp.DeleteTask(r.Queue, archived); {
+		case derr == nil:
+			out.ArchiveDeleted = true
+		case errors.Is(derr, asynq.ErrTaskNotFound), errors.Is(derr, asynq.ErrQueueNotFound):
+		default:
+			out.Warning = fmt.Sprintf("archived task %s was not deleted from asynq: %v", archived, derr)
+		}
+	}
+	s.log.Info().Str("dlq_id", id).Str("task_id", taskID).Str("run_id", r.RunID).Str("kind", r.Kind).
+		Str("queue", r.Queue).Bool("edited_payload", o.Payload != nil).Msg("dead letter replayed")
+	return out, nil
+}
