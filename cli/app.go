@@ -21,10 +21,12 @@ import (
 // app is the wiring of one command: the effective config turned into the
 // components' own Config structs.
 type app struct {
-	cfg config.Config
-	log zerolog.Logger
-	reg *queue.Registry
-	m   *Main
+	cfg    config.Config
+	log    zerolog.Logger
+	reg    *queue.Registry
+	m      *Main
+	rel    *reliability // set by startReliability in worker processes
+	guards *guards      // set by startGuards in worker processes
 }
 
 func (m *Main) newApp(cfg config.Config, logTo io.Writer) (*app, error) {
@@ -91,7 +93,9 @@ func (a *app) clientConfig() queue.ClientConfig {
 }
 
 func (a *app) client(rdb redis.UniversalClient) (*queue.Client, error) {
-	return queue.NewClient(rdb, a.reg, a.clientConfig())
+	cc := a.clientConfig()
+	cc.Admit = a.admit(rdb)
+	return queue.NewClient(rdb, a.reg, cc)
 }
 
 func (a *app) workerConfig() queue.WorkerConfig {
@@ -119,7 +123,7 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		Retry:                retryPolicy(a.cfg.Retry),
 		Workflows:            a.workflows(),
 		Logger:               &log,
-		Middleware:           a.m.Middleware,
+		Middleware:           a.middleware(),
 	}
 }
 
@@ -128,5 +132,6 @@ func (a *app) dashboardConfig() dashboard.Config {
 	return dashboard.Config{
 		Addr: d.Addr, ReadOnly: d.ReadOnly,
 		BasicAuthUser: d.BasicAuthUser, BasicAuthPassword: d.BasicAuthPassword, BearerToken: d.BearerToken,
+		RedactHeaders: a.cfg.HTTP.RedactHeaders, RedactFields: a.cfg.HTTP.RedactFields,
 	}
 }

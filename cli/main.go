@@ -159,6 +159,9 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 		m.dashboardCommand(rf),
 		m.devCommand(rf),
 		m.benchCommand(rf),
+		m.dlqCommand(rf),
+		m.budgetCommand(rf),
+		m.breakerCommand(rf),
 	)
 	return root
 }

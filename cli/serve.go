@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -36,6 +35,16 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 				return err
 			}
 			defer rdb.Close()
+			rel, err := a.startReliability(ctx, rdb)
+			if err != nil {
+				return err
+			}
+			defer rel.close()
+			g, err := a.startGuards(ctx, rdb)
+			if err != nil {
+				return err
+			}
+			defer g.close()
 			w, err := queue.NewWorker(rdb, a.reg, a.workerConfig())
 			if err != nil {
 				return usageError{err}
@@ -47,6 +56,7 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 	}
 	cmd.Flags().Int("concurrency", 0, "tasks run at once (worker.concurrency, default 10)")
 	cmd.Flags().String("queues", "", "queues with priorities, e.g. critical=6,default=1 (worker.queues)")
+	cmd.Flags().String("metrics-addr", "", "serve Prometheus /metrics on host:port, e.g. 127.0.0.1:9090 (worker.metrics_addr)")
 	return cmd
 }
 
@@ -89,7 +99,11 @@ binds loopback by default and refuses a non-loopback address unless basic auth
 // serveDashboard serves until ctx ends; started, if non-nil, receives the
 // URL once listening.
 func (m *Main) serveDashboard(ctx context.Context, a *app, dc dashboard.Config, opt queue.ConnOpt, rdb redis.UniversalClient, started func(url string)) error {
-	srv, err := dashboard.New(dc, opt, rdb, a.log, map[string]http.Handler{})
+	extra, err := a.dashboardHandlers(rdb)
+	if err != nil {
+		return err
+	}
+	srv, err := dashboard.New(dc, opt, rdb, a.log, extra)
 	if err != nil {
 		return err
 	}
@@ -161,6 +175,16 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) er
 	if err != nil {
 		return err
 	}
+	rel, err := a.startReliability(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	defer rel.close()
+	g, err := a.startGuards(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	defer g.close()
 	wc := a.workerConfig()
 	w, err := queue.NewWorker(rdb, a.reg, wc)
 	if err != nil {

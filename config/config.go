@@ -28,6 +28,13 @@ type Config struct {
 	HTTP HTTP `mapstructure:"http"`
 	// Alerts sets where alerts are sent. Defaults: see Alerts.
 	Alerts Alerts `mapstructure:"alerts"`
+	// DLQ sets the dead-letter store. Defaults: see DLQ.
+	DLQ DLQ `mapstructure:"dlq"`
+	// Ledger sets the idempotency ledger. Defaults: see Ledger.
+	Ledger Ledger `mapstructure:"ledger"`
+	// Breakers sets the circuit breakers kept per dependency (an http.call's URL
+	// host, or a name a handler gives). Defaults: see Breakers.
+	Breakers Breakers `mapstructure:"breakers"`
 	// Workflows holds per-workflow settings by workflow name; it is read from the
 	// config file only. Default: none.
 	Workflows map[string]Workflow `mapstructure:"workflows"`
@@ -141,7 +148,8 @@ type Dashboard struct {
 type HTTP struct {
 	// Timeout bounds one request, body included. Default: 30s.
 	Timeout time.Duration `mapstructure:"timeout"`
-	// MaxResponseBytes caps the response body kept. Default: 1048576 (1 MiB).
+	// MaxResponseBytes caps the response body read; the rest of a larger
+	// body is dropped (an expected status still succeeds). Default: 1048576 (1 MiB).
 	MaxResponseBytes int64 `mapstructure:"max_response_bytes"`
 	// RedactHeaders names headers whose values are secret, besides Authorization,
 	// Cookie, Set-Cookie, Proxy-Authorization and X-Api-Key. Default: none.
@@ -157,12 +165,96 @@ type Alerts struct {
 	WebhookURL string `mapstructure:"webhook_url"`
 }
 
+// DLQ sets the dead-letter store.
+type DLQ struct {
+	// RetentionAge drops dead letters whose last failure is older; 0 keeps
+	// them forever. Every drop is logged and counted. Default: 0 (none).
+	RetentionAge time.Duration `mapstructure:"retention_age"`
+	// RetentionCount keeps at most this many dead letters, dropping the
+	// oldest (logged and counted); 0 is no cap. Default: 0 (none).
+	RetentionCount int `mapstructure:"retention_count"`
+	// ReconcileInterval is how often a worker sweeps asynq's archive for dead
+	// tasks the middleware never saw (lease expiry, archived by hand).
+	// Default: 30s.
+	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
+	// Grace is how long the reconciler leaves a fresh record alone before it
+	// reads asynq's state for it. Default: 1m.
+	Grace time.Duration `mapstructure:"grace"`
+}
+
+// Ledger sets the idempotency ledger.
+type Ledger struct {
+	// Retention is how long a recorded success answers a repeated delivery
+	// of its idempotency key. Default: 168h (7 days).
+	Retention time.Duration `mapstructure:"retention"`
+}
+
 // Workflow holds the settings of one workflow.
 type Workflow struct {
 	// Queue is the workflow's queue; empty means enqueue.queue. Default: "".
 	Queue string `mapstructure:"queue"`
 	// Retry is the workflow's retry policy; zero fields inherit the global retry. Default: all zero.
 	Retry Retry `mapstructure:"retry"`
+	// Budget is the workflow's error budget; an SLO of 0 means none. Default: none.
+	Budget Budget `mapstructure:"budget"`
+}
+
+// Budget is a workflow's error budget: over a sliding Window, at most (1 - SLO) of
+// its attempts may fail. Zero fields other than SLO take the defaults below.
+type Budget struct {
+	// SLO is the share of attempts that must succeed, strictly between 0 and 1,
+	// e.g. 0.99; 0 turns the budget off. Default: 0 (no budget).
+	SLO float64 `mapstructure:"slo"`
+	// Window is the sliding window the budget is counted over. Default: 24h.
+	Window time.Duration `mapstructure:"window"`
+	// MinEvents is the number of attempts in the window below which the budget is
+	// never exhausted, so that a handful of early failures does not trip it. Default: 20.
+	MinEvents int `mapstructure:"min_events"`
+	// OnExhausted is what happens when the budget is spent: alert (log and alert),
+	// pause (pause the workflow's queue in asynq until the budget recovers or
+	// `agentq budget resume`; give the workflow a queue of its own, as every
+	// workflow on that queue pauses with it) or reject (refuse new enqueues of the
+	// workflow). Default: "alert".
+	OnExhausted string `mapstructure:"on_exhausted"`
+}
+
+// Breakers sets the circuit breakers. A breaker opens after Failures consecutive
+// failures, or when at least MinCalls calls in RateWindow failed at FailureRate or
+// more; while open its calls are snoozed; after Cooldown one probe goes through and
+// closes or re-opens it.
+type Breakers struct {
+	// Failures is the number of consecutive failures that opens a breaker. Default: 5.
+	Failures int `mapstructure:"failures"`
+	// FailureRate is the share of failed calls in RateWindow that opens a breaker,
+	// above 0 and at most 1. Default: 0.5.
+	FailureRate float64 `mapstructure:"failure_rate"`
+	// RateWindow is the sliding window FailureRate is measured over. Default: 1m.
+	RateWindow time.Duration `mapstructure:"rate_window"`
+	// MinCalls is the number of calls in RateWindow below which FailureRate does
+	// not open a breaker. Default: 10.
+	MinCalls int `mapstructure:"min_calls"`
+	// Cooldown is how long a breaker stays open before a probe goes through. Default: 30s.
+	Cooldown time.Duration `mapstructure:"cooldown"`
+	// Overrides gives settings per dependency name; zero fields inherit the ones
+	// above. An http.call's dependency is its URL's host as written, lower-cased,
+	// with the port if the URL gives one ("api.example.com", "10.0.0.5:8080"). It is
+	// read from the config file only. Default: none.
+	Overrides map[string]Breaker `mapstructure:"overrides"`
+}
+
+// Breaker is the settings of one dependency's breaker in breakers.overrides; zero
+// fields inherit the global breakers settings.
+type Breaker struct {
+	// Failures is the number of consecutive failures that opens the breaker. Default: inherited.
+	Failures int `mapstructure:"failures"`
+	// FailureRate is the share of failed calls that opens the breaker. Default: inherited.
+	FailureRate float64 `mapstructure:"failure_rate"`
+	// RateWindow is the window FailureRate is measured over. Default: inherited.
+	RateWindow time.Duration `mapstructure:"rate_window"`
+	// MinCalls is the number of calls below which FailureRate does not open it. Default: inherited.
+	MinCalls int `mapstructure:"min_calls"`
+	// Cooldown is how long the breaker stays open before a probe. Default: inherited.
+	Cooldown time.Duration `mapstructure:"cooldown"`
 }
 
 // Default returns the configuration used when nothing else is set.
@@ -189,6 +281,29 @@ func Default() Config {
 		},
 		Dashboard: Dashboard{Addr: "127.0.0.1:8080"},
 		HTTP:      HTTP{Timeout: 30 * time.Second, MaxResponseBytes: 1 << 20},
+		DLQ:       DLQ{ReconcileInterval: 30 * time.Second, Grace: time.Minute},
+		Ledger:    Ledger{Retention: 7 * 24 * time.Hour},
+		Breakers: Breakers{
+			Failures:    5,
+			FailureRate: 0.5,
+			RateWindow:  time.Minute,
+			MinCalls:    10,
+			Cooldown:    30 * time.Second,
+		},
+	}
+}
+
+// Breaker returns the breaker settings of the named dependency: its override, if
+// breakers.overrides has one, with zero fields taken from the global settings.
+func (c Config) Breaker(name string) Breaker {
+	o := c.Breakers.Overrides[name]
+	b := c.Breakers
+	return Breaker{
+		Failures:    cmp.Or(o.Failures, b.Failures),
+		FailureRate: cmp.Or(o.FailureRate, b.FailureRate),
+		RateWindow:  cmp.Or(o.RateWindow, b.RateWindow),
+		MinCalls:    cmp.Or(o.MinCalls, b.MinCalls),
+		Cooldown:    cmp.Or(o.Cooldown, b.Cooldown),
 	}
 }
 

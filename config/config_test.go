@@ -748,8 +748,8 @@ func TestKeys(t *testing.T) {
 			}
 		})
 	}
-	if n := len(fields); n != 39 {
-		t.Errorf("Config has %d keys, want 39: update this count and the tests when adding keys", n)
+	if n := len(fields); n != 49 {
+		t.Errorf("Config has %d keys, want 49: update this count and the tests when adding keys", n)
 	}
 }
 

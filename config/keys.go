@@ -17,6 +17,7 @@ const (
 	kindInt
 	kindInt64
 	kindDuration
+	kindFloat  // float64
 	kindList   // []string; comma-separated in the environment and flags
 	kindQueues // map[string]int; "q1=6,q2=1" in the environment and flags
 )
@@ -38,6 +39,9 @@ var secretKeys = map[string]bool{
 
 // workflowsKey is the file-only key holding per-workflow settings.
 const workflowsKey = "workflows"
+
+// overridesKey is the file-only key holding per-dependency breaker settings.
+const overridesKey = "breakers.overrides"
 
 // fields lists every key but workflows, derived from the mapstructure tags of Config so
 // that a new field is a new key (file, environment and flags) without more code.
@@ -69,6 +73,7 @@ var (
 	stringsType   = reflect.TypeFor[[]string]()
 	queuesType    = reflect.TypeFor[map[string]int]()
 	workflowsType = reflect.TypeFor[map[string]Workflow]()
+	overridesType = reflect.TypeFor[map[string]Breaker]()
 )
 
 func collectFields(t reflect.Type, prefix string, index []int) []field {
@@ -83,6 +88,8 @@ func collectFields(t reflect.Type, prefix string, index []int) []field {
 		switch {
 		case sf.Type == workflowsType:
 			continue // file-only, decoded by decodeWorkflows
+		case sf.Type == overridesType:
+			continue // file-only, decoded by decodeOverrides
 		case sf.Type == durationType:
 			f.kind = kindDuration
 		case sf.Type == stringsType:
@@ -97,6 +104,8 @@ func collectFields(t reflect.Type, prefix string, index []int) []field {
 			f.kind = kindInt
 		case sf.Type.Kind() == reflect.Int64:
 			f.kind = kindInt64
+		case sf.Type.Kind() == reflect.Float64:
+			f.kind = kindFloat
 		case sf.Type.Kind() == reflect.Struct:
 			out = append(out, collectFields(sf.Type, f.key+".", f.index)...)
 			continue

@@ -61,6 +61,7 @@ type loader struct {
 	origins   map[string]origin
 	file      string     // the config file read, "" if none
 	workflows *yaml.Node // the file's workflows mapping, nil if none
+	overrides *yaml.Node // the file's breakers.overrides mapping, nil if none
 }
 
 // Load builds the effective configuration from, in increasing precedence, Default,
@@ -171,6 +172,11 @@ func (l *loader) walk(m *yaml.Node, prefix string) []error {
 				l.workflows = v
 				l.origins[workflowsKey] = origin{layer: layerFile, where: where, node: v}
 			}
+		case key == overridesKey:
+			if !isNull(v) {
+				l.overrides = v
+				l.origins[overridesKey] = origin{layer: layerFile, where: where, node: v}
+			}
 		case isKey(key):
 			if !isNull(v) {
 				l.origins[key] = origin{layer: layerFile, where: where, node: v}
@@ -209,12 +215,20 @@ func suggest(key string) string {
 				candidates = append(candidates, workflowsKey+"."+name+"."+k)
 			}
 		}
+	} else if rest, ok := strings.CutPrefix(key, overridesKey+"."); ok {
+		// breakers.overrides.<name>.<key>: dependency names hold dots, so the
+		// key is the last part.
+		if i := strings.LastIndex(rest, "."); i >= 0 {
+			for _, f := range overrideFields {
+				candidates = append(candidates, overridesKey+"."+rest[:i]+"."+f.key)
+			}
+		}
 	} else {
 		for _, f := range fields {
 			candidates = append(candidates, f.key)
 		}
 		candidates = append(candidates, slices.Collect(maps.Keys(sections))...)
-		candidates = append(candidates, workflowsKey)
+		candidates = append(candidates, workflowsKey, overridesKey)
 	}
 	best, bestDist := "", 3 // suggest only within two edits
 	for _, c := range candidates {
@@ -335,6 +349,9 @@ func (l *loader) decode() (cfg Config, failed map[string]bool, err error) {
 	}
 	wfs, werrs := l.decodeWorkflows()
 	cfg.Workflows = wfs
+	ovs, oerrs := l.decodeOverrides()
+	cfg.Breakers.Overrides = ovs
+	werrs = append(werrs, oerrs...)
 	for _, e := range werrs {
 		if fe, ok := e.(*FieldError); ok {
 			failed[fe.Key] = true
@@ -353,14 +370,19 @@ func workflowKey(name string) string {
 }
 
 // workflowKeys are the keys of one workflow, relative to workflows.<name>.
-var workflowKeys = []string{"queue", "retry.base", "retry.max", "retry.max_attempts"}
+var workflowKeys = []string{"queue", "retry.base", "retry.max", "retry.max_attempts",
+	"budget.slo", "budget.window", "budget.min_events", "budget.on_exhausted"}
 
 // workflowKinds gives the kind of each of workflowKeys.
 var workflowKinds = map[string]kind{
-	"queue":              kindString,
-	"retry.base":         kindDuration,
-	"retry.max":          kindDuration,
-	"retry.max_attempts": kindInt,
+	"queue":               kindString,
+	"retry.base":          kindDuration,
+	"retry.max":           kindDuration,
+	"retry.max_attempts":  kindInt,
+	"budget.slo":          kindFloat,
+	"budget.window":       kindDuration,
+	"budget.min_events":   kindInt,
+	"budget.on_exhausted": kindString,
 }
 
 // decodeWorkflows reads the file's workflows mapping. It is read from the node, not
@@ -404,6 +426,14 @@ func (l *loader) decodeWorkflows() (map[string]Workflow, []error) {
 				w.Retry.Max = val.(time.Duration)
 			case "retry.max_attempts":
 				w.Retry.MaxAttempts = val.(int)
+			case "budget.slo":
+				w.Budget.SLO = val.(float64)
+			case "budget.window":
+				w.Budget.Window = val.(time.Duration)
+			case "budget.min_events":
+				w.Budget.MinEvents = val.(int)
+			case "budget.on_exhausted":
+				w.Budget.OnExhausted = val.(string)
 			}
 		}
 		errs = append(errs, l.walkWorkflow(v, prefix, "", set)...)
@@ -412,8 +442,8 @@ func (l *loader) decodeWorkflows() (map[string]Workflow, []error) {
 	return out, errs
 }
 
-// walkWorkflow checks the keys of one workflow's mapping m (or its retry mapping,
-// when rel is "retry."), calling set for each value.
+// walkWorkflow checks the keys of one workflow's mapping m (or its retry or budget
+// mapping, when rel is "retry." or "budget."), calling set for each value.
 func (l *loader) walkWorkflow(m *yaml.Node, prefix, rel string, set func(rel string, v *yaml.Node)) []error {
 	if isNull(m) {
 		return nil
@@ -431,8 +461,8 @@ func (l *loader) walkWorkflow(m *yaml.Node, prefix, rel string, set func(rel str
 		k, v := m.Content[i], resolveAlias(m.Content[i+1])
 		r := rel + k.Value
 		switch {
-		case rel == "" && r == "retry":
-			errs = append(errs, l.walkWorkflow(v, prefix, "retry.", set)...)
+		case rel == "" && (r == "retry" || r == "budget"):
+			errs = append(errs, l.walkWorkflow(v, prefix, r+".", set)...)
 		case slices.Contains(workflowKeys, r):
 			if !isNull(v) {
 				set(r, v)
@@ -442,4 +472,71 @@ func (l *loader) walkWorkflow(m *yaml.Node, prefix, rel string, set func(rel str
 		}
 	}
 	return errs
+}
+
+// overrideFields are the keys of one breakers.overrides entry, relative to
+// breakers.overrides.<name>.
+var overrideFields = collectFields(reflect.TypeFor[Breaker](), "", nil)
+
+// decodeOverrides reads the file's breakers.overrides mapping from the node, not
+// viper: dependency names hold dots and viper splits keys at dots.
+func (l *loader) decodeOverrides() (map[string]Breaker, []error) {
+	if l.overrides == nil {
+		return nil, nil
+	}
+	m := l.overrides
+	if m.Kind != yaml.MappingNode {
+		return nil, []error{&FieldError{Key: overridesKey, Source: l.source(overridesKey),
+			Reason: "must be a mapping of dependency names to breaker settings"}}
+	}
+	out := make(map[string]Breaker, len(m.Content)/2)
+	var errs []error
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], resolveAlias(m.Content[i+1])
+		name := k.Value
+		if name == "" {
+			name = `""`
+		}
+		prefix := overridesKey + "." + name
+		where := fmt.Sprintf("%s, line %d", l.file, k.Line)
+		l.origins[prefix] = origin{layer: layerFile, where: where}
+		if _, dup := out[k.Value]; dup {
+			errs = append(errs, &FieldError{Key: prefix, Source: where, Reason: "is defined twice"})
+			continue
+		}
+		var b Breaker
+		switch {
+		case isNull(v):
+		case v.Kind != yaml.MappingNode:
+			errs = append(errs, &FieldError{Key: prefix, Source: where, Reason: "must be a mapping of keys, got " + showValue(nodeValue(v), false)})
+		default:
+			rv := reflect.ValueOf(&b).Elem()
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				fk, fv := v.Content[j], resolveAlias(v.Content[j+1])
+				key := prefix + "." + fk.Value
+				fwhere := fmt.Sprintf("%s, line %d", l.file, fk.Line)
+				idx := slices.IndexFunc(overrideFields, func(f field) bool { return f.key == fk.Value })
+				if idx < 0 {
+					errs = append(errs, unknownKey(key, fwhere))
+					continue
+				}
+				if isNull(fv) {
+					continue
+				}
+				f := overrideFields[idx]
+				l.origins[key] = origin{layer: layerFile, where: fwhere, node: fv}
+				val, problem := convert(f.kind, nodeValue(fv), fv, false)
+				if problem != "" {
+					errs = append(errs, &FieldError{Key: key, Source: fwhere, Reason: problem})
+					continue
+				}
+				rv.FieldByIndex(f.index).Set(reflect.ValueOf(val))
+			}
+		}
+		out[k.Value] = b
+	}
+	if len(out) == 0 {
+		out = nil // "overrides: {}" is the same as none
+	}
+	return out, errs
 }

@@ -32,6 +32,7 @@ func (c Config) Masked() Config {
 	m.HTTP.RedactFields = slices.Clone(c.HTTP.RedactFields)
 	m.Alerts.WebhookURL = maskURL(c.Alerts.WebhookURL, true)
 	m.Workflows = maps.Clone(c.Workflows)
+	m.Breakers.Overrides = maps.Clone(c.Breakers.Overrides)
 	return m
 }
 

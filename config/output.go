@@ -70,7 +70,7 @@ func toNode(v reflect.Value, omitZero bool) *yaml.Node {
 		keys := v.MapKeys()
 		slices.SortFunc(keys, func(a, b reflect.Value) int { return cmp.Compare(a.String(), b.String()) })
 		for _, k := range keys {
-			n.Content = append(n.Content, scalarNode("!!str", k.String()), toNode(v.MapIndex(k), v.Type() == workflowsType))
+			n.Content = append(n.Content, scalarNode("!!str", k.String()), toNode(v.MapIndex(k), v.Type() == workflowsType || v.Type() == overridesType))
 		}
 		if len(keys) == 0 {
 			n.Style = yaml.FlowStyle
@@ -91,6 +91,8 @@ func toNode(v reflect.Value, omitZero bool) *yaml.Node {
 		return scalarNode("!!bool", strconv.FormatBool(v.Bool()))
 	case reflect.Int, reflect.Int64:
 		return scalarNode("!!int", strconv.FormatInt(v.Int(), 10))
+	case reflect.Float64:
+		return scalarNode("!!float", formatFloat(v.Float()))
 	}
 	panic(fmt.Sprintf("config: cannot write a %s", v.Type()))
 }
@@ -132,7 +134,7 @@ func writeJSONNode(b *bytes.Buffer, n *yaml.Node) error {
 		if n.Tag == "!!str" {
 			return writeJSONString(b, n.Value)
 		}
-		b.WriteString(n.Value) // !!bool and !!int values are valid JSON as they are
+		b.WriteString(n.Value) // !!bool, !!int and !!float values are valid JSON as they are
 	default:
 		return fmt.Errorf("unexpected node kind %d", n.Kind)
 	}

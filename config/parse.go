@@ -87,6 +87,28 @@ func convert(k kind, raw any, node *yaml.Node, secret bool) (any, string) {
 		}
 		return nil, show + " is not a duration"
 
+	case kindFloat:
+		switch x := raw.(type) {
+		case nil:
+			return float64(0), ""
+		case float64:
+			if !math.IsNaN(x) && !math.IsInf(x, 0) {
+				return x, ""
+			}
+		case int:
+			return float64(x), ""
+		case int64:
+			return float64(x), ""
+		case uint64:
+			return float64(x), ""
+		case string:
+			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+			if err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+				return f, ""
+			}
+		}
+		return nil, show + " is not a number"
+
 	case kindList:
 		switch x := raw.(type) {
 		case nil:
@@ -260,4 +282,9 @@ func formatDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// formatFloat prints f the shortest way that reads back the same: 0.99, 0.5, 1e-05.
+func formatFloat(f float64) string {
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }

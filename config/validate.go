@@ -126,10 +126,73 @@ func (c Config) validate(source func(key string) string) error {
 
 	ch.webhookURL("alerts.webhook_url", c.Alerts.WebhookURL)
 
+	if c.DLQ.RetentionAge < 0 {
+		ch.fail("dlq.retention_age", "must not be negative (0 keeps dead letters forever), got %v", c.DLQ.RetentionAge)
+	}
+	ch.atLeast("dlq.retention_count", int64(c.DLQ.RetentionCount), 0)
+	ch.positive("dlq.reconcile_interval", c.DLQ.ReconcileInterval)
+	ch.positive("dlq.grace", c.DLQ.Grace)
+	ch.positive("ledger.retention", c.Ledger.Retention)
+
+	b := c.Breakers
+	ch.breaker("breakers", Breaker{Failures: b.Failures, FailureRate: b.FailureRate, RateWindow: b.RateWindow,
+		MinCalls: b.MinCalls, Cooldown: b.Cooldown}, false)
+	for _, name := range slices.Sorted(maps.Keys(b.Overrides)) {
+		key := overridesKey + "." + name
+		if strings.TrimSpace(name) == "" {
+			ch.fail(overridesKey+`.""`, "dependency name must not be empty")
+			continue
+		}
+		ch.breaker(key, b.Overrides[name], true)
+	}
+
 	for _, name := range slices.Sorted(maps.Keys(c.Workflows)) {
 		ch.workflow(name, c.Workflows[name], c.Retry)
 	}
 	return errors.Join(ch.errs...)
+}
+
+// breaker checks one set of breaker settings under prefix; with inherit, zero
+// fields are allowed (they take the global value).
+func (ch *checker) breaker(prefix string, b Breaker, inherit bool) {
+	if !inherit || b.Failures != 0 {
+		ch.atLeast(prefix+".failures", int64(b.Failures), 1)
+	}
+	if (!inherit || b.FailureRate != 0) && (b.FailureRate <= 0 || b.FailureRate > 1) {
+		ch.fail(prefix+".failure_rate", "must be above 0 and at most 1, got %s", formatFloat(b.FailureRate))
+	}
+	if !inherit || b.RateWindow != 0 {
+		ch.positive(prefix+".rate_window", b.RateWindow)
+	}
+	if !inherit || b.MinCalls != 0 {
+		ch.atLeast(prefix+".min_calls", int64(b.MinCalls), 1)
+	}
+	if !inherit || b.Cooldown != 0 {
+		ch.positive(prefix+".cooldown", b.Cooldown)
+	}
+}
+
+// budget checks a workflow's error budget. An SLO of 0 turns it off, so the other
+// fields then must be left out.
+func (ch *checker) budget(prefix string, b Budget) {
+	if b.SLO == 0 {
+		if b != (Budget{}) {
+			ch.fail(prefix+".slo", "must be set (between 0 and 1, e.g. 0.99) when other budget keys are")
+		}
+		return
+	}
+	if b.SLO <= 0 || b.SLO >= 1 {
+		ch.fail(prefix+".slo", "must be between 0 and 1 (exclusive), e.g. 0.99, got %s", formatFloat(b.SLO))
+	}
+	if b.Window < 0 || (b.Window > 0 && b.Window < 10*time.Second) {
+		ch.fail(prefix+".window", "must be at least 10s (leave it out for 24h), got %s", formatDuration(b.Window))
+	}
+	if b.MinEvents < 0 {
+		ch.fail(prefix+".min_events", "must not be negative (leave it out for 20), got %d", b.MinEvents)
+	}
+	if b.OnExhausted != "" {
+		ch.oneOf(prefix+".on_exhausted", b.OnExhausted, "alert", "pause", "reject")
+	}
 }
 
 func (ch *checker) positive(key string, d time.Duration) {
@@ -331,6 +394,7 @@ func (ch *checker) workflow(name string, w Workflow, global Retry) {
 	if w.Retry.MaxAttempts < 0 {
 		ch.fail(prefix+".retry.max_attempts", "must not be negative (leave it out to inherit retry.max_attempts), got %d", w.Retry.MaxAttempts)
 	}
+	ch.budget(prefix+".budget", w.Budget)
 	eff := w.Retry.inherit(global)
 	if eff.Base <= 0 || eff.Max <= 0 || eff.Max >= eff.Base {
 		return

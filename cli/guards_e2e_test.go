@@ -1,0 +1,424 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentq/agentq/internal/redistest"
+)
+
+// These tests run the real agentq binary against a real Redis.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func agentqBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the agentq binary")
+	}
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "agentq-guards-e2e-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "agentq")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/agentq/agentq/cmd/agentq").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+type e2e struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	rdb  *redis.Client
+	insp *asynq.Inspector
+	env  []string
+}
+
+func newE2E(t *testing.T, config string) *e2e {
+	t.Helper()
+	srv := redistest.Start(t)
+	e := &e2e{t: t, bin: agentqBinary(t), dir: t.TempDir(), rdb: srv.Client(t)}
+	e.insp = asynq.NewInspectorFromRedisClient(e.rdb)
+	if err := os.WriteFile(filepath.Join(e.dir, "agentq.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.env = append(os.Environ(), "AGENTQ_REDIS_URL="+srv.URL, "AGENTQ_LOG_FORMAT=json")
+	return e
+}
+
+// run runs agentq to completion in the test's directory (which holds its
+// agentq.yaml).
+func (e *e2e) run(args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Dir, cmd.Env = e.dir, e.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("agentq %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// worker starts `agentq worker --metrics-addr 127.0.0.1:0`, stopped with
+// SIGINT when the test ends. It returns the metrics URL and a function that
+// reads the worker's log so far.
+func (e *e2e) worker() (metricsURL string, logs func() string) {
+	e.t.Helper()
+	cmd := exec.Command(e.bin, "worker", "--metrics-addr", "127.0.0.1:0")
+	cmd.Dir, cmd.Env = e.dir, e.env
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	urlc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			mu.Lock()
+			buf.WriteString(line + "\n")
+			mu.Unlock()
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "metrics listening" {
+				urlc <- m["url"].(string)
+			}
+		}
+	}()
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("worker exit: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			e.t.Error("worker did not stop within 20s of SIGINT")
+		}
+		_ = pw.Close()
+	})
+	logs = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
+	}
+	select {
+	case metricsURL = <-urlc:
+	case err := <-done:
+		e.t.Fatalf("worker exited: %v\n%s", err, logs())
+	case <-time.After(15 * time.Second):
+		e.t.Fatalf("worker did not serve metrics:\n%s", logs())
+	}
+	return metricsURL, logs
+}
+
+func (e *e2e) enqueue(payload string, args ...string) string {
+	e.t.Helper()
+	out, errOut, code := e.run(append([]string{"enqueue", "http.call", "--payload", payload}, args...)...)
+	if code != 0 {
+		e.t.Fatalf("enqueue: exit %d %s", code, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+func (e *e2e) paused(queue string) bool {
+	info, err := e.insp.GetQueueInfo(queue)
+	return err == nil && info.Paused
+}
+
+// eventually polls cond every 20ms; the subprocess's own clocks decide, so
+// there is nothing to inject.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// tool is an HTTP tool that fails with 503 while failing is set.
+type tool struct {
+	srv     *httptest.Server
+	failing atomic.Bool
+	hits    atomic.Int64
+}
+
+func newTool(t *testing.T) *tool {
+	tl := &tool{}
+	tl.failing.Store(true)
+	tl.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		tl.hits.Add(1)
+		if tl.failing.Load() {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, `{"ok":true}`)
+	}))
+	t.Cleanup(tl.srv.Close)
+	return tl
+}
+
+func (tl *tool) payload(path string) string { return fmt.Sprintf(`{"url":%q}`, tl.srv.URL+path) }
+
+func (tl *tool) host() string {
+	u, _ := url.Parse(tl.srv.URL)
+	return u.Host
+}
+
+func scrapeMetrics(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func metricLine(out, prefix string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// noBreakers keeps breakers from opening in budget tests.
+const noBreakers = `
+breakers: {failures: 1000, min_calls: 1000}
+`
+
+func TestE2EBudgetPausesQueueAndRecovers(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, `
+retry: {max_attempts: 1, base: 50ms, max: 100ms}
+worker: {delayed_check_interval: 100ms}
+workflows:
+  publish:
+    queue: publish
+    budget: {slo: 0.9, window: 20s, min_events: 5, on_exhausted: pause}
+`+noBreakers)
+	tl := newTool(t)
+	metricsURL, logs := e.worker()
+
+	// Five failed attempts spend the budget: the queue is paused in asynq.
+	for range 5 {
+		e.enqueue(tl.payload("/publish"), "--workflow", "publish")
+	}
+	eventually(t, 15*time.Second, "queue publish paused by its budget", func() bool { return e.paused("publish") })
+	pausedAt := time.Now()
+	out, errOut, code := e.run("budget", "publish", "--json")
+	var st map[string]any
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("budget --json: exit %d %q %q", code, out, errOut)
+	}
+	if st["state"] != "paused" || st["paused_by_budget"] != true || st["failures"] != 5.0 || st["events"] != 5.0 || st["until"] == nil {
+		t.Fatalf("budget while paused = %v", st)
+	}
+	if !strings.Contains(logs(), `paused queue \"publish\" of workflow \"publish\"`) {
+		t.Errorf("worker did not log the pause:\n%s", logs())
+	}
+
+	// The tool recovers; new steps wait in the paused queue ...
+	tl.failing.Store(false)
+	e.enqueue(tl.payload("/publish"), "--workflow", "publish")
+	e.enqueue(tl.payload("/publish"), "--workflow", "publish")
+	if info, _ := e.insp.GetQueueInfo("publish"); info.Pending != 2 || tl.hits.Load() != 5 {
+		t.Fatalf("paused queue: pending %d, tool hits %d", info.Pending, tl.hits.Load())
+	}
+	// ... until the failures leave the 20s window: the budget recovers, the
+	// queue is resumed, and the steps run.
+	eventually(t, 35*time.Second, "queue publish resumed", func() bool { return !e.paused("publish") })
+	if waited := time.Since(pausedAt); waited < 10*time.Second {
+		t.Errorf("queue resumed %v after the pause; the failures were still in the window", waited)
+	}
+	eventually(t, 10*time.Second, "the waiting steps to succeed", func() bool { return tl.hits.Load() == 7 })
+	out, _, _ = e.run("budget", "publish", "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st["state"] != "ok" || st["paused"] != false {
+		t.Fatalf("budget after recovery = %q", out)
+	}
+
+	m := scrapeMetrics(t, metricsURL)
+	eventually(t, 5*time.Second, "metrics to count both successes", func() bool {
+		m = scrapeMetrics(t, metricsURL)
+		return metricLine(m, `agentq_successes_total{kind="http.call",workflow="publish"} 2`) != ""
+	})
+	for _, want := range []string{
+		`agentq_attempts_total{kind="http.call",workflow="publish"} 7`,
+		`agentq_failures_total{class="retryable",kind="http.call",workflow="publish"} 5`,
+		`agentq_dead_letters_total{kind="http.call",workflow="publish"} 5`,
+		`agentq_step_duration_seconds_count{kind="http.call",workflow="publish"} 7`,
+		`agentq_budget_burn_rate{window="long",workflow="publish"}`,
+		`agentq_budget_remaining{workflow="publish"}`,
+	} {
+		if metricLine(m, want) == "" {
+			t.Errorf("worker /metrics lacks %q", want)
+		}
+	}
+}
+
+func TestE2EBudgetRejectsEnqueues(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, `
+retry: {max_attempts: 1}
+workflows:
+  ingest:
+    queue: ingest
+    budget: {slo: 0.9, window: 1m, min_events: 5, on_exhausted: reject}
+`+noBreakers)
+	tl := newTool(t)
+	e.worker()
+	for range 5 {
+		e.enqueue(tl.payload("/ingest"), "--workflow", "ingest")
+	}
+	eventually(t, 15*time.Second, "the five failures counted", func() bool {
+		out, _, _ := e.run("budget", "ingest", "--json")
+		var st map[string]any
+		return json.Unmarshal([]byte(out), &st) == nil && st["failures"] == 5.0 && st["state"] == "exhausted"
+	})
+	_, errOut, code := e.run("enqueue", "http.call", "--payload", tl.payload("/ingest"), "--workflow", "ingest")
+	if code != ExitError {
+		t.Fatalf("enqueue to an exhausted reject workflow: exit %d, want %d", code, ExitError)
+	}
+	for _, want := range []string{`workflow "ingest" refuses new tasks`, "error budget is exhausted (5 failures of 5 attempts over the last 1m",
+		"slo 0.9 allows 0.5", "refused until about", "agentq budget reset ingest"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("refusal %q lacks %q", errOut, want)
+		}
+	}
+	if info, _ := e.insp.GetQueueInfo("ingest"); info.Size != 5 {
+		t.Errorf("queue holds %d tasks, want the 5 dead ones: a refused enqueue reached it", info.Size)
+	}
+	out, _, code := e.run("budget", "reset", "ingest")
+	if code != 0 || !strings.Contains(out, "cleared 5 attempts and 5 failures") {
+		t.Fatalf("reset: %d %q", code, out)
+	}
+	if _, errOut, code := e.run("enqueue", "http.call", "--payload", tl.payload("/ingest"), "--workflow", "ingest"); code != 0 {
+		t.Fatalf("enqueue after reset: %d %s", code, errOut)
+	}
+}
+
+func TestE2EBreakerOpensSnoozesProbesAndCloses(t *testing.T) {
+	t.Parallel()
+	tl := newTool(t)
+	e := newE2E(t, fmt.Sprintf(`
+retry: {max_attempts: 10, base: 50ms, max: 100ms}
+worker: {delayed_check_interval: 100ms}
+breakers:
+  overrides:
+    %q: {failures: 3, cooldown: 4s}
+`, tl.host()))
+	metricsURL, logs := e.worker()
+
+	// Three consecutive failures open the breaker of the tool's host.
+	for range 3 {
+		e.enqueue(tl.payload("/x"))
+	}
+	var list []map[string]any
+	eventually(t, 10*time.Second, "breaker open", func() bool {
+		out, _, _ := e.run("breaker", "list", "--json")
+		return json.Unmarshal([]byte(out), &list) == nil && len(list) == 1 && list[0]["state"] == "open"
+	})
+	if list[0]["name"] != tl.host() || list[0]["consecutive_failures"].(float64) < 3 || list[0]["next_probe"] == nil {
+		t.Fatalf("breaker = %v", list[0])
+	}
+	openHits := tl.hits.Load()
+
+	// A new step is snoozed: no call, no attempt spent.
+	id := e.enqueue(tl.payload("/x"))
+	var info *asynq.TaskInfo
+	eventually(t, 5*time.Second, "the step snoozed", func() bool {
+		i, err := e.insp.GetTaskInfo("default", id)
+		info = i
+		return err == nil && i.State == asynq.TaskStateRetry
+	})
+	if info.Retried != 0 || !strings.Contains(info.LastErr, "breaker") || !strings.Contains(info.LastErr, "is open") {
+		t.Fatalf("snoozed step: retried %d, last error %q", info.Retried, info.LastErr)
+	}
+	m := scrapeMetrics(t, metricsURL)
+	if metricLine(m, fmt.Sprintf(`agentq_breaker_state{name=%q} 2`, tl.host())) == "" || metricLine(m, `agentq_snoozes_total{kind="http.call",workflow=""}`) == "" {
+		t.Errorf("metrics while open lack the breaker state or snoozes:\n%s", m)
+	}
+	if got := tl.hits.Load(); got != openHits {
+		t.Fatalf("tool called %d times while the breaker was open", got-openHits)
+	}
+
+	// The tool recovers; after the cool-down one probe closes the breaker
+	// and every step succeeds, the snoozed one on its first attempt.
+	tl.failing.Store(false)
+	eventually(t, 15*time.Second, "all four steps done", func() bool {
+		q, err := e.insp.GetQueueInfo("default")
+		return err == nil && q.Size == 0
+	})
+	if got := tl.hits.Load(); got != openHits+4 {
+		t.Errorf("tool hits after recovery = %d, want %d (one probe, then the other three steps)", got, openHits+4)
+	}
+	out, _, _ := e.run("breaker", "list", "--json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil || list[0]["state"] != "closed" {
+		t.Fatalf("breaker after the probe: %s", out)
+	}
+	var firstTry, closed bool
+	for _, line := range strings.Split(logs(), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) != nil {
+			continue
+		}
+		if l["task_id"] == id && l["outcome"] == "success" && l["attempt"] == 1.0 {
+			firstTry = true
+		}
+		if l["message"] == "breaker closed: the probe succeeded" {
+			closed = true
+		}
+	}
+	if !firstTry || !closed {
+		t.Errorf("log lacks the snoozed step's success on attempt 1 (%v) or the close (%v):\n%s", firstTry, closed, logs())
+	}
+}

@@ -1,0 +1,188 @@
+package metrics
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/budget"
+	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/redistest"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
+)
+
+// commands returns the commands the server ran since the last CONFIG
+// RESETSTAT (INFO commandstats; commands inside scripts included, CONFIG
+// and INFO left out).
+func commands(t *testing.T, rdb redis.UniversalClient) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		name, stats, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") || strings.HasPrefix(name, "cmdstat_config") || name == "cmdstat_info" {
+			continue
+		}
+		for field := range strings.SplitSeq(stats, ",") {
+			if k, v, _ := strings.Cut(field, "="); k == "calls" {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+func resetStats(t *testing.T, rdb redis.UniversalClient) {
+	t.Helper()
+	if err := rdb.ConfigResetStat(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// guardsFor builds the three middlewares on rdb and starts their loops;
+// stop ends them after a last flush.
+func guardsFor(t *testing.T, rdb redis.UniversalClient) (mws []jobs.Middleware, stop func()) {
+	t.Helper()
+	b, err := budget.New(rdb, budget.Config{Workflows: map[string]budget.Policy{"w": {SLO: 0.99, Window: time.Hour, Queue: "cost"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := breaker.New(rdb, breaker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Config{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); b.Run(ctx) }()
+	go func() { defer wg.Done(); br.Run(ctx) }()
+	stop = sync.OnceFunc(func() { cancel(); wg.Wait() })
+	t.Cleanup(stop)
+	return []jobs.Middleware{m.Middleware(), b.Middleware(), br.Middleware()}, stop
+}
+
+// TestHotPathRedisCost measures the Redis commands the guards' middleware
+// (metrics, budget counting, breaker) adds per task. It asserts the design
+// bound (well under one command per task: counts are flushed once a
+// second, breaker state is cached for 250ms) and logs the numbers.
+func TestHotPathRedisCost(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("measures a few thousand tasks")
+	}
+	tool := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }))
+	defer tool.Close()
+	payload := []byte(fmt.Sprintf(`{"url":%q}`, tool.URL))
+	const n, chainN = 2000, 20000
+
+	// The middleware alone: steps through Worker.ProcessTask, no asynq
+	// server, so every command counted is the guards'.
+	srv := redistest.StartExclusive(t)
+	rdb := redis.NewClient(srv.Options())
+	defer rdb.Close()
+	reg := queue.NewRegistry()
+	if err := handlers.Register(reg, handlers.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	mws, stop := guardsFor(t, rdb)
+	w, err := queue.NewWorker(rdb, reg, queue.WorkerConfig{Middleware: mws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := asynq.NewTaskWithHeaders(jobs.KindHTTPCall, payload, map[string]string{jobs.HeaderWorkflow: "w"})
+	resetStats(t, rdb)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range chainN / 10 {
+				if err := w.ProcessTask(context.Background(), task); err != nil {
+					t.Errorf("worker %d: %v", g, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	stop() // the last flush counts too
+	chain := commands(t, rdb)
+	t.Logf("middleware alone: %d http.call steps in %v: %d Redis commands (%.4f per step; breaker reads every 250ms, budget flush every 1s)",
+		chainN, took.Round(time.Millisecond), chain, float64(chain)/chainN)
+	// Per second: 4 breaker reads, 1 budget flush script (~5 commands inside
+	// it), 2 breaker success flush commands; allow twice that.
+	if limit := int64(2 * 12 * (took.Seconds() + 1)); chain > limit {
+		t.Errorf("middleware ran %d Redis commands for %d steps in %v, want at most %d: it is not off the hot path", chain, chainN, took, limit)
+	}
+
+	// Through asynq, guards off and on, on fresh servers.
+	perTask := func(mws []jobs.Middleware, rdb *redis.Client) float64 {
+		c := asynq.NewClientFromRedisClient(rdb)
+		for range n {
+			if _, err := c.Enqueue(asynq.NewTaskWithHeaders(jobs.KindHTTPCall, payload, map[string]string{jobs.HeaderWorkflow: "w"}), asynq.Queue("cost")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := queue.NewWorker(rdb, reg, queue.WorkerConfig{Queues: map[string]int{"cost": 1}, Middleware: mws})
+		if err != nil {
+			t.Fatal(err)
+		}
+		insp := asynq.NewInspectorFromRedisClient(rdb)
+		resetStats(t, rdb)
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer w.Shutdown()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			info, err := insp.GetQueueInfo("cost")
+			if err == nil && info.Size == 0 && info.Active == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("tasks not done: %+v %v", info, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return float64(commands(t, rdb)) / n
+	}
+	off := redistest.StartExclusive(t)
+	offRDB := redis.NewClient(off.Options())
+	defer offRDB.Close()
+	on := redistest.StartExclusive(t)
+	onRDB := redis.NewClient(on.Options())
+	defer onRDB.Close()
+	without := perTask(nil, offRDB)
+	onMWs, _ := guardsFor(t, onRDB)
+	with := perTask(onMWs, onRDB)
+	// asynq's own polling and heartbeats make this comparison noisy (about
+	// +-0.05 per task); the bound only catches a command per task.
+	t.Logf("through asynq: %.2f Redis commands per task without the guards, %.2f with (%+.3f)", without, with, with-without)
+	if with-without > 0.5 {
+		t.Errorf("guards add %.3f Redis commands per task through asynq, want well under 1", with-without)
+	}
+}

@@ -1,0 +1,257 @@
+// Package metrics owns agentq's Prometheus metrics: the per-step counters
+// and duration histogram the worker middleware records, the error-budget
+// and breaker gauges read from Redis at scrape time, the /metrics handler,
+// and the small server that serves it from a worker (worker.metrics_addr).
+// Every collector is registered with a prometheus.Registerer the caller
+// gives, never the global one.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/budget"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
+)
+
+// Path is where the metrics are served.
+const Path = "/metrics"
+
+// DurationBuckets are the default step duration histogram buckets, in
+// seconds: from 5ms (a cached tool) to 5m (a long model call).
+var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// Config configures Metrics.
+type Config struct {
+	// Registerer receives the collectors. Required.
+	Registerer prometheus.Registerer
+	// Buckets are the step duration histogram's buckets in seconds.
+	// Default DurationBuckets.
+	Buckets []float64
+	// Now is the clock that times steps. Default time.Now.
+	Now func() time.Time
+}
+
+// Metrics records what the worker does with each step.
+type Metrics struct {
+	attempts, successes, deadLetters, retries, snoozes *prometheus.CounterVec
+	failures                                           *prometheus.CounterVec
+	duration                                           *prometheus.HistogramVec
+	now                                                func() time.Time
+}
+
+// New registers the step metrics with cfg.Registerer. All are labelled by
+// workflow ("" for none) and kind:
+//
+//	agentq_attempts_total             attempts that ran (snoozes included)
+//	agentq_successes_total            attempts that succeeded
+//	agentq_failures_total{class}      attempts that failed, by error class
+//	agentq_retries_total              failures that will be retried
+//	agentq_dead_letters_total         failures that ended the task
+//	agentq_snoozes_total              attempts rescheduled without spending an attempt
+//	agentq_step_duration_seconds      duration of attempts that were not snoozed
+func New(cfg Config) (*Metrics, error) {
+	if cfg.Registerer == nil {
+		return nil, errors.New("metrics: nil Registerer")
+	}
+	if cfg.Buckets == nil {
+		cfg.Buckets = DurationBuckets
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	labels := []string{"workflow", "kind"}
+	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(labels, extra...))
+	}
+	m := &Metrics{
+		attempts:    counter("agentq_attempts_total", "Attempts that ran, snoozed ones included."),
+		successes:   counter("agentq_successes_total", "Attempts that succeeded."),
+		failures:    counter("agentq_failures_total", "Attempts that failed, by error class (retryable, rate_limited, timeout, permanent, panic).", "class"),
+		retries:     counter("agentq_retries_total", "Failed attempts that will be retried."),
+		deadLetters: counter("agentq_dead_letters_total", "Failed attempts that ended their task (dead-lettered)."),
+		snoozes:     counter("agentq_snoozes_total", "Attempts rescheduled without spending an attempt (e.g. an open breaker)."),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agentq_step_duration_seconds", Help: "Duration of attempts that were not snoozed.", Buckets: cfg.Buckets,
+		}, labels),
+		now: cfg.Now,
+	}
+	for _, c := range []prometheus.Collector{m.attempts, m.successes, m.failures, m.retries, m.deadLetters, m.snoozes, m.duration} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Middleware records every attempt by its outcome, as queue.Decide decides
+// it. It sees the handler's error before agentq maps it onto asynq.
+func (m *Metrics) Middleware() jobs.Middleware {
+	return func(next jobs.Handler) jobs.Handler {
+		return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
+			start := m.now()
+			err := next.ProcessStep(ctx, s)
+			m.Observe(s, err, m.now().Sub(start))
+			return err
+		})
+	}
+}
+
+// Observe records one attempt that took d and returned err.
+func (m *Metrics) Observe(s *jobs.Step, err error, d time.Duration) {
+	outcome, class := queue.Decide(s, err)
+	m.attempts.WithLabelValues(s.Workflow, s.Kind).Inc()
+	switch outcome {
+	case queue.OutcomeSnooze:
+		m.snoozes.WithLabelValues(s.Workflow, s.Kind).Inc()
+		return
+	case queue.OutcomeSuccess:
+		m.successes.WithLabelValues(s.Workflow, s.Kind).Inc()
+	case queue.OutcomeRetry:
+		m.failures.WithLabelValues(s.Workflow, s.Kind, string(class)).Inc()
+		m.retries.WithLabelValues(s.Workflow, s.Kind).Inc()
+	case queue.OutcomeDead:
+		m.failures.WithLabelValues(s.Workflow, s.Kind, string(class)).Inc()
+		m.deadLetters.WithLabelValues(s.Workflow, s.Kind).Inc()
+	}
+	m.duration.WithLabelValues(s.Workflow, s.Kind).Observe(d.Seconds())
+}
+
+// StateConfig says where the gauges of budgets and breakers come from. They
+// are read when Prometheus scrapes, so every process serving them (workers,
+// the dashboard) shows the state all workers share in Redis.
+type StateConfig struct {
+	// Budgets returns every workflow budget; nil leaves the budget gauges out.
+	Budgets func(ctx context.Context) ([]budget.Status, error)
+	// Breakers returns every breaker; nil leaves the breaker gauge out.
+	Breakers func(ctx context.Context) ([]breaker.Status, error)
+	// Timeout bounds the reads of one scrape. Default 2s.
+	Timeout time.Duration
+	// Logger receives read errors. Default: no logging.
+	Logger *zerolog.Logger
+}
+
+var (
+	budgetRemainingDesc = prometheus.NewDesc("agentq_budget_remaining",
+		"Share of the workflow's error budget left over its window: 1 untouched, 0 spent, negative overspent.", []string{"workflow"}, nil)
+	budgetBurnDesc = prometheus.NewDesc("agentq_budget_burn_rate",
+		"Failure ratio divided by (1 - slo) over the long (the budget's window) or short (window/12) window; 1 spends the budget exactly over the window.",
+		[]string{"workflow", "window"}, nil)
+	breakerStateDesc = prometheus.NewDesc("agentq_breaker_state",
+		"Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"name"}, nil)
+)
+
+type stateCollector struct {
+	cfg StateConfig
+	log zerolog.Logger
+}
+
+// RegisterState registers the gauges agentq_budget_remaining{workflow},
+// agentq_budget_burn_rate{workflow,window="long"|"short"} and
+// agentq_breaker_state{name} with reg.
+func RegisterState(reg prometheus.Registerer, cfg StateConfig) error {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	log := zerolog.Nop()
+	if cfg.Logger != nil {
+		log = *cfg.Logger
+	}
+	if err := reg.Register(&stateCollector{cfg: cfg, log: log}); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	if c.cfg.Budgets != nil {
+		ch <- budgetRemainingDesc
+		ch <- budgetBurnDesc
+	}
+	if c.cfg.Breakers != nil {
+		ch <- breakerStateDesc
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	if c.cfg.Budgets != nil {
+		sts, err := c.cfg.Budgets(ctx)
+		if err != nil {
+			c.log.Warn().Err(err).Msg("metrics: budgets not read")
+			ch <- prometheus.NewInvalidMetric(budgetRemainingDesc, err)
+		}
+		for _, st := range sts {
+			ch <- prometheus.MustNewConstMetric(budgetRemainingDesc, prometheus.GaugeValue, st.RemainingRatio, st.Workflow)
+			ch <- prometheus.MustNewConstMetric(budgetBurnDesc, prometheus.GaugeValue, st.BurnRateLong, st.Workflow, "long")
+			ch <- prometheus.MustNewConstMetric(budgetBurnDesc, prometheus.GaugeValue, st.BurnRateShort, st.Workflow, "short")
+		}
+	}
+	if c.cfg.Breakers != nil {
+		sts, err := c.cfg.Breakers(ctx)
+		if err != nil {
+			c.log.Warn().Err(err).Msg("metrics: breakers not read")
+			ch <- prometheus.NewInvalidMetric(breakerStateDesc, err)
+		}
+		for _, st := range sts {
+			ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, st.State.Value(), st.Name)
+		}
+	}
+}
+
+// Handler serves g's metrics in the Prometheus text format. A collector
+// that fails is reported in the output and the rest is still served.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Server serves /metrics on its own address (a worker's
+// worker.metrics_addr).
+type Server struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Listen binds addr (host:port; port 0 picks one) for h at Path.
+func Listen(addr string, h http.Handler) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(Path, h)
+	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve serves until ctx is done, then shuts down within 5s.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		_ = s.srv.Close()
+		return fmt.Errorf("metrics: shutdown: %w", err)
+	}
+	<-errc
+	return nil
+}

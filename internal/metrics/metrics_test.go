@@ -1,0 +1,186 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/budget"
+	"github.com/agentq/agentq/internal/redistest"
+	"github.com/agentq/agentq/jobs"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+// scrape GETs the handler's metrics through an httptest server.
+func scrape(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", Path, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// wantLines checks that every line appears in a scrape.
+func wantLines(t *testing.T, out string, lines ...string) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		have[l] = true
+	}
+	for _, l := range lines {
+		if !have[l] {
+			t.Errorf("scrape lacks %q", l)
+		}
+	}
+}
+
+func TestStepMetricsScraped(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	now := time.Unix(0, 0)
+	m, err := New(Config{Registerer: reg, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		kind, wf string
+		attempt  int
+		err      error
+		took     time.Duration
+	}{
+		{"http.call", "w", 1, nil, 500 * time.Millisecond},
+		{"http.call", "w", 1, &jobs.HTTPError{Status: 503}, 15625 * time.Microsecond},
+		{"http.call", "w", 3, &jobs.HTTPError{Status: 503}, 15625 * time.Microsecond}, // last attempt: dead
+		{"http.call", "w", 1, jobs.Permanent(errors.New("bad")), 15625 * time.Microsecond},
+		{"http.call", "w", 1, jobs.Snooze(time.Minute), time.Hour}, // not timed
+		{"noop", "", 1, nil, time.Millisecond},
+	}
+	for _, st := range steps {
+		h := jobs.Chain(jobs.HandlerFunc(func(context.Context, *jobs.Step) error {
+			now = now.Add(st.took)
+			return st.err
+		}), m.Middleware())
+		s := &jobs.Step{Kind: st.kind, Workflow: st.wf, Attempt: st.attempt, MaxAttempts: 3}
+		if got := h.ProcessStep(context.Background(), s); got != st.err {
+			t.Fatalf("middleware changed the error %v to %v", st.err, got)
+		}
+	}
+	out := scrape(t, Handler(reg))
+	wantLines(t, out,
+		`agentq_attempts_total{kind="http.call",workflow="w"} 5`,
+		`agentq_successes_total{kind="http.call",workflow="w"} 1`,
+		`agentq_failures_total{class="retryable",kind="http.call",workflow="w"} 2`,
+		`agentq_failures_total{class="permanent",kind="http.call",workflow="w"} 1`,
+		`agentq_retries_total{kind="http.call",workflow="w"} 1`,
+		`agentq_dead_letters_total{kind="http.call",workflow="w"} 2`,
+		`agentq_snoozes_total{kind="http.call",workflow="w"} 1`,
+		`agentq_step_duration_seconds_count{kind="http.call",workflow="w"} 4`,
+		`agentq_step_duration_seconds_sum{kind="http.call",workflow="w"} 0.546875`,
+		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.025"} 3`,
+		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.25"} 3`,
+		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.5"} 4`,
+		`agentq_attempts_total{kind="noop",workflow=""} 1`,
+		`agentq_successes_total{kind="noop",workflow=""} 1`,
+	)
+	if strings.Contains(out, `agentq_snoozes_total{kind="noop"`) {
+		t.Error("a counter has a series that never happened")
+	}
+	// Registering twice on one registry is an error, not a silent no-op.
+	if _, err := New(Config{Registerer: reg}); err == nil {
+		t.Error("second New on one registry succeeded")
+	}
+}
+
+func TestStateGauges(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	err := RegisterState(reg, StateConfig{
+		Budgets: func(context.Context) ([]budget.Status, error) {
+			return []budget.Status{{Workflow: "publish", RemainingRatio: -0.5, BurnRateLong: 1.5, BurnRateShort: 12}}, nil
+		},
+		Breakers: func(context.Context) ([]breaker.Status, error) {
+			return []breaker.Status{{Name: "api.example.com", State: breaker.Open}, {Name: "db", State: breaker.HalfOpen}, {Name: "ok", State: breaker.Closed}}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, scrape(t, Handler(reg)),
+		`agentq_budget_remaining{workflow="publish"} -0.5`,
+		`agentq_budget_burn_rate{window="long",workflow="publish"} 1.5`,
+		`agentq_budget_burn_rate{window="short",workflow="publish"} 12`,
+		`agentq_breaker_state{name="api.example.com"} 2`,
+		`agentq_breaker_state{name="db"} 1`,
+		`agentq_breaker_state{name="ok"} 0`,
+	)
+
+	// A source that fails does not take the others down.
+	reg = prometheus.NewRegistry()
+	_ = RegisterState(reg, StateConfig{
+		Budgets: func(context.Context) ([]budget.Status, error) { return nil, errors.New("redis down") },
+		Breakers: func(context.Context) ([]breaker.Status, error) {
+			return []breaker.Status{{Name: "x", State: breaker.Open}}, nil
+		},
+	})
+	srv := httptest.NewServer(Handler(reg))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `agentq_breaker_state{name="x"} 2`) {
+		t.Errorf("a failing budget source hid the breaker gauge:\n%s", body)
+	}
+}
+
+func TestServer(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Observe(&jobs.Step{Kind: "noop", Attempt: 1, MaxAttempts: 1}, nil, time.Millisecond)
+	s, err := Listen("127.0.0.1:0", Handler(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	resp, err := http.Get("http://" + s.Addr().String() + Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `agentq_successes_total{kind="noop",workflow=""} 1`) {
+		t.Errorf("served metrics:\n%s", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(s.Addr().String()+"x", Handler(reg)); err == nil {
+		t.Error("Listen on a bad address succeeded")
+	}
+}
