@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -33,9 +34,34 @@ func (a *app) budgetConfig() budget.Config {
 			OnExhausted: budget.Action(b.OnExhausted), Queue: wf.Queue,
 		}
 	}
-	// OnChange is where budget changes would go to the alert webhook; they
-	// are logged by the budget package either way.
-	return budget.Config{Workflows: ws, Logger: &log}
+	cfg := budget.Config{Workflows: ws, Logger: &log}
+	// Budget changes are logged by the budget package; with a webhook they
+	// are also posted, like dead letters (never blocking: Send queues).
+	if a.rel != nil && a.rel.hook != nil {
+		hook := a.rel.hook
+		cfg.OnChange = func(_ context.Context, e budget.Event) {
+			hook.Send(budgetAlert{
+				Event: "budget_" + string(e.Kind), Text: "agentq: " + e.Message, Workflow: e.Status.Workflow,
+				State: string(e.Status.State), Events: e.Status.Events, Failures: e.Status.Failures,
+				SLO: e.Status.SLO, Window: e.Status.Window.String(), At: e.Status.At,
+			})
+		}
+	}
+	return cfg
+}
+
+// budgetAlert is the JSON posted to alerts.webhook_url when a budget is
+// exhausted, pauses its queue or recovers.
+type budgetAlert struct {
+	Event    string    `json:"event"`
+	Text     string    `json:"text"`
+	Workflow string    `json:"workflow"`
+	State    string    `json:"state"`
+	Events   int64     `json:"events"`
+	Failures int64     `json:"failures"`
+	SLO      float64   `json:"slo"`
+	Window   string    `json:"window"`
+	At       time.Time `json:"at"`
 }
 
 // breakerConfig turns breakers and breakers.overrides into the breaker

@@ -144,6 +144,9 @@ AGENTQ_REDIS_URL set, that Redis is used instead of the embedded one.`,
 	return cmd
 }
 
+// DevQueue is the queue `agentq dev` uses on a configured Redis.
+const DevQueue = "agentq-dev"
+
 func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) error {
 	out := m.Stdout
 	embedded := cfg.Redis.URL == "" && len(cfg.Redis.ClusterAddrs) == 0
@@ -186,6 +189,14 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) er
 	}
 	defer g.close()
 	wc := a.workerConfig()
+	// On a Redis of its own the demo uses the normal queue. On a configured
+	// (maybe shared) Redis it keeps to a queue of its own, and so does its
+	// worker, so that agentq dev never runs anybody else's tasks.
+	demoQueue := cfg.Enqueue.Queue
+	if !embedded {
+		demoQueue = DevQueue
+		wc.Queues = map[string]int{DevQueue: 1}
+	}
 	w, err := queue.NewWorker(rdb, a.reg, wc)
 	if err != nil {
 		return err
@@ -218,12 +229,13 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) er
 	ts := dev.NewToolServer()
 	defer ts.Close()
 	fmt.Fprintf(out, "tool server: %s (flaky on purpose)\n\nrunning the demo...\n", ts.URL())
-	steps, err := dev.Demo(ctx, c, rdb, ts, 60*time.Second)
+	steps, err := dev.Demo(ctx, c, rdb, ts, demoQueue, 60*time.Second)
 	dev.WriteDemo(out, steps)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/default?status=archived\n", url)
+	fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/%s?status=archived\n", url, demoQueue)
+	fmt.Fprintf(out, "and in agentq's dead-letter queue: agentq --redis-url %s dlq list\n", queue.MaskURL(cfg.Redis.URL))
 	if exitAfter {
 		return nil
 	}

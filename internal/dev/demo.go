@@ -35,9 +35,9 @@ type DemoStep struct {
 // Demo enqueues a short agent run against the tool server: one call that
 // succeeds at once, two that succeed after retries (503s, then a 429 with
 // Retry-After), one that fails permanently (400, dead-lettered without
-// retries) and a duplicate enqueue of the first. It waits up to within for
-// every step to settle.
-func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *ToolServer, within time.Duration) ([]DemoStep, error) {
+// retries) and a duplicate enqueue of the first, all on queue q. It waits
+// up to within for every step to settle.
+func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *ToolServer, q string, within time.Duration) ([]DemoStep, error) {
 	steps := []DemoStep{
 		{Name: "search: succeeds at once", path: "/ok", id: "search"},
 		{Name: "summarize: 503 twice, then succeeds", path: "/flaky", id: "summarize"},
@@ -50,14 +50,14 @@ func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *T
 		url := ts.URL() + s.path + "?id=" + s.id + "&fail=2"
 		payload, _ := json.Marshal(map[string]any{"method": "POST", "url": url, "body": map[string]string{"step": s.id}, "timeout": "5s"})
 		res, err := c.Enqueue(ctx, jobs.KindHTTPCall, payload, queue.EnqueueOptions{
-			RunID: runID, Key: runID + "/" + s.id, MaxAttempts: 5, RetryBase: 200 * time.Millisecond, RetryMax: 2 * time.Second,
+			Queue: q, RunID: runID, Key: runID + "/" + s.id, MaxAttempts: 5, RetryBase: 200 * time.Millisecond, RetryMax: 2 * time.Second,
 		})
 		if err != nil {
 			return steps, fmt.Errorf("enqueue %s: %w", s.id, err)
 		}
 		s.TaskID = res.ID
 	}
-	dup, err := c.Enqueue(ctx, jobs.KindHTTPCall, []byte(`{"url":"`+ts.URL()+`/ok"}`), queue.EnqueueOptions{Key: runID + "/search"})
+	dup, err := c.Enqueue(ctx, jobs.KindHTTPCall, []byte(`{"url":"`+ts.URL()+`/ok"}`), queue.EnqueueOptions{Queue: q, Key: runID + "/search"})
 	if err != nil {
 		return steps, fmt.Errorf("enqueue duplicate: %w", err)
 	}
@@ -71,7 +71,7 @@ func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *T
 		for i := range steps[:4] {
 			s := &steps[i]
 			s.Calls = ts.Calls(s.path, s.id)
-			info, err := insp.GetTaskInfo(queue.QueueDefault, s.TaskID)
+			info, err := insp.GetTaskInfo(q, s.TaskID)
 			switch {
 			case errors.Is(err, asynq.ErrTaskNotFound):
 				s.Outcome = "succeeded"
