@@ -11,15 +11,17 @@ import (
 
 func (m *Main) benchCommand(rf *rootFlags) *cobra.Command {
 	var (
-		opts   bench.Options
-		asJSON bool
-		flush  bool
+		opts     bench.Options
+		asJSON   bool
+		flush    bool
+		builtins bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--tasks N] [--json]",
 		Short: "Measure raw asynq against agentq's full path on one Redis",
 		Long: `Measure, in one run on one Redis, raw asynq against agentq's full path
-(enqueue with an idempotency key + the worker's whole middleware chain) on
+(enqueue with an idempotency key + the whole middleware chain of agentq worker:
+dead-letter capture, metrics, budgets, idempotency ledger, breakers) on
 no-op tasks: enqueue and processing tasks/s and their ratio, pickup latency
 p50/p99 at a steady rate, and Redis commands per task (INFO commandstats).
 
@@ -52,6 +54,21 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 			if !asJSON {
 				opts.Progress = m.Stderr
 			}
+			// By default measure the chain `agentq worker` runs, not a
+			// lighter one.
+			if !builtins {
+				rel, err := a.startReliability(ctx, rdb)
+				if err != nil {
+					return err
+				}
+				defer rel.close()
+				g, err := a.startGuards(ctx, rdb)
+				if err != nil {
+					return err
+				}
+				defer g.close()
+				opts.Middleware = a.middleware()
+			}
 			rep, err := bench.Run(ctx, rdb, a.reg, opts)
 			if err != nil {
 				return err
@@ -69,5 +86,6 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 	f.IntVar(&opts.Concurrency, "concurrency", bench.ConcurrencyDefault, "worker concurrency, the same for both")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&flush, "flush", false, "allow bench to empty a non-empty database")
+	f.BoolVar(&builtins, "builtins-only", false, "measure agentq with queue's built-in middleware only (no dead-letter capture, metrics, budgets, ledger, breakers)")
 	return cmd
 }

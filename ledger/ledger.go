@@ -38,9 +38,6 @@ import (
 const (
 	// RetentionDefault is how long a recorded success answers repeats.
 	RetentionDefault = 7 * 24 * time.Hour
-	// CommitWindowDefault is the longest a success write waits for others
-	// to share its round trip.
-	CommitWindowDefault = time.Millisecond
 	// CommitBatchDefault is the most writes sent in one pipeline.
 	CommitBatchDefault = 64
 )
@@ -51,8 +48,9 @@ type Config struct {
 	// deliveries. Default RetentionDefault (7 days).
 	Retention time.Duration
 	// CommitWindow is how long the first write of a group waits for more
-	// before the group is sent; 0 takes the default, a negative value sends
-	// at once whatever is queued. Default CommitWindowDefault (1ms).
+	// before the group is sent. With 0 a group is sent at once with whatever
+	// queued while the previous one was in flight: no added latency when
+	// idle, batches under load. Default 0.
 	CommitWindow time.Duration
 	// CommitBatch caps the writes of one group. Default CommitBatchDefault (64).
 	CommitBatch int
@@ -67,7 +65,6 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	c.Retention = cmp.Or(c.Retention, RetentionDefault)
-	c.CommitWindow = cmp.Or(c.CommitWindow, CommitWindowDefault)
 	c.CommitBatch = cmp.Or(c.CommitBatch, CommitBatchDefault)
 	if c.Logger == nil {
 		nop := zerolog.Nop()

@@ -190,7 +190,7 @@ func TestGroupCommitSharesRoundTrips(t *testing.T) {
 
 func TestRecordAfterCloseFails(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Config{CommitWindow: -1})
+	b := setup(t, Config{})
 	if err := b.l.Record(context.Background(), Entry{Key: "a", Digest: "d", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}

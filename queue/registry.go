@@ -203,16 +203,22 @@ func schemaReason(err error) string {
 
 // Handler returns the innermost handler: it decodes the step's payload into
 // its typed form and calls the kind's handler. An unknown kind or a payload
-// that no longer validates is a permanent failure.
+// that does not decode is a permanent failure. The JSON schema was checked
+// at enqueue; here only the typed decode and the type's own Validate run,
+// which is what the handler relies on, without paying for the schema on
+// every attempt.
 func (r *Registry) Handler() jobs.Handler {
 	return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-		e, err := r.lookup(s.Kind)
-		if err != nil {
+		r.mu.RLock()
+		e := r.kinds[s.Kind]
+		r.mu.RUnlock()
+		if e == nil {
+			_, err := r.lookup(s.Kind)
 			return jobs.Permanent(err)
 		}
-		args, err := e.validate(s.Payload)
+		args, err := e.decode(s.Payload)
 		if err != nil {
-			return jobs.Permanent(err)
+			return jobs.Permanent(&ValidationError{Kind: e.name, Reason: err.Error()})
 		}
 		return e.handle(ctx, s, args)
 	})

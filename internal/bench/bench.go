@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,11 @@ type Options struct {
 	// Progress, when set, receives one line per measured part as it ends.
 	// Default none.
 	Progress io.Writer
+	// Middleware is agentq's chain after queue's built-ins, as `agentq
+	// worker` runs it (dead-letter capture, metrics, budgets, ledger,
+	// breakers), so that the agentq side measures the whole path.
+	// Default none: queue's built-ins only.
+	Middleware []jobs.Middleware
 }
 
 func (o Options) withDefaults() Options {
@@ -303,7 +309,7 @@ func newBench(rdb redis.UniversalClient, reg *queue.Registry, opts Options) (*be
 	b := &bench{rdb: rdb, opts: opts}
 	b.raw = rawSystem(rdb, opts.Concurrency, queue.PollIntervalDefault)
 	b.rawDefaultPoll = rawSystem(rdb, opts.Concurrency, 0)
-	b.agentq = agentqSystem(rdb, reg, qc, log, opts.Concurrency)
+	b.agentq = agentqSystem(rdb, reg, qc, log, opts.Concurrency, opts.Middleware)
 	return b, nil
 }
 
@@ -381,7 +387,7 @@ func rawSystem(rdb redis.UniversalClient, concurrency int, poll time.Duration) *
 	return s
 }
 
-func agentqSystem(rdb redis.UniversalClient, reg *queue.Registry, qc *queue.Client, log zerolog.Logger, concurrency int) *system {
+func agentqSystem(rdb redis.UniversalClient, reg *queue.Registry, qc *queue.Client, log zerolog.Logger, concurrency int, mws []jobs.Middleware) *system {
 	s := &system{name: "agentq", poll: queue.PollIntervalDefault}
 	s.enqueue = func(ctx context.Context, i int, prefix string) (string, error) {
 		res, err := qc.Enqueue(ctx, jobs.KindNoop, payload, queue.EnqueueOptions{Key: prefix + strconv.Itoa(i)})
@@ -410,7 +416,7 @@ func agentqSystem(rdb redis.UniversalClient, reg *queue.Registry, qc *queue.Clie
 		w, err := queue.NewWorker(rdb, reg, queue.WorkerConfig{
 			Concurrency: concurrency,
 			Logger:      &log,
-			Middleware:  []jobs.Middleware{observe},
+			Middleware:  append(slices.Clone(mws), observe),
 		})
 		if err != nil {
 			return nil, err
