@@ -95,7 +95,7 @@ func TestHotPathRedisCost(t *testing.T) {
 	tool := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }))
 	defer tool.Close()
 	payload := []byte(fmt.Sprintf(`{"url":%q}`, tool.URL))
-	const n, chainN = 2000, 20000
+	const chainN = 20000
 
 	// The middleware alone: steps through Worker.ProcessTask, no asynq
 	// server, so every command counted is the guards'.
