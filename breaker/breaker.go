@@ -413,7 +413,11 @@ func (s *Set) tryProbe(ctx context.Context, e *entry, now time.Time) (string, er
 // with its result.
 func (s *Set) probe(ctx context.Context, e *entry, token string, fn func(context.Context) error) error {
 	callErr := fn(ctx)
-	good := !s.cfg.IsFailure(callErr)
+	// Only an answer closes the breaker: success, or a permanent error (the
+	// dependency is up and said no). A canceled, abandoned, panicking or
+	// snoozed probe proved nothing, so the breaker stays open for another
+	// cooldown.
+	good := callErr == nil || (!s.cfg.IsFailure(callErr) && jobs.Classify(callErr) == jobs.ClassPermanent)
 	now := s.cfg.Now()
 	flag := "0"
 	if good {

@@ -334,7 +334,7 @@ func (b *Budgets) Observe(s *jobs.Step, err error) {
 		return
 	}
 	outcome, _ := queue.Decide(s, err)
-	if outcome == queue.OutcomeSnooze {
+	if outcome == queue.OutcomeSnooze || outcome == queue.OutcomeAbandoned {
 		return
 	}
 	start := spanOf(p.Window).bucketStart(b.cfg.Now())

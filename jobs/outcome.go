@@ -35,6 +35,9 @@ const (
 	// ClassLeaseExpired is an attempt whose worker stopped heartbeating
 	// (crashed or cut off from Redis); the queue retried or archived it.
 	ClassLeaseExpired Class = "lease_expired"
+	// ClassAbandoned is an attempt the queue gave up on while it ran; see
+	// AbandonedError.
+	ClassAbandoned Class = "abandoned"
 )
 
 // Retryable reports whether errors of class c are retried.
@@ -93,6 +96,24 @@ type PanicError struct{ Value any }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
+// AbandonedError marks an attempt the queue gave up on while it ran (a
+// shutdown requeued the task, or the queue's own backstop timeout or a lease
+// expiry ended it): its outcome is decided elsewhere, so it is neither a
+// success nor a failure of the step.
+type AbandonedError struct{ Cause error }
+
+func (e *AbandonedError) Error() string { return "attempt abandoned by the queue: " + e.Cause.Error() }
+func (e *AbandonedError) Unwrap() error { return e.Cause }
+
+// AttemptsSpentError ends a delivery that arrives with no attempt left: the
+// queue ended the last attempt itself (a worker crash and lease expiry, or
+// its backstop timeout) and redelivered the task once more.
+type AttemptsSpentError struct{ MaxAttempts int }
+
+func (e *AttemptsSpentError) Error() string {
+	return fmt.Sprintf("no attempts left after %d: the last one was cut off (worker crash and lease expiry, or the queue's backstop timeout)", e.MaxAttempts)
+}
+
 // HTTPError is a tool's answer with a non-success status.
 type HTTPError struct {
 	// Status is the HTTP status code.
@@ -140,8 +161,14 @@ func Classify(err error) Class {
 		pan    *PanicError
 		ra     *RetryAfterError
 		he     *HTTPError
+		aband  *AbandonedError
+		spent  *AttemptsSpentError
 	)
 	switch {
+	case errors.As(err, &aband):
+		return ClassAbandoned
+	case errors.As(err, &spent):
+		return ClassLeaseExpired
 	case errors.As(err, &snooze):
 		return ClassSnooze
 	case errors.As(err, &perm):

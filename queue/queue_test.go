@@ -591,3 +591,49 @@ func TestHandlerIgnoringItsContextGetsNoExtraRun(t *testing.T) {
 		t.Fatalf("attempt lines: %v", lines)
 	}
 }
+
+func TestShutdownCutOffIsAbandonedNotAFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	var seen atomic.Value
+	var dead atomic.Int32
+	observe := func(next jobs.Handler) jobs.Handler {
+		return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
+			err := next.ProcessStep(ctx, s)
+			o, _ := Decide(s, err)
+			seen.Store(o)
+			return err
+		})
+	}
+	w := b.startWorker(t, WorkerConfig{Middleware: []jobs.Middleware{observe},
+		OnDead: func(context.Context, *jobs.Step, error, jobs.Class) { dead.Add(1) }})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"sleep"}`), EnqueueOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "handler to start", func() bool { return b.callCount(r.ID) == 1 })
+	w.Shutdown() // waits ShutdownTimeout, requeues the task, cancels its context
+	waitFor(t, 5*time.Second, "middleware to see the outcome", func() bool { return seen.Load() != nil })
+	if got := seen.Load(); got != OutcomeAbandoned {
+		t.Fatalf("middleware saw %v, want %v", got, OutcomeAbandoned)
+	}
+	if dead.Load() != 0 {
+		t.Fatal("a cut-off attempt was reported dead")
+	}
+	info, err := b.insp.GetTaskInfo("default", r.ID)
+	if err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("task after shutdown: %+v %v, want pending (requeued)", info, err)
+	}
+}
+
+func TestNoAttemptLeftIsDeadLeaseExpired(t *testing.T) {
+	t.Parallel()
+	s := &jobs.Step{Attempt: 4, MaxAttempts: 3}
+	err := guardAttempt(jobs.HandlerFunc(func(context.Context, *jobs.Step) error {
+		t.Fatal("handler ran with no attempt left")
+		return nil
+	})).ProcessStep(context.Background(), s)
+	if o, c := Decide(s, err); o != OutcomeDead || c != jobs.ClassLeaseExpired {
+		t.Fatalf("Decide = %s/%s, want dead/lease_expired", o, c)
+	}
+}

@@ -40,6 +40,11 @@ const (
 	OutcomeRetry   Outcome = "retry"
 	OutcomeSnooze  Outcome = "snooze"
 	OutcomeDead    Outcome = "dead"
+	// OutcomeAbandoned is an attempt asynq gave up on while it ran (a
+	// shutdown requeued it, or asynq's own timeout or a lease expiry ended
+	// it): asynq has decided what happens next, so middleware must count it
+	// as neither success nor failure.
+	OutcomeAbandoned Outcome = "abandoned"
 )
 
 // Decide maps an attempt's error onto its outcome and class. It is the one
@@ -51,6 +56,10 @@ func Decide(s *jobs.Step, err error) (Outcome, jobs.Class) {
 	switch {
 	case err == nil:
 		return OutcomeSuccess, class
+	case class == jobs.ClassAbandoned:
+		return OutcomeAbandoned, class
+	case class == jobs.ClassLeaseExpired && s.Attempt > s.MaxAttempts:
+		return OutcomeDead, class
 	case class == jobs.ClassSnooze:
 		return OutcomeSnooze, class
 	case class == jobs.ClassPermanent, s.LastAttempt():
@@ -179,7 +188,7 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 	// middleware sees a handler panic as a *jobs.PanicError, and below the
 	// attempt log, for panics in middleware itself.
 	mws := append([]jobs.Middleware{w.logAttempt, w.recoverPanic, enforceTimeout}, cfg.Middleware...)
-	w.chain = jobs.Chain(w.recoverPanic(reg.Handler()), mws...)
+	w.chain = jobs.Chain(w.recoverPanic(guardAttempt(reg.Handler())), mws...)
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -316,15 +325,7 @@ func isFailure(err error) bool { return jobs.Classify(err) != jobs.ClassSnooze }
 func (w *Worker) logAttempt(next jobs.Handler) jobs.Handler {
 	return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
 		start := w.cfg.Now()
-		var err error
-		if s.Attempt > s.MaxAttempts {
-			// asynq ended the previous attempt itself (its timeout backstop
-			// or a lease expiry) and spent the reserve retry: no attempt is
-			// left, so end the task here without running the handler again.
-			err = jobs.Permanent(fmt.Errorf("no attempts left after %d: asynq ended the last one itself (timeout backstop or lease expiry)", s.MaxAttempts))
-		} else {
-			err = next.ProcessStep(ctx, s)
-		}
+		err := next.ProcessStep(ctx, s)
 		if ctx.Err() != nil {
 			// asynq gave up on this attempt (its timeout backstop, a lease
 			// expiry or a shutdown) and has already retried or requeued the
@@ -399,6 +400,31 @@ func (w *Worker) backstop(ctx context.Context, t *asynq.Task, err error) {
 	}
 }
 
+// guardAttempt sits next to the handler, so every middleware sees what it
+// decides:
+//   - a delivery with no attempt left (asynq ended the last attempt itself
+//     and spent the reserve retry) ends as dead, class lease_expired,
+//     without running the handler again;
+//   - an attempt asynq gave up on while it ran (its context ended, and not
+//     by the attempt timeout agentq enforces) returns *jobs.AbandonedError,
+//     which Decide maps to OutcomeAbandoned.
+func guardAttempt(next jobs.Handler) jobs.Handler {
+	return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
+		if s.Attempt > s.MaxAttempts {
+			return &jobs.AttemptsSpentError{MaxAttempts: s.MaxAttempts}
+		}
+		err := next.ProcessStep(ctx, s)
+		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errAttemptTimeout) {
+			cause := context.Cause(ctx)
+			return &jobs.AbandonedError{Cause: cause}
+		}
+		return err
+	})
+}
+
+// errAttemptTimeout is the cause enforceTimeout gives its context.
+var errAttemptTimeout = errors.New("attempt timed out")
+
 // recoverPanic turns a handler panic into a *jobs.PanicError with the stack
 // kept out of the error text (it goes to the log at debug level).
 func (w *Worker) recoverPanic(next jobs.Handler) jobs.Handler {
@@ -422,7 +448,7 @@ func enforceTimeout(next jobs.Handler) jobs.Handler {
 		if err != nil || d <= 0 {
 			return next.ProcessStep(ctx, s)
 		}
-		ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("attempt timed out after %v: %w", d, context.DeadlineExceeded))
+		ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("%w after %v: %w", errAttemptTimeout, d, context.DeadlineExceeded))
 		defer cancel()
 		err = next.ProcessStep(ctx, s)
 		if err != nil && ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) && jobs.Classify(err) != jobs.ClassPermanent {
