@@ -124,6 +124,7 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		Workflows:            a.workflows(),
 		Logger:               &log,
 		Middleware:           a.middleware(),
+		Redact:               handlers.NewRedactor(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields).Text,
 	}
 }
 

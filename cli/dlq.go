@@ -226,7 +226,7 @@ func (f *selectors) register(cmd *cobra.Command, withAll bool, limitDefault int)
 	fl.StringVar(&f.status, "status", "", "only these statuses, comma-separated: dead, replayed, resolved, rerun, deleted")
 	fl.IntVar(&f.limit, "limit", limitDefault, "at most N records (0: no limit)")
 	if withAll {
-		fl.BoolVar(&f.all, "all", false, "select every record (replay: every replayable record)")
+		fl.BoolVar(&f.all, "all", false, "select every record (replay: every dead record)")
 	}
 }
 
@@ -303,11 +303,10 @@ selection, conflicting flags, refused payload), 3 some replays failed.`,
 // present returns r with its payload and headers redacted for output.
 func (s *dlqSession) present(r dlq.Record) dlq.Record {
 	if len(r.Payload) > 0 {
-		red := s.redact.Text(string(r.Payload))
-		if json.Valid([]byte(red)) {
-			r.Payload = json.RawMessage(red)
+		if red, ok := s.redact.JSON(r.Payload); ok {
+			r.Payload = red
 		} else {
-			b, _ := json.Marshal(red)
+			b, _ := json.Marshal(s.redact.Text(string(r.Payload)))
 			r.Payload = b
 		}
 	}
@@ -615,7 +614,7 @@ queue, with the same idempotency key, the full retry budget and lineage
 replayed, then resolved when the replay succeeds or dead again with the new
 attempts appended. Replaying one record twice at once enqueues one task.
 
-With selectors or --all, only replayable records (dead, deleted) are taken
+With selectors or --all, only dead records are taken
 unless --status says otherwise. --payload replaces the payload of exactly one
 ID and is validated like any enqueue. --dry-run lists what would be replayed
 and changes nothing. --rate bounds replays per second (default: as fast as
@@ -665,7 +664,10 @@ func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids 
 	}
 	defer s.close()
 	ctx := cmd.Context()
-	targets, err := s.targets(ctx, cmd, &f.sel, ids, []dlq.Status{dlq.StatusDead, dlq.StatusDeleted})
+	// deleted records may have been run from asynqmon and finished before
+	// the reconciler saw it: bulk replay leaves them out unless --status
+	// asks; an explicit id still replays one.
+	targets, err := s.targets(ctx, cmd, &f.sel, ids, []dlq.Status{dlq.StatusDead})
 	if err != nil {
 		return err
 	}

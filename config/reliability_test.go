@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -152,5 +154,18 @@ func TestDLQAndLedgerKeys(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want it to name %q", env, err, want)
 		}
+	}
+}
+
+func TestPauseBudgetNeedsItsOwnQueue(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := "workflows:\n  publish:\n    budget: {slo: 0.99, on_exhausted: pause}\n"
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(Options{Dir: dir, Environ: []string{}})
+	if err == nil || !strings.Contains(err.Error(), "workflows.publish.budget.on_exhausted: pause needs workflows.publish.queue") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -395,6 +395,9 @@ func (ch *checker) workflow(name string, w Workflow, global Retry) {
 		ch.fail(prefix+".retry.max_attempts", "must not be negative (leave it out to inherit retry.max_attempts), got %d", w.Retry.MaxAttempts)
 	}
 	ch.budget(prefix+".budget", w.Budget)
+	if w.Budget.SLO > 0 && w.Budget.OnExhausted == "pause" && w.Queue == "" {
+		ch.fail(prefix+".budget.on_exhausted", "pause needs %s.queue: a queue of the workflow's own (pausing enqueue.queue would stop every workflow)", prefix)
+	}
 	eff := w.Retry.inherit(global)
 	if eff.Base <= 0 || eff.Max <= 0 || eff.Max >= eff.Base {
 		return

@@ -126,6 +126,17 @@ func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replaye
 	taskID, archived := res[1], res[2]
 	out.TaskID = taskID
 	opts.TaskID = taskID
+	// The original must be archived or gone: a task that is pending, active
+	// or scheduled again (run from asynqmon, or requeued by a shutdown that
+	// the record did not see) would run twice.
+	if archived != "" && archived != taskID {
+		if info, ierr := s.insp.GetTaskInfo(r.Queue, archived); ierr == nil && info.State != asynq.TaskStateArchived {
+			uctx, cancel := writeCtx(ctx)
+			_ = unclaimScript.Run(uctx, s.rdb, []string{recordKey(id), liveKey()}, id, taskID, ms(s.cfg.Now())).Err()
+			cancel()
+			return out, &ActiveOriginalError{ID: id, TaskID: archived, State: info.State.String()}
+		}
+	}
 	enq, err := s.cfg.Client.Enqueue(ctx, r.Kind, payload, opts)
 	if err != nil {
 		uctx, cancel := writeCtx(ctx)
@@ -153,4 +164,15 @@ func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replaye
 	s.log.Info().Str("dlq_id", id).Str("task_id", taskID).Str("run_id", r.RunID).Str("kind", r.Kind).
 		Str("queue", r.Queue).Bool("edited_payload", o.Payload != nil).Msg("dead letter replayed")
 	return out, nil
+}
+
+// ActiveOriginalError refuses a replay whose original task is live in asynq
+// again (pending, active, scheduled or retrying): replaying it would run the
+// step twice.
+type ActiveOriginalError struct {
+	ID, TaskID, State string
+}
+
+func (e *ActiveOriginalError) Error() string {
+	return fmt.Sprintf("dead letter %s: its task %s is %s in asynq again (run from asynqmon, or requeued); replay refused so the step does not run twice", e.ID, e.TaskID, e.State)
 }

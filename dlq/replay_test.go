@@ -177,3 +177,25 @@ func (b *bundle) pending(t *testing.T) int {
 	}
 	return int(n)
 }
+
+func TestReplayRefusesWhileTheOriginalIsLiveAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	ctx := context.Background()
+	id := b.deadDirect(t, Death{TaskID: "live", RunID: "r"})
+	// The archived original was run again from asynqmon: it is pending.
+	if _, err := b.client.Enqueue(ctx, "test.step", []byte(`{"mode":"ok"}`), queue.EnqueueOptions{TaskID: "live"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.store.Replay(ctx, id, ReplayOptions{})
+	var ae *ActiveOriginalError
+	if !errors.As(err, &ae) || ae.State != "pending" {
+		t.Fatalf("Replay = %v, want ActiveOriginalError(pending)", err)
+	}
+	if r := b.get(t, id); r.Status != StatusDead || r.Replays != 0 {
+		t.Fatalf("record after refused replay: status %s replays %d, want dead and 0", r.Status, r.Replays)
+	}
+	if _, err := b.insp.GetTaskInfo("default", "live-r1"); err == nil {
+		t.Fatal("a replay task was enqueued")
+	}
+}

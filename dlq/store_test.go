@@ -131,7 +131,10 @@ func TestDeadAppendsToTheReplayedRecord(t *testing.T) {
 	if r := b.get(t, id); r.Status != StatusReplayed || r.ReplayTask != "orig-r1" || r.Replays != 1 {
 		t.Fatalf("after replay: %+v", r)
 	}
-	// The replay fails twice, then dies.
+	// The replay fails twice, then dies: asynq archives it.
+	if err := b.insp.ArchiveTask("default", "orig-r1"); err != nil {
+		t.Fatal(err)
+	}
 	for n := 1; n <= 2; n++ {
 		if err := b.store.AddAttempt(ctx, "default", "orig-r1", Attempt{At: b.clock.Now(), Attempt: n, TaskID: "orig-r1", Class: jobs.ClassRetryable, Error: "again"}); err != nil {
 			t.Fatal(err)

@@ -254,6 +254,9 @@ func (r *Redactor) Text(s string) string {
 	if s == "" {
 		return s
 	}
+	// URLs inside free text (errors of custom handlers) get URL's masking:
+	// user info, token-like path segments, secret query values.
+	s = urlInText.ReplaceAllStringFunc(s, r.URL)
 	s = r.jsonField.ReplaceAllString(s, `${1}"`+Mask+`"`)
 	s = r.escapedField.ReplaceAllString(s, `${1}\"`+Mask+`\"`)
 	s = r.headerLine.ReplaceAllString(s, `${1}${2}${3}`+Mask)
@@ -261,6 +264,9 @@ func (r *Redactor) Text(s string) string {
 	s = r.scheme.ReplaceAllString(s, `${1} `+Mask)
 	return s
 }
+
+// urlInText finds absolute URLs in free text.
+var urlInText = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>\\]*[^\s"'<>\\:,;.)\]]`)
 
 // JSON returns the JSON document data with its secrets masked, and false
 // when data is not a single JSON value. The value of every secret field or

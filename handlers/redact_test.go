@@ -1,6 +1,9 @@
 package handlers
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRedactor(t *testing.T) {
 	t.Parallel()
@@ -144,5 +147,19 @@ func TestRedactorJSON(t *testing.T) {
 				t.Errorf("JSON = %s, %v; want %s, %v", got, ok, tt.want, tt.wantOK)
 			}
 		})
+	}
+}
+
+func TestTextMasksURLsInFreeText(t *testing.T) {
+	t.Parallel()
+	r := NewRedactor(nil, nil)
+	got := r.Text(`tool failed: POST https://bob:hunter2@hooks.example.com/services/T0123ABCD/B0456EFGH/Xq9vLm2Zk8Pw4Rt6Yu1Io3Pa: 500; retry http://h/x?api_key=SECRET.`)
+	for _, leak := range []string{"hunter2", "Xq9vLm2Zk8Pw4Rt6Yu1Io3Pa", "SECRET"} {
+		if strings.Contains(got, leak) {
+			t.Fatalf("Text leaked %q: %s", leak, got)
+		}
+	}
+	if !strings.Contains(got, "hooks.example.com/services/") || !strings.Contains(got, ": 500;") {
+		t.Fatalf("Text mangled the readable parts: %s", got)
 	}
 }

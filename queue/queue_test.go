@@ -637,3 +637,21 @@ func TestNoAttemptLeftIsDeadLeaseExpired(t *testing.T) {
 		t.Fatalf("Decide = %s/%s, want dead/lease_expired", o, c)
 	}
 }
+
+func TestRedactReachesLogAndStoredError(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ClientConfig{})
+	b.startWorker(t, WorkerConfig{Redact: func(s string) string { return strings.ReplaceAll(s, "bad request", "b** *******") }})
+	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"permanent"}`), EnqueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "archived", func() bool {
+		info, err := b.insp.GetTaskInfo("default", r.ID)
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+	info, _ := b.insp.GetTaskInfo("default", r.ID)
+	if strings.Contains(info.LastErr, "bad request") || strings.Contains(b.logs.String(), "bad request") {
+		t.Fatalf("unredacted text reached asynq (%q) or the log", info.LastErr)
+	}
+}

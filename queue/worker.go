@@ -98,6 +98,10 @@ type WorkerConfig struct {
 	// OnDead is called once when a step is dead-lettered, with the final
 	// error and its class. Default none.
 	OnDead func(ctx context.Context, s *jobs.Step, err error, class jobs.Class)
+	// Redact masks secrets in error text before it reaches a log line or
+	// asynq's stored last error (what asynqmon shows). Default: none, the
+	// handlers' own errors are trusted.
+	Redact func(string) string
 	// RandN returns a uniform int64 in [0, n); it decides backoff jitter.
 	// Default math/rand/v2's Int64N.
 	RandN func(n int64) int64
@@ -260,14 +264,22 @@ func stepFrom(ctx context.Context, t *asynq.Task) *jobs.Step {
 	return s
 }
 
+func (w *Worker) redact(s string) string {
+	if w.cfg.Redact == nil {
+		return s
+	}
+	return w.cfg.Redact(s)
+}
+
 // outcomeError carries the decision to asynq's hooks.
 type outcomeError struct {
 	err     error
+	msg     string // err's text, redacted: asynq stores it as the last error
 	outcome Outcome
 	delay   time.Duration
 }
 
-func (e *outcomeError) Error() string { return e.err.Error() }
+func (e *outcomeError) Error() string { return e.msg }
 func (e *outcomeError) Unwrap() []error {
 	if e.outcome == OutcomeDead {
 		return []error{e.err, asynq.SkipRetry}
@@ -285,7 +297,7 @@ func (w *Worker) toAsynq(s *jobs.Step, err error) error {
 		return oe
 	}
 	outcome, _ := Decide(s, err)
-	oe = &outcomeError{err: err, outcome: outcome}
+	oe = &outcomeError{err: err, msg: w.redact(err.Error()), outcome: outcome}
 	if outcome != OutcomeDead {
 		oe.delay = w.policyForHeaders(s.Headers).Delay(s.Attempt-1, err, w.cfg.RandN)
 	}
@@ -353,7 +365,7 @@ func (w *Worker) logAttempt(next jobs.Handler) jobs.Handler {
 				Int64("duration_ms", w.cfg.Now().Sub(start).Milliseconds()).
 				Str("outcome", string(outcome))
 			if err != nil {
-				ev = ev.Str("class", string(class)).Str("error", err.Error())
+				ev = ev.Str("class", string(class)).Str("error", w.redact(err.Error()))
 			}
 		}
 		if outcome == OutcomeRetry || outcome == OutcomeSnooze {
@@ -394,7 +406,7 @@ func (w *Worker) backstop(ctx context.Context, t *asynq.Task, err error) {
 	}
 	w.log.Warn().Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
 		Str("workflow", s.Workflow).Str("run_id", s.RunID).Int("attempt", s.Attempt).Int("max_attempts", s.MaxAttempts).
-		Str("outcome", string(outcome)).Str("class", string(class)).Str("error", err.Error()).Msg("attempt")
+		Str("outcome", string(outcome)).Str("class", string(class)).Str("error", w.redact(err.Error())).Msg("attempt")
 	if outcome == OutcomeDead && w.cfg.OnDead != nil {
 		w.cfg.OnDead(ctx, s, err, class)
 	}
