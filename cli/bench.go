@@ -30,20 +30,12 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 --flush is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := m.load(cmd, rf)
-			if err != nil {
-				return err
-			}
-			a, err := m.newApp(cfg, m.Stderr)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			rdb, err := a.connect(ctx)
+			a, rdb, err := m.openRedis(cmd, rf)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
+			ctx := cmd.Context()
 			n, err := rdb.DBSize(ctx).Result()
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)

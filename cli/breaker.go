@@ -30,20 +30,12 @@ probe goes through; its result closes or re-opens the breaker.`,
 		Short: "List every breaker that recorded a failure, with its state and next probe",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := m.load(cmd, rf)
-			if err != nil {
-				return err
-			}
-			a, err := m.newApp(cfg, m.Stderr)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			rdb, err := a.connect(ctx)
+			a, rdb, err := m.openRedis(cmd, rf)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
+			ctx := cmd.Context()
 			set, err := breaker.New(rdb, a.breakerConfig())
 			if err != nil {
 				return usageError{err}

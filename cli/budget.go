@@ -124,14 +124,11 @@ func (s *budgetSession) close() { _ = s.rdb.Close() }
 // openBudgets loads the config, checks the named workflow (exit 2 when it
 // is unknown or has no budget) and connects.
 func (m *Main) openBudgets(cmd *cobra.Command, rf *rootFlags, args []string) (*budgetSession, error) {
-	cfg, err := m.load(cmd, rf)
+	a, err := m.open(cmd, rf)
 	if err != nil {
 		return nil, err
 	}
-	a, err := m.newApp(cfg, m.Stderr)
-	if err != nil {
-		return nil, err
-	}
+	cfg := a.cfg
 	for _, name := range args {
 		wf, ok := cfg.Workflows[name]
 		switch {

@@ -160,11 +160,7 @@ type dlqSession struct {
 }
 
 func (m *Main) openDLQ(cmd *cobra.Command, rf *rootFlags, withClient bool) (*dlqSession, error) {
-	cfg, err := m.load(cmd, rf)
-	if err != nil {
-		return nil, err
-	}
-	a, err := m.newApp(cfg, m.Stderr)
+	a, err := m.open(cmd, rf)
 	if err != nil {
 		return nil, err
 	}

@@ -78,11 +78,7 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	if cmd.Flags().Changed("max-retry") && f.maxRetry < 0 {
 		return usagef("--max-retry must not be negative, got %d", f.maxRetry)
 	}
-	cfg, err := m.load(cmd, rf)
-	if err != nil {
-		return err
-	}
-	a, err := m.newApp(cfg, m.Stderr)
+	a, err := m.open(cmd, rf)
 	if err != nil {
 		return err
 	}

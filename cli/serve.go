@@ -21,20 +21,12 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 		Short: "Run tasks until SIGINT/SIGTERM, then shut down gracefully",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := m.load(cmd, rf)
-			if err != nil {
-				return err
-			}
-			a, err := m.newApp(cfg, m.Stderr)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			rdb, err := a.connect(ctx)
+			a, rdb, err := m.openRedis(cmd, rf)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
+			ctx, cfg := cmd.Context(), a.cfg
 			rel, err := a.startReliability(ctx, rdb)
 			if err != nil {
 				return err
@@ -70,11 +62,7 @@ binds loopback by default and refuses a non-loopback address unless basic auth
 (dashboard.bearer_token) is configured.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := m.load(cmd, rf)
-			if err != nil {
-				return err
-			}
-			a, err := m.newApp(cfg, m.Stderr)
+			a, err := m.open(cmd, rf)
 			if err != nil {
 				return err
 			}
