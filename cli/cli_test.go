@@ -7,10 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+func TestMain(m *testing.M) { redistest.Main(m, binarytest.Cleanup) }
 
 type runResult struct {
 	code     int

@@ -22,39 +22,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
 )
 
 // These tests run the real agentq binary against a real Redis.
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-func agentqBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the agentq binary")
-	}
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "agentq-guards-e2e-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "agentq")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/agentq/agentq/cmd/agentq").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func agentqBinary(t *testing.T) string { return binarytest.Build(t) }
 
 type e2e struct {
 	t    *testing.T

@@ -16,12 +16,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+func TestMain(m *testing.M) { redistest.Main(m, binarytest.Cleanup) }
 
 // stepArgs is the payload of test.step. Mode decides what the handler does:
 // ok, fail (retryable, with a secret in the message), permanent, toggle

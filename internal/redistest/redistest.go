@@ -118,11 +118,14 @@ func Stop() {
 	servers = nil
 }
 
-// Main runs the tests and stops the servers they started; use it as
-// `func TestMain(m *testing.M) { redistest.Main(m) }`.
-func Main(m *testing.M) {
+// Main runs the tests, stops the servers they started and runs cleanups;
+// use it as `func TestMain(m *testing.M) { redistest.Main(m) }`.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	Stop()
+	for _, c := range cleanups {
+		c()
+	}
 	os.Exit(code)
 }
 
