@@ -22,5 +22,6 @@ func dedupeKey(hash string) string { return "agentq:{" + hash + "}:dedupe" }
 
 // taskIDForKey is the deterministic task id of the first enqueue of an
 // idempotency key, so that a re-enqueue after the window still collides
-// with a task that is still in asynq.
-func taskIDForKey(hash string) string { return "k-" + hash }
+// with a task that is still in asynq. It has no "-": asynqmon shows a task
+// id only up to its first dash (it expects UUIDs).
+func taskIDForKey(hash string) string { return "k_" + hash }
