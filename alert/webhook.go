@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/agentq/agentq/internal/promreg"
 )
 
 // Config defaults.
@@ -132,21 +134,16 @@ func New(cfg Config) (*Webhook, error) {
 		}, []string{"reason"}),
 	}
 	if r := cfg.Registerer; r != nil {
-		w.sent = register(r, w.sent).(prometheus.Counter)
-		w.dropped = register(r, w.dropped).(*prometheus.CounterVec)
+		var err error
+		if w.sent, err = promreg.Register(r, w.sent); err != nil {
+			return nil, err
+		}
+		if w.dropped, err = promreg.Register(r, w.dropped); err != nil {
+			return nil, err
+		}
 	}
 	go w.run()
 	return w, nil
-}
-
-func register(r prometheus.Registerer, c prometheus.Collector) prometheus.Collector {
-	if err := r.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
-		}
-	}
-	return c
 }
 
 // Send queues v (marshalled as JSON) for delivery and returns at once. It

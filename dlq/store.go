@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/promreg"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 )
@@ -183,20 +184,15 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 		}, []string{"reason"}),
 	}
 	if cfg.Registerer != nil {
-		s.recorded = register(cfg.Registerer, s.recorded).(*prometheus.CounterVec)
-		s.trimmed = register(cfg.Registerer, s.trimmed).(*prometheus.CounterVec)
-	}
-	return s, nil
-}
-
-func register(r prometheus.Registerer, c prometheus.Collector) prometheus.Collector {
-	if err := r.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
+		var err error
+		if s.recorded, err = promreg.Register(cfg.Registerer, s.recorded); err != nil {
+			return nil, err
+		}
+		if s.trimmed, err = promreg.Register(cfg.Registerer, s.trimmed); err != nil {
+			return nil, err
 		}
 	}
-	return c
+	return s, nil
 }
 
 // ReplayCommand is the command that replays record id.

@@ -31,6 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/promreg"
 	"github.com/agentq/agentq/jobs"
 )
 
@@ -155,23 +156,16 @@ func New(rdb redis.UniversalClient, cfg Config) (*Ledger, error) {
 		}),
 	}
 	if cfg.Registerer != nil {
-		l.skips = register(cfg.Registerer, l.skips).(prometheus.Counter)
-		l.batches = register(cfg.Registerer, l.batches).(prometheus.Histogram)
+		var err error
+		if l.skips, err = promreg.Register(cfg.Registerer, l.skips); err != nil {
+			return nil, err
+		}
+		if l.batches, err = promreg.Register(cfg.Registerer, l.batches); err != nil {
+			return nil, err
+		}
 	}
 	go l.commit()
 	return l, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name, so that two ledgers in one process share their metrics.
-func register(r prometheus.Registerer, c prometheus.Collector) prometheus.Collector {
-	if err := r.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
-		}
-	}
-	return c
 }
 
 // Close stops the committer after the writes already queued are sent.
