@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
 	"net/url"
 	"slices"
 	"strconv"
@@ -158,6 +159,10 @@ type Config struct {
 	// FlushInterval is how often Run sends success counts to Redis.
 	// Default FlushIntervalDefault (1s).
 	FlushInterval time.Duration
+	// RandN returns a uniform value in [0, n). It adds up to ProbeWait of
+	// jitter to every snooze, so that the calls an open breaker held back do
+	// not all wake at the same instant. Default math/rand/v2's Int64N.
+	RandN func(n int64) int64
 	// IsFailure reports whether a call's error counts against its
 	// dependency. Default: retryable, rate-limited and timeout errors do;
 	// nil, permanent errors (the dependency answered), panics, snoozes and
@@ -186,6 +191,9 @@ func (c Config) withDefaults() Config {
 	c.FlushInterval = cmp.Or(c.FlushInterval, FlushIntervalDefault)
 	if c.IsFailure == nil {
 		c.IsFailure = IsFailure
+	}
+	if c.RandN == nil {
+		c.RandN = mrand.Int64N
 	}
 	if c.Logger == nil {
 		nop := zerolog.Nop()
@@ -226,6 +234,11 @@ func IsFailure(err error) bool {
 		return true
 	}
 	return false
+}
+
+// jitter spreads snoozed calls over up to ProbeWait.
+func (s *Set) jitter() time.Duration {
+	return time.Duration(s.cfg.RandN(int64(s.cfg.ProbeWait)))
 }
 
 // OpenError is returned for a call a breaker did not let through. It
@@ -321,7 +334,7 @@ func (s *Set) Do(ctx context.Context, name string, fn func(context.Context) erro
 	now := s.cfg.Now()
 	if v.state != Closed {
 		if now.Before(v.nextProbe) {
-			return &OpenError{Name: name, State: v.state, Delay: v.nextProbe.Sub(now)}
+			return &OpenError{Name: name, State: v.state, Delay: v.nextProbe.Sub(now) + s.jitter()}
 		}
 		token, err := s.tryProbe(ctx, e, now)
 		switch {
@@ -329,7 +342,7 @@ func (s *Set) Do(ctx context.Context, name string, fn func(context.Context) erro
 			s.log.Warn().Err(err).Str("breaker", name).Msg("breaker probe lock failed; letting the call through")
 			return fn(ctx)
 		case token == "":
-			return &OpenError{Name: name, State: HalfOpen, Delay: s.cfg.ProbeWait}
+			return &OpenError{Name: name, State: HalfOpen, Delay: s.cfg.ProbeWait + s.jitter()}
 		}
 		return s.probe(ctx, e, token, fn)
 	}

@@ -55,7 +55,7 @@ func setup(t *testing.T) *testBundle {
 
 func (tb *testBundle) set(t *testing.T, s Settings) *Set {
 	t.Helper()
-	set, err := New(tb.rdb, Config{Default: s, Now: tb.clock.Now})
+	set, err := New(tb.rdb, Config{Default: s, Now: tb.clock.Now, RandN: func(int64) int64 { return 0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,5 +387,22 @@ func TestSnoozeSpendsNoAttempt(t *testing.T) {
 	}
 	if _, err := insp.GetTaskInfo("bq", id); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Fatalf("probe task still in asynq: %v", err)
+	}
+}
+
+func TestSnoozesAreJittered(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	set, err := New(tb.rdb, Config{Default: Settings{Failures: 1, FailureRate: 0.5, RateWindow: time.Minute, MinCalls: 10, Cooldown: 30 * time.Second},
+		Now: tb.clock.Now, ProbeWait: 2 * time.Second, RandN: func(n int64) int64 { return n - 1 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_ = set.Do(ctx, "jit.example", func(context.Context) error { return errors.New("boom") })
+	err = set.Do(ctx, "jit.example", func(context.Context) error { t.Fatal("call let through an open breaker"); return nil })
+	var oe *OpenError
+	if !errors.As(err, &oe) || oe.Delay != 30*time.Second+2*time.Second-1 {
+		t.Fatalf("snooze = %v, want the cooldown plus the injected jitter (2s-1ns)", err)
 	}
 }
