@@ -131,8 +131,8 @@ type Ledger struct {
 }
 
 type write struct {
-	key, val string
-	ack      chan error
+	key, field, val string
+	ack             chan error
 }
 
 // New returns a Ledger on rdb and starts its committer. The caller keeps
@@ -198,9 +198,12 @@ func decode(key, v string) (Entry, error) {
 	return Entry{Key: key, Digest: parts[0], At: time.UnixMilli(ms), TaskID: parts[2]}, nil
 }
 
-// Lookup returns the recorded success of key, if any.
-func (l *Ledger) Lookup(ctx context.Context, key string) (Entry, bool, error) {
-	v, err := l.rdb.Get(ctx, entryKey(key)).Result()
+// Lookup returns the recorded success of key for the step whose digest
+// (Digest of kind and payload) is given, if any. Each digest has its own
+// entry, so a later success with another payload under the same key (an
+// edited replay) does not hide the first.
+func (l *Ledger) Lookup(ctx context.Context, key, digest string) (Entry, bool, error) {
+	v, err := l.rdb.HGet(ctx, entryKey(key), digest).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return Entry{}, false, nil
@@ -217,7 +220,7 @@ func (l *Ledger) Lookup(ctx context.Context, key string) (Entry, bool, error) {
 // Record writes e through the group committer and returns once Redis has
 // acknowledged it (or ctx ends, or the write failed).
 func (l *Ledger) Record(ctx context.Context, e Entry) error {
-	w := &write{key: entryKey(e.Key), val: encode(e), ack: make(chan error, 1)}
+	w := &write{key: entryKey(e.Key), field: e.Digest, val: encode(e), ack: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -296,15 +299,19 @@ func (l *Ledger) flush(batch []*write) {
 	defer cancel()
 	cmds, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, w := range batch {
-			p.Set(ctx, w.key, w.val, l.cfg.Retention)
+			p.HSet(ctx, w.key, w.field, w.val)
+			p.PExpire(ctx, w.key, l.cfg.Retention)
 		}
 		return nil
 	})
 	l.batches.Observe(float64(len(batch)))
 	for i, w := range batch {
 		werr := err
-		if i < len(cmds) {
-			werr = cmds[i].Err()
+		if 2*i+1 < len(cmds) {
+			werr = cmds[2*i].Err()
+			if werr == nil {
+				werr = cmds[2*i+1].Err()
+			}
 		}
 		if werr != nil {
 			werr = fmt.Errorf("ledger record: %w", werr)
@@ -328,21 +335,18 @@ func (l *Ledger) Middleware() jobs.Middleware {
 			}
 			digest := Digest(s.Kind, s.Payload)
 			if s.Attempt > 1 || s.ReplayOf != "" {
-				e, ok, err := l.Lookup(ctx, s.Key)
+				e, ok, err := l.Lookup(ctx, s.Key, digest)
 				switch {
 				case err != nil:
 					l.log.Warn().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("key_hash", KeyHash(s.Key)).
 						Err(err).Msg("ledger unavailable; running the step")
-				case ok && e.Digest == digest:
+				case ok:
 					l.skips.Inc()
 					l.log.Info().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("workflow", s.Workflow).
 						Str("kind", s.Kind).Int("attempt", s.Attempt).Str("key_hash", KeyHash(s.Key)).
 						Str("recorded_task_id", e.TaskID).Time("recorded_at", e.At).
 						Msg("step already succeeded for this idempotency key; handler not called")
 					return nil
-				case ok:
-					l.log.Info().Str("task_id", s.TaskID).Str("key_hash", KeyHash(s.Key)).Str("recorded_task_id", e.TaskID).
-						Msg("idempotency key succeeded before with another payload; running the step")
 				}
 			}
 			err := next.ProcessStep(ctx, s)

@@ -106,6 +106,7 @@ func TestRepeatedDeliveryDoesNotCallTheHandler(t *testing.T) {
 		{"redelivery after a crash is answered from the ledger", step("t1", 2, "K", `{"a":1}`, ""), false},
 		{"a replay of the same work is answered from the ledger", step("t1-r1", 1, "K", `{"a":1}`, "7"), false},
 		{"an edited payload runs", step("t1-r2", 1, "K", `{"a":2}`, "7"), true},
+		{"the original's redelivery is still answered after an edited success", step("t1", 3, "K", `{"a":1}`, ""), false},
 		{"another key runs", step("t2", 2, "K2", `{"a":1}`, ""), true},
 		{"no key always runs", step("t3", 2, "", `{"a":1}`, ""), true},
 	}
@@ -118,7 +119,7 @@ func TestRepeatedDeliveryDoesNotCallTheHandler(t *testing.T) {
 			t.Errorf("%s: handler called = %v, want %v", tt.name, called, tt.wantCalled)
 		}
 	}
-	e, ok, err := b.l.Lookup(ctx, "K")
+	e, ok, err := b.l.Lookup(ctx, "K", Digest("http.call", []byte(`{"a":2}`)))
 	if err != nil || !ok || e.Digest != Digest("http.call", []byte(`{"a":2}`)) || e.TaskID != "t1-r2" {
 		t.Fatalf("Lookup = %+v %v %v", e, ok, err)
 	}
@@ -182,7 +183,7 @@ func TestGroupCommitSharesRoundTrips(t *testing.T) {
 	}
 	// Every caller returned after its own write landed.
 	for i := range n {
-		if _, ok, err := b.l.Lookup(context.Background(), fmt.Sprint("key-", i)); err != nil || !ok {
+		if _, ok, err := b.l.Lookup(context.Background(), fmt.Sprint("key-", i), "d"); err != nil || !ok {
 			t.Fatalf("entry %d missing after Record returned: %v", i, err)
 		}
 	}
