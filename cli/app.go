@@ -128,6 +128,23 @@ func (a *app) workerConfig() queue.WorkerConfig {
 	}
 }
 
+// startWorkerSide starts what a worker process runs beside the worker (the
+// dead-letter store, ledger and alerts, then budgets, breakers and metrics)
+// so that workerConfig puts their middleware in the chain. Call stop after
+// the worker has stopped: guards first, then the dead-letter side.
+func (a *app) startWorkerSide(ctx context.Context, rdb redis.UniversalClient) (stop func(), err error) {
+	rel, err := a.startReliability(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	g, err := a.startGuards(ctx, rdb)
+	if err != nil {
+		rel.close()
+		return nil, err
+	}
+	return func() { g.close(); rel.close() }, nil
+}
+
 func (a *app) dashboardConfig() dashboard.Config {
 	d := a.cfg.Dashboard
 	return dashboard.Config{

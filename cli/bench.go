@@ -49,16 +49,11 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 			// By default measure the chain `agentq worker` runs, not a
 			// lighter one.
 			if !builtins {
-				rel, err := a.startReliability(ctx, rdb)
+				stop, err := a.startWorkerSide(ctx, rdb)
 				if err != nil {
 					return err
 				}
-				defer rel.close()
-				g, err := a.startGuards(ctx, rdb)
-				if err != nil {
-					return err
-				}
-				defer g.close()
+				defer stop()
 				opts.Middleware = a.middleware()
 			}
 			rep, err := bench.Run(ctx, rdb, a.reg, opts)

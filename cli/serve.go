@@ -27,16 +27,11 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 			}
 			defer rdb.Close()
 			ctx, cfg := cmd.Context(), a.cfg
-			rel, err := a.startReliability(ctx, rdb)
+			stop, err := a.startWorkerSide(ctx, rdb)
 			if err != nil {
 				return err
 			}
-			defer rel.close()
-			g, err := a.startGuards(ctx, rdb)
-			if err != nil {
-				return err
-			}
-			defer g.close()
+			defer stop()
 			w, err := queue.NewWorker(rdb, a.reg, a.workerConfig())
 			if err != nil {
 				return usageError{err}
@@ -166,16 +161,11 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) er
 	if err != nil {
 		return err
 	}
-	rel, err := a.startReliability(ctx, rdb)
+	stop, err := a.startWorkerSide(ctx, rdb)
 	if err != nil {
 		return err
 	}
-	defer rel.close()
-	g, err := a.startGuards(ctx, rdb)
-	if err != nil {
-		return err
-	}
-	defer g.close()
+	defer stop()
 	wc := a.workerConfig()
 	// On a Redis of its own the demo uses the normal queue. On a configured
 	// (maybe shared) Redis it keeps to a queue of its own, and so does its
