@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,58 +73,19 @@ func (e *e2e) run(args ...string) (stdout, stderr string, code int) {
 // reads the worker's log so far.
 func (e *e2e) worker() (metricsURL string, logs func() string) {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, "worker", "--metrics-addr", "127.0.0.1:0")
-	cmd.Dir, cmd.Env = e.dir, e.env
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	var mu sync.Mutex
-	var buf bytes.Buffer
 	urlc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			mu.Lock()
-			buf.WriteString(line + "\n")
-			mu.Unlock()
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "metrics listening" {
-				urlc <- m["url"].(string)
-			}
+	p := binarytest.Start(e.t, e.bin, e.dir, e.env, []string{"worker", "--metrics-addr", "127.0.0.1:0"}, func(line string) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "metrics listening" {
+			urlc <- m["url"].(string)
 		}
-	}()
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-done:
-			if err != nil {
-				e.t.Errorf("worker exit: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			e.t.Error("worker did not stop within 20s of SIGINT")
-		}
-		_ = pw.Close()
 	})
-	logs = func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.String()
-	}
 	select {
 	case metricsURL = <-urlc:
-	case err := <-done:
-		e.t.Fatalf("worker exited: %v\n%s", err, logs())
 	case <-time.After(15 * time.Second):
-		e.t.Fatalf("worker did not serve metrics:\n%s", logs())
+		e.t.Fatalf("worker did not serve metrics:\n%s", p.Logs())
 	}
-	return metricsURL, logs
+	return metricsURL, p.Logs
 }
 
 func (e *e2e) enqueue(payload string, args ...string) string {

@@ -77,45 +77,7 @@ func (e *env) run(stdin string, args ...string) (string, string, int) {
 // function that reads its log so far.
 func (e *env) startWorker(args ...string) func() string {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, append([]string{"worker"}, args...)...)
-	cmd.Dir = e.dir
-	cmd.Env = e.vars
-	var mu sync.Mutex
-	var logs bytes.Buffer
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	cmd.Stdout = pw
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			mu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-		}
-	}()
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-done:
-			if err != nil {
-				e.t.Errorf("worker did not exit cleanly on SIGINT: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			e.t.Errorf("worker did not stop within 15s of SIGINT")
-		}
-		_ = pw.Close()
-	})
-	return func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return logs.String()
-	}
+	return binarytest.Start(e.t, e.bin, e.dir, e.vars, append([]string{"worker"}, args...), nil).Logs
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {

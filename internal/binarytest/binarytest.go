@@ -4,13 +4,17 @@
 package binarytest
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -50,4 +54,61 @@ func Cleanup() {
 	if dir != "" {
 		_ = os.RemoveAll(dir)
 	}
+}
+
+// Proc is a long-running agentq process (a worker) started by Start.
+type Proc struct {
+	mu   sync.Mutex
+	logs bytes.Buffer
+}
+
+// Logs returns what the process wrote so far (stdout and stderr).
+func (p *Proc) Logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// Start runs bin with args in dir with env until the test ends, then stops
+// it with SIGINT and fails the test unless it exits cleanly within 20s.
+// onLine, if set, sees every output line as it arrives.
+func Start(t testing.TB, bin, dir string, env, args []string, onLine func(string)) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = dir, env
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &Proc{}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			if onLine != nil {
+				onLine(line)
+			}
+		}
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agentq %v did not exit cleanly on SIGINT: %v", args, err)
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("agentq %v did not stop within 20s of SIGINT", args)
+		}
+		_ = pw.Close()
+	})
+	return p
 }
