@@ -16,6 +16,7 @@ import (
 	"github.com/agentq/agentq/internal/logging"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/redact"
 )
 
 // app is the wiring of one command: the effective config turned into the
@@ -124,7 +125,7 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		Workflows:            a.workflows(),
 		Logger:               &log,
 		Middleware:           a.middleware(),
-		Redact:               handlers.NewRedactor(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields).Text,
+		Redact:               redact.New(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields).Text,
 	}
 }
 

@@ -21,11 +21,11 @@ import (
 
 	"github.com/agentq/agentq/alert"
 	"github.com/agentq/agentq/dlq"
-	"github.com/agentq/agentq/handlers"
 	"github.com/agentq/agentq/internal/logging"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/redact"
 )
 
 // dlqConfig is the dead-letter store's configuration.
@@ -33,7 +33,7 @@ func (a *app) dlqConfig() dlq.Config {
 	log := a.log
 	d := a.cfg.DLQ
 	return dlq.Config{
-		Redactor:          handlers.NewRedactor(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields),
+		Redactor:          redact.New(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields),
 		Logger:            &log,
 		Registerer:        prometheus.DefaultRegisterer,
 		RetentionAge:      d.RetentionAge,
@@ -145,10 +145,10 @@ func (a *app) middleware() []jobs.Middleware {
 
 // outputRedactor masks secrets in what dlq commands print: payload fields
 // named like secrets or secret headers, bearer tokens.
-func (a *app) outputRedactor() *handlers.Redactor {
+func (a *app) outputRedactor() *redact.Redactor {
 	fields := slices.Concat(a.cfg.HTTP.RedactFields, a.cfg.HTTP.RedactHeaders,
 		[]string{"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"})
-	return handlers.NewRedactor(a.cfg.HTTP.RedactHeaders, fields)
+	return redact.New(a.cfg.HTTP.RedactHeaders, fields)
 }
 
 // dlqSession is one dlq command's connection and store.
@@ -156,7 +156,7 @@ type dlqSession struct {
 	a      *app
 	rdb    redis.UniversalClient
 	store  *dlq.Store
-	redact *handlers.Redactor
+	redact *redact.Redactor
 }
 
 func (m *Main) openDLQ(cmd *cobra.Command, rf *rootFlags, withClient bool) (*dlqSession, error) {
@@ -641,8 +641,8 @@ func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids 
 		if payload, err = m.readPayload(f.payload); err != nil {
 			return err
 		}
-		if bytes.Contains(payload, []byte(handlers.Mask)) {
-			return usagef("--payload contains %s, a secret masked by dlq show/list: put the real value back", handlers.Mask)
+		if bytes.Contains(payload, []byte(redact.Mask)) {
+			return usagef("--payload contains %s, a secret masked by dlq show/list: put the real value back", redact.Mask)
 		}
 		if len(bytes.TrimSpace(payload)) == 0 {
 			return usagef("--payload is empty")

@@ -31,10 +31,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/agentq/agentq/handlers"
 	"github.com/agentq/agentq/internal/promreg"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/redact"
 )
 
 // Config defaults.
@@ -59,7 +59,7 @@ const (
 	pageSize = 500
 )
 
-// Redactor masks secrets in free text. *handlers.Redactor implements it.
+// Redactor masks secrets in free text. *redact.Redactor implements it.
 type Redactor interface {
 	Text(s string) string
 }
@@ -100,7 +100,7 @@ type Config struct {
 	// client's enqueue validates, and a refused replay is undone.
 	Check func(kind string, payload []byte, o queue.EnqueueOptions) error
 	// Redactor masks secrets in stored error messages.
-	// Default handlers.NewRedactor(nil, nil).
+	// Default redact.New(nil, nil).
 	Redactor Redactor
 	// Alerter receives one alert per dead letter. Default none.
 	Alerter Alerter
@@ -122,7 +122,7 @@ func (c Config) withDefaults() Config {
 	c.Grace = cmp.Or(c.Grace, GraceDefault)
 	c.Command = cmp.Or(c.Command, CommandDefault)
 	if c.Redactor == nil {
-		c.Redactor = handlers.NewRedactor(nil, nil)
+		c.Redactor = redact.New(nil, nil)
 	}
 	if c.Logger == nil {
 		nop := zerolog.Nop()

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentq/agentq/redact"
 )
 
 // Config defaults.
@@ -113,7 +115,7 @@ func checkRedirect(_ *http.Request, via []*http.Request) error {
 // original host or gone from https to http, then applies c's own policy.
 // net/http strips only Authorization, Www-Authenticate and Cookie that way,
 // and keeps them for a subdomain.
-func redirectClient(c *http.Client, r *Redactor) *http.Client {
+func redirectClient(c *http.Client, r *redact.Redactor) *http.Client {
 	next := c.CheckRedirect
 	if next == nil {
 		next = func(_ *http.Request, via []*http.Request) error {

@@ -1,8 +1,6 @@
 // Package handlers owns agentq's built-in task kinds: http.call, one HTTP
 // request to a tool with its response classified into jobs' outcome errors,
-// and noop. It also owns the Redactor that keeps secrets (credential headers,
-// token query parameters, password fields in bodies) out of error strings and
-// log lines, so that other packages can reuse it.
+// and noop. Secrets in their errors are masked with package redact.
 //
 // Handlers know nothing of asynq or Redis: each gets a context, the
 // *jobs.Step and its typed payload, and returns an error built with jobs'

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/redact"
 )
 
 // Methods an http.call may use.
@@ -103,11 +104,15 @@ type HTTPCallArgs struct {
 // Kind returns jobs.KindHTTPCall.
 func (HTTPCallArgs) Kind() string { return jobs.KindHTTPCall }
 
+// defaultRedactor masks the default names only. Validate uses it, having no
+// configuration.
+var defaultRedactor = redact.New(nil, nil)
+
 // Validate checks the payload beyond its schema. Each error names the field
 // and quotes the bad value, a URL with its secrets masked.
 func (a HTTPCallArgs) Validate() error { return a.validate(defaultRedactor) }
 
-func (a HTTPCallArgs) validate(r *Redactor) error {
+func (a HTTPCallArgs) validate(r *redact.Redactor) error {
 	if a.Method != "" && !slices.Contains(httpMethods, a.Method) {
 		return fmt.Errorf("method: %q is not supported (use one of %s)", a.Method, strings.Join(httpMethods, ", "))
 	}
@@ -184,7 +189,7 @@ func validHeaderName(name string) bool {
 // hold header values. It is safe for concurrent use.
 type HTTPCall struct {
 	cfg    Config
-	redact *Redactor
+	redact *redact.Redactor
 }
 
 // NewHTTPCall returns an HTTPCall configured by cfg. Fields that are zero
@@ -193,13 +198,13 @@ type HTTPCall struct {
 func NewHTTPCall(cfg Config) *HTTPCall {
 	cfg = cfg.withDefaults()
 	cfg.Timeout = min(cfg.Timeout, cfg.MaxTimeout)
-	redact := NewRedactor(cfg.RedactHeaders, cfg.RedactFields)
+	redact := redact.New(cfg.RedactHeaders, cfg.RedactFields)
 	cfg.Client = redirectClient(cfg.Client, redact)
 	return &HTTPCall{cfg: cfg, redact: redact}
 }
 
 // Redactor returns the redactor the handler masks secrets with.
-func (h *HTTPCall) Redactor() *Redactor { return h.redact }
+func (h *HTTPCall) Redactor() *redact.Redactor { return h.redact }
 
 // Handle sends the request a describes and classifies the answer. It
 // returns nil on an expected status, however large the body (at most

@@ -1,6 +1,6 @@
 // Package dashboard owns the `agentq dashboard` web server: the asynqmon UI
 // and API mounted at "/" (task payloads and results shown with their secrets
-// masked by handlers.Redactor), an unauthenticated /healthz that pings Redis, any
+// masked by redact.Redactor), an unauthenticated /healthz that pings Redis, any
 // extra handlers the caller mounts (such as /metrics), optional basic or
 // bearer-token authentication in front of everything but /healthz, and the
 // listener's lifecycle.

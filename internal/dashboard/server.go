@@ -21,7 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/redact"
 )
 
 const (
@@ -69,7 +69,7 @@ func New(cfg Config, opt asynq.RedisConnOpt, rdb redis.UniversalClient, log zero
 		}
 	}
 
-	redacted := redactingFormatter{handlers.NewRedactor(cfg.RedactHeaders, cfg.RedactFields)}
+	redacted := redactingFormatter{redact.New(cfg.RedactHeaders, cfg.RedactFields)}
 	mon, err := newAsynqmon(asynqmon.Options{
 		// asynqmon renders RootPath into its index.html as the prefix of its
 		// assets and of the UI's API calls ("" -> "/static/...", "/api/...")
@@ -102,7 +102,7 @@ func New(cfg Config, opt asynq.RedisConnOpt, rdb redis.UniversalClient, log zero
 
 // redactingFormatter shows task payloads and results with their secrets
 // masked: http.call's request headers, token fields, credentials in URLs.
-type redactingFormatter struct{ r *handlers.Redactor }
+type redactingFormatter struct{ r *redact.Redactor }
 
 // format returns data as the UI shows it: a JSON document masked by
 // Redactor.JSON, printable text masked by Redactor.Text, and, like

@@ -22,8 +22,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/agentq/agentq/handlers"
 	"github.com/agentq/agentq/internal/redistest"
+	"github.com/agentq/agentq/redact"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -656,7 +656,7 @@ func TestAPIRedactsPayloads(t *testing.T) {
 
 func TestRedactingFormatter(t *testing.T) {
 	t.Parallel()
-	f := redactingFormatter{handlers.NewRedactor(nil, nil)}
+	f := redactingFormatter{redact.New(nil, nil)}
 	tests := []struct {
 		name string
 		in   string

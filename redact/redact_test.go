@@ -1,4 +1,4 @@
-package handlers
+package redact
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 
 func TestRedactor(t *testing.T) {
 	t.Parallel()
-	r := NewRedactor([]string{"X-Session"}, []string{"Sig"})
+	r := New([]string{"X-Session"}, []string{"Sig"})
 	tests := []struct {
 		name string
 		fn   func(string) string
@@ -97,7 +97,7 @@ func TestRedactor(t *testing.T) {
 
 func TestRedactorSecretNames(t *testing.T) {
 	t.Parallel()
-	r := NewRedactor([]string{" ", "X-Extra"}, []string{""})
+	r := New([]string{" ", "X-Extra"}, []string{""})
 	for _, h := range []string{"Authorization", "proxy-authorization", "COOKIE", "Set-Cookie", "X-Api-Key", "x-auth-token", "x-extra"} {
 		if !r.SecretHeader(h) {
 			t.Errorf("SecretHeader(%q) = false, want true", h)
@@ -115,7 +115,7 @@ func TestRedactorSecretNames(t *testing.T) {
 
 func TestRedactorJSON(t *testing.T) {
 	t.Parallel()
-	r := NewRedactor([]string{"X-Session"}, []string{"sig"})
+	r := New([]string{"X-Session"}, []string{"sig"})
 	tests := []struct {
 		name   string
 		in     string
@@ -152,7 +152,7 @@ func TestRedactorJSON(t *testing.T) {
 
 func TestTextMasksURLsInFreeText(t *testing.T) {
 	t.Parallel()
-	r := NewRedactor(nil, nil)
+	r := New(nil, nil)
 	got := r.Text(`tool failed: POST https://bob:hunter2@hooks.example.com/services/T0123ABCD/B0456EFGH/Xq9vLm2Zk8Pw4Rt6Yu1Io3Pa: 500; retry http://h/x?api_key=SECRET.`)
 	for _, leak := range []string{"hunter2", "Xq9vLm2Zk8Pw4Rt6Yu1Io3Pa", "SECRET"} {
 		if strings.Contains(got, leak) {

@@ -1,4 +1,8 @@
-package handlers
+// Package redact owns the one Redactor that keeps secrets (credential headers,
+// URL passwords and tokens, secret JSON fields and query values) out of logs,
+// error strings, stored records and the dashboard. Every function in it is
+// total: any input string returns in bounded time and stack, never a panic.
+package redact
 
 import (
 	"bytes"
@@ -24,16 +28,12 @@ var (
 	}
 )
 
-// defaultRedactor masks the default names only. Validate uses it, having no
-// configuration.
-var defaultRedactor = NewRedactor(nil, nil)
-
 // Redactor masks secrets in header values, URLs, JSON documents and free
 // text such as response bodies and error strings. Names match
 // case-insensitively and exactly: "key" masks key=... but not monkey=....
 // Secret header names count as secret field names too, since tools echo
 // request headers back in JSON bodies and text. It is safe for concurrent
-// use. The zero value is not usable; call NewRedactor.
+// use. The zero value is not usable; call New.
 type Redactor struct {
 	headers map[string]bool
 	fields  map[string]bool
@@ -45,9 +45,9 @@ type Redactor struct {
 	scheme       *regexp.Regexp // Bearer x, Basic x
 }
 
-// NewRedactor returns a Redactor that masks the default secret headers and
+// New returns a Redactor that masks the default secret headers and
 // fields plus the given ones. Empty names are ignored.
-func NewRedactor(headers, fields []string) *Redactor {
+func New(headers, fields []string) *Redactor {
 	r := &Redactor{headers: map[string]bool{}, fields: map[string]bool{}}
 	var headerNames, names []string // quoted for a regexp
 	seen := map[string]bool{}
