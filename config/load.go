@@ -32,8 +32,13 @@ type Options struct {
 	// Only flags the user set (Changed) override the other layers.
 	FlagKeys map[string]string
 	// Environ is the environment as "K=V" entries; nil means os.Environ(). Only
-	// AGENTQ_* entries with non-empty values are read.
+	// AGENTQ_* entries with non-empty values are read. One that is not a
+	// setting is an error when it is a near miss of one (AGENTQ_REDIS_ULR),
+	// else a warning (see Warn).
 	Environ []string
+	// Warn, if set, receives each problem that does not stop Load, as one line
+	// that names the environment variable (never its value). Nil drops them.
+	Warn func(msg string)
 	// Dir is where agentq.yaml is looked for; empty means the current directory.
 	Dir string
 }
@@ -77,14 +82,14 @@ func Load(opts Options) (Config, error) {
 	if err := l.readFile(opts.File, opts.Dir); err != nil {
 		return Config{}, err
 	}
-	l.readEnv(opts.Environ)
+	envErrs := l.readEnv(opts.Environ, opts.Warn)
 	if err := l.readFlags(opts.Flags, opts.FlagKeys); err != nil {
 		return Config{}, err
 	}
 	cfg, failed, decodeErr := l.decode()
 	// Validate what did decode too, so that one run reports every problem; keys
 	// that failed to decode hold their defaults and are not reported twice.
-	var errs []error
+	errs := envErrs
 	if err := cfg.validate(l.source); err != nil {
 		for _, e := range unwrapJoined(err) {
 			if fe, ok := e.(*FieldError); !ok || !failed[fe.Key] {
@@ -230,13 +235,7 @@ func suggest(key string) string {
 		candidates = append(candidates, slices.Collect(maps.Keys(sections))...)
 		candidates = append(candidates, workflowsKey, overridesKey)
 	}
-	best, bestDist := "", 3 // suggest only within two edits
-	for _, c := range candidates {
-		if d := editDistance(key, c); d < bestDist || (d == bestDist && c < best) {
-			best, bestDist = c, d
-		}
-	}
-	return best
+	return closest(key, candidates)
 }
 
 // editDistance is the Levenshtein distance between a and b.
@@ -267,9 +266,11 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// readEnv sets every key whose AGENTQ_* variable is set and non-empty. It reads
-// environ only, so tests do not depend on the process environment.
-func (l *loader) readEnv(environ []string) {
+// readEnv sets every key whose AGENTQ_* variable is set and non-empty, and
+// checks the AGENTQ_* variables that are not settings (checkEnv): it returns
+// the near misses and passes the other warnings to warn. It reads environ
+// only, so tests do not depend on the process environment.
+func (l *loader) readEnv(environ []string, warn func(string)) []error {
 	if environ == nil {
 		environ = os.Environ()
 	}
@@ -286,6 +287,13 @@ func (l *loader) readEnv(environ []string) {
 			l.origins[f.key] = origin{layer: layerEnv, where: name}
 		}
 	}
+	warnings, errs := checkEnv(env)
+	if warn != nil {
+		for _, w := range warnings {
+			warn(w)
+		}
+	}
+	return errs
 }
 
 // readFlags sets the key of every mapped flag the user set.
