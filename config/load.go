@@ -74,13 +74,25 @@ type loader struct {
 // validates it. Errors name the key, the bad value (secrets masked) and its source;
 // several problems are joined into one error.
 func Load(opts Options) (Config, error) {
+	path, data, err := readFile(opts.File, opts.Dir)
+	if err != nil {
+		return Config{}, err
+	}
+	return load(opts, path, data)
+}
+
+// load is Load with the config file already read: path names it in messages,
+// and is "" when there is none.
+func load(opts Options, path string, data []byte) (Config, error) {
 	l := &loader{v: viper.New(), origins: map[string]origin{}}
 	def := reflect.ValueOf(Default())
 	for _, f := range fields {
 		l.v.SetDefault(f.key, def.FieldByIndex(f.index).Interface())
 	}
-	if err := l.readFile(opts.File, opts.Dir); err != nil {
-		return Config{}, err
+	if path != "" {
+		if err := l.parseFile(path, data); err != nil {
+			return Config{}, err
+		}
 	}
 	envErrs := l.readEnv(opts.Environ, opts.Warn)
 	if err := l.readFlags(opts.Flags, opts.FlagKeys); err != nil {
@@ -119,22 +131,28 @@ func (l *loader) source(key string) string {
 	return l.origins[key].where
 }
 
-// readFile reads the config file into viper, after checking that it holds only
-// known keys. It records which keys the file sets, and where.
-func (l *loader) readFile(explicit, dir string) error {
-	path := explicit
+// readFile reads the config file: explicit, which must exist, or agentq.yaml
+// in dir, which may not. path is "" when there is no file.
+func readFile(explicit, dir string) (path string, data []byte, err error) {
+	path = explicit
 	if path == "" {
 		path = filepath.Join(dir, FileName)
 	}
-	data, err := os.ReadFile(path)
+	data, err = os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && explicit == "":
-		return nil
+		return "", nil, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("config: config file %q does not exist", path)
+		return "", nil, fmt.Errorf("config: config file %q does not exist", path)
 	case err != nil:
-		return fmt.Errorf("config: read config file: %w", err)
+		return "", nil, fmt.Errorf("config: read config file: %w", err)
 	}
+	return path, data, nil
+}
+
+// parseFile reads the config file's data into viper, after checking that it
+// holds only known keys. It records which keys the file sets, and where.
+func (l *loader) parseFile(path string, data []byte) error {
 	l.file = path
 
 	var doc yaml.Node
@@ -446,6 +464,9 @@ func (l *loader) decodeWorkflows() (map[string]Workflow, []error) {
 		}
 		errs = append(errs, l.walkWorkflow(v, prefix, "", set)...)
 		out[k.Value] = w
+	}
+	if len(out) == 0 {
+		out = nil // "workflows: {}" is the same as none
 	}
 	return out, errs
 }
