@@ -92,3 +92,22 @@ func TestBenchRefusesNonEmptyDatabase(t *testing.T) {
 		t.Fatal("bench touched a non-empty database")
 	}
 }
+
+// TestUnknownEnvReported: an AGENTQ_* variable that is not a setting is
+// warned about once on stderr; a near miss of one is refused (issue 7).
+func TestUnknownEnvReported(t *testing.T) {
+	t.Parallel()
+	r := run(t, []string{"AGENTQ_NOT_A_KEY=s3cret", "AGENTQ_LOG_FORMAT=json"}, "", "config")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	lines := strings.Split(strings.TrimSpace(r.err), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"level":"warn"`) ||
+		!strings.Contains(lines[0], "AGENTQ_NOT_A_KEY is not an agentq setting") || strings.Contains(r.err, "s3cret") {
+		t.Fatalf("stderr = %q, want one warning line naming AGENTQ_NOT_A_KEY without its value", r.err)
+	}
+	r = run(t, []string{"AGENTQ_REDIS_ULR=redis://127.0.0.1:1/0"}, "", "config")
+	if r.code != ExitUsage || !strings.Contains(r.err, "unknown environment variable AGENTQ_REDIS_ULR (did you mean AGENTQ_REDIS_URL?)") {
+		t.Fatalf("near miss: exit %d stderr %q, want exit 2 naming AGENTQ_REDIS_URL", r.code, r.err)
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -392,6 +394,47 @@ func ago(t time.Time) string {
 	return time.Since(t).Round(time.Second).String() + " ago"
 }
 
+// maxShownValue bounds how much of a bad argument an error quotes.
+const maxShownValue = 64
+
+// shortQuote quotes s for an error message, cut to maxShownValue bytes.
+func shortQuote(s string) string {
+	if len(s) <= maxShownValue {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q...", s[:maxShownValue])
+}
+
+// checkID refuses, without asking Redis, an argument that cannot be a
+// dead-letter id: ids are the positive decimal numbers the store counts
+// out (1, 2, ...), written without leading zeros or signs.
+func checkID(id string) error {
+	n, err := strconv.ParseUint(id, 10, 63)
+	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
+		return usageError{fmt.Errorf("no dead letter with id %s: ids are the numbers dlq list shows, e.g. 42", shortQuote(id))}
+	}
+	return nil
+}
+
+// replayInterval turns --rate (replays per second, 0 for no limit) into the
+// time between replays. A rate that is not a finite number, is negative, or
+// so small that its interval overflows a time.Duration is refused.
+func replayInterval(rate float64) (time.Duration, error) {
+	switch {
+	case math.IsNaN(rate) || math.IsInf(rate, 0):
+		return 0, usagef("--rate must be a finite number of replays per second, got %v", rate)
+	case rate < 0:
+		return 0, usagef("--rate must not be negative, got %v", rate)
+	case rate == 0:
+		return 0, nil
+	}
+	iv := float64(time.Second) / rate
+	if iv >= float64(math.MaxInt64) {
+		return 0, usagef("--rate %v is too small: at least one replay in %v", rate, time.Duration(math.MaxInt64))
+	}
+	return time.Duration(iv), nil
+}
+
 // checkIDs refuses unknown ids before anything changes.
 func (s *dlqSession) checkIDs(ctx context.Context, ids []string) error {
 	ok, err := s.store.Exists(ctx, ids)
@@ -413,6 +456,9 @@ func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
 		Short: "Show one dead letter with every attempt",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkID(args[0]); err != nil {
+				return err
+			}
 			s, err := m.openDLQ(cmd, rf, false)
 			if err != nil {
 				return err
@@ -565,6 +611,11 @@ func (s *dlqSession) targets(ctx context.Context, cmd *cobra.Command, sel *selec
 // mixes of them.
 func checkSelection(cmd *cobra.Command, sel *selectors, ids []string) error {
 	given := sel.given(cmd)
+	for _, id := range ids {
+		if err := checkID(id); err != nil {
+			return err
+		}
+	}
 	switch {
 	case len(ids) > 0 && (given || sel.all):
 		return usagef("give IDs or selectors (--queue, --kind, ...) or --all, not both")
@@ -648,8 +699,8 @@ func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids 
 			return usagef("--payload is empty")
 		}
 	}
-	if f.rate < 0 {
-		return usagef("--rate must not be negative, got %v", f.rate)
+	if _, err := replayInterval(f.rate); err != nil {
+		return err
 	}
 	if _, err := f.sel.filter(time.Now()); err != nil {
 		return err
@@ -749,8 +800,7 @@ func (m *Main) replayAll(ctx context.Context, s *dlqSession, ids []string, o dlq
 		}
 		mu.Unlock()
 	}
-	if f.rate > 0 {
-		interval := time.Duration(float64(time.Second) / f.rate)
+	if interval, _ := replayInterval(f.rate); interval > 0 {
 		next := time.Now()
 		for i := range ids {
 			if d := time.Until(next); d > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq/config"
+	"github.com/agentq/agentq/internal/logging"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 )
@@ -174,7 +175,22 @@ func (m *Main) load(cmd *cobra.Command, rf *rootFlags) (config.Config, error) {
 			keys[name] = key
 		}
 	}
-	cfg, err := config.Load(config.Options{File: rf.configFile, Flags: cmd.Flags(), FlagKeys: keys, Environ: m.Environ})
+	var warnings []string
+	cfg, err := config.Load(config.Options{File: rf.configFile, Flags: cmd.Flags(), FlagKeys: keys, Environ: m.Environ,
+		Warn: func(msg string) { warnings = append(warnings, msg) }})
+	if len(warnings) > 0 {
+		// Once per command, through a logger set up as the config says
+		// (the defaults when it did not load).
+		level, format := cfg.Log.Level, cfg.Log.Format
+		if err != nil {
+			level, format = config.Default().Log.Level, config.Default().Log.Format
+		}
+		if log, lerr := logging.New(m.Stderr, level, format); lerr == nil {
+			for _, w := range warnings {
+				log.Warn().Msg(w)
+			}
+		}
+	}
 	if err != nil {
 		return cfg, usageError{err}
 	}

@@ -95,7 +95,9 @@ type Log struct {
 type Retry struct {
 	// Base is the delay before the first retry. Default: 1s.
 	Base time.Duration `mapstructure:"base"`
-	// Max caps the delay between retries; it must be at least Base. Default: 10m.
+	// Max caps the delay between retries, a tool's Retry-After included (one
+	// beyond Max is jittered within Max's top quarter); it must be at least
+	// Base. Default: 10m.
 	Max time.Duration `mapstructure:"max"`
 	// MaxAttempts counts all attempts, the first included. Default: 10.
 	MaxAttempts int `mapstructure:"max_attempts"`

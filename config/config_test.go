@@ -679,6 +679,10 @@ func TestMaskURL(t *testing.T) {
 		{"https://h/p?a=1&flag&b=2#frag", true, "https://h/****?a=****&****&b=****#****"},
 		{"https://h/p?a=1#frag", false, "https://h/p?a=1#frag"},
 		{"user:pw@host:1", false, "user:****@host:1"},
+		// An "@" in a webhook's path is not the end of user info (found by
+		// FuzzLoadConfigFile): the path after it was shown.
+		{"https://hooks.example.com/services/p@ss%2Fword?token=x", true, "https://hooks.example.com/****?token=****"},
+		{"https://u:pw@hooks.example.com/T0/SECRET", true, "https://u:****@hooks.example.com/****"},
 	}
 	for _, tt := range tests {
 		if got := maskURL(tt.raw, tt.allQuery); got != tt.want {

@@ -32,8 +32,13 @@ type Options struct {
 	// Only flags the user set (Changed) override the other layers.
 	FlagKeys map[string]string
 	// Environ is the environment as "K=V" entries; nil means os.Environ(). Only
-	// AGENTQ_* entries with non-empty values are read.
+	// AGENTQ_* entries with non-empty values are read. One that is not a
+	// setting is an error when it is a near miss of one (AGENTQ_REDIS_ULR),
+	// else a warning (see Warn).
 	Environ []string
+	// Warn, if set, receives each problem that does not stop Load, as one line
+	// that names the environment variable (never its value). Nil drops them.
+	Warn func(msg string)
 	// Dir is where agentq.yaml is looked for; empty means the current directory.
 	Dir string
 }
@@ -69,22 +74,34 @@ type loader struct {
 // validates it. Errors name the key, the bad value (secrets masked) and its source;
 // several problems are joined into one error.
 func Load(opts Options) (Config, error) {
+	path, data, err := readFile(opts.File, opts.Dir)
+	if err != nil {
+		return Config{}, err
+	}
+	return load(opts, path, data)
+}
+
+// load is Load with the config file already read: path names it in messages,
+// and is "" when there is none.
+func load(opts Options, path string, data []byte) (Config, error) {
 	l := &loader{v: viper.New(), origins: map[string]origin{}}
 	def := reflect.ValueOf(Default())
 	for _, f := range fields {
 		l.v.SetDefault(f.key, def.FieldByIndex(f.index).Interface())
 	}
-	if err := l.readFile(opts.File, opts.Dir); err != nil {
-		return Config{}, err
+	if path != "" {
+		if err := l.parseFile(path, data); err != nil {
+			return Config{}, err
+		}
 	}
-	l.readEnv(opts.Environ)
+	envErrs := l.readEnv(opts.Environ, opts.Warn)
 	if err := l.readFlags(opts.Flags, opts.FlagKeys); err != nil {
 		return Config{}, err
 	}
 	cfg, failed, decodeErr := l.decode()
 	// Validate what did decode too, so that one run reports every problem; keys
 	// that failed to decode hold their defaults and are not reported twice.
-	var errs []error
+	errs := envErrs
 	if err := cfg.validate(l.source); err != nil {
 		for _, e := range unwrapJoined(err) {
 			if fe, ok := e.(*FieldError); !ok || !failed[fe.Key] {
@@ -114,22 +131,28 @@ func (l *loader) source(key string) string {
 	return l.origins[key].where
 }
 
-// readFile reads the config file into viper, after checking that it holds only
-// known keys. It records which keys the file sets, and where.
-func (l *loader) readFile(explicit, dir string) error {
-	path := explicit
+// readFile reads the config file: explicit, which must exist, or agentq.yaml
+// in dir, which may not. path is "" when there is no file.
+func readFile(explicit, dir string) (path string, data []byte, err error) {
+	path = explicit
 	if path == "" {
 		path = filepath.Join(dir, FileName)
 	}
-	data, err := os.ReadFile(path)
+	data, err = os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && explicit == "":
-		return nil
+		return "", nil, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("config: config file %q does not exist", path)
+		return "", nil, fmt.Errorf("config: config file %q does not exist", path)
 	case err != nil:
-		return fmt.Errorf("config: read config file: %w", err)
+		return "", nil, fmt.Errorf("config: read config file: %w", err)
 	}
+	return path, data, nil
+}
+
+// parseFile reads the config file's data into viper, after checking that it
+// holds only known keys. It records which keys the file sets, and where.
+func (l *loader) parseFile(path string, data []byte) error {
 	l.file = path
 
 	var doc yaml.Node
@@ -230,13 +253,7 @@ func suggest(key string) string {
 		candidates = append(candidates, slices.Collect(maps.Keys(sections))...)
 		candidates = append(candidates, workflowsKey, overridesKey)
 	}
-	best, bestDist := "", 3 // suggest only within two edits
-	for _, c := range candidates {
-		if d := editDistance(key, c); d < bestDist || (d == bestDist && c < best) {
-			best, bestDist = c, d
-		}
-	}
-	return best
+	return closest(key, candidates)
 }
 
 // editDistance is the Levenshtein distance between a and b.
@@ -267,9 +284,11 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// readEnv sets every key whose AGENTQ_* variable is set and non-empty. It reads
-// environ only, so tests do not depend on the process environment.
-func (l *loader) readEnv(environ []string) {
+// readEnv sets every key whose AGENTQ_* variable is set and non-empty, and
+// checks the AGENTQ_* variables that are not settings (checkEnv): it returns
+// the near misses and passes the other warnings to warn. It reads environ
+// only, so tests do not depend on the process environment.
+func (l *loader) readEnv(environ []string, warn func(string)) []error {
 	if environ == nil {
 		environ = os.Environ()
 	}
@@ -286,6 +305,13 @@ func (l *loader) readEnv(environ []string) {
 			l.origins[f.key] = origin{layer: layerEnv, where: name}
 		}
 	}
+	warnings, errs := checkEnv(env)
+	if warn != nil {
+		for _, w := range warnings {
+			warn(w)
+		}
+	}
+	return errs
 }
 
 // readFlags sets the key of every mapped flag the user set.
@@ -438,6 +464,9 @@ func (l *loader) decodeWorkflows() (map[string]Workflow, []error) {
 		}
 		errs = append(errs, l.walkWorkflow(v, prefix, "", set)...)
 		out[k.Value] = w
+	}
+	if len(out) == 0 {
+		out = nil // "workflows: {}" is the same as none
 	}
 	return out, errs
 }

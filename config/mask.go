@@ -68,10 +68,13 @@ func maskURL(raw string, allQuery bool) string {
 	}
 	if allQuery {
 		// Webhook URLs often carry their secret in the path
-		// (https://hooks.example.com/services/T0/B0/SECRET): keep the host.
-		hostStart := strings.LastIndex(rest, "@") + 1
-		if slash := strings.Index(rest[hostStart:], "/"); slash >= 0 && hostStart+slash+1 < len(rest) {
-			rest = rest[:hostStart+slash] + "/" + mask
+		// (https://hooks.example.com/services/T0/B0/SECRET): keep the host,
+		// mask from the first "/" on. An "@" may be in the path as well as
+		// after the user info, so the first "/" of what is left, not the
+		// first after the last "@", starts the path; a "/" in the user info
+		// masks too much, never too little.
+		if slash := strings.Index(rest, "/"); slash >= 0 && slash+1 < len(rest) {
+			rest = rest[:slash] + "/" + mask
 		}
 	}
 	out := scheme + rest

@@ -38,13 +38,24 @@ const (
 // Statuses lists every status.
 var Statuses = []Status{StatusDead, StatusReplayed, StatusResolved, StatusRerun, StatusDeleted}
 
-// ParseStatus checks a status name.
+// ParseStatus checks a status name, ignoring case and surrounding space. An
+// error quotes at most the first 64 bytes of s.
 func ParseStatus(s string) (Status, error) {
 	st := Status(strings.ToLower(strings.TrimSpace(s)))
 	if slices.Contains(Statuses, st) {
 		return st, nil
 	}
-	return "", fmt.Errorf("unknown status %q (one of dead, replayed, resolved, rerun, deleted)", s)
+	return "", fmt.Errorf("unknown status %s (one of dead, replayed, resolved, rerun, deleted)", shortQuote(s))
+}
+
+// shortQuote quotes s for an error message, cut to 64 bytes, so that a huge
+// argument does not make a huge error.
+func shortQuote(s string) string {
+	const maxShown = 64
+	if len(s) <= maxShown {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxShown]) + "..."
 }
 
 // Replayable reports whether a record in status s can be replayed.
@@ -66,7 +77,8 @@ var Classes = []jobs.Class{
 	ClassLeaseExpired, ClassManual,
 }
 
-// ParseClass checks a class name.
+// ParseClass checks a class name, ignoring case and surrounding space. An
+// error quotes at most the first 64 bytes of s.
 func ParseClass(s string) (jobs.Class, error) {
 	c := jobs.Class(strings.ToLower(strings.TrimSpace(s)))
 	if slices.Contains(Classes, c) {
@@ -76,7 +88,7 @@ func ParseClass(s string) (jobs.Class, error) {
 	for i, c := range Classes {
 		names[i] = string(c)
 	}
-	return "", fmt.Errorf("unknown class %q (one of %s)", s, strings.Join(names, ", "))
+	return "", fmt.Errorf("unknown class %s (one of %s)", shortQuote(s), strings.Join(names, ", "))
 }
 
 // Sources of a record.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -114,22 +116,103 @@ func TestBackoffFullJitter(t *testing.T) {
 func TestDelayHonoursRequestedDelays(t *testing.T) {
 	t.Parallel()
 	p := RetryPolicy{MaxAttempts: 5, Base: time.Second, Max: 10 * time.Second}
+	long := RetryPolicy{MaxAttempts: 5, Base: time.Second, Max: 2 * time.Hour}
+	tight := RetryPolicy{MaxAttempts: 5, Base: time.Second, Max: time.Second}
 	zero := func(int64) int64 { return 0 }
+	top := func(n int64) int64 { return n - 1 }
 	tests := []struct {
-		name string
-		err  error
-		want time.Duration
+		name  string
+		p     RetryPolicy
+		err   error
+		randN func(int64) int64
+		want  time.Duration
 	}{
-		{"retry-after within max", RetryAfter(7*time.Second, nil), 7 * time.Second},
-		{"retry-after bounded by max", RetryAfter(time.Hour, nil), 10 * time.Second},
-		{"http retry-after", &HTTPError{Status: 429, RetryAfter: 3 * time.Second}, 3 * time.Second},
-		{"snooze not bounded", Snooze(time.Hour), time.Hour},
-		{"plain uses backoff", errors.New("x"), 0},
+		{"retry-after floor", p, RetryAfter(7*time.Second, nil), zero, 7 * time.Second},
+		// 7s + min(max(base 1s, 7s/4), max-7s) = 7s + 1.75s
+		{"retry-after top of spread", p, RetryAfter(7*time.Second, nil), top, 8750 * time.Millisecond},
+		// Spread at least base: Retry-After 1 spreads over [1s, 2s].
+		{"retry-after 1 floor", p, &HTTPError{Status: 429, RetryAfter: time.Second}, zero, time.Second},
+		{"retry-after 1 top", p, &HTTPError{Status: 429, RetryAfter: time.Second}, top, 2 * time.Second},
+		{"http 503 retry-after top", p, &HTTPError{Status: 503, RetryAfter: 3 * time.Second}, top, 4 * time.Second},
+		// The spread stops at max: 9.5s + min(2.375s, 0.5s).
+		{"spread stops at max", p, RetryAfter(9500*time.Millisecond, nil), top, 10 * time.Second},
+		{"requested exactly max", p, RetryAfter(10*time.Second, nil), top, 10 * time.Second},
+		// An hour under a 2h max: spread capped at RequestedJitterMax.
+		{"hour floor", long, RetryAfter(time.Hour, nil), zero, time.Hour},
+		{"hour top", long, RetryAfter(time.Hour, nil), top, time.Hour + RequestedJitterMax},
+		// Beyond max: capped at max, jitter within max's top quarter.
+		{"beyond max, zero rand", p, RetryAfter(time.Hour, nil), zero, 10 * time.Second},
+		{"beyond max, top rand", p, RetryAfter(time.Hour, nil), top, 7500 * time.Millisecond},
+		{"beyond max equal to base", tight, RetryAfter(time.Minute, nil), top, 750 * time.Millisecond},
+		{"zero requested spreads over base", p, RetryAfter(0, nil), top, time.Second},
+		{"negative requested is zero", p, RetryAfter(-time.Hour, nil), zero, 0},
+		{"snooze not bounded, no jitter", p, Snooze(time.Hour), top, time.Hour},
+		{"snooze exact", p, Snooze(3 * time.Second), top, 3 * time.Second},
+		{"negative snooze is zero", p, Snooze(-time.Second), top, 0},
+		{"plain uses backoff", p, errors.New("x"), zero, 0},
+		{"plain uses backoff ceiling", p, errors.New("x"), top, 4 * time.Second},
 	}
 	for _, tt := range tests {
-		if got := p.Delay(2, tt.err, zero); got != tt.want {
-			t.Errorf("%s: Delay = %v, want %v", tt.name, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.p.Delay(2, tt.err, tt.randN); got != tt.want {
+				t.Errorf("Delay = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDelaySpreadsSameRetryAfter is issue 7 defect 5: 20 calls that got the
+// same Retry-After came back in the same instant. With a seeded source, their
+// delays must lie in the documented window and cover most of it.
+func TestDelaySpreadsSameRetryAfter(t *testing.T) {
+	t.Parallel()
+	def := RetryPolicy{MaxAttempts: MaxAttemptsDefault, Base: RetryBaseDefault, Max: RetryMaxDefault}
+	long := RetryPolicy{MaxAttempts: MaxAttemptsDefault, Base: RetryBaseDefault, Max: 2 * time.Hour}
+	tests := []struct {
+		name   string
+		p      RetryPolicy
+		after  time.Duration
+		lo, hi time.Duration
+	}{
+		{"retry-after 1", def, time.Second, time.Second, 2 * time.Second},
+		{"retry-after 60", def, time.Minute, time.Minute, 75 * time.Second},
+		{"retry-after 3600 under 2h max", long, time.Hour, time.Hour, time.Hour + 5*time.Minute},
+		{"retry-after 3600 capped by 10m max", def, time.Hour, 7*time.Minute + 30*time.Second, 10 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := rand.New(rand.NewPCG(7, 7))
+			err := &HTTPError{Status: 429, RetryAfter: tt.after}
+			distinct := map[time.Duration]bool{}
+			minD, maxD := time.Duration(math.MaxInt64), time.Duration(0)
+			for range 20 {
+				d := tt.p.Delay(0, err, src.Int64N)
+				if d < tt.lo || d > tt.hi {
+					t.Fatalf("delay %v outside [%v, %v]", d, tt.lo, tt.hi)
+				}
+				distinct[d] = true
+				minD, maxD = min(minD, d), max(maxD, d)
+			}
+			if len(distinct) < 18 {
+				t.Errorf("%d distinct delays of 20, want them spread", len(distinct))
+			}
+			// 20 uniform draws cover well over half the window.
+			if span := maxD - minD; span < (tt.hi-tt.lo)/2 {
+				t.Errorf("delays span %v of a %v window", span, tt.hi-tt.lo)
+			}
+		})
+	}
+}
+
+func TestBackoffLargestMaxDoesNotOverflow(t *testing.T) {
+	t.Parallel()
+	p := RetryPolicy{MaxAttempts: 1, Base: time.Second, Max: math.MaxInt64}
+	var gotN int64
+	d := p.Backoff(80, func(n int64) int64 { gotN = n; return n - 1 })
+	if gotN <= 0 || d < 0 {
+		t.Fatalf("randN got n=%d, delay %v; want a positive n and a non-negative delay", gotN, d)
 	}
 }
 

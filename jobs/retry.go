@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -13,6 +14,17 @@ const (
 	RetryMaxDefault = 10 * time.Minute
 	// MaxAttemptsDefault is the default number of attempts of a task.
 	MaxAttemptsDefault = 10
+)
+
+// Jitter of a requested delay (Retry-After): see RetryPolicy.Delay.
+const (
+	// RequestedJitterDivisor sets the spread added to a requested delay d to
+	// d/RequestedJitterDivisor (a quarter), at least Base.
+	RequestedJitterDivisor = 4
+	// RequestedJitterMax caps the spread added to a requested delay, so that
+	// an hour's Retry-After spreads its callers over minutes, not a quarter
+	// of an hour.
+	RequestedJitterMax = 5 * time.Minute
 )
 
 // RetryPolicy says how often and how far apart a task is attempted.
@@ -77,22 +89,55 @@ func (p RetryPolicy) Ceiling(retry int) time.Duration {
 // randN returns a uniform value in [0, n) and is injected so that tests can
 // decide it; n is always positive.
 func (p RetryPolicy) Backoff(retry int, randN func(n int64) int64) time.Duration {
-	c := p.Ceiling(retry)
-	if c <= 0 {
-		return 0
-	}
-	return time.Duration(randN(int64(c) + 1))
+	return jitter(p.Ceiling(retry), randN)
 }
 
-// Delay returns the delay before the next attempt after err: a delay the
-// error asks for (Retry-After, Snooze) bounded by Max, else Backoff. A
-// snooze is not bounded by Max, as it spends no attempt.
+// Delay returns the delay before the next attempt after err.
+//
+// An error that asks for a delay d (a Retry-After from a tool, RetryAfter
+// from a handler) gets d as a floor plus jitter above it, so that the calls
+// that got the same answer at the same time do not all come back in the same
+// instant:
+//
+//	d <= Max: d + random[0, min(J(d), Max-d)], J(d) = max(Base, min(d/4, RequestedJitterMax))
+//	d >  Max: Max - random[0, min(Max/4, RequestedJitterMax)]
+//
+// The floor d is never undercut unless the policy's Max caps it: Max bounds
+// every delay, and when it has already cut d short the jitter goes below Max
+// (within its top quarter), as the calls would otherwise meet again at Max.
+// Retry-After: 1 with the default Base spreads callers over [1s, 2s];
+// Retry-After: 3600 under a Max of two hours over [60m, 65m].
+//
+// A Snooze is returned as it is: it spends no attempt, so Max does not bound
+// it, and it gets no jitter, as the caller chose the instant (the breaker
+// adds its own jitter to the snoozes it makes). Any other error gets Backoff.
+// A negative requested delay counts as zero. randN is as for Backoff.
 func (p RetryPolicy) Delay(retry int, err error, randN func(n int64) int64) time.Duration {
-	if d, ok := RequestedDelay(err); ok {
-		if Classify(err) == ClassSnooze || d <= p.Max {
-			return d
-		}
-		return p.Max
+	d, ok := RequestedDelay(err)
+	if !ok {
+		return p.Backoff(retry, randN)
 	}
-	return p.Backoff(retry, randN)
+	if d < 0 {
+		d = 0
+	}
+	if Classify(err) == ClassSnooze {
+		return d
+	}
+	if d > p.Max {
+		return p.Max - jitter(min(p.Max/RequestedJitterDivisor, RequestedJitterMax), randN)
+	}
+	spread := max(p.Base, min(d/RequestedJitterDivisor, RequestedJitterMax))
+	return d + jitter(min(spread, p.Max-d), randN)
+}
+
+// jitter returns random[0, j] (random[0, j) for the largest j, where j+1
+// would overflow), 0 for j <= 0.
+func jitter(j time.Duration, randN func(n int64) int64) time.Duration {
+	switch {
+	case j <= 0:
+		return 0
+	case j == math.MaxInt64:
+		return time.Duration(randN(int64(j)))
+	}
+	return time.Duration(randN(int64(j) + 1))
 }

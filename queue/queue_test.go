@@ -504,8 +504,10 @@ func TestToAsynqDelayAndSentinels(t *testing.T) {
 		t.Fatal("snooze must not be a failure and must wait its delay")
 	}
 	ra := w.toAsynq(s, jobs.RetryAfter(time.Hour, errors.New("429")))
-	if d := w.retryDelay(2, ra, asynq.NewTask("k", nil)); d != 8*time.Second {
-		t.Fatalf("retry-after bounded by max: %v", d)
+	// Capped by max, jittered within max's top quarter (jobs.RetryPolicy.Delay);
+	// RandN gives the top of the range, so max - max/4.
+	if d := w.retryDelay(2, ra, asynq.NewTask("k", nil)); d != 6*time.Second {
+		t.Fatalf("retry-after bounded by max: %v, want 6s", d)
 	}
 	// Per-task headers override the policy.
 	s2 := &jobs.Step{Attempt: 1, MaxAttempts: 5, Headers: map[string]string{jobs.HeaderRetryBase: "100ms", jobs.HeaderRetryMax: "150ms"}}
