@@ -76,8 +76,8 @@ func TestWorkerKill9(t *testing.T) {
 		t.Errorf("not every task a held was run again")
 	}
 	alive(t, b)
-	s.check(tl, atRisk, fmt.Sprintf("redelivered_after=%.0f-%.0fs same_idempotency_key=%v",
-		first.Seconds(), last.Seconds(), sameKeyEveryTime(s.tool)))
+	s.check(tl, atRisk, fmt.Sprintf("redelivered_after=%.0f-%.0fs same_idempotency_key=%v ledger_answered=%d",
+		first.Seconds(), last.Seconds(), sameKeyEveryTime(s.tool), ledgerAnswered(b)))
 }
 
 // sameKeyEveryTime reports whether every request carried an
@@ -141,8 +141,8 @@ func TestWorkerStoppedPastLease(t *testing.T) {
 	}
 	alive(t, a)
 	alive(t, b)
-	s.check(tl2, atRisk, fmt.Sprintf("stopped=%.0fs redelivered_after=%.0f-%.0fs distinct_keys_with_effect=%d",
-		stopped.Seconds(), first.Seconds(), last.Seconds(), len(s.tool.effects())))
+	s.check(tl2, atRisk, fmt.Sprintf("stopped=%.0fs redelivered_after=%.0f-%.0fs distinct_keys_with_effect=%d ledger_answered=%d",
+		stopped.Seconds(), first.Seconds(), last.Seconds(), len(s.tool.effects()), ledgerAnswered(a, b)))
 }
 
 // TestRedisKill9AOF kills Redis (AOF, appendfsync everysec) with SIGKILL
@@ -183,8 +183,8 @@ func TestRedisKill9AOF(t *testing.T) {
 		}
 	}
 	alive(t, w)
-	s.check(tl, atRisk, fmt.Sprintf("done_at_kill=%d down=2s drained_after_restart=%.0fs enqueued_then_quiet=%.1fs",
-		doneAtKill, lastEffect.Sub(restartAt).Seconds(), faultAt.Sub(enqueuedAt).Seconds()))
+	s.check(tl, atRisk, fmt.Sprintf("done_at_kill=%d down=2s drained_after_restart=%.0fs idle_after_restart=%.0fs ledger_answered=%d enqueued_then_quiet=%.1fs",
+		doneAtKill, lastEffect.Sub(restartAt).Seconds(), tl.settled.Sub(restartAt).Seconds(), ledgerAnswered(w), faultAt.Sub(enqueuedAt).Seconds()))
 }
 
 // TestRedisFrozen freezes Redis with SIGSTOP for 10s (longer than the 3s
@@ -265,8 +265,9 @@ func TestRedisFrozen(t *testing.T) {
 		t.Errorf("worker pid changed")
 	}
 	alive(t, w)
-	s.check(tl, atRisk, fmt.Sprintf("frozen=%.0fs enqueue_during_freeze=exit%d/%.1fs retry_after_thaw_duplicate=%v first_call_after_thaw=%.2fs stranded_in_active=%d first_run_after_thaw=%.0fs",
-		stalled.Seconds(), during.code, during.took.Seconds(), res.Duplicate, resumed.Seconds(), stranded, strandedFor.Seconds()))
+	s.check(tl, atRisk, fmt.Sprintf("frozen=%.0fs enqueue_during_freeze=exit%d/%.1fs retry_after_thaw_duplicate=%v first_call_after_thaw=%.2fs stranded_in_active=%d first_run_after_thaw=%.0fs idle_after_thaw=%.0fs ledger_answered=%d",
+		stalled.Seconds(), during.code, during.took.Seconds(), res.Duplicate, resumed.Seconds(), stranded, strandedFor.Seconds(),
+		tl.settled.Sub(thawAt).Seconds(), ledgerAnswered(w)))
 	if during.code != 0 {
 		t.Logf("enqueue during the freeze said: %s", strings.TrimSpace(during.err))
 	}

@@ -32,6 +32,10 @@ import (
 // takes about as long as its slowest scenario.
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if testing.Short() {
+		fmt.Println("faults: skipped in -short mode (it runs the agentq binary against real redis-server processes for a few minutes)")
+		os.Exit(0)
+	}
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
 	if !set {
@@ -253,6 +257,7 @@ type tally struct {
 	deadDone []string // keys both done and dead
 	requests int      // requests the tool received for the keys
 	seconds  float64  // scenario wall time
+	settled  time.Time
 }
 
 // settle waits until every key is done or dead and asynq holds nothing
@@ -277,7 +282,7 @@ func (s *scenario) settle(within time.Duration) tally {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	tl := tally{enqueued: len(s.keys), seconds: time.Since(s.start).Seconds()}
+	tl := tally{enqueued: len(s.keys), seconds: time.Since(s.start).Seconds(), settled: time.Now()}
 	keys := map[string]bool{}
 	for _, k := range s.keys {
 		keys[k] = true
@@ -390,6 +395,20 @@ func union(sets ...map[string]bool) map[string]bool {
 		}
 	}
 	return m
+}
+
+// ledgerAnswered counts the redeliveries the workers answered from the
+// idempotency ledger without calling the tool.
+func ledgerAnswered(ps ...*binarytest.Process) int {
+	n := 0
+	for _, p := range ps {
+		for _, l := range p.Lines() {
+			if strings.Contains(l, "handler not called") {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // alive fails the test if p has exited.
