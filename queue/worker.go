@@ -200,7 +200,7 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: cfg.DelayedCheckInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           w.retryDelay,
+		RetryDelayFunc:           w.asynqRetryDelay,
 		IsFailure:                isFailure,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.backstop),
 		Logger:                   asynqLogger{l: w.log.With().Str("component", "asynq").Logger()},
@@ -327,6 +327,35 @@ func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 		return oe.delay
 	}
 	return w.policyForHeaders(t.Headers()).Delay(n, err, w.cfg.RandN)
+}
+
+// asynqRetryDelay is asynq's RetryDelayFunc: retryDelay, with a delay the
+// error asks for (a tool's Retry-After, jobs.RetryAfter) lengthened to what
+// asynq needs to honour it. asynq schedules a retry by the whole second (it
+// stores the due time's Unix seconds and moves a task once the current Unix
+// second reaches them), so a delay d lands anywhere in (d-1s, d]: a
+// Retry-After of 1s came back after 0.2s and met another 429.
+func (w *Worker) asynqRetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	d := w.retryDelay(n, err, t)
+	if _, ok := jobs.RequestedDelay(err); !ok || jobs.Classify(err) == jobs.ClassSnooze {
+		return d
+	}
+	// asynq adds the delay to its own time.Now, not to the injected clock.
+	return notBeforeWholeSecond(time.Now(), d)
+}
+
+// notBeforeWholeSecond returns the smallest delay d' >= d such that a task
+// due at the whole second of now+d' is not due before now+d.
+func notBeforeWholeSecond(now time.Time, d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	due := now.Add(d)
+	sec := time.Unix(due.Unix(), 0)
+	if sec.Before(due) {
+		sec = sec.Add(time.Second)
+	}
+	return sec.Sub(now)
 }
 
 // isFailure is asynq's IsFailure: a snooze spends no attempt.
