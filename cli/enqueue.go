@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -86,7 +88,7 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	if f.batch != "" {
 		return m.enqueueBatch(ctx, a, f)
 	}
-	payload, err := m.readPayload(f.payload)
+	payload, err := m.readPayloadMax(f.payload, cmp.Or(a.clientConfig().MaxPayloadBytes, queue.MaxPayloadBytesDefault))
 	if err != nil {
 		return err
 	}
@@ -131,22 +133,51 @@ func validateOnly(a *app, kind string, payload []byte, o queue.EnqueueOptions) e
 	return queue.Check(a.reg, a.clientConfig(), kind, payload, o)
 }
 
+// maxReplayPayloadRead bounds what --payload reads for a replay, which
+// runs before the configuration is loaded; the enqueue then applies
+// enqueue.max_payload_bytes.
+const maxReplayPayloadRead = 64 << 20
+
+// utf8BOM is the byte order mark some Windows editors put at the start of a
+// UTF-8 file.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 func (m *Main) readPayload(spec string) ([]byte, error) {
+	return m.readPayloadMax(spec, maxReplayPayloadRead)
+}
+
+// readPayloadMax reads --payload: the JSON itself, @FILE or - for stdin.
+// From a file or stdin it reads at most max+1 bytes, so that /dev/zero or
+// a huge file is refused without being read, refuses a directory, and drops
+// a leading UTF-8 byte order mark (a file's encoding, not its content).
+func (m *Main) readPayloadMax(spec string, max int) ([]byte, error) {
+	var r io.Reader
 	switch {
 	case spec == "-":
-		b, err := io.ReadAll(m.Stdin)
-		if err != nil {
-			return nil, fmt.Errorf("read payload from stdin: %w", err)
-		}
-		return b, nil
+		r = m.Stdin
 	case strings.HasPrefix(spec, "@"):
-		b, err := os.ReadFile(spec[1:])
+		f, err := os.Open(spec[1:])
 		if err != nil {
 			return nil, usagef("--payload %s: %v", spec, err)
 		}
-		return b, nil
+		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return nil, usagef("--payload %s: is a directory, not a file", spec)
+		}
+		r = f
+	default:
+		return []byte(spec), nil
 	}
-	return []byte(spec), nil
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	switch {
+	case err != nil && spec == "-":
+		return nil, fmt.Errorf("read payload from stdin: %w", err)
+	case err != nil:
+		return nil, usagef("--payload %s: %v", spec, err)
+	case len(b) > max:
+		return nil, usagef("--payload %s: over the limit of %d bytes (enqueue.max_payload_bytes); stopped reading after %d", spec, max, len(b))
+	}
+	return bytes.TrimPrefix(b, utf8BOM), nil
 }
 
 func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error {
@@ -159,6 +190,9 @@ func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error 
 		}
 		defer file.Close()
 		if st, err := file.Stat(); err == nil {
+			if st.IsDir() {
+				return usagef("--batch %s: is a directory, not a file", f.batch)
+			}
 			size = st.Size()
 		}
 		r = file
