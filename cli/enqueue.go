@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +36,12 @@ anything reaches Redis. With --key, the task is enqueued at most once per key
 within the dedupe window (enqueue.dedupe_window, default 24h); a duplicate is
 reported with the id of the task it duplicates and exits 0.
 
---batch reads one task per line:
+A payload must be UTF-8 JSON with no key repeated within an object and at
+most ` + strconv.Itoa(queue.MaxPayloadDepth) + ` levels of nested arrays and objects. --payload @FILE
+and - read at most enqueue.max_payload_bytes; a leading UTF-8 BOM is dropped.
+
+--batch reads one task per line, each line exactly one JSON object (UTF-8;
+CRLF line ends and a BOM at the start of the file are fine):
   {"kind":"http.call","payload":{...},"key":"...","queue":"...","workflow":"...",
    "run_id":"...","max_retry":3,"timeout":"30s","in":"1m"}
 Exit codes: 0 all accepted, 1 runtime error, 2 bad input, 3 some batch lines rejected.`,
