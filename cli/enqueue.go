@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +36,12 @@ anything reaches Redis. With --key, the task is enqueued at most once per key
 within the dedupe window (enqueue.dedupe_window, default 24h); a duplicate is
 reported with the id of the task it duplicates and exits 0.
 
---batch reads one task per line:
+A payload must be UTF-8 JSON with no key repeated within an object and at
+most ` + strconv.Itoa(queue.MaxPayloadDepth) + ` levels of nested arrays and objects. --payload @FILE
+and - read at most enqueue.max_payload_bytes; a leading UTF-8 BOM is dropped.
+
+--batch reads one task per line, each line exactly one JSON object (UTF-8;
+CRLF line ends and a BOM at the start of the file are fine):
   {"kind":"http.call","payload":{...},"key":"...","queue":"...","workflow":"...",
    "run_id":"...","max_retry":3,"timeout":"30s","in":"1m"}
 Exit codes: 0 all accepted, 1 runtime error, 2 bad input, 3 some batch lines rejected.`,
@@ -86,7 +94,7 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	if f.batch != "" {
 		return m.enqueueBatch(ctx, a, f)
 	}
-	payload, err := m.readPayload(f.payload)
+	payload, err := m.readPayloadMax(f.payload, cmp.Or(a.clientConfig().MaxPayloadBytes, queue.MaxPayloadBytesDefault))
 	if err != nil {
 		return err
 	}
@@ -131,22 +139,51 @@ func validateOnly(a *app, kind string, payload []byte, o queue.EnqueueOptions) e
 	return queue.Check(a.reg, a.clientConfig(), kind, payload, o)
 }
 
+// maxReplayPayloadRead bounds what --payload reads for a replay, which
+// runs before the configuration is loaded; the enqueue then applies
+// enqueue.max_payload_bytes.
+const maxReplayPayloadRead = 64 << 20
+
+// utf8BOM is the byte order mark some Windows editors put at the start of a
+// UTF-8 file.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 func (m *Main) readPayload(spec string) ([]byte, error) {
+	return m.readPayloadMax(spec, maxReplayPayloadRead)
+}
+
+// readPayloadMax reads --payload: the JSON itself, @FILE or - for stdin.
+// From a file or stdin it reads at most max+1 bytes, so that /dev/zero or
+// a huge file is refused without being read, refuses a directory, and drops
+// a leading UTF-8 byte order mark (a file's encoding, not its content).
+func (m *Main) readPayloadMax(spec string, max int) ([]byte, error) {
+	var r io.Reader
 	switch {
 	case spec == "-":
-		b, err := io.ReadAll(m.Stdin)
-		if err != nil {
-			return nil, fmt.Errorf("read payload from stdin: %w", err)
-		}
-		return b, nil
+		r = m.Stdin
 	case strings.HasPrefix(spec, "@"):
-		b, err := os.ReadFile(spec[1:])
+		f, err := os.Open(spec[1:])
 		if err != nil {
 			return nil, usagef("--payload %s: %v", spec, err)
 		}
-		return b, nil
+		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return nil, usagef("--payload %s: is a directory, not a file", spec)
+		}
+		r = f
+	default:
+		return []byte(spec), nil
 	}
-	return []byte(spec), nil
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	switch {
+	case err != nil && spec == "-":
+		return nil, fmt.Errorf("read payload from stdin: %w", err)
+	case err != nil:
+		return nil, usagef("--payload %s: %v", spec, err)
+	case len(b) > max:
+		return nil, usagef("--payload %s: over the limit of %d bytes (enqueue.max_payload_bytes); stopped reading after %d", spec, max, len(b))
+	}
+	return bytes.TrimPrefix(b, utf8BOM), nil
 }
 
 func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error {
@@ -159,6 +196,9 @@ func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error 
 		}
 		defer file.Close()
 		if st, err := file.Stat(); err == nil {
+			if st.IsDir() {
+				return usagef("--batch %s: is a directory, not a file", f.batch)
+			}
 			size = st.Size()
 		}
 		r = file

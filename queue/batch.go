@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -63,13 +64,38 @@ type BatchResult struct {
 	Result
 }
 
+// batchFields are the keys a batch line may have, spelled exactly: the JSON
+// decoder matches field names without regard to case, which would let
+// "Payload" and "payload" on one line both land in Payload.
+var batchFields = map[string]bool{
+	"kind": true, "payload": true, "key": true, "queue": true, "workflow": true, "run_id": true,
+	"max_retry": true, "timeout": true, "in": true, "retry_base": true, "retry_max": true, "replay_of": true,
+}
+
 // ParseBatchLine decodes one JSONL line into a kind, payload and options.
-// Unknown fields are refused so that a typo does not silently drop a setting.
+// The line must be exactly one JSON object in valid UTF-8, with JSON
+// whitespace (space, tab, CR, LF) around it at most, no repeated key at any
+// depth, no nesting deeper than the payload allows (MaxPayloadDepth below the
+// line's object) and only the known fields, spelled exactly: an unknown field
+// is refused so that a typo does not silently drop a setting. Byte offsets in
+// its errors count from the start of line.
 func ParseBatchLine(line []byte) (kind string, payload []byte, o EnqueueOptions, err error) {
+	lead := len(line) - len(trimLeftJSONSpace(line))
+	text := trimJSONSpace(line)
+	if err := checkBatchText(text, lead); err != nil {
+		return "", nil, o, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(text, &fields); err != nil {
+		return "", nil, o, fmt.Errorf("a batch line is one JSON object (a task), got %s", jsonKind(text))
+	}
+	for k := range fields {
+		if !batchFields[k] {
+			return "", nil, o, fmt.Errorf("unknown field %s (known: kind, payload, key, queue, workflow, run_id, max_retry, timeout, in, retry_base, retry_max, replay_of)", shorten(strconv.Quote(k)))
+		}
+	}
 	var bl BatchLine
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&bl); err != nil {
+	if err := json.Unmarshal(text, &bl); err != nil {
 		return "", nil, o, fmt.Errorf("not a valid task line: %w", err)
 	}
 	if bl.Kind == "" {
@@ -95,11 +121,101 @@ func ParseBatchLine(line []byte) (kind string, payload []byte, o EnqueueOptions,
 		}
 		v, err := time.ParseDuration(d.in)
 		if err != nil {
-			return "", nil, o, fmt.Errorf("%q: %q is not a duration (e.g. 30s)", d.name, d.in)
+			return "", nil, o, fmt.Errorf("%q: %s is not a duration (e.g. 30s)", d.name, shorten(strconv.Quote(d.in)))
 		}
 		*d.out = v
 	}
 	return bl.Kind, bl.Payload, o, nil
+}
+
+// checkBatchText checks that text, found lead bytes into its line, is one
+// JSON value in UTF-8 with no repeated key and no deeper nesting than a
+// payload may have below the line's object.
+func checkBatchText(text []byte, lead int) error {
+	if len(text) == 0 {
+		return errors.New("the line is blank")
+	}
+	if bytes.HasPrefix(text, utf8BOM) {
+		return errors.New("the line starts with a UTF-8 byte order mark (BOM); only the first line of a file may")
+	}
+	if i := bytes.IndexByte(text, 0); i >= 0 {
+		return fmt.Errorf("NUL byte at byte offset %d (a batch file is UTF-8 JSON Lines; UTF-16 and binary files are not)", lead+i)
+	}
+	if i := invalidUTF8(text); i >= 0 {
+		return fmt.Errorf("invalid UTF-8 at byte offset %d (a batch file is UTF-8 JSON Lines)", lead+i)
+	}
+	if !json.Valid(text) {
+		return batchSyntaxError(text, lead)
+	}
+	if p := checkStructure(text, MaxPayloadDepth+1); p != nil {
+		if p.what == problemDepth {
+			return fmt.Errorf("arrays and objects nest deeper than %d levels below the task object at byte offset %d", MaxPayloadDepth, lead+p.offset)
+		}
+		return p
+	}
+	return nil
+}
+
+// batchSyntaxError explains why text, which is not valid JSON, was refused:
+// a second value after the first, other data after it, or a syntax error.
+func batchSyntaxError(text []byte, lead int) error {
+	dec := json.NewDecoder(bytes.NewReader(text))
+	var first json.RawMessage
+	if err := dec.Decode(&first); err != nil {
+		var se *json.SyntaxError
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("not a valid task line: the JSON ends before its value is complete (one task per line, not pretty-printed)")
+		}
+		if errors.As(err, &se) {
+			return fmt.Errorf("not a valid task line: %v (at byte offset %d)", se, lead+int(se.Offset))
+		}
+		return fmt.Errorf("not a valid task line: %v", err)
+	}
+	end := int(dec.InputOffset())
+	next := end + len(text[end:]) - len(trimLeftJSONSpace(text[end:]))
+	var second json.RawMessage
+	if err := dec.Decode(&second); err == nil {
+		return fmt.Errorf("more than one JSON value on the line: the second starts at byte offset %d (a batch line is one task object; put each task on its own line)", lead+next)
+	}
+	return fmt.Errorf("trailing data after the JSON %s at byte offset %d", jsonKind(first), lead+next)
+}
+
+// jsonKind names the kind of JSON value text starts with.
+func jsonKind(text []byte) string {
+	if len(text) == 0 {
+		return "nothing"
+	}
+	switch text[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+// isJSONSpace reports whether c is whitespace in JSON.
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func trimLeftJSONSpace(b []byte) []byte {
+	for len(b) > 0 && isJSONSpace(b[0]) {
+		b = b[1:]
+	}
+	return b
+}
+
+func trimJSONSpace(b []byte) []byte {
+	b = trimLeftJSONSpace(b)
+	for len(b) > 0 && isJSONSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // EnqueueBatch reads JSONL from r, one task a line, and enqueues every valid
@@ -117,9 +233,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 			return sum, fmt.Errorf("load idempotency scripts: %w", err)
 		}
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	maxLine := c.cfg.MaxPayloadBytes + 64<<10
-	lineNo := 0
+	lines := newBatchReader(r, c.cfg.MaxPayloadBytes)
 	chunk := make([]batchItem, 0, BatchChunk)
 	flush := func() error {
 		if len(chunk) == 0 {
@@ -133,50 +247,86 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 		return err
 	}
 	for {
-		raw, tooLong, readErr := readLine(br, maxLine)
-		if readErr != nil && readErr != io.EOF {
-			if err := flush(); err != nil {
-				return sum, err
-			}
-			return sum, fmt.Errorf("read batch after line %d: %w", lineNo, readErr)
-		}
-		if readErr == io.EOF && len(raw) == 0 && !tooLong {
-			break
-		}
-		lineNo++
-		line := bytes.TrimSpace(raw)
-		if len(line) > 0 || tooLong {
-			sum.Lines++
-			it := batchItem{line: lineNo}
-			if tooLong {
-				it.err = fmt.Errorf("line is longer than %d bytes (enqueue.max_payload_bytes plus 64 KiB)", maxLine)
-			} else {
-				var (
-					kind    string
-					payload []byte
-					o       EnqueueOptions
-				)
-				kind, payload, o, it.err = ParseBatchLine(line)
-				if it.err == nil {
-					it.kind = kind
-					it.p, it.err = c.prepare(kind, payload, o)
-				}
-				if it.err == nil && c.cfg.Admit != nil {
-					it.err = c.cfg.Admit(ctx, kind, o)
-				}
-			}
-			chunk = append(chunk, it)
-			if len(chunk) == BatchChunk {
-				if err := flush(); err != nil {
-					return sum, err
-				}
-			}
-		}
+		lineNo, raw, tooLong, readErr := lines.next()
 		if readErr == io.EOF {
 			break
 		}
+		if readErr != nil {
+			if err := flush(); err != nil {
+				return sum, err
+			}
+			return sum, fmt.Errorf("read batch after line %d: %w", lines.lineNo, readErr)
+		}
+		sum.Lines++
+		it := batchItem{line: lineNo}
+		if tooLong {
+			it.err = fmt.Errorf("line is longer than %d bytes (enqueue.max_payload_bytes plus 64 KiB)", lines.max)
+		} else {
+			var (
+				kind    string
+				payload []byte
+				o       EnqueueOptions
+			)
+			kind, payload, o, it.err = ParseBatchLine(raw)
+			if it.err == nil {
+				it.kind = kind
+				it.p, it.err = c.prepare(kind, payload, o)
+			}
+			if it.err == nil && c.cfg.Admit != nil {
+				it.err = c.cfg.Admit(ctx, kind, o)
+			}
+		}
+		chunk = append(chunk, it)
+		if len(chunk) == BatchChunk {
+			if err := flush(); err != nil {
+				return sum, err
+			}
+		}
 	}
 	return sum, flush()
+}
+
+// batchReader splits a batch into lines at LF, numbering them from 1, and
+// skips blank ones (JSON whitespace only, so a CRLF file's lines are fine).
+// A UTF-8 byte order mark at the start of the first line is dropped: some
+// Windows tools write one.
+type batchReader struct {
+	br *bufio.Reader
+	// max is the longest line read whole.
+	max int
+	// lineNo is the number of the last line read.
+	lineNo int
+	eof    bool
+}
+
+func newBatchReader(r io.Reader, maxPayloadBytes int) *batchReader {
+	return &batchReader{br: bufio.NewReaderSize(r, 64<<10), max: maxPayloadBytes + 64<<10}
+}
+
+// next returns the next non-blank line without its LF, and its number. A
+// line longer than max is consumed and returned empty with tooLong. At the
+// end it returns io.EOF; a read error ends the batch and drops the line it
+// interrupted.
+func (b *batchReader) next() (lineNo int, line []byte, tooLong bool, err error) {
+	for !b.eof {
+		raw, long, err := readLine(b.br, b.max)
+		if err == io.EOF {
+			b.eof = true
+			if len(raw) == 0 && !long {
+				break
+			}
+		} else if err != nil {
+			return 0, nil, false, err
+		}
+		b.lineNo++
+		if b.lineNo == 1 {
+			raw = bytes.TrimPrefix(raw, utf8BOM)
+		}
+		if long || len(trimJSONSpace(raw)) > 0 {
+			return b.lineNo, raw, long, nil
+		}
+	}
+	return 0, nil, false, io.EOF
 }
 
 // readLine reads one line without its newline. A line longer than max is
@@ -185,8 +335,12 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
 	for {
 		frag, err := br.ReadSlice('\n')
+		n := len(frag)
+		if err == nil {
+			n-- // the newline
+		}
 		if !tooLong {
-			if len(line)+len(frag) > max+1 {
+			if len(line)+n > max {
 				tooLong, line = true, nil
 			} else {
 				line = append(line, frag...)

@@ -70,7 +70,7 @@ func TestParseBatchLine(t *testing.T) {
 		{`{"kind":"k","payload":null}`, `"payload" is missing`},
 		{`{"kind":"k","payload":{},"max_retry":-1}`, `"max_retry" must not be negative`},
 		{`{"kind":"k","payload":{},"in":"soon"}`, `"in": "soon" is not a duration`},
-		{`[1]`, `not a valid task line`},
+		{`[1]`, `a batch line is one JSON object (a task), got array`},
 	}
 	for _, tt := range tests {
 		_, _, _, err := ParseBatchLine([]byte(tt.line))

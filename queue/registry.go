@@ -50,9 +50,10 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{kinds: map[string]*kindEntry{}} }
 
 // Register adds the kind of A with its JSON schema (empty for none) and its
-// handler. A payload is accepted when it is valid JSON, passes the schema,
-// decodes into A with no unknown fields and, if A implements jobs.Validator,
-// validates. Registering a kind twice or an invalid schema is an error.
+// handler. A payload is accepted when it is valid JSON in valid UTF-8 with
+// no duplicate object key and no deeper nesting than MaxPayloadDepth, passes
+// the schema, decodes into A with no unknown fields and, if A implements
+// jobs.Validator, validates. Registering a kind twice or an invalid schema is an error.
 func Register[A jobs.Args](r *Registry, schema string, fn func(ctx context.Context, s *jobs.Step, args A) error) error {
 	var zero A
 	name := zero.Kind()
@@ -132,7 +133,8 @@ func (r *Registry) lookup(kind string) (*kindEntry, error) {
 
 // Validate checks payload for kind and returns the decoded typed payload. It
 // returns ErrUnknownKind for an unregistered kind and a *ValidationError for
-// a payload that is not JSON, fails the schema or fails the type's checks.
+// a payload that is not UTF-8 JSON, repeats a key in an object, nests deeper
+// than MaxPayloadDepth, fails the schema or fails the type's checks.
 func (r *Registry) Validate(kind string, payload []byte) (any, error) {
 	e, err := r.lookup(kind)
 	if err != nil {
@@ -145,10 +147,11 @@ func (e *kindEntry) validate(payload []byte) (any, error) {
 	if len(bytes.TrimSpace(payload)) == 0 {
 		return nil, &ValidationError{Kind: e.name, Reason: "payload is empty (give a JSON value, e.g. {})"}
 	}
-	if !json.Valid(payload) {
-		var v any
-		err := json.Unmarshal(payload, &v)
-		return nil, &ValidationError{Kind: e.name, Reason: "payload is not valid JSON: " + errString(err)}
+	// UTF-8, syntax, depth and duplicate keys: what the schema and the
+	// typed decode cannot see (both take the last of duplicate keys and
+	// turn invalid UTF-8 into U+FFFD), checked here once, at enqueue.
+	if reason := checkJSON(payload); reason != "" {
+		return nil, &ValidationError{Kind: e.name, Reason: reason}
 	}
 	if e.schema != nil {
 		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
