@@ -40,6 +40,7 @@ func (a *app) dlqConfig() dlq.Config {
 		RetentionCount:    d.RetentionCount,
 		ReconcileInterval: d.ReconcileInterval,
 		Grace:             d.Grace,
+		Command:           a.commandLine(),
 	}
 }
 

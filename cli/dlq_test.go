@@ -142,7 +142,7 @@ func TestDLQShowAndStats(t *testing.T) {
 		t.Fatal("secret in show output")
 	}
 	r = b.run(t, "dlq", "show", b.ids["t-a"])
-	if r.code != ExitOK || !strings.Contains(r.out, "agentq dlq replay "+b.ids["t-a"]) || !strings.Contains(r.out, "attempts:") {
+	if r.code != ExitOK || !strings.Contains(r.out, " dlq replay "+b.ids["t-a"]) || !strings.Contains(r.out, "attempts:") {
 		t.Fatalf("show text: %q", r.out)
 	}
 	r = b.run(t, "dlq", "stats", "--json")
