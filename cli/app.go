@@ -22,12 +22,14 @@ import (
 // app is the wiring of one command: the effective config turned into the
 // components' own Config structs.
 type app struct {
-	cfg    config.Config
-	log    zerolog.Logger
-	reg    *queue.Registry
-	m      *Main
-	rel    *reliability // set by startReliability in worker processes
-	guards *guards      // set by startGuards in worker processes
+	cfg config.Config
+	log zerolog.Logger
+	reg *queue.Registry
+	m   *Main
+	// configFile is the --config given, for the commands agentq prints.
+	configFile string
+	rel        *reliability // set by startReliability in worker processes
+	guards     *guards      // set by startGuards in worker processes
 }
 
 func (m *Main) newApp(cfg config.Config, logTo io.Writer) (*app, error) {

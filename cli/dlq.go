@@ -14,6 +14,7 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -42,6 +43,7 @@ func (a *app) dlqConfig() dlq.Config {
 		RetentionCount:    d.RetentionCount,
 		ReconcileInterval: d.ReconcileInterval,
 		Grace:             d.Grace,
+		Command:           a.commandLine(),
 	}
 }
 
@@ -380,11 +382,30 @@ func dash(s string) string {
 }
 
 func clip(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = printable(strings.Join(strings.Fields(s), " "))
 	if r := []rune(s); len(r) > n {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// printable escapes the control characters of s (\n, \t, \x1b...) as Go
+// does in quoted strings, so that a record's text, which may quote a tool's
+// answer, can neither break the table nor drive the terminal.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func ago(t time.Time) string {
@@ -486,7 +507,7 @@ func writeRecord(w io.Writer, r dlq.Record, replay string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, printable(v))
 		}
 	}
 	row("id", r.ID)
@@ -517,7 +538,7 @@ func writeRecord(w io.Writer, r dlq.Record, replay string) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  #\tAT\tTASK\tCLASS\tERROR")
 	for _, a := range r.History {
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", a.Attempt, a.At.Format(time.RFC3339), a.TaskID, a.Class, a.Error)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", a.Attempt, a.At.Format(time.RFC3339), printable(a.TaskID), a.Class, printable(a.Error))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

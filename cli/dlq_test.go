@@ -142,7 +142,7 @@ func TestDLQShowAndStats(t *testing.T) {
 		t.Fatal("secret in show output")
 	}
 	r = b.run(t, "dlq", "show", b.ids["t-a"])
-	if r.code != ExitOK || !strings.Contains(r.out, "agentq dlq replay "+b.ids["t-a"]) || !strings.Contains(r.out, "attempts:") {
+	if r.code != ExitOK || !strings.Contains(r.out, " dlq replay "+b.ids["t-a"]) || !strings.Contains(r.out, "attempts:") {
 		t.Fatalf("show text: %q", r.out)
 	}
 	r = b.run(t, "dlq", "stats", "--json")
@@ -259,5 +259,24 @@ func TestDLQBadInput(t *testing.T) {
 	// None of it changed anything.
 	if got := b.list(t, "--status", "dead"); len(got) != 3 {
 		t.Fatalf("bad input changed records: %v", got)
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in, want string }{
+		{"plain", "http 500: upstream down", "http 500: upstream down"},
+		{"unicode kept", "échec — 失败", "échec — 失败"},
+		{"terminal escapes", "\x1b]0;pwned\x07\x1b[2J", `\x1b]0;pwned\a\x1b[2J`},
+		{"nul and line breaks", "a\x00b\nc\td", `a\x00b\nc\td`},
+		{"C1 control", "a\u0085b", `a\u0085b`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := printable(tc.in); got != tc.want {
+				t.Fatalf("printable(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }

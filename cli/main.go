@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -43,6 +44,24 @@ type Main struct {
 	Register func(reg *queue.Registry) error
 	// Middleware wraps every step after the built-ins; optional.
 	Middleware []jobs.Middleware
+	// Name is the program named in usage, error messages and the commands
+	// agentq prints for a user to paste, such as the dead-letter replay
+	// hint. Default: the base name of os.Args[0], so a Go user's own binary
+	// names itself.
+	Name string
+}
+
+// name is Name or the running program's base name.
+func (m *Main) name() string {
+	if m.Name != "" {
+		return m.Name
+	}
+	if len(os.Args) > 0 {
+		if b := filepath.Base(os.Args[0]); b != "." && b != string(filepath.Separator) {
+			return b
+		}
+	}
+	return "agentq"
 }
 
 type quietRedisLogger struct{}
@@ -86,7 +105,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintln(m.Stderr, "agentq: "+err.Error())
+	fmt.Fprintln(m.Stderr, m.name()+": "+err.Error())
 	var ue usageError
 	var pe partialError
 	var fe *config.FieldError
@@ -139,7 +158,7 @@ var flagKeys = map[string]string{
 func (m *Main) rootCommand() *cobra.Command {
 	rf := &rootFlags{}
 	root := &cobra.Command{
-		Use:   "agentq",
+		Use:   m.name(),
 		Short: "agentq runs AI-agent steps as Redis-backed tasks that survive production",
 		Long: `agentq runs every agent step as a Redis-backed task (asynq) with exponential
 retry and jitter, idempotent enqueue, typed outcomes and a dashboard.
@@ -203,7 +222,12 @@ func (m *Main) open(cmd *cobra.Command, rf *rootFlags) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.newApp(cfg, m.Stderr)
+	a, err := m.newApp(cfg, m.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	a.configFile = rf.configFile
+	return a, nil
 }
 
 // openRedis is open and a connected Redis, which the caller closes.

@@ -119,7 +119,7 @@ AGENTQ_REDIS_URL set, that Redis is used instead of the embedded one.`,
 			if err != nil {
 				return err
 			}
-			return m.runDev(cmd.Context(), cfg, exitAfter)
+			return m.runDev(cmd.Context(), cfg, rf.configFile, exitAfter)
 		},
 	}
 	cmd.Flags().BoolVar(&exitAfter, "exit", false, "exit after the demo instead of serving the dashboard until interrupted")
@@ -130,7 +130,7 @@ AGENTQ_REDIS_URL set, that Redis is used instead of the embedded one.`,
 // DevQueue is the queue `agentq dev` uses on a configured Redis.
 const DevQueue = "agentq-dev"
 
-func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) error {
+func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string, exitAfter bool) error {
 	out := m.Stdout
 	embedded := cfg.Redis.URL == "" && len(cfg.Redis.ClusterAddrs) == 0
 	if embedded {
@@ -140,7 +140,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) er
 		}
 		defer e.Close()
 		cfg.Redis.URL = e.URL()
-		fmt.Fprintf(out, "redis: embedded at %s — its data lives in memory and is gone when agentq dev stops\n", e.Addr())
+		fmt.Fprintf(out, "redis: embedded at %s — its data lives in memory and is gone when %s dev stops\n", e.Addr(), m.name())
 	} else {
 		fmt.Fprintf(out, "redis: %s\n", queue.MaskURL(cfg.RedisURLOrDefault()))
 	}
@@ -152,6 +152,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) er
 	if err != nil {
 		return err
 	}
+	a.configFile = configFile
 	rdb, err := a.connect(ctx)
 	if err != nil {
 		return err
@@ -213,7 +214,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, exitAfter bool) er
 		return err
 	}
 	fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/%s?status=archived\n", url, demoQueue)
-	fmt.Fprintf(out, "and in agentq's dead-letter queue: agentq --redis-url %s dlq list\n", queue.MaskURL(cfg.Redis.URL))
+	fmt.Fprintf(out, "and in the dead-letter store: %s dlq list\n", a.commandLine())
 	if exitAfter {
 		return nil
 	}

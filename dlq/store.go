@@ -51,7 +51,7 @@ const (
 	// GraceDefault is how long the reconciler leaves a record alone after
 	// it changed, before it judges the record's asynq task.
 	GraceDefault = time.Minute
-	// CommandDefault is the program named in replay hints.
+	// CommandDefault is the command line that starts replay hints.
 	CommandDefault = "agentq"
 	// MaxErrorBytes bounds a stored error message.
 	MaxErrorBytes = 2048
@@ -104,7 +104,11 @@ type Config struct {
 	Redactor Redactor
 	// Alerter receives one alert per dead letter. Default none.
 	Alerter Alerter
-	// Command is the program named in the replay hint. Default "agentq".
+	// Command is the start of the replay hint: the command line, up to the
+	// subcommand, that runs dlq commands against this store, i.e. the
+	// program's name and the global flags that reach this Redis, ready to
+	// paste into a shell (e.g. `myagent --redis-url redis://10.0.0.5:6379/0`).
+	// It must hold no secret. Default CommandDefault ("agentq").
 	Command string
 	// Logger receives the dead-letter warning, retention drops and
 	// reconciler findings. Default: no logging.
@@ -195,7 +199,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// ReplayCommand is the command that replays record id.
+// ReplayCommand is the command that replays record id: Config.Command,
+// then "dlq replay" and the id.
 func (s *Store) ReplayCommand(id string) string { return s.cfg.Command + " dlq replay " + id }
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/agentq/agentq/jobs"
@@ -337,11 +338,19 @@ func (h *HTTPCall) transportError(parent, reqCtx context.Context, call *callErro
 	return call.with(h.redact.Text(err.Error()), err)
 }
 
-// excerpt returns at most maxExcerptBytes of body on one line, secrets
-// masked before it is cut, so that a cut cannot expose half a secret.
+// excerpt returns at most maxExcerptBytes of body on one line of printable
+// text, secrets masked before it is cut, so that a cut cannot expose half a
+// secret.
 func (h *HTTPCall) excerpt(body []byte) string {
 	s := h.redact.Text(strings.ToValidUTF8(string(body), "\uFFFD"))
-	s = strings.Join(strings.Fields(s), " ")
+	// Control characters (NUL, terminal escape sequences) become spaces:
+	// the excerpt is shown in logs, `agentq dlq` output and alerts.
+	s = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)), " ")
 	if len(s) <= maxExcerptBytes {
 		return s
 	}

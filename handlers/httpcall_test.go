@@ -267,6 +267,22 @@ func TestHandleExcerpt(t *testing.T) {
 	}
 }
 
+func TestHandleExcerptDropsControlCharacters(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(500)
+		_, _ = io.WriteString(w, "a\x00b\x1b]0;pwned\x07\x1b[2Jc\u0085d")
+	})
+	err := b.call.Handle(t.Context(), step(), HTTPCallArgs{URL: b.srv.URL})
+	var he *jobs.HTTPError
+	if !errors.As(err, &he) {
+		t.Fatalf("err %v is not a *jobs.HTTPError", err)
+	}
+	if he.Body != "a b ]0;pwned [2Jc d" {
+		t.Errorf("excerpt = %q, want its control characters as spaces", he.Body)
+	}
+}
+
 func TestHandleRedirects(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{}, func(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
-// Package binarytest builds the real agentq binary once per test process,
-// for end-to-end tests that drive it as a user would, and removes it when
-// the tests end.
+// Package binarytest builds the real agentq binary (or another main
+// package of this module, such as a test binary with extra task kinds) once
+// per test process, for end-to-end tests that drive it as a user would, and
+// removes it when the tests end.
 package binarytest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -18,39 +20,72 @@ import (
 )
 
 var (
+	mu     sync.Mutex
+	dir    string
+	builds = map[string]*build{}
+)
+
+// build is one main package, built at most once.
+type build struct {
 	once sync.Once
-	dir  string
 	path string
 	err  error
-)
+}
 
 // Build returns the path of an agentq binary built from ./cmd/agentq of this
 // module. It is built once per test process; tests in -short mode skip.
 func Build(t testing.TB) string {
 	t.Helper()
+	return BuildPackage(t, "github.com/agentq/agentq/cmd/agentq")
+}
+
+// BuildPackage returns the path of a binary built from the main package
+// importPath, named after its last path element. Each package is built
+// once per test process; tests in -short mode skip.
+func BuildPackage(t testing.TB, importPath string) string {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("builds and runs the agentq binary")
+		t.Skip("builds and runs " + importPath)
 	}
-	once.Do(func() {
-		if dir, err = os.MkdirTemp("", "agentq-e2e-"); err != nil {
+	mu.Lock()
+	if dir == "" {
+		d, err := os.MkdirTemp("", "agentq-e2e-")
+		if err != nil {
+			mu.Unlock()
+			t.Fatal(err)
+		}
+		dir = d
+	}
+	b := builds[importPath]
+	if b == nil {
+		b = &build{}
+		builds[importPath] = b
+	}
+	root := dir
+	mu.Unlock()
+	b.once.Do(func() {
+		sub, err := os.MkdirTemp(root, "bin-")
+		if err != nil {
+			b.err = err
 			return
 		}
-		path = filepath.Join(dir, "agentq")
-		out, berr := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", path,
-			"github.com/agentq/agentq/cmd/agentq").CombinedOutput()
-		if berr != nil {
-			err = fmt.Errorf("go build: %v\n%s", berr, out)
+		b.path = filepath.Join(sub, path.Base(importPath))
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", b.path, importPath).CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", importPath, err, out)
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return path
+	return b.path
 }
 
 // Cleanup removes the built binary; call it after the tests have run (see
 // redistest.Main).
 func Cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
 	if dir != "" {
 		_ = os.RemoveAll(dir)
 	}
@@ -60,6 +95,22 @@ func Cleanup() {
 type Proc struct {
 	mu   sync.Mutex
 	logs bytes.Buffer
+	pid  int
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, set before done is closed
+}
+
+// PID is the process id.
+func (p *Proc) PID() int { return p.pid }
+
+// Exited reports whether the process has ended, and if so how.
+func (p *Proc) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
 }
 
 // Logs returns what the process wrote so far (stdout and stderr).
@@ -78,7 +129,7 @@ func Start(t testing.TB, bin, dir string, env, args []string, onLine func(string
 	cmd.Dir, cmd.Env = dir, env
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &Proc{}
+	p := &Proc{done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -91,17 +142,27 @@ func Start(t testing.TB, bin, dir string, env, args []string, onLine func(string
 				onLine(line)
 			}
 		}
+		if err := sc.Err(); err != nil {
+			// Keep draining, or the process would block writing its output.
+			p.mu.Lock()
+			p.logs.WriteString("binarytest: output no longer captured: " + err.Error() + "\n")
+			p.mu.Unlock()
+			_, _ = io.Copy(io.Discard, pr)
+		}
 	}()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	p.pid = cmd.Process.Pid
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
-		case err := <-done:
-			if err != nil {
+		case <-p.done:
+			if err := p.err; err != nil {
 				t.Errorf("agentq %v did not exit cleanly on SIGINT: %v", args, err)
 			}
 		case <-time.After(20 * time.Second):
