@@ -166,9 +166,17 @@ type Config struct {
 	Logger *zerolog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Command is the start of the commands that messages suggest (`<Command>
+	// budget resume W`): the program's name and the flags that point it at
+	// this Redis. Default CommandDefault ("agentq").
+	Command string
 }
 
+// CommandDefault is Config.Command's default.
+const CommandDefault = "agentq"
+
 func (c Config) withDefaults() Config {
+	c.Command = cmp.Or(c.Command, CommandDefault)
 	c.FlushInterval = cmp.Or(c.FlushInterval, FlushIntervalDefault)
 	c.CheckInterval = cmp.Or(c.CheckInterval, CheckIntervalDefault)
 	c.CacheTTL = cmp.Or(c.CacheTTL, CacheTTLDefault)
@@ -249,6 +257,9 @@ type Status struct {
 type ExhaustedError struct {
 	// Status is the budget that refused.
 	Status Status
+	// Command is the start of the reset command the message suggests
+	// (Config.Command); "agentq" when empty.
+	Command string
 }
 
 func (e *ExhaustedError) Error() string {
@@ -259,7 +270,7 @@ func (e *ExhaustedError) Error() string {
 		msg += fmt.Sprintf("; enqueues are refused until about %s (in %v), when the oldest failures leave the window",
 			st.Until.UTC().Format(time.RFC3339), fmtDuration(max(0, st.Until.Sub(st.At)).Round(time.Second)))
 	}
-	return msg + fmt.Sprintf(" (`agentq budget reset %s` clears the budget)", st.Workflow)
+	return msg + fmt.Sprintf(" (`%s budget reset %s` clears the budget)", cmp.Or(e.Command, CommandDefault), st.Workflow)
 }
 
 // Budgets counts outcomes, evaluates budgets and acts on them. It is safe
@@ -554,7 +565,7 @@ func (b *Budgets) Admit(ctx context.Context, _ string, o queue.EnqueueOptions) e
 		return nil
 	}
 	if st.Exhausted {
-		return &ExhaustedError{Status: st}
+		return &ExhaustedError{Status: st, Command: b.cfg.Command}
 	}
 	return nil
 }
@@ -725,8 +736,8 @@ func (b *Budgets) act(ctx context.Context, st Status, sn snapshot) (Status, erro
 		return st, fmt.Errorf("pause queue %q of workflow %q: %w", st.Queue, name, err)
 	}
 	st.Paused, st.PausedByBudget, st.Held, st.State = true, true, false, StatePaused
-	msg := fmt.Sprintf("paused queue %q of workflow %q: its error budget is exhausted; it resumes when the budget recovers (about %s) or with `agentq budget resume %s`",
-		st.Queue, name, st.Until.UTC().Format(time.RFC3339), name)
+	msg := fmt.Sprintf("paused queue %q of workflow %q: its error budget is exhausted; it resumes when the budget recovers (about %s) or with `%s budget resume %s`",
+		st.Queue, name, st.Until.UTC().Format(time.RFC3339), b.cfg.Command, name)
 	log.Warn().Time("until", st.Until).Msg(msg)
 	b.notify(ctx, Event{Kind: EventPaused, Status: st, Message: msg})
 	return st, nil

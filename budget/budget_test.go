@@ -474,3 +474,22 @@ func TestAdmitReadsRedisOncePerCacheTTL(t *testing.T) {
 		t.Fatalf("after the TTL: %d reads, want 2", got)
 	}
 }
+
+// TestExhaustedErrorNamesCommand checks that the reset hint names the
+// running program (Config.Command), not always "agentq".
+func TestExhaustedErrorNamesCommand(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, command, want string
+	}{
+		{name: "default", want: "`agentq budget reset w`"},
+		{name: "own binary and Redis", command: "myagent --redis-url redis://h:6390/0", want: "`myagent --redis-url redis://h:6390/0 budget reset w`"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := &ExhaustedError{Status: Status{Workflow: "w"}, Command: tc.command}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q lacks %q", err, tc.want)
+			}
+		})
+	}
+}

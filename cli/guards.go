@@ -34,7 +34,7 @@ func (a *app) budgetConfig() budget.Config {
 			OnExhausted: budget.Action(b.OnExhausted), Queue: wf.Queue,
 		}
 	}
-	cfg := budget.Config{Workflows: ws, Logger: &log}
+	cfg := budget.Config{Workflows: ws, Logger: &log, Command: a.commandLine()}
 	// Budget changes are logged by the budget package; with a webhook they
 	// are also posted, like dead letters (never blocking: Send queues).
 	if a.rel != nil && a.rel.hook != nil {
