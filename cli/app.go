@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -69,6 +70,28 @@ func (a *app) redisConfig() queue.RedisConfig {
 // connect pings Redis and fails with a clear, password-free message.
 func (a *app) connect(ctx context.Context) (redis.UniversalClient, error) {
 	return a.redisConfig().Connect(ctx, 5*time.Second)
+}
+
+// connectWait is connect for the long-running commands (worker, dashboard):
+// while Redis does not answer it waits and tries again with capped backoff,
+// logging each try, so that a supervisor restarting Redis and agentq
+// together sees no restart storm. A config that no retry fixes (a bad URL,
+// wrong credentials, an unknown database) fails at once as a usage error.
+// When ctx ends first, ok is false and err nil: the caller just stops.
+func (a *app) connectWait(ctx context.Context) (rdb redis.UniversalClient, ok bool, err error) {
+	log := a.log
+	rdb, err = a.redisConfig().ConnectWait(ctx, queue.WaitConfig{Logger: &log})
+	var ce *queue.ConnectError
+	switch {
+	case err == nil:
+		return rdb, true, nil
+	case errors.As(err, &ce) && ce.Permanent:
+		return nil, false, usageError{err}
+	case ctx.Err() != nil:
+		a.log.Info().Msg("stopped before Redis answered")
+		return nil, false, nil
+	}
+	return nil, false, err
 }
 
 func retryPolicy(r config.Retry) jobs.RetryPolicy {
