@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -73,6 +74,28 @@ func (a *app) connect(ctx context.Context) (redis.UniversalClient, error) {
 	return a.redisConfig().Connect(ctx, 5*time.Second)
 }
 
+// connectWait is connect for the long-running commands (worker, dashboard):
+// while Redis does not answer it waits and tries again with capped backoff,
+// logging each try, so that a supervisor restarting Redis and agentq
+// together sees no restart storm. A config that no retry fixes (a bad URL,
+// wrong credentials, an unknown database) fails at once as a usage error.
+// When ctx ends first, ok is false and err nil: the caller just stops.
+func (a *app) connectWait(ctx context.Context) (rdb redis.UniversalClient, ok bool, err error) {
+	log := a.log
+	rdb, err = a.redisConfig().ConnectWait(ctx, queue.WaitConfig{Logger: &log})
+	var ce *queue.ConnectError
+	switch {
+	case err == nil:
+		return rdb, true, nil
+	case errors.As(err, &ce) && ce.Permanent:
+		return nil, false, usageError{err}
+	case ctx.Err() != nil:
+		a.log.Info().Msg("stopped before Redis answered")
+		return nil, false, nil
+	}
+	return nil, false, err
+}
+
 func retryPolicy(r config.Retry) jobs.RetryPolicy {
 	return jobs.RetryPolicy{MaxAttempts: r.MaxAttempts, Base: r.Base, Max: r.Max}
 }
@@ -116,6 +139,10 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		}
 	}
 	log := a.log
+	rc := queue.RecoverConfig{Interval: w.RecoverInterval, Grace: w.RecoverGrace}
+	if rc.Interval == 0 {
+		rc.Interval = -1 // off: asynq's recoverer alone
+	}
 	return queue.WorkerConfig{
 		Concurrency:          w.Concurrency,
 		Queues:               queues,
@@ -128,6 +155,7 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		Logger:               &log,
 		Middleware:           a.middleware(),
 		Redact:               redact.New(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields).Text,
+		Recover:              rc,
 	}
 }
 

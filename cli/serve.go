@@ -21,12 +21,16 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 		Short: "Run tasks until SIGINT/SIGTERM, then shut down gracefully",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, rdb, err := m.openRedis(cmd, rf)
+			a, err := m.open(cmd, rf)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
 			ctx, cfg := cmd.Context(), a.cfg
+			rdb, ok, err := a.connectWait(ctx)
+			if !ok {
+				return err
+			}
+			defer rdb.Close()
 			stop, err := a.startWorkerSide(ctx, rdb)
 			if err != nil {
 				return err
@@ -66,8 +70,8 @@ binds loopback by default and refuses a non-loopback address unless basic auth
 				return usageError{err}
 			}
 			ctx := cmd.Context()
-			rdb, err := a.connect(ctx)
-			if err != nil {
+			rdb, ok, err := a.connectWait(ctx)
+			if !ok {
 				return err
 			}
 			defer rdb.Close()

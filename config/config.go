@@ -130,6 +130,12 @@ type Worker struct {
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	// MetricsAddr is the host:port serving Prometheus metrics; empty turns them off. Default: "".
 	MetricsAddr string `mapstructure:"metrics_addr"`
+	// RecoverInterval is how often a worker brings back tasks whose worker died (lease
+	// expired RecoverGrace ago); 0 leaves it to asynq's recoverer (60-120s). Default: 5s.
+	RecoverInterval time.Duration `mapstructure:"recover_interval"`
+	// RecoverGrace is how long past its 30s lease a dead worker's task waits, room for
+	// clock skew between workers and Redis; at least 5s. Default: 10s.
+	RecoverGrace time.Duration `mapstructure:"recover_grace"`
 }
 
 // Dashboard sets the web dashboard.
@@ -280,6 +286,8 @@ func Default() Config {
 			PollInterval:         10 * time.Millisecond,
 			DelayedCheckInterval: time.Second,
 			ShutdownTimeout:      30 * time.Second,
+			RecoverInterval:      5 * time.Second,
+			RecoverGrace:         10 * time.Second,
 		},
 		Dashboard: Dashboard{Addr: "127.0.0.1:8080"},
 		HTTP:      HTTP{Timeout: 30 * time.Second, MaxResponseBytes: 1 << 20},

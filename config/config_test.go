@@ -220,6 +220,10 @@ func TestBadValues(t *testing.T) {
 			`config: http.timeout: "30" is not a duration: add a unit, e.g. "30s" (from AGENTQ_HTTP_TIMEOUT)`},
 		{"negative duration", testBundle{env: []string{"AGENTQ_WORKER_POLL_INTERVAL=-1s"}},
 			`config: worker.poll_interval: must be greater than 0, got -1s (from AGENTQ_WORKER_POLL_INTERVAL)`},
+		{"recover grace too short", testBundle{env: []string{"AGENTQ_WORKER_RECOVER_GRACE=1s"}},
+			`config: worker.recover_grace: must be at least 5s (room for clock skew between workers and Redis), got 1s (from AGENTQ_WORKER_RECOVER_GRACE)`},
+		{"negative recover interval", testBundle{file: "worker:\n  recover_interval: -5s\n"},
+			`config: worker.recover_interval: must not be negative (0 turns the lease sweeper off), got -5s (from {file}, line 2)`},
 		{"zero duration from file", testBundle{file: "enqueue:\n  dedupe_window: 0s\n"},
 			`config: enqueue.dedupe_window: must be greater than 0, got 0s (from {file}, line 2)`},
 		{"retry max below base", testBundle{file: "retry:\n  base: 2s\n  max: 500ms\n"},
@@ -742,6 +746,8 @@ func TestKeys(t *testing.T) {
 		{"AGENTQ_HTTP_MAX_RESPONSE_BYTES", "2048", func(c Config) any { return c.HTTP.MaxResponseBytes }, int64(2048)},
 		{"AGENTQ_HTTP_REDACT_FIELDS", "ssn, card", func(c Config) any { return c.HTTP.RedactFields }, []string{"ssn", "card"}},
 		{"AGENTQ_DASHBOARD_BEARER_TOKEN", "t", func(c Config) any { return c.Dashboard.BearerToken }, "t"},
+		{"AGENTQ_WORKER_RECOVER_INTERVAL", "0s", func(c Config) any { return c.Worker.RecoverInterval }, time.Duration(0)},
+		{"AGENTQ_WORKER_RECOVER_GRACE", "20s", func(c Config) any { return c.Worker.RecoverGrace }, 20 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -752,8 +758,8 @@ func TestKeys(t *testing.T) {
 			}
 		})
 	}
-	if n := len(fields); n != 49 {
-		t.Errorf("Config has %d keys, want 49: update this count and the tests when adding keys", n)
+	if n := len(fields); n != 51 {
+		t.Errorf("Config has %d keys, want 51: update this count and the tests when adding keys", n)
 	}
 }
 

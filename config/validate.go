@@ -106,6 +106,12 @@ func (c Config) validate(source func(key string) string) error {
 	ch.positive("worker.poll_interval", w.PollInterval)
 	ch.positive("worker.delayed_check_interval", w.DelayedCheckInterval)
 	ch.positive("worker.shutdown_timeout", w.ShutdownTimeout)
+	if w.RecoverInterval < 0 {
+		ch.fail("worker.recover_interval", "must not be negative (0 turns the lease sweeper off), got %v", w.RecoverInterval)
+	}
+	if w.RecoverGrace < 5*time.Second {
+		ch.fail("worker.recover_grace", "must be at least 5s (room for clock skew between workers and Redis), got %v", w.RecoverGrace)
+	}
 	if w.MetricsAddr != "" {
 		ch.hostPort("worker.metrics_addr", w.MetricsAddr, false)
 	}

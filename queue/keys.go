@@ -3,6 +3,7 @@ package queue
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"time"
 )
 
 // Every Redis key this package writes is built here. Each carries a {hash
@@ -25,3 +26,21 @@ func dedupeKey(hash string) string { return "agentq:{" + hash + "}:dedupe" }
 // with a task that is still in asynq. It has no "-": asynqmon shows a task
 // id only up to its first dash (it expects UUIDs).
 func taskIDForKey(hash string) string { return "k_" + hash }
+
+// asynq's own keys, as asynq v0.26 builds them (internal/base), for the
+// lease sweeper (recover.go). All of one queue share the {qname} tag.
+
+func asynqQueuePrefix(q string) string       { return "asynq:{" + q + "}:" }
+func asynqTaskPrefix(q string) string        { return asynqQueuePrefix(q) + "t:" }
+func asynqActiveKey(q string) string         { return asynqQueuePrefix(q) + "active" }
+func asynqLeaseKey(q string) string          { return asynqQueuePrefix(q) + "lease" }
+func asynqRetryKey(q string) string          { return asynqQueuePrefix(q) + "retry" }
+func asynqArchivedKey(q string) string       { return asynqQueuePrefix(q) + "archived" }
+func asynqProcessedTotalKey(q string) string { return asynqQueuePrefix(q) + "processed" }
+func asynqFailedTotalKey(q string) string    { return asynqQueuePrefix(q) + "failed" }
+func asynqProcessedKey(q string, t time.Time) string {
+	return asynqQueuePrefix(q) + "processed:" + t.UTC().Format("2006-01-02")
+}
+func asynqFailedKey(q string, t time.Time) string {
+	return asynqQueuePrefix(q) + "failed:" + t.UTC().Format("2006-01-02")
+}

@@ -107,6 +107,9 @@ type WorkerConfig struct {
 	RandN func(n int64) int64
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Recover configures the lease sweeper (recover.go). Default
+	// RecoverConfig's defaults.
+	Recover RecoverConfig
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -138,6 +141,7 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Recover = c.Recover.withDefaults()
 	return c
 }
 
@@ -163,6 +167,9 @@ func (c WorkerConfig) validate() error {
 	if err := c.Retry.Validate(); err != nil {
 		return fmt.Errorf("retry: %w", err)
 	}
+	if err := c.Recover.validate(); err != nil {
+		return err
+	}
 	for name, wf := range c.Workflows {
 		if err := wf.Retry.Merge(c.Retry).Validate(); err != nil {
 			return fmt.Errorf("workflows.%s.retry: %w", name, err)
@@ -178,6 +185,7 @@ type Worker struct {
 	srv   *asynq.Server
 	chain jobs.Handler
 	log   zerolog.Logger
+	sweep *sweeper
 }
 
 // NewWorker returns a Worker on rdb dispatching to reg. The caller keeps
@@ -206,6 +214,7 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 		Logger:                   asynqLogger{l: w.log.With().Str("component", "asynq").Logger()},
 		LogLevel:                 asynqLevel(w.log.GetLevel()),
 	})
+	w.sweep = newSweeper(rdb, cfg, w.retryDelay)
 	return w, nil
 }
 
@@ -214,12 +223,16 @@ func (w *Worker) Start() error {
 	if err := w.srv.Start(asynq.HandlerFunc(w.ProcessTask)); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	w.sweep.start()
 	return nil
 }
 
 // Shutdown stops taking tasks and waits up to ShutdownTimeout for running
 // ones; unfinished tasks go back to their queue.
-func (w *Worker) Shutdown() { w.srv.Shutdown() }
+func (w *Worker) Shutdown() {
+	w.sweep.shutdown()
+	w.srv.Shutdown()
+}
 
 // Run processes tasks until ctx is done, then shuts down gracefully.
 func (w *Worker) Run(ctx context.Context) error {

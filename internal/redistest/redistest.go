@@ -143,26 +143,67 @@ func spawn(extraArgs ...string) (*proc, error) {
 		if err != nil {
 			return nil, err
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", dir, "--databases", "16", "--protected-mode", "no"}, extraArgs...)
-		cmd := exec.Command(bin, args...)
-		cmd.Dir = dir
-		cmd.Stdout = nil
-		setParentDeath(cmd)
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start redis-server: %w", err)
+		p, err := launch(bin, port, dir, extraArgs)
+		if err != nil {
+			return nil, err
 		}
-		go drain(stderr)
-		p := &proc{addr: addr, cmd: cmd, dir: dir}
-		if waitReady(addr, 5*time.Second) {
+		if waitReady(p.addr, 5*time.Second) {
 			return p, nil
 		}
 		p.kill()
 	}
 	_ = os.RemoveAll(dir)
 	return nil, fmt.Errorf("redis-server did not answer PING on a free loopback port after 5 tries")
+}
+
+func launch(bin string, port int, dir string, extraArgs []string) (*proc, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--databases", "16", "--protected-mode", "no"}, extraArgs...)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdout = nil
+	setParentDeath(cmd)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	go drain(stderr)
+	return &proc{addr: addr, cmd: cmd, dir: dir}, nil
+}
+
+// FreePort returns a loopback TCP port that nothing listens on now, for a
+// test that points agentq at a Redis that is not there yet.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return port
+}
+
+// StartOnPort starts a redis-server for t alone on 127.0.0.1:port with its
+// data in dir (for tests where Redis appears late on a known address, or
+// comes back where it was after a crash; extraArgs as for StartExclusive,
+// e.g. "--appendonly", "yes"). kill stops it at once with SIGKILL; it is
+// killed when the test ends in any case, and dir is left to the caller.
+func StartOnPort(t testing.TB, port int, dir string, extraArgs ...string) (s *Server, kill func()) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redistest: %s", installHint)
+	}
+	p, err := launch(bin, port, dir, extraArgs)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(p.kill)
+	if !waitReady(p.addr, 10*time.Second) {
+		p.kill()
+		t.Fatalf("redistest: redis-server on %s did not answer PING within 10s", p.addr)
+	}
+	return &Server{Addr: p.addr, URL: "redis://" + p.addr + "/0"}, p.kill
 }
 
 func drain(r interface{ Read([]byte) (int, error) }) {
@@ -183,7 +224,8 @@ func waitReady(addr string, within time.Duration) bool {
 			_, _ = c.Write([]byte("PING\r\n"))
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			_ = c.Close()
-			if strings.HasPrefix(line, "+PONG") {
+			// A server started with --requirepass answers NOAUTH: up too.
+			if strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH") {
 				return true
 			}
 		}

@@ -1,0 +1,573 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha1" //nolint:gosec // a digest Redis's Lua (redis.sha1hex) can compute, not a security check
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// A worker killed with tasks in flight leaves them in asynq's active list
+// with a lease (asynq:{q}:lease, score = lease expiry in Unix seconds,
+// written by the worker's clock, extended every 5s by its heartbeat for
+// 30s). asynq's recoverer brings such a task back only once its lease
+// expired 30s ago, and runs once a minute: 60 to 120s after the kill. The
+// lease sweeper does the same thing, with the same effect on Redis, every
+// RecoverConfig.Interval, for leases that expired RecoverConfig.Grace ago:
+// 35 to 45s after the kill with the defaults. The 30s lease itself is
+// asynq's (rdb.LeaseDuration) and cannot be shortened.
+//
+// Safety:
+//   - Only a task whose lease expired Grace ago by Redis's clock (TIME) is
+//     touched. A live worker extends its leases to now+30s every 5s, so a
+//     false recovery needs its clock to lag Redis's by more than 25s+Grace;
+//     asynq's own recoverer compares with each worker's clock (so any
+//     worker's skew counts) with 30s of margin.
+//   - Each move is one Lua script that checks, atomically, that the lease
+//     is still expired past the cutoff and the task message is the one read,
+//     then does what asynq's rdb.Retry or rdb.Archive script does: out of
+//     active and lease, into retry (retried+1, error "asynq: task lease
+//     expired", retry_at from the worker's RetryDelayFunc) or, when retried
+//     >= retry, into the archive. A task asynq's recoverer, a worker or
+//     another sweeper moved in between is left alone; nothing is lost.
+//   - The worker whose lease expired stops writing for the task (asynq
+//     ignores the outcome of an attempt whose lease is no longer valid), as
+//     with asynq's recoverer: the sweeper only comes sooner.
+//   - Attempts stay bounded: retried is incremented in the stored message
+//     exactly as asynq does, so a task that kills its worker every time is
+//     archived after its attempts.
+//   - The scripts are checked against asynq v0.26.0's key layout and task
+//     message (see recover_test.go); on any other asynq version the sweeper
+//     stays off and asynq's own recoverer does the work.
+
+// Lease sweeper defaults.
+const (
+	// RecoverIntervalDefault is how often a worker sweeps its queues for
+	// tasks whose lease expired.
+	RecoverIntervalDefault = 5 * time.Second
+	// RecoverGraceDefault is how long past its lease expiry a task is left
+	// alone before the sweeper recovers it.
+	RecoverGraceDefault = 10 * time.Second
+	// RecoverGraceMin is the least grace accepted: room for clock skew
+	// between the worker that wrote the lease and Redis.
+	RecoverGraceMin = 5 * time.Second
+	// asynqVerifiedVersion is the asynq whose scripts the sweeper mirrors.
+	asynqVerifiedVersion = "v0.26.0"
+	// sweepBatch bounds the tasks one script lists.
+	sweepBatch = 100
+)
+
+// RecoverConfig configures a worker's lease sweeper.
+type RecoverConfig struct {
+	// Interval is how often the worker looks for tasks whose lease
+	// expired; negative turns the sweeper off (asynq's recoverer alone:
+	// 60 to 120s). Default RecoverIntervalDefault (5s).
+	Interval time.Duration
+	// Grace is how long past its lease expiry, by Redis's clock, a task is
+	// left alone; at least RecoverGraceMin. Default RecoverGraceDefault (10s).
+	Grace time.Duration
+}
+
+func (c RecoverConfig) withDefaults() RecoverConfig {
+	if c.Interval == 0 {
+		c.Interval = RecoverIntervalDefault
+	}
+	if c.Grace == 0 {
+		c.Grace = RecoverGraceDefault
+	}
+	return c
+}
+
+func (c RecoverConfig) validate() error {
+	if c.Interval > 0 && c.Grace < RecoverGraceMin {
+		return fmt.Errorf("recover grace must be at least %v, got %v", RecoverGraceMin, c.Grace)
+	}
+	return nil
+}
+
+// asynqVersion returns the asynq module version built in and whether the
+// sweeper's scripts were checked against it. A variable for tests: test
+// binaries carry no module versions.
+var asynqVersion = builtAsynqVersion
+
+func builtAsynqVersion() (string, bool) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown", false
+	}
+	for _, m := range bi.Deps {
+		if m.Path != "github.com/hibiken/asynq" {
+			continue
+		}
+		if m.Replace != nil {
+			return m.Version + " => " + m.Replace.Path + " " + m.Replace.Version, false
+		}
+		return m.Version, m.Version == asynqVerifiedVersion
+	}
+	return "unknown", false
+}
+
+// sweeper brings back tasks whose worker stopped renewing their lease.
+type sweeper struct {
+	rdb       redis.UniversalClient
+	queues    []string
+	cfg       RecoverConfig
+	delay     asynq.RetryDelayFunc
+	isFailure func(error) bool
+	now       func() time.Time
+	log       zerolog.Logger
+
+	mu   sync.Mutex
+	stop chan struct{} // closed by shutdown
+	done chan struct{} // closed when the loop ends; nil until started
+}
+
+func newSweeper(rdb redis.UniversalClient, cfg WorkerConfig, delay asynq.RetryDelayFunc) *sweeper {
+	qs := make([]string, 0, len(cfg.Queues))
+	for q := range cfg.Queues {
+		qs = append(qs, q)
+	}
+	return &sweeper{
+		rdb: rdb, queues: qs, cfg: cfg.Recover, delay: delay, isFailure: isFailure, now: cfg.Now,
+		log:  cfg.Logger.With().Str("component", "lease_sweeper").Logger(),
+		stop: make(chan struct{}),
+	}
+}
+
+// start runs the sweeper in the background, if it is on and asynq's
+// version is the verified one; stop ends it.
+func (s *sweeper) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		return
+	}
+	s.done = make(chan struct{})
+	version, verified := asynqVersion()
+	switch {
+	case s.cfg.Interval < 0:
+		s.log.Info().Msg("lease sweeper off by configuration: asynq's recoverer alone brings back a crashed worker's tasks (60-120s)")
+		close(s.done)
+		return
+	case !verified:
+		s.log.Warn().Str("asynq_version", version).Str("verified_version", asynqVerifiedVersion).
+			Msg("lease sweeper off: asynq is not the version its scripts were checked against; asynq's recoverer alone brings back a crashed worker's tasks (60-120s)")
+		close(s.done)
+		return
+	}
+	s.log.Debug().Dur("interval", s.cfg.Interval).Dur("grace", s.cfg.Grace).Msg("lease sweeper on")
+	go func() {
+		defer close(s.done)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+			if _, err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn().Err(err).Msg("lease sweep failed; trying again next interval")
+			}
+			t.Reset(s.cfg.Interval)
+		}
+	}()
+}
+
+// shutdown stops the sweeper and waits for a sweep in progress.
+func (s *sweeper) shutdown() {
+	s.mu.Lock()
+	done := s.done
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// swept counts what one sweep did.
+type swept struct{ retried, archived int }
+
+// sweep recovers the lease-expired tasks of every queue once.
+func (s *sweeper) sweep(ctx context.Context) (swept, error) {
+	var total swept
+	for _, q := range s.queues {
+		for {
+			n, sw, err := s.sweepBatch(ctx, q)
+			total.retried += sw.retried
+			total.archived += sw.archived
+			if err != nil {
+				return total, fmt.Errorf("queue %q: %w", q, err)
+			}
+			if n < sweepBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// listExpiredScript lists up to ARGV[3] tasks of one queue whose lease
+// expired ARGV[1] seconds ago or more by Redis's clock, as asynq's
+// listLeaseExpiredCmd does for a cutoff. It only reads, so TIME is safe on
+// every Redis version.
+//
+// KEYS[1] asynq:{q}:lease; ARGV[1] grace seconds, ARGV[2] task key prefix,
+// ARGV[3] limit. Returns {cutoff, id1, msg1, id2, msg2, ...}.
+var listExpiredScript = redis.NewScript(`
+local now = redis.call("TIME")
+local cutoff = tonumber(now[1]) - tonumber(ARGV[1])
+local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", cutoff, "LIMIT", 0, tonumber(ARGV[3]))
+local res = {cutoff}
+for _, id in ipairs(ids) do
+	local v = redis.call("HGET", ARGV[2] .. id, "msg")
+	if v then
+		table.insert(res, id)
+		table.insert(res, v)
+	end
+end
+return res`)
+
+// guard is the check both move scripts start with: the task's lease is
+// still expired past the cutoff (ARGV[8]) and its message is the one read
+// (sha1 in ARGV[9]); else nothing is done and 0 returned.
+const guard = `
+local score = redis.call("ZSCORE", KEYS[3], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[8]) then
+	return 0
+end
+local cur = redis.call("HGET", KEYS[1], "msg")
+if not cur or redis.sha1hex(cur) ~= ARGV[9] then
+	return 0
+end
+if redis.call("LREM", KEYS[2], 0, ARGV[1]) == 0 then
+	return 0
+end
+redis.call("ZREM", KEYS[3], ARGV[1])
+`
+
+// retryScript is asynq v0.26's retryCmd (internal/rdb) behind guard.
+//
+// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
+// asynq:{q}:lease, KEYS[4] asynq:{q}:retry, KEYS[5]
+// asynq:{q}:processed:<date>, KEYS[6] asynq:{q}:failed:<date>, KEYS[7]
+// asynq:{q}:processed, KEYS[8] asynq:{q}:failed.
+// ARGV[1] id, ARGV[2] new message, ARGV[3] retry_at (Unix), ARGV[4] stats
+// expiry (Unix), ARGV[5] is_failure (1/0), ARGV[6] max int64, ARGV[7]
+// unused, ARGV[8] lease cutoff, ARGV[9] sha1 of the message read.
+var retryScript = redis.NewScript(guard + `
+redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
+redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "retry")
+if tonumber(ARGV[5]) == 1 then
+	local n = redis.call("INCR", KEYS[5])
+	if tonumber(n) == 1 then
+		redis.call("EXPIREAT", KEYS[5], ARGV[4])
+	end
+	local m = redis.call("INCR", KEYS[6])
+	if tonumber(m) == 1 then
+		redis.call("EXPIREAT", KEYS[6], ARGV[4])
+	end
+	local total = redis.call("GET", KEYS[7])
+	if tonumber(total) == tonumber(ARGV[6]) then
+		redis.call("SET", KEYS[7], 1)
+		redis.call("SET", KEYS[8], 1)
+	else
+		redis.call("INCR", KEYS[7])
+		redis.call("INCR", KEYS[8])
+	end
+end
+return 1`)
+
+// archiveScript is asynq v0.26's archiveCmd (internal/rdb) behind guard.
+//
+// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
+// asynq:{q}:lease, KEYS[4] asynq:{q}:archived, KEYS[5]
+// asynq:{q}:processed:<date>, KEYS[6] asynq:{q}:failed:<date>, KEYS[7]
+// asynq:{q}:processed, KEYS[8] asynq:{q}:failed, KEYS[9] asynq:{q}:t:.
+// ARGV[1] id, ARGV[2] new message, ARGV[3] died_at (Unix), ARGV[4] archive
+// cutoff (Unix, 90 days ago), ARGV[5] archive size cap, ARGV[6] stats
+// expiry (Unix), ARGV[7] max int64, ARGV[8] lease cutoff, ARGV[9] sha1 of
+// the message read.
+var archiveScript = redis.NewScript(guard + `
+redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
+local old = redis.call("ZRANGE", KEYS[4], "-inf", ARGV[4], "BYSCORE")
+if #old > 0 then
+	for _, id in ipairs(old) do
+		redis.call("DEL", KEYS[9] .. id)
+	end
+	redis.call("ZREM", KEYS[4], unpack(old))
+end
+local extra = redis.call("ZRANGE", KEYS[4], 0, -ARGV[5])
+if #extra > 0 then
+	for _, id in ipairs(extra) do
+		redis.call("DEL", KEYS[9] .. id)
+	end
+	redis.call("ZREM", KEYS[4], unpack(extra))
+end
+redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "archived")
+local n = redis.call("INCR", KEYS[5])
+if tonumber(n) == 1 then
+	redis.call("EXPIREAT", KEYS[5], ARGV[6])
+end
+local m = redis.call("INCR", KEYS[6])
+if tonumber(m) == 1 then
+	redis.call("EXPIREAT", KEYS[6], ARGV[6])
+end
+local total = redis.call("GET", KEYS[7])
+if tonumber(total) == tonumber(ARGV[7]) then
+	redis.call("SET", KEYS[7], 1)
+	redis.call("SET", KEYS[8], 1)
+else
+	redis.call("INCR", KEYS[7])
+	redis.call("INCR", KEYS[8])
+end
+return 1`)
+
+// asynq v0.26's constants (internal/rdb) that its Retry and Archive use.
+const (
+	asynqStatsTTL       = 90 * 24 * time.Hour
+	asynqMaxArchiveSize = 10000
+	asynqArchivedDays   = 90
+)
+
+// leaseExpiredErrorText is the last error asynq's recoverer stores.
+var leaseExpiredErrorText = asynq.ErrLeaseExpired.Error()
+
+// sweepBatch recovers up to sweepBatch tasks of queue q and returns how
+// many it listed.
+func (s *sweeper) sweepBatch(ctx context.Context, q string) (int, swept, error) {
+	var sw swept
+	res, err := listExpiredScript.Run(ctx, s.rdb, []string{asynqLeaseKey(q)},
+		int64(s.cfg.Grace/time.Second), asynqTaskPrefix(q), sweepBatch).Slice()
+	if err != nil {
+		return 0, sw, fmt.Errorf("list lease-expired tasks: %w", err)
+	}
+	if len(res) == 0 {
+		return 0, sw, fmt.Errorf("list lease-expired tasks: empty reply")
+	}
+	cutoff, ok := res[0].(int64)
+	if !ok {
+		return 0, sw, fmt.Errorf("list lease-expired tasks: cutoff %v is not an integer", res[0])
+	}
+	n := (len(res) - 1) / 2
+	for i := 1; i+1 < len(res); i += 2 {
+		id, _ := res[i].(string)
+		raw, _ := res[i+1].(string)
+		archived, moved, err := s.recoverTask(ctx, q, id, []byte(raw), cutoff)
+		if err != nil {
+			return n, sw, err
+		}
+		switch {
+		case moved && archived:
+			sw.archived++
+		case moved:
+			sw.retried++
+		}
+	}
+	return n, sw, nil
+}
+
+// recoverTask moves one lease-expired task to retry or the archive, as
+// asynq's recoverer would. moved is false when the task changed since it
+// was listed (someone else dealt with it).
+func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cutoff int64) (archived, moved bool, err error) {
+	m, err := parseTaskMsg(raw)
+	if err != nil {
+		// Not a message this code understands: leave it to asynq.
+		s.log.Warn().Str("task_id", id).Str("queue", q).Err(err).Msg("lease sweeper: cannot read task message; left to asynq's recoverer")
+		return false, false, nil
+	}
+	now := s.now()
+	sum := sha1.Sum(raw) //nolint:gosec // see import
+	digest := hex.EncodeToString(sum[:])
+	archived = m.retried >= m.retry
+	failure := s.isFailure(asynq.ErrLeaseExpired)
+	var res int64
+	if archived {
+		msg := withFailure(raw, m.retried, leaseExpiredErrorText, now.Unix())
+		keys := []string{
+			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), asynqArchivedKey(q),
+			asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
+			asynqTaskPrefix(q),
+		}
+		res, err = archiveScript.Run(ctx, s.rdb, keys, id, msg, now.Unix(),
+			now.AddDate(0, 0, -asynqArchivedDays).Unix(), asynqMaxArchiveSize, now.Add(asynqStatsTTL).Unix(),
+			int64(math.MaxInt64), cutoff, digest).Int64()
+	} else {
+		retried := m.retried
+		if failure {
+			retried++
+		}
+		delay := s.delay(m.retried, asynq.ErrLeaseExpired, asynq.NewTaskWithHeaders(m.typ, m.payload, m.headers))
+		msg := withFailure(raw, retried, leaseExpiredErrorText, now.Unix())
+		keys := []string{
+			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), asynqRetryKey(q),
+			asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
+		}
+		isFail := 0
+		if failure {
+			isFail = 1
+		}
+		res, err = retryScript.Run(ctx, s.rdb, keys, id, msg, now.Add(delay).Unix(), now.Add(asynqStatsTTL).Unix(),
+			isFail, int64(math.MaxInt64), 0, cutoff, digest).Int64()
+	}
+	if err != nil {
+		return archived, false, fmt.Errorf("recover task %s: %w", id, err)
+	}
+	if res != 1 {
+		return archived, false, nil
+	}
+	outcome, ev := OutcomeRetry, s.log.Warn()
+	if archived {
+		outcome, ev = OutcomeDead, s.log.Error()
+	}
+	ev.Str("task_id", id).Str("kind", m.typ).Str("queue", q).Int("attempt", m.retried+1).
+		Int("max_attempts", max(m.retry, 1)).Str("outcome", string(outcome)).Str("class", "lease_expired").
+		Str("error", leaseExpiredErrorText).Msg("attempt")
+	return archived, true, nil
+}
+
+// taskMsg is what the sweeper reads of asynq's task message, a protobuf
+// (asynq internal/proto TaskMessage: type=1, payload=2, retry=5,
+// retried=6, error_msg=7, last_failed_at=11, headers=15).
+type taskMsg struct {
+	typ            string
+	payload        []byte
+	headers        map[string]string
+	retry, retried int
+}
+
+const (
+	fieldType         protowire.Number = 1
+	fieldPayload      protowire.Number = 2
+	fieldRetry        protowire.Number = 5
+	fieldRetried      protowire.Number = 6
+	fieldErrorMsg     protowire.Number = 7
+	fieldLastFailedAt protowire.Number = 11
+	fieldHeaders      protowire.Number = 15
+)
+
+var errBadMsg = errors.New("malformed task message")
+
+// eachField calls fn for every top-level field of the protobuf b with its
+// raw bytes (tag included) and value; it fails on malformed input.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, raw []byte, val []byte, v uint64) error) error {
+	for len(b) > 0 {
+		num, typ, tn := protowire.ConsumeTag(b)
+		if tn < 0 {
+			return errBadMsg
+		}
+		n := protowire.ConsumeFieldValue(num, typ, b[tn:])
+		if n < 0 {
+			return errBadMsg
+		}
+		raw := b[:tn+n]
+		var (
+			val []byte
+			v   uint64
+		)
+		switch typ {
+		case protowire.BytesType:
+			val, _ = protowire.ConsumeBytes(b[tn:])
+		case protowire.VarintType:
+			v, _ = protowire.ConsumeVarint(b[tn:])
+		}
+		if err := fn(num, typ, raw, val, v); err != nil {
+			return err
+		}
+		b = b[tn+n:]
+	}
+	return nil
+}
+
+func parseTaskMsg(b []byte) (taskMsg, error) {
+	m := taskMsg{headers: map[string]string{}}
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, _ []byte, val []byte, v uint64) error {
+		switch {
+		case num == fieldType && typ == protowire.BytesType:
+			m.typ = string(val)
+		case num == fieldPayload && typ == protowire.BytesType:
+			m.payload = val
+		case num == fieldRetry && typ == protowire.VarintType:
+			m.retry = int(int32(v)) //nolint:gosec // int32 on the wire
+		case num == fieldRetried && typ == protowire.VarintType:
+			m.retried = int(int32(v)) //nolint:gosec // int32 on the wire
+		case num == fieldHeaders && typ == protowire.BytesType:
+			var k, hv string
+			if err := eachField(val, func(n protowire.Number, t protowire.Type, _ []byte, ev []byte, _ uint64) error {
+				switch {
+				case n == 1 && t == protowire.BytesType:
+					k = string(ev)
+				case n == 2 && t == protowire.BytesType:
+					hv = string(ev)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			m.headers[k] = hv
+		case num == fieldType, num == fieldPayload, num == fieldRetry, num == fieldRetried:
+			return fmt.Errorf("%w: field %d has wire type %d", errBadMsg, num, typ)
+		}
+		return nil
+	})
+	if err != nil {
+		return taskMsg{}, err
+	}
+	if m.typ == "" {
+		return taskMsg{}, fmt.Errorf("%w: no task type", errBadMsg)
+	}
+	return m, nil
+}
+
+// withFailure returns the message raw (already parsed, so well formed) with
+// retried, error_msg and last_failed_at set, as asynq's Retry and Archive
+// write them; every other field is kept byte for byte.
+func withFailure(raw []byte, retried int, errMsg string, failedAt int64) []byte {
+	out := make([]byte, 0, len(raw)+len(errMsg)+24)
+	_ = eachField(raw, func(num protowire.Number, _ protowire.Type, f []byte, _ []byte, _ uint64) error {
+		switch num {
+		case fieldRetried, fieldErrorMsg, fieldLastFailedAt:
+		default:
+			out = append(out, f...)
+		}
+		return nil
+	})
+	// proto3 leaves zero values out.
+	if retried != 0 {
+		out = protowire.AppendTag(out, fieldRetried, protowire.VarintType)
+		out = protowire.AppendVarint(out, uint64(int64(retried))) //nolint:gosec // int32 semantics, as proto
+	}
+	if errMsg != "" {
+		out = protowire.AppendTag(out, fieldErrorMsg, protowire.BytesType)
+		out = protowire.AppendString(out, errMsg)
+	}
+	if failedAt != 0 {
+		out = protowire.AppendTag(out, fieldLastFailedAt, protowire.VarintType)
+		out = protowire.AppendVarint(out, uint64(failedAt)) //nolint:gosec // int64 on the wire
+	}
+	return out
+}
