@@ -128,10 +128,13 @@ func (a HTTPCallArgs) validate(r *redact.Redactor) error {
 		if !validHeaderName(name) {
 			return fmt.Errorf("headers: %q is not a valid header name", name)
 		}
-		if strings.ContainsAny(value, "\r\n\x00") {
-			return fmt.Errorf("headers: value of %q contains a line break or NUL", name)
+		if i := strings.IndexFunc(value, invalidHeaderValueRune); i >= 0 {
+			return fmt.Errorf("headers: value of %q contains the control character %U at byte offset %d (Go's HTTP client refuses to send it)", name, value[i], i)
 		}
 		canon := http.CanonicalHeaderKey(name)
+		if canon == "Host" && !validHost(value) {
+			return fmt.Errorf("headers: Host %q is not a host or host:port", value)
+		}
 		if other, dup := seen[canon]; dup {
 			return fmt.Errorf("headers: %q and %q name the same header", min(name, other), max(name, other))
 		}
@@ -155,6 +158,20 @@ func (a HTTPCallArgs) validate(r *redact.Redactor) error {
 		}
 	}
 	return nil
+}
+
+// invalidHeaderValueRune reports whether r may not stand in a header value
+// (RFC 9110 field-value): control characters other than horizontal tab.
+func invalidHeaderValueRune(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }
+
+// validHost reports whether v is a host or host:port that a Host header
+// may carry: it parses as a URL's authority and is nothing more.
+func validHost(v string) bool {
+	if v == "" || strings.ContainsAny(v, "/?#@ \t") {
+		return false
+	}
+	u, err := url.Parse("http://" + v)
+	return err == nil && u.Host == v && u.Hostname() != ""
 }
 
 // validHeaderName reports whether name is an RFC 9110 token.
