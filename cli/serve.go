@@ -12,6 +12,7 @@ import (
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/internal/dashboard"
 	"github.com/agentq/agentq/internal/dev"
+	"github.com/agentq/agentq/internal/metrics"
 	"github.com/agentq/agentq/queue"
 )
 
@@ -39,6 +40,11 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 			w, err := queue.NewWorker(rdb, a.reg, a.workerConfig())
 			if err != nil {
 				return usageError{err}
+			}
+			if a.guards != nil {
+				if err := metrics.RegisterHeld(a.guards.prom, w.Held); err != nil {
+					return err
+				}
 			}
 			a.log.Info().Str("redis", queue.MaskURL(cfg.RedisURLOrDefault())).Int("concurrency", cfg.Worker.Concurrency).
 				Interface("queues", a.workerConfig().Queues).Strs("kinds", a.reg.Kinds()).Msg("worker starting")

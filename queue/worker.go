@@ -110,6 +110,11 @@ type WorkerConfig struct {
 	// Recover configures the lease sweeper (recover.go). Default
 	// RecoverConfig's defaults.
 	Recover RecoverConfig
+	// HeldAfter is how long a handler may run on after asynq ended its
+	// attempt before it is logged and counted as held (Worker.Held): it
+	// ignores its context and keeps its goroutine until it returns.
+	// Default HeldAfterDefault (5s).
+	HeldAfter time.Duration
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -142,6 +147,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 		c.Now = time.Now
 	}
 	c.Recover = c.Recover.withDefaults()
+	if c.HeldAfter == 0 {
+		c.HeldAfter = HeldAfterDefault
+	}
 	return c
 }
 
@@ -159,6 +167,7 @@ func (c WorkerConfig) validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"poll_interval": c.PollInterval, "delayed_check_interval": c.DelayedCheckInterval, "shutdown_timeout": c.ShutdownTimeout,
+		"held_after": c.HeldAfter,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be positive, got %v", name, d)
@@ -186,6 +195,7 @@ type Worker struct {
 	chain jobs.Handler
 	log   zerolog.Logger
 	sweep *sweeper
+	held  *heldHandlers
 }
 
 // NewWorker returns a Worker on rdb dispatching to reg. The caller keeps
@@ -196,6 +206,7 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	w := &Worker{cfg: cfg, log: *cfg.Logger}
+	w.held = &heldHandlers{after: cfg.HeldAfter, log: w.log}
 	// Panics are recovered twice: next to the handler, so that every
 	// middleware sees a handler panic as a *jobs.PanicError, and below the
 	// attempt log, for panics in middleware itself.
@@ -250,9 +261,15 @@ func (w *Worker) Run(ctx context.Context) error {
 // the chain without a server.
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	s := stepFrom(ctx, t)
+	defer w.held.track(ctx, s)()
 	err := w.chain.ProcessStep(ctx, s)
 	return w.toAsynq(s, err)
 }
+
+// Held returns how many handlers are still running although asynq ended
+// their attempt HeldAfter ago or more: they ignore their context, and each
+// holds a goroutine (and what it allocated) until it returns.
+func (w *Worker) Held() int { return int(w.held.n.Load()) }
 
 // stepFrom builds the Step of one attempt from asynq's task and context.
 func stepFrom(ctx context.Context, t *asynq.Task) *jobs.Step {

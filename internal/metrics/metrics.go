@@ -255,3 +255,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	<-errc
 	return nil
 }
+
+// RegisterHeld registers agentq_handlers_held, the number of handlers still
+// running after asynq ended their attempt (queue.Worker.Held): each ignores
+// its context and holds a goroutine until it returns, so a rising value is
+// a leak that only a restart of the worker clears.
+func RegisterHeld(reg prometheus.Registerer, held func() int) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentq_handlers_held",
+		Help: "Handlers still running after their attempt ended (they ignore their context); each holds a goroutine until it returns.",
+	}, func() float64 { return float64(held()) }))
+}

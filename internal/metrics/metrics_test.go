@@ -184,3 +184,25 @@ func TestServer(t *testing.T) {
 		t.Error("Listen on a bad address succeeded")
 	}
 }
+
+func TestRegisterHeld(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	n := 0
+	if err := RegisterHeld(reg, func() int { return n }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []int{0, 3} {
+		n = want
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mfs) != 1 || mfs[0].GetName() != "agentq_handlers_held" || int(mfs[0].GetMetric()[0].GetGauge().GetValue()) != want {
+			t.Fatalf("gathered %v, want agentq_handlers_held %d", mfs, want)
+		}
+	}
+	if err := RegisterHeld(reg, func() int { return 0 }); err == nil {
+		t.Fatal("a second registration on one registry succeeded")
+	}
+}
