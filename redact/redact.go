@@ -18,14 +18,54 @@ import (
 // Mask replaces every secret the Redactor finds.
 const Mask = "****"
 
-// Secret names masked by every Redactor.
+// Secret names masked by every Redactor, matched case-insensitively and
+// exactly. The rule for adding one: its value grants access (a password, a
+// key, a token, a signature that authorises a request) or names the key a
+// signature was made with. Names of harmless parameters (Azure SAS's sv, se,
+// sp; OAuth's state; CloudFront's Policy and Key-Pair-Id) stay readable.
 var (
 	defaultRedactHeaders = []string{
-		"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key", "X-Auth-Token",
+		// HTTP's own credentials (RFC 9110, RFC 6265).
+		"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+		// API keys and tokens of common APIs: the generic pair; Azure OpenAI
+		// and Azure API Management; Google APIs (Gemini); GitLab; the
+		// session token of AWS temporary credentials (STS).
+		"X-Api-Key", "X-Auth-Token",
+		"Api-Key", "Ocp-Apim-Subscription-Key",
+		"X-Goog-Api-Key",
+		"Private-Token",
+		"X-Amz-Security-Token",
 	}
 	defaultRedactFields = []string{
-		"token", "access_token", "refresh_token", "password", "secret", "api_key", "apikey", "client_secret", "key",
+		// Passwords (pwd= is Zoom's meeting password, among others) and
+		// generic secrets; private_key is the key in a Google service
+		// account file.
+		"password", "passwd", "pwd", "passphrase", "secret", "client_secret", "private_key",
+		// API keys; access_key and secret_key as in AWS and ipstack-style
+		// query APIs.
+		"key", "api_key", "apikey", "access_key", "secret_key", "secret_access_key",
+		// Tokens: OAuth 2.0 (RFC 6749) and OpenID Connect, generic auth and
+		// session tokens (AWS STS), GitLab's private_token, JWTs. auth is
+		// Firebase's auth= and a Docker config's base64 user:password.
+		"token", "access_token", "refresh_token", "id_token", "auth", "auth_token", "session_token",
+		"private_token", "jwt",
+		// OAuth client authentication and grants by JWT assertion (RFC 7521,
+		// RFC 7523); the PKCE verifier (RFC 7636).
+		"client_assertion", "assertion", "code_verifier",
+		// Signed URLs: sig (Azure SAS, and the only secret of its
+		// parameters), Signature (AWS SigV2, CloudFront), AWS SigV4 and Google
+		// Cloud Storage V4 query authentication. The credential and access id
+		// parameters name the signing key; not a secret alone, but secret
+		// scanners flag AWS key ids and triage never needs them.
+		"sig", "signature",
+		"x-amz-signature", "x-amz-credential", "x-amz-security-token", "awsaccesskeyid",
+		"x-goog-signature", "x-goog-credential", "googleaccessid",
 	}
+	// defaultRedactParams are secret only as URL query or fragment
+	// parameters: code is the OAuth 2.0 authorization code of a redirect
+	// (RFC 6749 4.1.2), while a "code" field or code=500 in text is
+	// usually an error code that triage needs.
+	defaultRedactParams = []string{"code"}
 )
 
 // Redactor masks secrets in header values, URLs, JSON documents and free
@@ -37,18 +77,24 @@ var (
 type Redactor struct {
 	headers map[string]bool
 	fields  map[string]bool
+	urlOnly map[string]bool // secret as URL parameters only
+
+	// pairNames are the secret field and header names, for password=x;
+	// pairLen bounds the bytes a name can take in text (3 per byte, for
+	// case folding such as K to the Kelvin sign).
+	pairNames map[string]bool
+	pairLen   int
 
 	jsonField    *regexp.Regexp // "password": "x"
 	escapedField *regexp.Regexp // \"password\": \"x\" (JSON inside a JSON string)
 	headerLine   *regexp.Regexp // X-Api-Key: x
-	pair         *regexp.Regexp // password=x
 	scheme       *regexp.Regexp // Bearer x, Basic x
 }
 
 // New returns a Redactor that masks the default secret headers and
 // fields plus the given ones. Empty names are ignored.
 func New(headers, fields []string) *Redactor {
-	r := &Redactor{headers: map[string]bool{}, fields: map[string]bool{}}
+	r := &Redactor{headers: map[string]bool{}, fields: map[string]bool{}, urlOnly: map[string]bool{}, pairNames: map[string]bool{}}
 	var headerNames, names []string // quoted for a regexp
 	seen := map[string]bool{}
 	add := func(set map[string]bool, list *[]string, name string) {
@@ -60,6 +106,8 @@ func New(headers, fields []string) *Redactor {
 			*list = append(*list, regexp.QuoteMeta(name))
 		}
 		// Secret header names are secret field names in bodies and text.
+		r.pairNames[name] = true
+		r.pairLen = max(r.pairLen, 3*len(name))
 		if !seen[name] {
 			seen[name] = true
 			names = append(names, regexp.QuoteMeta(name))
@@ -70,6 +118,9 @@ func New(headers, fields []string) *Redactor {
 	}
 	for _, f := range slices.Concat(defaultRedactFields, fields) {
 		add(r.fields, nil, f)
+	}
+	for _, p := range defaultRedactParams {
+		r.urlOnly[p] = true
 	}
 	// Longer names first, so that an alternation never stops at a prefix.
 	slices.SortFunc(names, func(a, b string) int { return len(b) - len(a) })
@@ -84,8 +135,8 @@ func New(headers, fields []string) *Redactor {
 	// A header line's value runs to the end of the line, or of the JSON
 	// string it sits in; an authentication scheme before it stays readable.
 	r.headerLine = regexp.MustCompile(`(?i)(^|[^a-z0-9_-])(` + headerAlt + `[ \t]*:[ \t]*)((?:basic|bearer|digest|negotiate|token)[ \t]+)?[^\s"\\][^\r\n"\\]*`)
-	r.pair = regexp.MustCompile(`(?i)(^|[^a-z0-9_])(` + alt + `=)[^&\s"',;]+`)
-	r.scheme = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[a-z0-9\-._~+/]+=*`)
+	// A scheme word may repeat (Bearer Bearer x, a common client bug).
+	r.scheme = regexp.MustCompile(`(?i)\b((?:bearer|basic)(?:\s+(?:bearer|basic)\b)*)\s+[a-z0-9\-._~+/]+=*`)
 	return r
 }
 
@@ -99,6 +150,13 @@ func (r *Redactor) SecretField(name string) bool {
 	return r.fields[strings.ToLower(strings.TrimSpace(name))]
 }
 
+// secretParam reports whether name is a secret URL query or fragment
+// parameter: a secret field or header name, or one secret in URLs only.
+func (r *Redactor) secretParam(name string) bool {
+	n := strings.ToLower(strings.TrimSpace(name))
+	return r.fields[n] || r.headers[n] || r.urlOnly[n]
+}
+
 // Header returns value masked when name is a secret header; other values
 // pass through Text, so that a stray bearer token is masked too.
 func (r *Redactor) Header(name, value string) string {
@@ -109,11 +167,23 @@ func (r *Redactor) Header(name, value string) string {
 }
 
 // URL returns u with its secrets masked: the userinfo password, the values
-// of secret query and fragment parameters (secret field or header names),
-// and path segments that look like credentials. Userinfo with no password
-// is a bare credential (https://TOKEN@host) and is masked whole. A string
-// that does not parse as a URL is masked as Text, its userinfo and path
-// segments as here.
+// of secret query and fragment parameters (secret field or header names,
+// and code, an OAuth authorization code), and path segments that look like
+// credentials. Userinfo with no password is a bare credential
+// (https://TOKEN@host) and is masked whole.
+//
+// URL works on the text, split as RFC 3986 (and net/url) split it:
+// scheme:, //authority, path, ?query, #fragment. Nothing else is changed,
+// so a URL that net/url rejects (http://a/%zz, http://[::1) is masked the
+// same way, and masking a masked URL changes nothing. A string holding
+// white space, quotes or control characters is not one URL: when it starts
+// with a scheme, it is masked as a URL and then as Text masks text, without
+// looking for URLs again; else it is masked as Text.
+//
+// A URL inside a query or fragment value (?next=http://user:pass@host/,
+// raw or percent-encoded) is masked like this one, and so are URLs and
+// secret parameters nested in that, down to a URL percent-encoded three
+// times over; what is nested deeper is masked whole.
 //
 // Tools often take a credential in the path (Telegram's /bot<id>:<token>/,
 // webhook URLs, /token/<t>/). A path segment is masked when, unescaped, it
@@ -122,84 +192,109 @@ func (r *Redactor) Header(name, value string) string {
 // segment before it is a secret field or header name (/token/<t>,
 // /key/<k>). Short readable segments such as /v1/orders/42 are kept.
 func (r *Redactor) URL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return r.Text(r.rawURL(u))
+	if !strings.ContainsFunc(u, notInURL) {
+		return r.url(u, 0)
 	}
-	// url.Userinfo would escape the mask, so the userinfo is put back by hand.
-	userinfo := ""
-	if p.User != nil {
-		userinfo = Mask + "@"
-		if _, ok := p.User.Password(); ok {
-			userinfo = url.User(p.User.Username()).String() + ":" + Mask + "@"
-		}
-		p.User = nil
+	if schemeLen(u) == 0 {
+		return r.Text(u) // text, perhaps with URLs in it
 	}
-	if path := p.EscapedPath(); path != "" {
-		if masked := r.path(path); masked != path {
-			p.RawPath = masked
-			p.Path, _ = url.PathUnescape(masked) // masked is escaped like path
-		}
-	}
-	p.RawQuery = r.params(p.RawQuery)
-	frag := p.EscapedFragment()
-	p.Fragment, p.RawFragment = "", ""
-	s := p.String()
-	if i := strings.Index(s, "//"); userinfo != "" && i >= 0 {
-		s = s[:i+2] + userinfo + s[i+2:]
-	}
-	if frag != "" {
-		s += "#" + r.params(frag)
-	}
-	return s
+	return r.textMasks(r.url(u, 0))
 }
 
-// rawURL masks the userinfo, path segments and secret parameters of a URL
-// that does not parse, working on the text: scheme://authority/path?query.
-func (r *Redactor) rawURL(u string) string {
-	i := strings.Index(u, "://")
-	if i < 0 {
-		return u
+// notInURL reports whether c cannot appear in a URL that Text finds in
+// free text: white space, quotes, angle brackets, backslash, control
+// characters.
+func notInURL(c rune) bool {
+	return c <= ' ' || c == 0x7f || strings.ContainsRune(`"'<>\`, c)
+}
+
+// maxDepth bounds how deep URL looks into query values: each URL entered
+// and each percent-decoding is one step, and what only maxDepth steps or
+// more reach is replaced by Mask. Five reach a URL percent-encoded in a
+// query value of an encoded URL in the query of an encoded URL in the
+// outer one's query (three deep). As nested looks at each value both as it
+// stands and decoded, the work per byte is at most 2^maxDepth passes.
+const maxDepth = 5
+
+// url masks u (see URL) depth steps deep. Every path from url back to url
+// (params, nested, urlsIn, decoded) takes at least one step, so the
+// recursion stops at maxDepth.
+func (r *Redactor) url(u string, depth int) string {
+	var b strings.Builder
+	b.Grow(len(u))
+	rest := u
+	if i := schemeLen(u); i > 0 {
+		b.WriteString(u[:i+1])
+		rest = u[i+1:]
 	}
-	rest := u[i+3:]
-	end := len(rest)
-	if j := strings.IndexAny(rest, "?#"); j >= 0 {
-		end = j
+	rest, frag, hasFrag := strings.Cut(rest, "#")
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	if tail, ok := strings.CutPrefix(rest, "//"); ok {
+		authority, path := tail, ""
+		if j := strings.IndexByte(tail, '/'); j >= 0 {
+			authority, path = tail[:j], tail[j:]
+		}
+		b.WriteString("//")
+		b.WriteString(maskUserinfo(authority))
+		rest = path
 	}
-	authority, path := rest[:end], ""
-	if j := strings.IndexByte(authority, '/'); j >= 0 {
-		authority, path = authority[:j], authority[j:]
+	b.WriteString(r.path(rest))
+	if hasQuery {
+		b.WriteByte('?')
+		b.WriteString(r.params(query, depth))
 	}
-	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
-		if user, _, ok := strings.Cut(authority[:at], ":"); ok {
-			authority = user + ":" + Mask + authority[at:]
-		} else {
-			authority = Mask + authority[at:]
+	if hasFrag {
+		b.WriteByte('#')
+		b.WriteString(r.params(frag, depth))
+	}
+	return b.String()
+}
+
+// schemeLen returns the index of the ':' that ends u's scheme, or 0 when u
+// has none (RFC 3986: a letter, then letters, digits, '+', '-', '.').
+func schemeLen(u string) int {
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && c == ':':
+			return i
+		default:
+			return 0
 		}
 	}
-	tail := rest[end:]
-	if q, ok := strings.CutPrefix(tail, "?"); ok {
-		q, frag, hasFrag := strings.Cut(q, "#")
-		tail = "?" + r.params(q)
-		if hasFrag {
-			tail += "#" + r.params(frag)
-		}
-	} else if f, ok := strings.CutPrefix(tail, "#"); ok {
-		tail = "#" + r.params(f)
+	return 0
+}
+
+// maskUserinfo masks the password of an authority's user:password@, or the
+// whole userinfo when it has no password (https://TOKEN@host). net/url
+// ends the userinfo at the last '@'.
+func maskUserinfo(authority string) string {
+	at := strings.LastIndexByte(authority, '@')
+	if at <= 0 {
+		return authority
 	}
-	return u[:i+3] + authority + r.path(path) + tail
+	user, pass, ok := strings.Cut(authority[:at], ":")
+	switch {
+	case !ok:
+		return Mask + authority[at:]
+	case pass == "":
+		return authority
+	}
+	return user + ":" + Mask + authority[at:]
 }
 
 // path masks the segments of an escaped URL path that look like credentials
 // (see URL), keeping the escaping of the others.
 func (r *Redactor) path(p string) string {
+	if p == "" {
+		return p
+	}
 	segs := strings.Split(p, "/")
 	afterName := false
 	for i, seg := range segs {
-		name, err := url.PathUnescape(seg)
-		if err != nil {
-			name = seg
-		}
+		name := unescape(seg)
 		if name != "" && (afterName || credentialSegment(name)) {
 			segs[i] = Mask
 		}
@@ -215,65 +310,263 @@ func credentialSegment(s string) bool {
 	if strings.ContainsRune(s, ':') {
 		return true
 	}
-	if len(s) < 20 {
+	// A mask counts for nothing, so that masking a masked path keeps it.
+	if len(s)-len(Mask)*strings.Count(s, Mask) < 20 {
 		return false
 	}
 	return strings.ContainsFunc(s, unicode.IsLetter) && strings.ContainsFunc(s, unicode.IsDigit)
 }
 
-// params masks the values of secret names in an a=1&b=2 list, keeping the
-// order and encoding of everything else.
-func (r *Redactor) params(q string) string {
+// params masks the values of secret names in an a=1&b=2 list, and the URLs
+// nested in the others, keeping the order and encoding of everything else.
+// An empty value stays empty. Besides '&', a '?', '#' or ';' starts a new
+// parameter too: a hash-routed page puts its query in the fragment
+// (#/cb?access_token=t), a '#' after the first is part of the fragment, a
+// raw nested URL brings its own query (?next=http://h/?sig=s), and some
+// servers split on ';'.
+func (r *Redactor) params(q string, depth int) string {
 	if q == "" {
 		return q
 	}
-	parts := strings.Split(q, "&")
-	for i, part := range parts {
-		k, _, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
+	var b strings.Builder
+	b.Grow(len(q))
+	for q != "" {
+		part, sep := q, ""
+		if i := strings.IndexAny(q, "&?#;"); i >= 0 {
+			part, sep, q = q[:i], q[i:i+1], q[i+1:]
+		} else {
+			q = ""
 		}
-		name, err := url.QueryUnescape(k)
-		if err != nil {
-			name = k
+		k, v, hasValue := strings.Cut(part, "=")
+		switch {
+		case !hasValue || strings.Contains(k, "://"):
+			// A bare value (#http://u:p@h/), or a raw URL whose own query
+			// this is.
+			part = r.nested(part, depth)
+		case r.secretParam(unescape(k)):
+			if v != "" {
+				part = k + "=" + Mask
+			}
+		default:
+			part = r.nested(k, depth) + "=" + r.nested(v, depth)
 		}
-		if r.SecretField(name) || r.SecretHeader(name) {
-			parts[i] = k + "=" + Mask
-		}
+		b.WriteString(part)
+		b.WriteString(sep)
 	}
-	return strings.Join(parts, "&")
+	return b.String()
 }
 
-// Text masks secrets in free text: the values of secret JSON fields
-// ("password":"x" becomes "password":"****", in plain or string-escaped
-// JSON; a secret header name is a secret field name too), secret header
-// lines ("X-Api-Key: x" becomes "X-Api-Key: ****", to the end of the line;
-// an authentication scheme such as Bearer is kept), secret name=value pairs
-// (as in query strings and form bodies) and Bearer and Basic credentials.
+// nested masks the URLs and secret parameters in s, a query or fragment
+// component depth steps deep (see maxDepth): first the URLs as they stand
+// in s, then what s reads once percent-decoded, as the server that parses
+// the query reads it (next=https%3A%2F%2Fh%2F%3Fa%3D1%26token%3Dt, or
+// half-encoded next=https://h/?a=1%26token=t).
+func (r *Redactor) nested(s string, depth int) string {
+	if strings.Contains(s, "://") {
+		s = r.urlsIn(s, depth+1)
+	}
+	return r.decoded(s, depth)
+}
+
+// decoded masks what s, depth steps deep, holds percent-encoded: URLs and
+// name=value pairs, masked as params masks a query. An s that decoding
+// shows to hold secrets comes back masked and escaped again (see escape),
+// or as Mask if escaping would make it longer than s and its masks, or if
+// decoding takes it past maxDepth; one without keeps its encoding.
+func (r *Redactor) decoded(s string, depth int) string {
+	d := unescape(s)
+	if len(d) == len(s) || !strings.Contains(d, "://") && !strings.Contains(d, "=") {
+		return s
+	}
+	if depth+1 >= maxDepth {
+		return Mask
+	}
+	m := r.params(d, depth+1)
+	if m == d {
+		return s
+	}
+	if e := escape(m); len(e)-len(s) <= max(0, len(m)-len(d)) {
+		return e
+	}
+	return Mask
+}
+
+// urlsIn masks the URLs in s, found as Text finds them, depth steps deep:
+// a raw one as URL does, a percent-encoded one (http%3A%2F%2F...) as the
+// query component it is (see params), and any of them whole from maxDepth
+// on.
+func (r *Redactor) urlsIn(s string, depth int) string {
+	return urlInText.ReplaceAllStringFunc(s, func(u string) string {
+		switch {
+		case depth >= maxDepth:
+			return Mask
+		case strings.Contains(u, "://"):
+			return r.url(u, depth)
+		}
+		// Percent-encoded, u ends at a raw '&' or the like: what follows
+		// is the next parameter of a query or form body.
+		return r.params(u, depth)
+	})
+}
+
+// unescape decodes the valid %XX escapes of s and keeps everything else,
+// '+' and a stray '%' included, as it is. Unlike url.QueryUnescape it
+// never fails, so a name or nested URL after a bad escape is still found.
+func unescape(s string) string {
+	i := strings.IndexByte(s, '%')
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// escape percent-encodes what would change how a decoded and masked
+// component s is found in text or decoded once put back: white space,
+// quotes, angle brackets, backslash, control characters, and a '%' that
+// would read as an escape. Separators ('&', '#', '=') stay: params split
+// there when it masked s, so a second pass finds the same parts. Every byte
+// it encodes came from an escape that unescape decoded, except stray ones
+// such as a literal space, so the result is seldom longer than the
+// original component.
+func escape(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if notInURL(rune(c)) || c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+// Text masks secrets in free text: the URLs in it as URL masks them, the
+// values of secret JSON fields ("password":"x" becomes "password":"****",
+// in plain or string-escaped JSON; a secret header name is a secret field
+// name too), secret header lines ("X-Api-Key: x" becomes "X-Api-Key: ****",
+// to the end of the line; an authentication scheme such as Bearer is
+// kept), secret name=value pairs (as in query strings and form bodies) and
+// Bearer and Basic credentials.
 func (r *Redactor) Text(s string) string {
 	if s == "" {
 		return s
 	}
 	// URLs inside free text (errors of custom handlers) get URL's masking:
-	// user info, token-like path segments, secret query values.
-	s = urlInText.ReplaceAllStringFunc(s, r.URL)
-	s = r.jsonField.ReplaceAllString(s, `${1}"`+Mask+`"`)
-	s = r.escapedField.ReplaceAllString(s, `${1}\"`+Mask+`\"`)
-	s = r.headerLine.ReplaceAllString(s, `${1}${2}${3}`+Mask)
-	s = r.pair.ReplaceAllString(s, `${1}${2}`+Mask)
-	s = r.scheme.ReplaceAllString(s, `${1} `+Mask)
-	return s
+	// user info, token-like path segments, secret query values. Nothing
+	// urlsIn calls comes back into Text.
+	return r.textMasks(r.urlsIn(s, 0))
 }
 
-// urlInText finds absolute URLs in free text.
-var urlInText = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>\\]*[^\s"'<>\\:,;.)\]]`)
+// textMasks masks what Text masks, except URLs. Credentials go first, so
+// that a wider mask around one (token=Bearer x) cannot take its scheme word
+// and leave it bare.
+func (r *Redactor) textMasks(s string) string {
+	s = r.scheme.ReplaceAllString(s, `${1} `+Mask)
+	// A regexp pass costs time on every byte; skip those that cannot match.
+	colon := strings.IndexByte(s, ':') >= 0
+	if colon && strings.IndexByte(s, '"') >= 0 {
+		s = r.jsonField.ReplaceAllString(s, `${1}"`+Mask+`"`)
+	}
+	if colon && strings.Contains(s, `\"`) {
+		s = r.escapedField.ReplaceAllString(s, `${1}\"`+Mask+`\"`)
+	}
+	if colon {
+		s = r.headerLine.ReplaceAllString(s, `${1}${2}${3}`+Mask)
+	}
+	return r.pairs(s)
+}
+
+// pairs masks the values of secret name=value pairs in s: a secret field
+// or header name, at the start or after a byte other than an ASCII letter,
+// digit or '_', then '=', then a value running to '&', white space, a quote,
+// ',' or ';'. It scans from one '=' to the next, as a regexp alternation of
+// every name tried at every byte is slow on large text (a 1 MiB body).
+func (r *Redactor) pairs(s string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b, and no name starts before it
+	for i := 0; i < len(s); {
+		eq := strings.IndexByte(s[i:], '=')
+		if eq < 0 {
+			break
+		}
+		eq += i
+		i = eq + 1
+		end := eq + 1
+		for end < len(s) && !strings.ContainsRune("&\t\n\f\r \"',;", rune(s[end])) {
+			end++
+		}
+		if end == eq+1 {
+			continue // no value
+		}
+		for j := max(done, eq-r.pairLen); j < eq; j++ { // the longest name first
+			if j > 0 && (j == done || wordByte(s[j-1])) {
+				continue
+			}
+			if r.pairNames[strings.ToLower(s[j:eq])] {
+				if b.Len() == 0 {
+					b.Grow(len(s) + len(Mask))
+				}
+				b.WriteString(s[done : eq+1])
+				b.WriteString(Mask)
+				done, i = end, end
+				break
+			}
+		}
+	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
+// wordByte reports whether c is an ASCII letter, digit or '_'.
+func wordByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
+}
+
+// urlInText finds absolute URLs in free text, raw or with their "://"
+// percent-encoded (a redirect_uri in a form body). A scheme may follow any
+// character: a word boundary would miss the URL in _http://u:p@h/.
+var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*(?::|%3[aA])(?:/|%2[fF]){2}[^\s"'<>\\]*[^\s"'<>\\:,;.)\]]`)
 
 // JSON returns the JSON document data with its secrets masked, and false
 // when data is not a single JSON value. The value of every secret field or
 // secret header name, at any depth, becomes "****" whatever its type, so a
 // "headers" object keeps only its harmless values; every other string is
 // masked as URL when it is an absolute URL, else as Text. Objects come back
-// with their keys sorted and no insignificant space.
+// with their keys sorted and no insignificant space. encoding/json refuses
+// documents nested more than 10000 deep, which bounds value's recursion.
 func (r *Redactor) JSON(data []byte) ([]byte, bool) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

@@ -1,8 +1,11 @@
 package redact
 
 import (
+	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRedactor(t *testing.T) {
@@ -161,5 +164,298 @@ func TestTextMasksURLsInFreeText(t *testing.T) {
 	}
 	if !strings.Contains(got, "hooks.example.com/services/") || !strings.Contains(got, ": 500;") {
 		t.Fatalf("Text mangled the readable parts: %s", got)
+	}
+}
+
+// TestRedactorTotal feeds every exported function the strings that made
+// URL and Text call each other without end (a stack overflow that killed
+// the CLI, workers, the dashboard and dlq list/show), and their relatives.
+func TestRedactorTotal(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	tests := []struct {
+		name string
+		in   string
+		want string // URL's answer
+	}{
+		{name: "bad escape", in: "http://a/%zz", want: "http://a/%zz"},
+		{name: "unclosed IPv6 host", in: "http://[::1", want: "http://[::1"},
+		{name: "control byte and bad escape", in: "http://x/\x01?sig=%zz", want: "http://x/\x01?sig=****"},
+		{name: "bad escape in a nested URL", in: "http://u:p@h/?next=http%3A%2F%2Fa%3Ab%40c%2F%zz",
+			want: "http://u:****@h/?next=http://a:****@c/%zz"},
+		{name: "many schemes", in: "http://http://http://a:b@c/://://x", want: "http://http://****//****/****//****//x"},
+		{name: "schemes only", in: "a://b://c://d://e://f", want: "a://b://****//****//****//f"},
+		{name: "invalid UTF-8", in: "http://\xff\xfe/%zz?token=\xff#sig=%", want: "http://\xff\xfe/%zz?token=****#sig=****"},
+		{name: "bare separators", in: "http://:@/?&=#&=", want: "http://:@/?&=#&="},
+		{name: "text with poison URLs", in: "see http://a/%zz and http://[::1 or token=abc",
+			want: "see http://a/%zz and http://[::1 or token=****"},
+		{name: "empty", in: "", want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := r.URL(tt.in); got != tt.want {
+				t.Errorf("URL = %q, want %q", got, tt.want)
+			}
+			// Text, Header and JSON return, with bounded output.
+			if got := r.Text("error: " + tt.in); len(got) > 3*len(tt.in)+16 {
+				t.Errorf("Text = %q: too long", got)
+			}
+			if got := r.Header("Location", tt.in); got != r.Text(tt.in) {
+				t.Errorf("Header(Location) = %q, want Text's %q", got, r.Text(tt.in))
+			}
+			if got := r.Header("Authorization", tt.in); got != Mask {
+				t.Errorf("Header(Authorization) = %q, want %q", got, Mask)
+			}
+			doc, _ := json.Marshal(map[string]string{"url": tt.in, "error": tt.in})
+			if out, ok := r.JSON(doc); !ok || !json.Valid(out) {
+				t.Errorf("JSON(%s) = %s, %v; want valid JSON", doc, out, ok)
+			}
+		})
+	}
+}
+
+// TestRedactorLargeInputs checks that 1 MiB inputs of the shapes that cost
+// the most (every byte a URL or a mask)
+// return with bounded output, in time that grows about linearly: for 16
+// times the input, a linear pass takes 16 times as long and a quadratic one
+// 256 times; failing above 64 leaves room for a busy machine.
+func TestRedactorLargeInputs(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("large inputs; the race detector slows regexps tenfold")
+	}
+	t.Parallel()
+	r := New(nil, nil)
+	for _, tt := range []struct{ name, unit string }{
+		{name: "schemes", unit: "a://"},
+		{name: "colon segments", unit: "http://h/:/:/:/:/:/:/:/:"},
+		{name: "encoded URLs", unit: "%3A%2F%2F"},
+		{name: "poison URLs", unit: "http://a/%zz http://[::1 "},
+		{name: "JSON fields", unit: `{"sig":1,"token":"x","a":"http://u:p@h/"},`},
+		{name: "pairs and bearer", unit: "a=b&token=x&Bearer Bearer "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sizes := [2]int{1 << 16, 1 << 20}
+			var took [2]time.Duration
+			for i, n := range sizes {
+				in := strings.Repeat(tt.unit, n/len(tt.unit))
+				start := time.Now()
+				out := r.Text(in)
+				took[i] = time.Since(start)
+				if len(out) > 3*len(in)+16 {
+					t.Fatalf("Text: %d bytes out for %d in", len(out), len(in))
+				}
+			}
+			t.Logf("%d KiB %v, %d KiB %v", sizes[0]>>10, took[0].Round(time.Millisecond), sizes[1]>>10, took[1].Round(time.Millisecond))
+			if took[1] > 64*took[0]+time.Second {
+				t.Errorf("%d KiB took %v, %d KiB %v: not linear", sizes[1]>>10, took[1], sizes[0]>>10, took[0])
+			}
+		})
+	}
+}
+
+// TestJSONDepth checks that JSON's walk is bounded by encoding/json's own
+// limit of 10000 nested values.
+func TestJSONDepth(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	tests := []struct {
+		name   string
+		depth  int
+		open   string
+		close  string
+		wantOK bool
+	}{
+		{name: "arrays at the limit", depth: 10000, open: "[", close: "]", wantOK: true},
+		{name: "objects at the limit", depth: 10000, open: `{"a":`, close: "}", wantOK: true},
+		{name: "arrays past the limit", depth: 10001, open: "[", close: "]"},
+		{name: "objects far past the limit", depth: 1000000, open: `{"a":`, close: "}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			in := strings.Repeat(tt.open, tt.depth) + `"http://u:p@h/"` + strings.Repeat(tt.close, tt.depth)
+			out, ok := r.JSON([]byte(in))
+			if ok != tt.wantOK {
+				t.Fatalf("JSON ok = %v, want %v", ok, tt.wantOK)
+			}
+			if ok && (!json.Valid(out) || !strings.Contains(string(out), `"http://u:****@h/"`)) {
+				t.Errorf("JSON did not mask the deepest value: %.80s...", out)
+			}
+		})
+	}
+}
+
+// TestRedactorSignedURLs checks the default names against the parameters
+// of common signed URLs and token redirects: each secret is masked, each
+// harmless parameter stays.
+func TestRedactorSignedURLs(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{name: "Azure SAS", in: "https://a.blob.core.windows.net/c/b?sv=2022-11-02&se=2030-01-01&sr=b&sp=r&sig=abc%2Bdef%3D",
+			want: "https://a.blob.core.windows.net/c/b?sv=2022-11-02&se=2030-01-01&sr=b&sp=r&sig=****"},
+		{name: "AWS SigV4", in: "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20300101%2Fus-east-1%2Fs3%2Faws4_request" +
+			"&X-Amz-Date=20300101T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FwoG&X-Amz-Signature=f00d",
+			want: "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=****" +
+				"&X-Amz-Date=20300101T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=****&X-Amz-Signature=****"},
+		{name: "AWS SigV2", in: "https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIAEXAMPLE&Expires=1&Signature=s%3D",
+			want: "https://b.s3.amazonaws.com/k?AWSAccessKeyId=****&Expires=1&Signature=****"},
+		{name: "Google Cloud Storage V4", in: "https://storage.googleapis.com/b/o?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=sa%40p.iam&X-Goog-Signature=00ff",
+			want: "https://storage.googleapis.com/b/o?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=****&X-Goog-Signature=****"},
+		{name: "CloudFront", in: "https://d.cloudfront.net/v.mp4?Expires=1&Policy=eyJ&Signature=abc~&Key-Pair-Id=K2",
+			want: "https://d.cloudfront.net/v.mp4?Expires=1&Policy=eyJ&Signature=****&Key-Pair-Id=K2"},
+		{name: "OAuth code redirect", in: "https://app/cb?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz",
+			want: "https://app/cb?code=****&state=xyz"},
+		{name: "OIDC implicit fragment", in: "https://app/cb#id_token=eyJ&access_token=a&token_type=Bearer&state=s",
+			want: "https://app/cb#id_token=****&access_token=****&token_type=Bearer&state=s"},
+		{name: "hash-routed fragment", in: "https://app/#/callback?access_token=a&state=s",
+			want: "https://app/#/callback?access_token=****&state=s"},
+		{name: "second hash", in: "https://app/#a=1#token=t", want: "https://app/#a=1#token=****"},
+		{name: "semicolons", in: "https://h/p?a=1;token=t", want: "https://h/p?a=1;token=****"},
+		{name: "password variants", in: "https://zoom.us/j/1?pwd=p&passwd=q&passphrase=r",
+			want: "https://zoom.us/j/1?pwd=****&passwd=****&passphrase=****"},
+		{name: "tokens", in: "https://h/?auth=a&jwt=j&session_token=s&private_token=p&auth_token=t",
+			want: "https://h/?auth=****&jwt=****&session_token=****&private_token=****&auth_token=****"},
+		{name: "assertions", in: "https://h/token?client_assertion=a&assertion=b&code_verifier=c&client_assertion_type=jwt-bearer",
+			want: "https://h/token?client_assertion=****&assertion=****&code_verifier=****&client_assertion_type=jwt-bearer"},
+		{name: "keys", in: "https://h/?access_key=a&secret_key=b&key=c&api-key=d",
+			want: "https://h/?access_key=****&secret_key=****&key=****&api-key=****"},
+		{name: "empty value stays", in: "https://h/?sig=&a=1", want: "https://h/?sig=&a=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := r.URL(tt.in); got != tt.want {
+				t.Errorf("URL = %q\nwant  %q", got, tt.want)
+			}
+			if got := r.Text("GET " + tt.in + " (403)"); got != "GET "+tt.want+" (403)" {
+				t.Errorf("Text = %q\nwant  %q", got, "GET "+tt.want+" (403)")
+			}
+		})
+	}
+}
+
+// TestRedactorCodeInURLsOnly checks that code, an OAuth authorization code
+// in a redirect URL, stays readable as an error code in JSON and text.
+func TestRedactorCodeInURLsOnly(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	if got, want := r.Text(`{"error":{"code":400,"message":"bad"}} exit code=2`), `{"error":{"code":400,"message":"bad"}} exit code=2`; got != want {
+		t.Errorf("Text = %q, want %q", got, want)
+	}
+	if got, ok := r.JSON([]byte(`{"code":"rate_limited"}`)); !ok || string(got) != `{"code":"rate_limited"}` {
+		t.Errorf("JSON = %s, %v", got, ok)
+	}
+	if got, want := r.Text("redirected to https://app/cb?code=abc&state=1"), "redirected to https://app/cb?code=****&state=1"; got != want {
+		t.Errorf("Text = %q, want %q", got, want)
+	}
+	if r.SecretField("code") {
+		t.Error(`SecretField("code") = true, want false: it is secret in URLs only`)
+	}
+}
+
+// TestRedactorNestedURLs checks URLs inside query and fragment values,
+// raw, percent-encoded, half-encoded and encoded twice, and the depth cap.
+func TestRedactorNestedURLs(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{name: "raw", in: "https://h/login?next=http://user:pass@host/", want: "https://h/login?next=http://user:****@host/"},
+		{name: "encoded", in: "https://h/login?next=http%3A%2F%2Fuser%3Apass%40host%2F", want: "https://h/login?next=http://user:****@host/"},
+		{name: "encoded, nothing secret, keeps its encoding", in: "https://h/login?next=https%3A%2F%2Fhost%2Fa%3Fb%3D1",
+			want: "https://h/login?next=https%3A%2F%2Fhost%2Fa%3Fb%3D1"},
+		{name: "encoded query", in: "https://h/?next=https%3A%2F%2Fh2%2Fp%3Fsig%3Dabc%26a%3D1&b=2",
+			want: "https://h/?next=https://h2/p?sig=****&a=1&b=2"},
+		{name: "encoded space escaped again", in: "https://h/?next=https%3A%2F%2Fu%3Ap%40h2%2Fa%20b%2525",
+			want: "https://h/?next=https://u:****@h2/a%20b%2525"},
+		{name: "half-encoded", in: "https://h/?next=https://h2/p?a=1%26token=xyz&b=2", want: "https://h/?next=https://h2/p?a=1&token=****&b=2"},
+		{name: "raw with its own query", in: "https://h/?next=http://u:p@h2/?password=p%26ss",
+			want: "https://h/?next=http://u:****@h2/?password=****"},
+		{name: "encoded twice", in: "https://h/?a=http%3A%2F%2Fh%2F%3Fa%3Dhttp%253A%252F%252Fu%253Ap%2540x%252F",
+			want: "https://h/?a=http://h/?a=http://u:****@x/"},
+		{name: "fragment, bare", in: "https://h/cb#http://u:p@x/", want: "https://h/cb#http://u:****@x/"},
+		{name: "fragment, encoded", in: "https://h/cb#next=http%3A%2F%2Fu%3Ap%40x%2F", want: "https://h/cb#next=http://u:****@x/"},
+		{name: "in a parameter name", in: "https://h/?http%3A%2F%2Fu%3Ap%40x=1", want: "https://h/?http://u:****@x=1"},
+		{name: "raw, four deep", in: "https://h/?a=http://h/?a=http://h/?a=http://u:p@x/&z=1",
+			want: "https://h/?a=http://h/?a=http://h/?a=http://u:****@x/&z=1"},
+		{name: "encoded, three deep", in: encodedIn(3, "http://u:p@x/?sig=s"),
+			want: "https://h/?a=http://h1/?a=http://h2/?a=http://u:****@x/?sig=****"},
+		{name: "encoded four times, masked whole", in: encodedIn(4, "http://u:p@x/?sig=s"),
+			want: "https://h/?a=http://h1/?a=http://h2/?a=http://h3/?a=****?sig=****"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := r.URL(tt.in); got != tt.want {
+				t.Errorf("URL = %q\nwant  %q", got, tt.want)
+			}
+			if got := r.URL(tt.want); got != tt.want {
+				t.Errorf("URL of the masked URL = %q, want it unchanged", got)
+			}
+		})
+	}
+}
+
+// encodedIn returns u percent-encoded in a query value of a URL, that
+// encoded in the query of another, n URLs deep: u is encoded n times over.
+func encodedIn(n int, u string) string {
+	for i := n; i > 0; i-- {
+		host := "h" + string(rune('0'+i-1))
+		if i == 1 {
+			host = "h"
+		}
+		u = map[bool]string{true: "https", false: "http"}[i == 1] + "://" + host + "/?a=" + url.QueryEscape(u)
+	}
+	return u
+}
+
+// TestTextNestedURLs checks URLs that free text holds percent-encoded, as
+// in a form body, and a repeated scheme word.
+func TestTextNestedURLs(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{name: "form body", in: "grant_type=authorization_code&redirect_uri=https%3A%2F%2Fu%3Ap%40h%2Fcb&x=1",
+			want: "grant_type=authorization_code&redirect_uri=https://u:****@h/cb&x=1"},
+		{name: "form body, nothing secret", in: "redirect_uri=https%3A%2F%2Fh%2Fcb&x=1", want: "redirect_uri=https%3A%2F%2Fh%2Fcb&x=1"},
+		{name: "after an underscore", in: "got _http://u:p@h/", want: "got _http://u:****@h/"},
+		{name: "bearer twice", in: "sent Bearer Bearer abc", want: "sent Bearer Bearer ****"},
+		{name: "bearer in a pair", in: "token=Bearer abc", want: "token=**** ****"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := r.Text(tt.in); got != tt.want {
+				t.Errorf("Text = %q\nwant  %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedactorDefaultHeaders(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	for _, h := range []string{"Api-Key", "Ocp-Apim-Subscription-Key", "X-Goog-Api-Key", "Private-Token", "X-Amz-Security-Token"} {
+		if !r.SecretHeader(h) {
+			t.Errorf("SecretHeader(%q) = false, want true", h)
+		}
+	}
+	for _, h := range []string{"X-Amz-Date", "X-Request-Id", "X-Hub-Signature-256"} {
+		if r.SecretHeader(h) {
+			t.Errorf("SecretHeader(%q) = true, want false", h)
+		}
 	}
 }

@@ -615,14 +615,14 @@ func TestAPIRedactsPayloads(t *testing.T) {
 	t.Parallel()
 	const payload = `{"method":"POST","url":"https://tool.example/bot1:SECRET-path/run?token=SECRET-q&mode=fast",` +
 		`"headers":{"Authorization":"Bearer SECRET-auth","X-Api-Key":"SECRET-key","X-Session":"SECRET-session",` +
-		`"X-Trace":"trace-1"},"body":{"password":"SECRET-body","sig":"SECRET-sig","n":1}}`
+		`"X-Trace":"trace-1"},"body":{"password":"SECRET-body","otp":"SECRET-otp","n":1}}`
 	tests := []struct {
 		name       string
 		cfg        Config
 		wantSecret []string // secrets still shown: names this config does not know
 	}{
-		{name: "built-in names", wantSecret: []string{"SECRET-session", "SECRET-sig"}},
-		{name: "configured names", cfg: Config{RedactHeaders: []string{"x-session"}, RedactFields: []string{"SIG"}}},
+		{name: "built-in names", wantSecret: []string{"SECRET-otp", "SECRET-session"}},
+		{name: "configured names", cfg: Config{RedactHeaders: []string{"x-session"}, RedactFields: []string{"OTP"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
