@@ -159,10 +159,11 @@ type HTTP struct {
 	// MaxResponseBytes caps the response body read; the rest of a larger
 	// body is dropped (an expected status still succeeds). Default: 1048576 (1 MiB).
 	MaxResponseBytes int64 `mapstructure:"max_response_bytes"`
-	// RedactHeaders names headers whose values are secret, besides Authorization,
-	// Cookie, Set-Cookie, Proxy-Authorization and X-Api-Key. Default: none.
+	// RedactHeaders names headers whose values are secret, besides package
+	// redact's defaults (Authorization, Cookie, X-Api-Key and the like). Default: none.
 	RedactHeaders []string `mapstructure:"redact_headers"`
-	// RedactFields names JSON fields and query parameters whose values are secret. Default: none.
+	// RedactFields names JSON fields and query parameters whose values are secret,
+	// besides package redact's defaults (token, password, sig and the like). Default: none.
 	RedactFields []string `mapstructure:"redact_fields"`
 }
 

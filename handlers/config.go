@@ -41,12 +41,12 @@ type Config struct {
 	// an excerpt of what was read. Default MaxResponseBytesDefault (1 MiB).
 	MaxResponseBytes int64
 	// RedactHeaders are secret header names (case-insensitive) on top of
-	// Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key and
-	// X-Auth-Token. Default none.
+	// package redact's defaults (Authorization, Cookie, X-Api-Key and the
+	// like). Default none.
 	RedactHeaders []string
 	// RedactFields are secret JSON field and query parameter names
-	// (case-insensitive) on top of token, access_token, refresh_token,
-	// password, secret, api_key, apikey, client_secret and key. Default none.
+	// (case-insensitive) on top of package redact's defaults (token,
+	// password, sig, X-Amz-Signature and the like). Default none.
 	RedactFields []string
 	// Client sends the requests. NewHTTPCall uses a copy whose
 	// CheckRedirect first deletes every secret header (see RedactHeaders)
