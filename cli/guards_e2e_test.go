@@ -262,7 +262,7 @@ workflows:
 		t.Fatalf("enqueue to an exhausted reject workflow: exit %d, want %d", code, ExitError)
 	}
 	for _, want := range []string{`workflow "ingest" refuses new tasks`, "error budget is exhausted (5 failures of 5 attempts over the last 1m",
-		"slo 0.9 allows 0.5", "refused until about", "agentq budget reset ingest"} {
+		"slo 0.9 allows 0.5", "refused until about", "agentq --redis-url ", " budget reset ingest`"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("refusal %q lacks %q", errOut, want)
 		}

@@ -112,8 +112,16 @@ func TestRepoEnvNotRefused(t *testing.T) {
 	if !seen["AGENTQ_REDIS_URL"] || !seen["AGENTQ_DASHBOARD_PASSWORD"] {
 		t.Fatalf("found %v; the scan missed variables the repository is known to use", seen)
 	}
+	// The README quotes these as examples of near misses that are refused:
+	// they must stay refused, so that the example stays true.
+	examples := map[string]bool{"AGENTQ_REDIS_ULR": true, "AGENTQ_retry_base": true}
 	for name := range seen {
-		if _, _, err := loadEnv(t, name+"=1"); err != nil && strings.Contains(err.Error(), "environment variable") {
+		_, _, err := loadEnv(t, name+"=1")
+		refused := err != nil && strings.Contains(err.Error(), "environment variable")
+		switch {
+		case examples[name] && !refused:
+			t.Errorf("%s, quoted in the README as refused, is accepted", name)
+		case !examples[name] && refused:
 			t.Errorf("%s, used in the repository, is refused: %v", name, err)
 		}
 	}
