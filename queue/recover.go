@@ -269,6 +269,11 @@ end
 redis.call("ZREM", KEYS[3], ARGV[1])
 `
 
+// The two move scripts below mirror asynq v0.26.0's retryCmd and archiveCmd
+// (github.com/hibiken/asynq, internal/rdb/rdb.go; Copyright (c) 2019 Kentaro
+// Hibino, MIT License), so that a task the sweeper moves is in exactly the
+// state asynq's own recoverer would leave it in (recover_test.go compares).
+
 // retryScript is asynq v0.26's retryCmd (internal/rdb) behind guard.
 //
 // KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
