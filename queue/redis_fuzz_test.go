@@ -1,0 +1,47 @@
+package queue
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// FuzzRedisURL feeds redis.url any string. UniversalOptions must answer
+// without panicking, an error must name redis.url, and neither the error
+// nor MaskURL may show the URL's password.
+func FuzzRedisURL(f *testing.F) {
+	for _, s := range []string{
+		RedisURLDefault, "rediss://u:s3cretpw@h:6380/2", "redis-sentinel://:s3cretpw@a:1,b:2/1?master=m",
+		"redis-socket:///tmp/r.sock?db=3", "redis-socket:///tmp/r.sock?db=x", "redis://h/99999999999999999999",
+		"redis://u:s3cretpw@[::1", "redis://u:s3cret%zz@h/", "http://u:s3cretpw@h/", "redis://:@/", "",
+		"redis://u:pw@h:6379/0?x=%zz", "redis-sentinel://h:1/0", "redis://h:port/0", "redis://u:s3cretpw@h/-1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		o, err := RedisConfig{URL: raw}.UniversalOptions()
+		masked := MaskURL(raw)
+		if err != nil && !strings.HasPrefix(err.Error(), "redis.url: ") {
+			t.Fatalf("UniversalOptions(%q) = %q, want an error naming redis.url", raw, err)
+		}
+		if err == nil && (o == nil || len(o.Addrs) == 0) {
+			t.Fatalf("UniversalOptions(%q) accepted it with no address: %+v", raw, o)
+		}
+		u, perr := url.Parse(raw)
+		if perr != nil || u.User == nil {
+			return
+		}
+		pw, ok := u.User.Password()
+		// A short password, or one that also stands elsewhere in the URL,
+		// cannot be told apart from the rest.
+		if !ok || len(pw) < 4 || strings.Count(raw, pw) > 1 || strings.Contains(u.Host+u.Path+u.RawQuery+u.User.Username(), pw) {
+			return
+		}
+		if strings.Contains(masked, pw) {
+			t.Fatalf("MaskURL(%q) = %q shows the password", raw, masked)
+		}
+		if err != nil && strings.Contains(err.Error(), pw) {
+			t.Fatalf("UniversalOptions(%q) error %q shows the password", raw, err)
+		}
+	})
+}
