@@ -120,7 +120,17 @@ func (a HTTPCallArgs) validate(r *redact.Redactor) error {
 	if a.URL == "" {
 		return errors.New("url: is required")
 	}
-	if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		// *url.Error quotes the raw URL; its cause names only the bad part.
+		reason := err.Error()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			reason = ue.Err.Error()
+		}
+		return fmt.Errorf("url: %q does not parse: %s", r.URL(a.URL), r.Text(reason))
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("url: must be an absolute http or https URL, got %q", r.URL(a.URL))
 	}
 	seen := make(map[string]string, len(a.Headers))
