@@ -26,11 +26,11 @@ func TestEnqueuePoisonURL(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{name: "bad escape", url: "http://a/%zz", wantCode: ExitUsage, wantErr: "absolute http or https URL"},
+		{name: "bad escape", url: "http://a/%zz", wantCode: ExitUsage, wantErr: `does not parse: invalid URL escape "%zz"`},
 		{name: "bad escape and a secret", url: "http://u:SECRET-pass@a/%zz?sig=SECRET-sig", wantCode: ExitUsage,
-			wantErr: "absolute http or https URL"},
-		{name: "unclosed IPv6 host", url: "http://[::1/?token=SECRET-token", wantCode: ExitUsage, wantErr: "absolute http or https URL"},
-		{name: "control byte", url: "http://x/\x01?sig=SECRET-ctl%zz", wantCode: ExitUsage, wantErr: "absolute http or https URL"},
+			wantErr: "does not parse"},
+		{name: "unclosed IPv6 host", url: "http://[::1/?token=SECRET-token", wantCode: ExitUsage, wantErr: "does not parse: missing ']' in host"},
+		{name: "control byte", url: "http://x/\x01?sig=SECRET-ctl%zz", wantCode: ExitUsage, wantErr: "does not parse: net/url: invalid control character in URL"},
 		{name: "bad escape in a query value", url: "http://u:SECRET-pass@h/?next=http%3A%2F%2Fa%3Ab%40c%2F%zz", wantCode: ExitOK},
 	}
 	for _, tt := range tests {
