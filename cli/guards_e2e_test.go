@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -53,19 +50,8 @@ func newE2E(t *testing.T, config string) *e2e {
 // agentq.yaml).
 func (e *e2e) run(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Dir, cmd.Env = e.dir, e.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("agentq %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	r := binarytest.Run(e.t, e.bin, args, binarytest.Options{Dir: e.dir, Env: e.env, Timeout: 30 * time.Second})
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // worker starts `agentq worker --metrics-addr 127.0.0.1:0`, stopped with
@@ -74,11 +60,14 @@ func (e *e2e) run(args ...string) (stdout, stderr string, code int) {
 func (e *e2e) worker() (metricsURL string, logs func() string) {
 	e.t.Helper()
 	urlc := make(chan string, 1)
-	p := binarytest.Start(e.t, e.bin, e.dir, e.env, []string{"worker", "--metrics-addr", "127.0.0.1:0"}, func(line string) {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "metrics listening" {
-			urlc <- m["url"].(string)
-		}
+	p := binarytest.Start(e.t, e.bin, []string{"worker", "--metrics-addr", "127.0.0.1:0"}, binarytest.Options{
+		Dir: e.dir, Env: e.env,
+		OnLine: func(line string) {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "metrics listening" {
+				urlc <- m["url"].(string)
+			}
+		},
 	})
 	select {
 	case metricsURL = <-urlc:
@@ -100,19 +89,6 @@ func (e *e2e) enqueue(payload string, args ...string) string {
 func (e *e2e) paused(queue string) bool {
 	info, err := e.insp.GetQueueInfo(queue)
 	return err == nil && info.Paused
-}
-
-// eventually polls cond every 20ms; the subprocess's own clocks decide, so
-// there is nothing to inject.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // tool is an HTTP tool that fails with 503 while failing is set.
@@ -186,7 +162,7 @@ workflows:
 	for range 5 {
 		e.enqueue(tl.payload("/publish"), "--workflow", "publish")
 	}
-	eventually(t, 15*time.Second, "queue publish paused by its budget", func() bool { return e.paused("publish") })
+	binarytest.WaitFor(t, 15*time.Second, "queue publish paused by its budget", func() bool { return e.paused("publish") })
 	pausedAt := time.Now()
 	out, errOut, code := e.run("budget", "publish", "--json")
 	var st map[string]any
@@ -209,18 +185,18 @@ workflows:
 	}
 	// ... until the failures leave the 20s window: the budget recovers, the
 	// queue is resumed, and the steps run.
-	eventually(t, 35*time.Second, "queue publish resumed", func() bool { return !e.paused("publish") })
+	binarytest.WaitFor(t, 35*time.Second, "queue publish resumed", func() bool { return !e.paused("publish") })
 	if waited := time.Since(pausedAt); waited < 10*time.Second {
 		t.Errorf("queue resumed %v after the pause; the failures were still in the window", waited)
 	}
-	eventually(t, 10*time.Second, "the waiting steps to succeed", func() bool { return tl.hits.Load() == 7 })
+	binarytest.WaitFor(t, 10*time.Second, "the waiting steps to succeed", func() bool { return tl.hits.Load() == 7 })
 	out, _, _ = e.run("budget", "publish", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st["state"] != "ok" || st["paused"] != false {
 		t.Fatalf("budget after recovery = %q", out)
 	}
 
 	m := scrapeMetrics(t, metricsURL)
-	eventually(t, 5*time.Second, "metrics to count both successes", func() bool {
+	binarytest.WaitFor(t, 5*time.Second, "metrics to count both successes", func() bool {
 		m = scrapeMetrics(t, metricsURL)
 		return metricLine(m, `agentq_successes_total{kind="http.call",workflow="publish"} 2`) != ""
 	})
@@ -252,7 +228,7 @@ workflows:
 	for range 5 {
 		e.enqueue(tl.payload("/ingest"), "--workflow", "ingest")
 	}
-	eventually(t, 15*time.Second, "the five failures counted", func() bool {
+	binarytest.WaitFor(t, 15*time.Second, "the five failures counted", func() bool {
 		out, _, _ := e.run("budget", "ingest", "--json")
 		var st map[string]any
 		return json.Unmarshal([]byte(out), &st) == nil && st["failures"] == 5.0 && st["state"] == "exhausted"
@@ -296,7 +272,7 @@ breakers:
 		e.enqueue(tl.payload("/x"))
 	}
 	var list []map[string]any
-	eventually(t, 10*time.Second, "breaker open", func() bool {
+	binarytest.WaitFor(t, 10*time.Second, "breaker open", func() bool {
 		out, _, _ := e.run("breaker", "list", "--json")
 		return json.Unmarshal([]byte(out), &list) == nil && len(list) == 1 && list[0]["state"] == "open"
 	})
@@ -308,7 +284,7 @@ breakers:
 	// A new step is snoozed: no call, no attempt spent.
 	id := e.enqueue(tl.payload("/x"))
 	var info *asynq.TaskInfo
-	eventually(t, 5*time.Second, "the step snoozed", func() bool {
+	binarytest.WaitFor(t, 5*time.Second, "the step snoozed", func() bool {
 		i, err := e.insp.GetTaskInfo("default", id)
 		info = i
 		return err == nil && i.State == asynq.TaskStateRetry
@@ -327,7 +303,7 @@ breakers:
 	// The tool recovers; after the cool-down one probe closes the breaker
 	// and every step succeeds, the snoozed one on its first attempt.
 	tl.failing.Store(false)
-	eventually(t, 15*time.Second, "all four steps done", func() bool {
+	binarytest.WaitFor(t, 15*time.Second, "all four steps done", func() bool {
 		q, err := e.insp.GetQueueInfo("default")
 		return err == nil && q.Size == 0
 	})

@@ -1,7 +1,6 @@
 package dlq_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,108 +29,43 @@ import (
 // agentqBinary is the real binary, built once per test process.
 func agentqBinary(t *testing.T) string { return binarytest.Build(t) }
 
-// environ is the process environment without AGENTQ_* settings, plus env.
-func environ(env ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AGENTQ_") {
-			out = append(out, kv)
-		}
-	}
-	return append(out, env...)
-}
-
-type cliResult struct {
-	code     int
-	out, err string
-}
-
-func agentq(t *testing.T, env []string, args ...string) cliResult {
+// agentq runs the binary to completion with env and no AGENTQ_* settings
+// from outside.
+func agentq(t *testing.T, env []string, args ...string) binarytest.Result {
 	t.Helper()
-	cmd := exec.Command(agentqBinary(t), args...)
-	cmd.Env = environ(env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return cliResult{code: code, out: out.String(), err: errb.String()}
+	// Generous: AGENTQ_E2E_DEAD may ask for tens of thousands of records.
+	return binarytest.Run(t, agentqBinary(t), args, binarytest.Options{Env: binarytest.Environ(env...), Timeout: 10 * time.Minute})
 }
 
 // worker is an `agentq worker` process.
-type worker struct {
-	cmd  *exec.Cmd
-	logf string
-}
+type worker struct{ *binarytest.Proc }
 
+// startWorker runs `agentq worker` with JSON logs and env until the test
+// ends. The tests kill workers and check what matters themselves, so the
+// cleanup does not hold a worker to a clean exit.
 func startWorker(t *testing.T, name string, env ...string) *worker {
 	t.Helper()
-	logf := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(agentqBinary(t), "worker")
-	cmd.Env = environ(append([]string{"AGENTQ_LOG_FORMAT=json"}, env...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &worker{cmd: cmd, logf: logf}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		_ = f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf)
-			t.Logf("%s log (last 4 KiB):\n%s", name, tail(b, 4096))
-		}
-	})
-	return w
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-// kill sends SIGKILL: no shutdown, no cleanup, no acknowledgement.
-func (w *worker) kill(t *testing.T) {
-	t.Helper()
-	if err := w.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = w.cmd.Wait()
+	return &worker{binarytest.Start(t, agentqBinary(t), []string{"worker"}, binarytest.Options{
+		Name:             name,
+		Env:              binarytest.Environ(append([]string{"AGENTQ_LOG_FORMAT=json"}, env...)...),
+		AllowUncleanExit: true,
+	})}
 }
 
 // lines returns the worker's JSON log lines with message msg.
-func (w *worker) lines(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	f, err := os.Open(w.logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+func (w *worker) lines(msg string) []map[string]any {
 	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
+	for _, l := range w.Lines() {
 		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil && strings.Contains(fmt.Sprint(m["message"]), msg) {
+		if json.Unmarshal([]byte(l), &m) == nil && strings.Contains(fmt.Sprint(m["message"]), msg) {
 			out = append(out, m)
 		}
 	}
 	return out
 }
 
-func (w *worker) succeeded(t *testing.T, taskID string) bool {
-	for _, l := range w.lines(t, "attempt") {
+func (w *worker) succeeded(taskID string) bool {
+	for _, l := range w.lines("attempt") {
 		if l["task_id"] == taskID && l["outcome"] == "success" {
 			return true
 		}
@@ -300,10 +233,10 @@ func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 	enqueue := func(id, key string) string {
 		payload := fmt.Sprintf(`{"method":"POST","url":"%s/effect?id=%s","body":{"article":%q}}`, tl.URL, id, id)
 		r := agentq(t, []string{direct}, "enqueue", "http.call", "--key", key, "--run", "run-kill", "--payload", payload)
-		if r.code != 0 {
-			t.Fatalf("enqueue %s: exit %d: %s", id, r.code, r.err)
+		if r.Code != 0 {
+			t.Fatalf("enqueue %s: exit %d: %s", id, r.Code, r.Stderr)
 		}
-		return strings.TrimSpace(r.out)
+		return strings.TrimSpace(r.Stdout)
 	}
 	aStarted := tl.hold("A")
 	taskA := enqueue("A", "publish-A")
@@ -318,7 +251,7 @@ func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("worker 1 never recorded B's success in the ledger")
 	}
-	w1.kill(t)
+	w1.Kill(t)
 
 	insp := asynq.NewInspectorFromRedisClient(srv.Client(t))
 	for _, id := range []string{taskA, taskB} {
@@ -329,9 +262,9 @@ func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 	}
 	w2 := startWorker(t, "worker2", direct)
 	deadline := time.Now().Add(3 * time.Minute)
-	for !(w2.succeeded(t, taskA) && w2.succeeded(t, taskB)) {
+	for !(w2.succeeded(taskA) && w2.succeeded(taskB)) {
 		if time.Now().After(deadline) {
-			t.Fatalf("tasks did not end in success within 3 minutes (A %v, B %v)", w2.succeeded(t, taskA), w2.succeeded(t, taskB))
+			t.Fatalf("tasks did not end in success within 3 minutes (A %v, B %v)", w2.succeeded(taskA), w2.succeeded(taskB))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -347,20 +280,20 @@ func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 		t.Fatalf("B was called %d times; the ledger should have answered its redelivery", callsB)
 	}
 	skipped := false
-	for _, l := range w2.lines(t, "handler not called") {
+	for _, l := range w2.lines("handler not called") {
 		skipped = skipped || l["task_id"] == taskB
 	}
 	if !skipped {
 		t.Fatal("worker 2 did not log answering B from the ledger")
 	}
-	for _, l := range w2.lines(t, "attempt") {
+	for _, l := range w2.lines("attempt") {
 		if (l["task_id"] == taskA || l["task_id"] == taskB) && l["outcome"] == "success" && l["attempt"].(float64) < 2 {
 			t.Fatalf("redelivery ran as attempt %v; the ledger relies on Attempt > 1", l["attempt"])
 		}
 	}
 	r := agentq(t, []string{direct}, "dlq", "list", "--json")
-	if r.code != 0 || strings.TrimSpace(r.out) != "[]" {
-		t.Fatalf("dlq list after success: exit %d out %q", r.code, r.out)
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "[]" {
+		t.Fatalf("dlq list after success: exit %d out %q", r.Code, r.Stdout)
 	}
 }
 
@@ -394,8 +327,8 @@ func TestE2EDeadLettersListedAndReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if r := agentq(t, env, "enqueue", "--batch", batchFile); r.code != 0 {
-		t.Fatalf("enqueue --batch: exit %d: %s", r.code, r.err)
+	if r := agentq(t, env, "enqueue", "--batch", batchFile); r.Code != 0 {
+		t.Fatalf("enqueue --batch: exit %d: %s", r.Code, r.Stderr)
 	}
 	total := func() int {
 		r := agentq(t, env, "dlq", "stats", "--json")
@@ -403,8 +336,8 @@ func TestE2EDeadLettersListedAndReplayed(t *testing.T) {
 			Total    int            `json:"total"`
 			ByStatus map[string]int `json:"by_status"`
 		}
-		if r.code != 0 || json.Unmarshal([]byte(r.out), &st) != nil {
-			t.Fatalf("dlq stats: exit %d out %q err %q", r.code, r.out, r.err)
+		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &st) != nil {
+			t.Fatalf("dlq stats: exit %d out %q err %q", r.Code, r.Stdout, r.Stderr)
 		}
 		return st.ByStatus["dead"]
 	}
@@ -420,8 +353,8 @@ func TestE2EDeadLettersListedAndReplayed(t *testing.T) {
 	start = time.Now()
 	r := agentq(t, env, "dlq", "list", "--json", "--limit", "0")
 	var recs []map[string]any
-	if r.code != 0 || json.Unmarshal([]byte(r.out), &recs) != nil {
-		t.Fatalf("dlq list: exit %d err %q", r.code, r.err)
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &recs) != nil {
+		t.Fatalf("dlq list: exit %d err %q", r.Code, r.Stderr)
 	}
 	t.Logf("listed %d dead letters through the binary in %v", len(recs), time.Since(start))
 	if len(recs) != n {
@@ -456,8 +389,8 @@ func TestE2EDeadLettersListedAndReplayed(t *testing.T) {
 		{[]string{"dlq", "list", "--class", "bogus"}, "unknown class"},
 	} {
 		r := agentq(t, env, tt.args...)
-		if r.code != 2 || !strings.Contains(r.err, tt.want) {
-			t.Errorf("%v: exit %d stderr %q, want exit 2 and %q", tt.args, r.code, r.err, tt.want)
+		if r.Code != 2 || !strings.Contains(r.Stderr, tt.want) {
+			t.Errorf("%v: exit %d stderr %q, want exit 2 and %q", tt.args, r.Code, r.Stderr, tt.want)
 		}
 	}
 	if total() != n {
@@ -473,8 +406,8 @@ func TestE2EDeadLettersListedAndReplayed(t *testing.T) {
 		Replayed []map[string]any `json:"replayed"`
 		Failed   []map[string]any `json:"failed"`
 	}
-	if r.code != 0 || json.Unmarshal([]byte(r.out), &sum) != nil || sum.Selected != n || len(sum.Replayed) != n || len(sum.Failed) != 0 {
-		t.Fatalf("replay --all: exit %d selected %d replayed %d failed %v err %q", r.code, sum.Selected, len(sum.Replayed), sum.Failed, r.err)
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &sum) != nil || sum.Selected != n || len(sum.Replayed) != n || len(sum.Failed) != 0 {
+		t.Fatalf("replay --all: exit %d selected %d replayed %d failed %v err %q", r.Code, sum.Selected, len(sum.Replayed), sum.Failed, r.Stderr)
 	}
 	took := time.Since(start)
 	t.Logf("replayed %d dead letters through the binary in %v (%.0f/s)", n, took, float64(n)/took.Seconds())
@@ -487,7 +420,7 @@ func TestE2EDeadLettersListedAndReplayed(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		r := agentq(t, env, "dlq", "list", "--json", "--limit", "0", "--status", "resolved")
 		var got []json.RawMessage
-		_ = json.Unmarshal([]byte(r.out), &got)
+		_ = json.Unmarshal([]byte(r.Stdout), &got)
 		resolved = len(got)
 	}
 	for i := range n {

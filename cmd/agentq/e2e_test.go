@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -41,55 +38,33 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := redistest.Start(t)
-	e := &env{t: t, bin: agentqBinary(t), dir: t.TempDir(), redis: srv, rdb: srv.Client(t)}
-	e.vars = append(os.Environ(),
-		"AGENTQ_REDIS_URL="+srv.URL,
+	return &env{t: t, bin: agentqBinary(t), dir: t.TempDir(), redis: srv, rdb: srv.Client(t), vars: baseEnv(srv.URL)}
+}
+
+// baseEnv is the environment of the binary: JSON logs, fast retries and a
+// fast delayed-task check, and the Redis at redisURL.
+func baseEnv(redisURL string) []string {
+	return append(os.Environ(),
+		"AGENTQ_REDIS_URL="+redisURL,
 		"AGENTQ_LOG_FORMAT=json",
 		"AGENTQ_RETRY_BASE=50ms",
 		"AGENTQ_RETRY_MAX=200ms",
 		"AGENTQ_WORKER_DELAYED_CHECK_INTERVAL=100ms",
 	)
-	return e
 }
 
 // run runs agentq to completion and returns stdout, stderr and exit code.
 func (e *env) run(stdin string, args ...string) (string, string, int) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Dir = e.dir
-	cmd.Env = e.vars
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("run agentq %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	r := binarytest.Run(e.t, e.bin, args, binarytest.Options{Dir: e.dir, Env: e.vars, Stdin: stdin, Timeout: 60 * time.Second})
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // startWorker runs `agentq worker` until the test ends and returns a
 // function that reads its log so far.
 func (e *env) startWorker(args ...string) func() string {
 	e.t.Helper()
-	return binarytest.Start(e.t, e.bin, e.dir, e.vars, append([]string{"worker"}, args...), nil).Logs
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s", within, what)
+	return binarytest.Start(e.t, e.bin, append([]string{"worker"}, args...), binarytest.Options{Dir: e.dir, Env: e.vars}).Logs
 }
 
 // flakyTool fails the first `fail` calls per Idempotency-Key with 503.
@@ -154,7 +129,7 @@ func TestEndToEndEnqueueWorkerRetriesDuplicatesPermanent(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.ID == "" || res.Queue != "default" || res.Duplicate {
 		t.Fatalf("enqueue --json = %q (%v)", out, err)
 	}
-	waitFor(t, 20*time.Second, "flaky call to succeed", func() bool {
+	binarytest.WaitFor(t, 20*time.Second, "flaky call to succeed", func() bool {
 		return strings.Contains(logs(), `"task_id":"`+res.ID+`"`) && strings.Contains(logs(), `"outcome":"success"`)
 	})
 	if got := tool.count("/flaky"); got != 3 {
@@ -187,7 +162,7 @@ func TestEndToEndEnqueueWorkerRetriesDuplicatesPermanent(t *testing.T) {
 	}
 	id := strings.TrimSpace(out)
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)
-	waitFor(t, 10*time.Second, "archived", func() bool {
+	binarytest.WaitFor(t, 10*time.Second, "archived", func() bool {
 		info, err := insp.GetTaskInfo("default", id)
 		return err == nil && info.State == asynq.TaskStateArchived
 	})
@@ -318,22 +293,19 @@ func TestEndToEndDashboard(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "not a loopback address") {
 		t.Fatalf("exit %d stderr %q", code, errOut)
 	}
-	cmd := exec.Command(e.bin, "dashboard", "--addr", "127.0.0.1:0")
-	cmd.Env = e.vars
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	sc := bufio.NewScanner(stderr)
+	// Stopped with SIGINT when the test ends; its exit is not what this
+	// test checks.
+	p := binarytest.Start(t, e.bin, []string{"dashboard", "--addr", "127.0.0.1:0"}, binarytest.Options{Env: e.vars, AllowUncleanExit: true})
 	var url string
-	for sc.Scan() {
-		if i := strings.Index(sc.Text(), "dashboard: http://"); i >= 0 {
-			url = strings.Fields(sc.Text()[i+len("dashboard: "):])[0]
-			break
+	binarytest.WaitFor(t, 30*time.Second, "the dashboard to print its URL or exit", func() bool {
+		logs := p.Logs()
+		if i := strings.Index(logs, "dashboard: http://"); i >= 0 {
+			url = strings.Fields(logs[i+len("dashboard: "):])[0]
+			return true
 		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+		exited, _ := p.Exited()
+		return exited
+	})
 	if url == "" {
 		t.Fatal("dashboard printed no URL")
 	}

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,58 +19,13 @@ import (
 	"github.com/agentq/agentq/internal/redistest"
 )
 
-// proc is an agentq process the test may kill -9 or interrupt itself.
-type proc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	logs strings.Builder
-	done chan struct{}
-	err  error
-}
-
-func startProc(t *testing.T, bin, dir string, env []string, args ...string) *proc {
+// startProc runs agentq with args until the test ends, which then stops it
+// with SIGINT, or SIGKILL 20s later, without holding it to a clean exit:
+// these tests kill processes and Redis under them and check what matters
+// themselves.
+func startProc(t *testing.T, bin, dir string, env []string, args ...string) *binarytest.Proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Dir, p.cmd.Env = dir, env
-	pr, pw := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		_ = pw.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-func (p *proc) Logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	return binarytest.Start(t, bin, args, binarytest.Options{Dir: dir, Env: env, AllowUncleanExit: true})
 }
 
 // hangTool answers every request with 200, except the first request of each
@@ -132,15 +83,10 @@ func (ht *hangTool) keysWith(n int) int {
 	return c
 }
 
-func baseEnv(redisURL string) []string {
-	return append(os.Environ(),
-		"AGENTQ_REDIS_URL="+redisURL,
-		"AGENTQ_LOG_FORMAT=json",
-		"AGENTQ_RETRY_BASE=50ms",
-		"AGENTQ_RETRY_MAX=200ms",
-		"AGENTQ_WORKER_DELAYED_CHECK_INTERVAL=100ms",
-		"AGENTQ_HTTP_TIMEOUT=5m",
-	)
+// recoverEnv is baseEnv with a long HTTP timeout: the hang tool holds the
+// first request of each key for as long as the test needs.
+func recoverEnv(redisURL string) []string {
+	return append(baseEnv(redisURL), "AGENTQ_HTTP_TIMEOUT=5m")
 }
 
 func TestEndToEndWorkerWaitsForRedis(t *testing.T) {
@@ -150,12 +96,12 @@ func TestEndToEndWorkerWaitsForRedis(t *testing.T) {
 	port := redistest.FreePort(t)
 	const pw = "s3cret-redis-pw"
 	url := fmt.Sprintf("redis://:%s@127.0.0.1:%d/0", pw, port)
-	vars := baseEnv(url)
+	vars := recoverEnv(url)
 	tool, srv := newHangTool(t)
 	tool.releaseAll()
 
-	w := binarytest.Start(t, bin, dir, vars, []string{"worker"}, nil)
-	waitFor(t, 20*time.Second, "two logged tries", func() bool {
+	w := binarytest.Start(t, bin, []string{"worker"}, binarytest.Options{Dir: dir, Env: vars})
+	binarytest.WaitFor(t, 20*time.Second, "two logged tries", func() bool {
 		return strings.Count(w.Logs(), `"message":"waiting for redis"`) >= 2
 	})
 	logs := w.Logs()
@@ -165,7 +111,7 @@ func TestEndToEndWorkerWaitsForRedis(t *testing.T) {
 	}
 
 	redistest.StartOnPort(t, port, t.TempDir(), "--requirepass", pw)
-	waitFor(t, 40*time.Second, "the worker to connect", func() bool {
+	binarytest.WaitFor(t, 40*time.Second, "the worker to connect", func() bool {
 		return strings.Contains(w.Logs(), `"message":"redis answered"`) && strings.Contains(w.Logs(), `"message":"worker starting"`)
 	})
 	e := &env{t: t, bin: bin, dir: dir, vars: vars}
@@ -173,27 +119,26 @@ func TestEndToEndWorkerWaitsForRedis(t *testing.T) {
 	if _, errOut, code := e.run("", "enqueue", "http.call", "--payload", payload, "--key", "after-wait"); code != 0 {
 		t.Fatalf("enqueue exit %d: %s", code, errOut)
 	}
-	waitFor(t, 20*time.Second, "the task to run", func() bool { return tool.keysWith(1) == 1 })
+	binarytest.WaitFor(t, 20*time.Second, "the task to run", func() bool { return tool.keysWith(1) == 1 })
 }
 
 func TestEndToEndWorkerWaitingForRedisStopsOnSignal(t *testing.T) {
 	t.Parallel()
 	bin := agentqBinary(t)
-	vars := baseEnv(fmt.Sprintf("redis://127.0.0.1:%d/0", redistest.FreePort(t)))
+	vars := recoverEnv(fmt.Sprintf("redis://127.0.0.1:%d/0", redistest.FreePort(t)))
 	for _, cmd := range []string{"worker", "dashboard"} {
 		t.Run(cmd, func(t *testing.T) {
 			p := startProc(t, bin, t.TempDir(), vars, cmd)
-			waitFor(t, 20*time.Second, "a logged try", func() bool { return strings.Contains(p.Logs(), `"message":"waiting for redis"`) })
+			binarytest.WaitFor(t, 20*time.Second, "a logged try", func() bool { return strings.Contains(p.Logs(), `"message":"waiting for redis"`) })
 			start := time.Now()
-			_ = p.cmd.Process.Signal(syscall.SIGINT)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
+			p.Interrupt(t)
+			exited, err := p.Wait(10 * time.Second)
+			if !exited {
 				t.Fatalf("agentq %s did not stop within 10s of SIGINT while waiting for Redis", cmd)
 			}
 			t.Logf("agentq %s stopped %v after SIGINT", cmd, time.Since(start).Round(time.Millisecond))
-			if p.err != nil || strings.Contains(p.Logs(), "goroutine ") {
-				t.Fatalf("exit: %v, want 0 and no stack trace; output:\n%s", p.err, p.Logs())
+			if err != nil || strings.Contains(p.Logs(), "goroutine ") {
+				t.Fatalf("exit: %v, want 0 and no stack trace; output:\n%s", err, p.Logs())
 			}
 		})
 	}
@@ -215,7 +160,7 @@ func TestEndToEndWorkerBadRedisConfigFailsAtOnce(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := &env{t: t, bin: bin, dir: t.TempDir(), vars: baseEnv(tc.url)}
+			e := &env{t: t, bin: bin, dir: t.TempDir(), vars: recoverEnv(tc.url)}
 			start := time.Now()
 			_, errOut, code := e.run("", "worker")
 			if code != 2 || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "wrong-pw") || strings.Contains(errOut, "right-pw") {
@@ -230,7 +175,7 @@ func TestEndToEndWorkerBadRedisConfigFailsAtOnce(t *testing.T) {
 
 func TestEndToEndOneShotCommandsStillFailFast(t *testing.T) {
 	t.Parallel()
-	e := &env{t: t, bin: agentqBinary(t), dir: t.TempDir(), vars: baseEnv("redis://127.0.0.1:1/0")}
+	e := &env{t: t, bin: agentqBinary(t), dir: t.TempDir(), vars: recoverEnv("redis://127.0.0.1:1/0")}
 	start := time.Now()
 	_, errOut, code := e.run("", "enqueue", "http.call", "--payload", `{"url":"http://127.0.0.1:1/"}`)
 	if code != 1 || !strings.Contains(errOut, "cannot reach Redis") {
@@ -250,19 +195,19 @@ func TestEndToEndWorkerSurvivesRedisOutage(t *testing.T) {
 	port := redistest.FreePort(t)
 	rdir := t.TempDir()
 	_, kill := redistest.StartOnPort(t, port, rdir, "--appendonly", "yes", "--appendfsync", "everysec")
-	vars := baseEnv(fmt.Sprintf("redis://127.0.0.1:%d/0", port))
+	vars := recoverEnv(fmt.Sprintf("redis://127.0.0.1:%d/0", port))
 	tool, srv := newHangTool(t)
 	tool.releaseAll()
 	w := startProc(t, bin, t.TempDir(), vars, "worker")
-	waitFor(t, 20*time.Second, "the worker to start", func() bool { return strings.Contains(w.Logs(), `"message":"worker starting"`) })
+	binarytest.WaitFor(t, 20*time.Second, "the worker to start", func() bool { return strings.Contains(w.Logs(), `"message":"worker starting"`) })
 
 	kill()
 	down := time.Now()
-	waitFor(t, 30*time.Second, "the worker to notice", func() bool { return strings.Contains(w.Logs(), `"level":"error"`) })
+	binarytest.WaitFor(t, 30*time.Second, "the worker to notice", func() bool { return strings.Contains(w.Logs(), `"level":"error"`) })
 	// Down for longer than a heartbeat and the client timeouts.
-	waitFor(t, 30*time.Second, "8s of outage", func() bool { return time.Since(down) > 8*time.Second })
-	if w.exited() {
-		t.Fatalf("the worker exited while Redis was down: %v\n%s", w.err, w.Logs())
+	binarytest.WaitFor(t, 30*time.Second, "8s of outage", func() bool { return time.Since(down) > 8*time.Second })
+	if exited, err := w.Exited(); exited {
+		t.Fatalf("the worker exited while Redis was down: %v\n%s", err, w.Logs())
 	}
 	redistest.StartOnPort(t, port, rdir, "--appendonly", "yes", "--appendfsync", "everysec")
 	t.Logf("Redis was down %v; the worker stayed up", time.Since(down).Round(time.Second))
@@ -270,15 +215,14 @@ func TestEndToEndWorkerSurvivesRedisOutage(t *testing.T) {
 	if _, errOut, code := e.run("", "enqueue", "http.call", "--payload", fmt.Sprintf(`{"url":"%s/x"}`, srv.URL), "--key", "after-outage"); code != 0 {
 		t.Fatalf("enqueue exit %d: %s", code, errOut)
 	}
-	waitFor(t, 30*time.Second, "the task to run after the outage", func() bool { return tool.keysWith(1) == 1 })
-	_ = w.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-w.done:
-	case <-time.After(20 * time.Second):
+	binarytest.WaitFor(t, 30*time.Second, "the task to run after the outage", func() bool { return tool.keysWith(1) == 1 })
+	w.Interrupt(t)
+	exited, err := w.Wait(20 * time.Second)
+	if !exited {
 		t.Fatal("worker did not stop within 20s of SIGINT")
 	}
-	if w.err != nil {
-		t.Fatalf("worker exit: %v", w.err)
+	if err != nil {
+		t.Fatalf("worker exit: %v", err)
 	}
 }
 
@@ -310,10 +254,10 @@ func TestEndToEndKilledWorkerRecovery(t *testing.T) {
 			t.Run(strconv.Itoa(run), func(t *testing.T) {
 				t.Parallel()
 				srv := redistest.StartExclusive(t)
-				vars := append(baseEnv(srv.URL), "AGENTQ_WORKER_RECOVER_INTERVAL="+interval)
+				vars := append(recoverEnv(srv.URL), "AGENTQ_WORKER_RECOVER_INTERVAL="+interval)
 				tool, ts := newHangTool(t)
 				a := startProc(t, bin, t.TempDir(), vars, "worker", "--concurrency", strconv.Itoa(inFlight))
-				waitFor(t, 20*time.Second, "worker A to start", func() bool { return strings.Contains(a.Logs(), `"message":"worker starting"`) })
+				binarytest.WaitFor(t, 20*time.Second, "worker A to start", func() bool { return strings.Contains(a.Logs(), `"message":"worker starting"`) })
 				e := &env{t: t, bin: bin, dir: t.TempDir(), vars: vars}
 				for i := range inFlight {
 					payload := fmt.Sprintf(`{"url":"%s/t%d"}`, ts.URL, i)
@@ -321,14 +265,13 @@ func TestEndToEndKilledWorkerRecovery(t *testing.T) {
 						t.Fatalf("enqueue exit %d: %s", code, errOut)
 					}
 				}
-				waitFor(t, 20*time.Second, "all tasks in flight on A", func() bool { return tool.keysWith(1) == inFlight })
-				_ = a.cmd.Process.Kill()
-				<-a.done
+				binarytest.WaitFor(t, 20*time.Second, "all tasks in flight on A", func() bool { return tool.keysWith(1) == inFlight })
+				a.Kill(t)
 				killed := time.Now()
-				binarytest.Start(t, bin, t.TempDir(), vars, []string{"worker"}, nil)
+				binarytest.Start(t, bin, []string{"worker"}, binarytest.Options{Dir: t.TempDir(), Env: vars})
 				// Liveness only, with a wide margin: asynq's recoverer alone
 				// takes up to 120s.
-				waitFor(t, 180*time.Second, "every task to run again", func() bool { return tool.keysWith(2) == inFlight })
+				binarytest.WaitFor(t, 180*time.Second, "every task to run again", func() bool { return tool.keysWith(2) == inFlight })
 				for k, times := range tool.runs() {
 					if len(times) != 2 {
 						t.Errorf("task %s ran %d times, want 2 (the killed attempt and one after recovery)", k, len(times))
@@ -339,7 +282,7 @@ func TestEndToEndKilledWorkerRecovery(t *testing.T) {
 				}
 				rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 				defer rdb.Close()
-				waitFor(t, 20*time.Second, "active and lease to empty", func() bool {
+				binarytest.WaitFor(t, 20*time.Second, "active and lease to empty", func() bool {
 					return rdb.LLen(context.Background(), "asynq:{default}:active").Val() == 0 &&
 						rdb.ZCard(context.Background(), "asynq:{default}:lease").Val() == 0
 				})
@@ -379,10 +322,10 @@ func TestEndToEndRedisRestartRecovery(t *testing.T) {
 	port, rdir := redistest.FreePort(t), t.TempDir()
 	aof := []string{"--appendonly", "yes", "--appendfsync", "everysec"}
 	_, kill := redistest.StartOnPort(t, port, rdir, aof...)
-	vars := append(baseEnv(fmt.Sprintf("redis://127.0.0.1:%d/0", port)), "AGENTQ_WORKER_RECOVER_INTERVAL="+interval)
+	vars := append(recoverEnv(fmt.Sprintf("redis://127.0.0.1:%d/0", port)), "AGENTQ_WORKER_RECOVER_INTERVAL="+interval)
 	tool, ts := newHangTool(t)
 	w := startProc(t, bin, t.TempDir(), vars, "worker", "--concurrency", strconv.Itoa(inFlight))
-	waitFor(t, 20*time.Second, "the worker to start", func() bool { return strings.Contains(w.Logs(), `"message":"worker starting"`) })
+	binarytest.WaitFor(t, 20*time.Second, "the worker to start", func() bool { return strings.Contains(w.Logs(), `"message":"worker starting"`) })
 	e := &env{t: t, bin: bin, dir: t.TempDir(), vars: vars}
 	for i := range inFlight {
 		payload := fmt.Sprintf(`{"url":"%s/t%d"}`, ts.URL, i)
@@ -390,19 +333,19 @@ func TestEndToEndRedisRestartRecovery(t *testing.T) {
 			t.Fatalf("enqueue exit %d: %s", code, errOut)
 		}
 	}
-	waitFor(t, 20*time.Second, "all tasks in flight", func() bool { return tool.keysWith(1) == inFlight })
+	binarytest.WaitFor(t, 20*time.Second, "all tasks in flight", func() bool { return tool.keysWith(1) == inFlight })
 	inflight := time.Now()
 	// everysec: give the AOF a fsync with every task active.
-	waitFor(t, 10*time.Second, "an AOF fsync", func() bool { return time.Since(inflight) > 1500*time.Millisecond })
+	binarytest.WaitFor(t, 10*time.Second, "an AOF fsync", func() bool { return time.Since(inflight) > 1500*time.Millisecond })
 	kill()
 	killed := time.Now()
-	waitFor(t, down+10*time.Second, "the outage", func() bool { return time.Since(killed) > down })
-	if w.exited() {
-		t.Fatalf("the worker exited while Redis was down: %v", w.err)
+	binarytest.WaitFor(t, down+10*time.Second, "the outage", func() bool { return time.Since(killed) > down })
+	if exited, err := w.Exited(); exited {
+		t.Fatalf("the worker exited while Redis was down: %v", err)
 	}
 	redistest.StartOnPort(t, port, rdir, aof...)
 	restarted := time.Now()
-	waitFor(t, 180*time.Second, "every task to run again", func() bool { return tool.keysWith(2) == inFlight })
+	binarytest.WaitFor(t, 180*time.Second, "every task to run again", func() bool { return tool.keysWith(2) == inFlight })
 	var delay []time.Duration
 	for k, times := range tool.runs() {
 		if len(times) != 2 {
@@ -414,7 +357,7 @@ func TestEndToEndRedisRestartRecovery(t *testing.T) {
 	t.Logf("Redis kill -9 (AOF everysec) with %d tasks in flight, down %v, worker.recover_interval=%s: tasks ran again after restart: min %v, median %v, max %v (kill to rerun: max %v)",
 		inFlight, down, interval, delay[0].Round(100*time.Millisecond), delay[len(delay)/2].Round(100*time.Millisecond),
 		delay[len(delay)-1].Round(100*time.Millisecond), (delay[len(delay)-1] + restarted.Sub(killed)).Round(100*time.Millisecond))
-	if w.exited() {
-		t.Fatalf("the worker exited: %v", w.err)
+	if exited, err := w.Exited(); exited {
+		t.Fatalf("the worker exited: %v", err)
 	}
 }

@@ -1,14 +1,13 @@
 // Package binarytest builds the real agentq binary (or another main
 // package of this module, such as a test binary with extra task kinds) once
-// per test process, for end-to-end tests that drive it as a user would, and
-// removes it when the tests end.
+// per test process, and runs it for end-to-end tests that drive it as a
+// user would: to completion (Run), or as a long-running process the test
+// may interrupt, kill, freeze and thaw (Start). It removes the binaries
+// when the tests end.
 package binarytest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -16,7 +15,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 )
 
 var (
@@ -89,87 +87,4 @@ func Cleanup() {
 	if dir != "" {
 		_ = os.RemoveAll(dir)
 	}
-}
-
-// Proc is a long-running agentq process (a worker) started by Start.
-type Proc struct {
-	mu   sync.Mutex
-	logs bytes.Buffer
-	pid  int
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, set before done is closed
-}
-
-// PID is the process id.
-func (p *Proc) PID() int { return p.pid }
-
-// Exited reports whether the process has ended, and if so how.
-func (p *Proc) Exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
-// Logs returns what the process wrote so far (stdout and stderr).
-func (p *Proc) Logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-// Start runs bin with args in dir with env until the test ends, then stops
-// it with SIGINT and fails the test unless it exits cleanly within 20s.
-// onLine, if set, sees every output line as it arrives.
-func Start(t testing.TB, bin, dir string, env, args []string, onLine func(string)) *Proc {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Env = dir, env
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &Proc{done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			if onLine != nil {
-				onLine(line)
-			}
-		}
-		if err := sc.Err(); err != nil {
-			// Keep draining, or the process would block writing its output.
-			p.mu.Lock()
-			p.logs.WriteString("binarytest: output no longer captured: " + err.Error() + "\n")
-			p.mu.Unlock()
-			_, _ = io.Copy(io.Discard, pr)
-		}
-	}()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.pid = cmd.Process.Pid
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-			if err := p.err; err != nil {
-				t.Errorf("agentq %v did not exit cleanly on SIGINT: %v", args, err)
-			}
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("agentq %v did not stop within 20s of SIGINT", args)
-		}
-		_ = pw.Close()
-	})
-	return p
 }

@@ -1,53 +1,104 @@
-//go:build unix
-
 package binarytest
 
 import (
 	"bufio"
+	"cmp"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// Process is an agentq process a fault test may kill (SIGKILL), freeze
-// (SIGSTOP) and thaw (SIGCONT), started by StartProcess.
-type Process struct {
-	// Name labels the process in test logs.
-	Name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // set before done is closed
+// StopWithinDefault is how long a process started by Start gets to exit
+// after SIGINT when the test ends, before it is killed.
+const StopWithinDefault = 20 * time.Second
 
-	mu   sync.Mutex
-	logs []string
+// Options say how Start and Run run a binary. The zero value runs it in the
+// test process's working directory with the test process's environment.
+type Options struct {
+	// Dir is the working directory. Default: the test process's.
+	Dir string
+	// Env is the environment. Default (nil): the test process's; see
+	// Environ for one without outside AGENTQ_* settings.
+	Env []string
+
+	// Name labels a started process in failure messages. Default: the
+	// binary's base name and its arguments.
+	Name string
+	// OnLine, if set, sees every output line of a started process as it
+	// arrives. Default: none.
+	OnLine func(line string)
+	// AllowUncleanExit, if set, keeps the end-of-test cleanup from failing
+	// the test when a started process does not exit with status 0 within
+	// StopWithin of SIGINT, for tests that expect faults. A process the
+	// test ended with Kill is never held to a clean exit. Default: false.
+	AllowUncleanExit bool
+	// StopWithin is how long a started process gets to exit after SIGINT
+	// when the test ends, before it is killed. Default: StopWithinDefault.
+	StopWithin time.Duration
+
+	// Stdin is what Run feeds the process. Default: nothing.
+	Stdin string
+	// Timeout bounds Run: the process is killed after it (and then exits
+	// with code -1). Default: RunTimeoutDefault.
+	Timeout time.Duration
 }
 
-// StartProcess runs bin with args and env until the test ends. Unlike
-// Start it expects faults: when the test ends the process is thawed,
-// asked to stop with SIGINT, and killed if it is still running 10s later,
-// without failing the test. Its output is kept line by line and, if the
-// test failed, its last lines are logged.
-func StartProcess(t testing.TB, name, bin string, env, args []string) *Process {
+// Proc is a long-running process (such as an agentq worker) started by
+// Start.
+type Proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // its Wait error, set before done is closed
+
+	mu     sync.Mutex
+	logs   strings.Builder
+	killed bool // ended by Kill
+}
+
+// Start runs bin with args until the test ends and captures its output
+// (stdout and stderr) line by line. When the test ends, the process is
+// thawed (see Stop), sent SIGINT, and killed if it is still running
+// o.StopWithin later; unless o.AllowUncleanExit is set or the test ended
+// it with Kill, the test fails if it did not exit with status 0 in time.
+// If the test failed, the last 40 output lines are logged.
+func Start(t testing.TB, bin string, args []string, o Options) *Proc {
 	t.Helper()
+	name := o.Name
+	if name == "" {
+		name = strings.Join(append([]string{filepath.Base(bin)}, args...), " ")
+	}
+	stopWithin := cmp.Or(o.StopWithin, StopWithinDefault)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = env
+	cmd.Dir, cmd.Env = o.Dir, o.Env
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &Process{Name: name, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{name: name, cmd: cmd, done: make(chan struct{})}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			line := sc.Text()
 			p.mu.Lock()
-			p.logs = append(p.logs, sc.Text())
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			if o.OnLine != nil {
+				o.OnLine(line)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			p.mu.Lock()
+			p.logs.WriteString("binarytest: output no longer captured: " + err.Error() + "\n")
 			p.mu.Unlock()
 		}
+		// Keep draining, or the process would block writing its output.
 		_, _ = io.Copy(io.Discard, pr)
 	}()
 	if err := cmd.Start(); err != nil {
@@ -59,15 +110,24 @@ func StartProcess(t testing.TB, name, bin string, env, args []string) *Process {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cont(cmd.Process)
 		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
+		exited, err := p.Wait(stopWithin)
+		if !exited {
 			_ = cmd.Process.Kill()
 			<-p.done
 		}
 		<-copied
+		p.mu.Lock()
+		killed := p.killed
+		p.mu.Unlock()
+		switch {
+		case o.AllowUncleanExit || killed:
+		case !exited:
+			t.Errorf("%s did not stop within %v of SIGINT", name, stopWithin)
+		case err != nil:
+			t.Errorf("%s did not exit cleanly on SIGINT: %v", name, err)
+		}
 		if t.Failed() {
 			lines := p.Lines()
 			if len(lines) > 40 {
@@ -82,18 +142,32 @@ func StartProcess(t testing.TB, name, bin string, env, args []string) *Process {
 	return p
 }
 
-// PID is the process id.
-func (p *Process) PID() int { return p.cmd.Process.Pid }
+// Name labels the process in failure messages (see Options.Name).
+func (p *Proc) Name() string { return p.name }
 
-// Lines returns the output lines so far (stdout and stderr).
-func (p *Process) Lines() []string {
+// PID is the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Logs returns what the process wrote so far (stdout and stderr), one
+// line after another, each ended by a newline.
+func (p *Proc) Logs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.logs...)
+	return p.logs.String()
 }
 
-// Exited reports whether the process has ended, and its Wait error.
-func (p *Process) Exited() (bool, error) {
+// Lines returns the lines the process wrote so far (stdout and stderr).
+func (p *Proc) Lines() []string {
+	logs := p.Logs()
+	if logs == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(logs, "\n"), "\n")
+}
+
+// Exited reports whether the process has ended, and if so its Wait error
+// (nil for exit status 0).
+func (p *Proc) Exited() (bool, error) {
 	select {
 	case <-p.done:
 		return true, p.err
@@ -102,25 +176,53 @@ func (p *Process) Exited() (bool, error) {
 	}
 }
 
-// Kill sends SIGKILL and waits for the process to be gone.
-func (p *Process) Kill(t testing.TB) {
+// Wait waits up to within for the process to end and reports as Exited
+// does.
+func (p *Proc) Wait(within time.Duration) (bool, error) {
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return true, p.err
+	case <-timer.C:
+		return false, nil
+	}
+}
+
+// Interrupt sends SIGINT, as Ctrl-C does; Wait then tells how it ended.
+func (p *Proc) Interrupt(t testing.TB) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("SIGINT to %s: %v", p.name, err)
+	}
+}
+
+// Kill thaws the process if it is stopped, sends SIGKILL (no shutdown, no
+// cleanup, no acknowledgement) and waits for it to be gone.
+func (p *Proc) Kill(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	p.killed = true
+	p.mu.Unlock()
+	_ = cont(p.cmd.Process)
 	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill %s: %v", p.Name, err)
+		t.Fatalf("kill %s: %v", p.name, err)
 	}
 	<-p.done
 }
 
-// Stop freezes the process with SIGSTOP.
-func (p *Process) Stop(t testing.TB) { p.signal(t, syscall.SIGSTOP) }
-
-// Cont thaws a process frozen by Stop.
-func (p *Process) Cont(t testing.TB) { p.signal(t, syscall.SIGCONT) }
-
-func (p *Process) signal(t testing.TB, sig syscall.Signal) {
+// Stop freezes the process with SIGSTOP (unix only).
+func (p *Proc) Stop(t testing.TB) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("%v to %s: %v", sig, p.Name, err)
+	if err := stop(p.cmd.Process); err != nil {
+		t.Fatalf("SIGSTOP to %s: %v", p.name, err)
+	}
+}
+
+// Cont thaws a process frozen by Stop with SIGCONT (unix only).
+func (p *Proc) Cont(t testing.TB) {
+	t.Helper()
+	if err := cont(p.cmd.Process); err != nil {
+		t.Fatalf("SIGCONT to %s: %v", p.name, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
 )
 
@@ -60,7 +61,7 @@ func TestWorkerKill9(t *testing.T) {
 		tasks = append(tasks, s.call(k, "/hold?ms=800"))
 	}
 	s.enqueue(tasks...)
-	waitFor(t, 60*time.Second, "worker a to finish some tasks and hold 5", func() bool {
+	binarytest.WaitFor(t, 60*time.Second, "worker a to finish some tasks and hold 5", func() bool {
 		return len(s.tool.effects()) >= 10 && len(s.tool.inFlight()) == 5
 	})
 	a.Kill(t)
@@ -107,7 +108,7 @@ func TestWorkerStoppedPastLease(t *testing.T) {
 		tasks = append(tasks, s.call(k, "/hold?ms=800"))
 	}
 	s.enqueue(tasks...)
-	waitFor(t, 60*time.Second, "worker a to finish some tasks and hold 5", func() bool {
+	binarytest.WaitFor(t, 60*time.Second, "worker a to finish some tasks and hold 5", func() bool {
 		return len(s.tool.effects()) >= 10 && len(s.tool.inFlight()) == 5
 	})
 	a.Stop(t)
@@ -162,7 +163,7 @@ func TestRedisKill9AOF(t *testing.T) {
 	}
 	s.enqueue(tasks...)
 	enqueuedAt := time.Now()
-	waitFor(t, 60*time.Second, "some tasks done", func() bool {
+	binarytest.WaitFor(t, 60*time.Second, "some tasks done", func() bool {
 		return len(s.tool.effects()) >= 20 && time.Since(enqueuedAt) > 1500*time.Millisecond
 	})
 	active := s.activeKeys()
@@ -206,7 +207,7 @@ func TestRedisFrozen(t *testing.T) {
 		tasks = append(tasks, s.call(key, "/hold?ms=300"))
 	}
 	s.enqueue(tasks...)
-	waitFor(t, 60*time.Second, "some tasks done", func() bool { return len(s.tool.effects()) >= 20 })
+	binarytest.WaitFor(t, 60*time.Second, "some tasks done", func() bool { return len(s.tool.effects()) >= 20 })
 	active := s.activeKeys()
 	k.Stop(t)
 	faultAt := time.Now()
@@ -216,8 +217,8 @@ func TestRedisFrozen(t *testing.T) {
 	lateTask := s.call(lateKey, "/ok")
 	payload, _ := json.Marshal(lateTask.Payload)
 	during := s.agentq("enqueue", "http.call", "--key", lateKey, "--json", "--payload", string(payload))
-	if during.code == 0 {
-		t.Errorf("enqueue during the freeze: exit 0 (%s); want a failure", strings.TrimSpace(during.out))
+	if during.Code == 0 {
+		t.Errorf("enqueue during the freeze: exit 0 (%s); want a failure", strings.TrimSpace(during.Stdout))
 	}
 	if rest := 10*time.Second - time.Since(faultAt); rest > 0 {
 		time.Sleep(rest) // Redis stays frozen for 10s: the fault itself
@@ -230,8 +231,8 @@ func TestRedisFrozen(t *testing.T) {
 		ID        string `json:"id"`
 		Duplicate bool   `json:"duplicate"`
 	}
-	if after.code != 0 || json.Unmarshal([]byte(after.out), &res) != nil {
-		t.Fatalf("enqueue retried after the thaw: exit %d, out %q, err %q", after.code, after.out, after.err)
+	if after.Code != 0 || json.Unmarshal([]byte(after.Stdout), &res) != nil {
+		t.Fatalf("enqueue retried after the thaw: exit %d, out %q, err %q", after.Code, after.Stdout, after.Stderr)
 	}
 	s.keys = append(s.keys, lateKey)
 	atRisk := union(active, inFlight, s.tool.answeredSince(faultAt.Add(-time.Second)))
@@ -258,18 +259,18 @@ func TestRedisFrozen(t *testing.T) {
 			strandedFor = max(strandedFor, d)
 		}
 	}
-	if during.took > 10*time.Second {
-		t.Errorf("enqueue during the freeze took %v; want it to fail within the client timeouts", during.took)
+	if during.Took > 10*time.Second {
+		t.Errorf("enqueue during the freeze took %v; want it to fail within the client timeouts", during.Took)
 	}
 	if w.PID() != pid {
 		t.Errorf("worker pid changed")
 	}
 	alive(t, w)
 	s.check(tl, atRisk, fmt.Sprintf("frozen=%.0fs enqueue_during_freeze=exit%d/%.1fs retry_after_thaw_duplicate=%v first_call_after_thaw=%.2fs stranded_in_active=%d first_run_after_thaw=%.0fs idle_after_thaw=%.0fs ledger_answered=%d",
-		stalled.Seconds(), during.code, during.took.Seconds(), res.Duplicate, resumed.Seconds(), stranded, strandedFor.Seconds(),
+		stalled.Seconds(), during.Code, during.Took.Seconds(), res.Duplicate, resumed.Seconds(), stranded, strandedFor.Seconds(),
 		tl.settled.Sub(thawAt).Seconds(), ledgerAnswered(w)))
-	if during.code != 0 {
-		t.Logf("enqueue during the freeze said: %s", strings.TrimSpace(during.err))
+	if during.Code != 0 {
+		t.Logf("enqueue during the freeze said: %s", strings.TrimSpace(during.Stderr))
 	}
 }
 
@@ -394,7 +395,7 @@ func TestSameKeyHundredClients(t *testing.T) {
 	const clients = 100
 	key := "same-key"
 	payload, _ := json.Marshal(s.call(key, "/ok").Payload)
-	results := make([]cliResult, clients)
+	results := make([]binarytest.Result, clients)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range clients {
@@ -415,8 +416,8 @@ func TestSameKeyHundredClients(t *testing.T) {
 			ID        string `json:"id"`
 			Duplicate bool   `json:"duplicate"`
 		}
-		if r.code != 0 || json.Unmarshal([]byte(r.out), &res) != nil {
-			t.Errorf("client %d: exit %d, out %q, err %q", i, r.code, r.out, r.err)
+		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
+			t.Errorf("client %d: exit %d, out %q, err %q", i, r.Code, r.Stdout, r.Stderr)
 			continue
 		}
 		ids[res.ID]++

@@ -4,13 +4,11 @@ package faults_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -106,13 +104,7 @@ func newScenario(t *testing.T, name, redisAddr string) *scenario {
 // breaker snoozes calls instead); a short shutdown so cleanup is quick;
 // the dead-letter reconciler sweeping every second.
 func (s *scenario) env(extra ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AGENTQ_") {
-			out = append(out, kv)
-		}
-	}
-	out = append(out,
+	out := binarytest.Environ(
 		"AGENTQ_REDIS_URL="+s.redisURL,
 		"AGENTQ_LOG_FORMAT=json",
 		"AGENTQ_RETRY_BASE=100ms",
@@ -128,38 +120,20 @@ func (s *scenario) env(extra ...string) []string {
 	return append(out, extra...)
 }
 
-type cliResult struct {
-	code     int
-	out, err string
-	took     time.Duration
-}
-
 // agentq runs the binary to completion.
-func (s *scenario) agentq(args ...string) cliResult {
+func (s *scenario) agentq(args ...string) binarytest.Result {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.bin, args...)
-	cmd.Env = s.env()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	r := cliResult{out: out.String(), err: errb.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		s.t.Fatalf("agentq %v: %v", args, err)
-	}
-	return r
+	return binarytest.Run(s.t, s.bin, args, binarytest.Options{Env: s.env(), Timeout: 2 * time.Minute})
 }
 
 // worker starts `agentq worker` with extra environment.
-func (s *scenario) worker(name string, extra ...string) *binarytest.Process {
+func (s *scenario) worker(name string, extra ...string) *binarytest.Proc {
 	s.t.Helper()
-	return binarytest.StartProcess(s.t, s.name+"/"+name, s.bin, s.env(extra...), []string{"worker"})
+	// Fault scenarios kill and freeze workers and Redis: cleanup stops a
+	// worker however it can, without holding it to a clean exit.
+	return binarytest.Start(s.t, s.bin, []string{"worker"}, binarytest.Options{
+		Name: s.name + "/" + name, Env: s.env(extra...), AllowUncleanExit: true, StopWithin: 10 * time.Second,
+	})
 }
 
 // task is one line of an `agentq enqueue --batch` file.
@@ -197,8 +171,8 @@ func (s *scenario) enqueue(tasks ...task) {
 	var sum struct {
 		Enqueued int `json:"enqueued"`
 	}
-	if r.code != 0 || json.Unmarshal([]byte(r.out), &sum) != nil || sum.Enqueued != len(tasks) {
-		s.t.Fatalf("enqueue --batch of %d: exit %d, out %q, err %q", len(tasks), r.code, r.out, r.err)
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &sum) != nil || sum.Enqueued != len(tasks) {
+		s.t.Fatalf("enqueue --batch of %d: exit %d, out %q, err %q", len(tasks), r.Code, r.Stdout, r.Stderr)
 	}
 }
 
@@ -217,8 +191,8 @@ func (s *scenario) deadLetters() map[string]deadRecord {
 	s.t.Helper()
 	r := s.agentq("dlq", "list", "--json", "--limit", "0")
 	var recs []deadRecord
-	if r.code != 0 || json.Unmarshal([]byte(r.out), &recs) != nil {
-		s.t.Fatalf("dlq list: exit %d, out %q, err %q", r.code, r.out, r.err)
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &recs) != nil {
+		s.t.Fatalf("dlq list: exit %d, out %q, err %q", r.Code, r.Stdout, r.Stderr)
 	}
 	m := map[string]deadRecord{}
 	for _, rec := range recs {
@@ -382,19 +356,6 @@ func head(keys []string) []string {
 	return keys
 }
 
-// waitFor polls cond every 20ms until it holds or within passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // union returns the keys in any of the sets.
 func union(sets ...map[string]bool) map[string]bool {
 	m := map[string]bool{}
@@ -408,7 +369,7 @@ func union(sets ...map[string]bool) map[string]bool {
 
 // ledgerAnswered counts the redeliveries the workers answered from the
 // idempotency ledger without calling the tool.
-func ledgerAnswered(ps ...*binarytest.Process) int {
+func ledgerAnswered(ps ...*binarytest.Proc) int {
 	n := 0
 	for _, p := range ps {
 		for _, l := range p.Lines() {
@@ -421,9 +382,9 @@ func ledgerAnswered(ps ...*binarytest.Process) int {
 }
 
 // alive fails the test if p has exited.
-func alive(t *testing.T, p *binarytest.Process) {
+func alive(t *testing.T, p *binarytest.Proc) {
 	t.Helper()
 	if exited, err := p.Exited(); exited {
-		t.Errorf("%s exited during the scenario: %v", p.Name, err)
+		t.Errorf("%s exited during the scenario: %v", p.Name(), err)
 	}
 }

@@ -2,14 +2,10 @@ package survivetest
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,12 +37,7 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	b := &bundle{t: t, bin: binarytest.BuildPackage(t, poisonPkg), dir: t.TempDir(), redis: redistest.Start(t)}
-	for _, v := range os.Environ() {
-		if !strings.HasPrefix(v, "AGENTQ_") {
-			b.env = append(b.env, v)
-		}
-	}
-	b.env = append(b.env,
+	b.env = binarytest.Environ(
 		"AGENTQ_REDIS_URL="+b.redis.URL,
 		"AGENTQ_LOG_FORMAT=json",
 		"AGENTQ_LOG_LEVEL=info",
@@ -68,20 +59,8 @@ func setup(t *testing.T) *bundle {
 // run runs the binary to completion: stdout, stderr, exit code.
 func (b *bundle) run(stdin string, args ...string) (string, string, int) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, b.bin, args...)
-	cmd.Dir, cmd.Env, cmd.Stdin = b.dir, b.env, strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		b.t.Fatalf("run %s %v: %v", progName, args, err)
-	}
-	return out.String(), errb.String(), code
+	r := binarytest.Run(b.t, b.bin, args, binarytest.Options{Dir: b.dir, Env: b.env, Stdin: stdin, Timeout: 60 * time.Second})
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // startWorker runs `agentq-poison worker` with Prometheus metrics on a free
@@ -95,8 +74,8 @@ func (b *bundle) startWorker(concurrency int) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	b.metrics = "http://" + addr + "/metrics"
-	b.worker = binarytest.Start(b.t, b.bin, b.dir, b.env,
-		[]string{"worker", "--concurrency", strconv.Itoa(concurrency), "--metrics-addr", addr}, nil)
+	b.worker = binarytest.Start(b.t, b.bin, []string{"worker", "--concurrency", strconv.Itoa(concurrency), "--metrics-addr", addr},
+		binarytest.Options{Dir: b.dir, Env: b.env})
 	b.waitFor(30*time.Second, "the worker to start", func() bool {
 		return strings.Contains(b.worker.Logs(), `"worker starting"`)
 	})
