@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentq/agentq/internal/redistest"
 )
 
 // StopWithinDefault is how long a process started by Start gets to exit
@@ -76,6 +78,7 @@ func Start(t testing.TB, bin string, args []string, o Options) *Proc {
 	stopWithin := cmp.Or(o.StopWithin, StopWithinDefault)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir, cmd.Env = o.Dir, o.Env
+	redistest.KillWithParent(cmd)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &Proc{name: name, cmd: cmd, done: make(chan struct{})}

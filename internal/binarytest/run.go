@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentq/agentq/internal/redistest"
 )
 
 // RunTimeoutDefault bounds Run unless Options.Timeout says otherwise.
@@ -34,6 +36,7 @@ func Run(t testing.TB, bin string, args []string, o Options) Result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir, cmd.Env, cmd.Stdin = o.Dir, o.Env, strings.NewReader(o.Stdin)
+	redistest.KillWithParent(cmd)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()

@@ -77,7 +77,7 @@ func (k *Killable) start() error {
 		"--appendfilename", "appendonly.aof", "--databases", "16"}, k.extra...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.Dir = k.Dir
-	setParentDeath(cmd)
+	KillWithParent(cmd)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)

@@ -5,6 +5,9 @@ import (
 	"syscall"
 )
 
-func setParentDeath(cmd *exec.Cmd) {
+// KillWithParent makes the process cmd starts die with the test process
+// (SIGKILL on Linux), so that a test binary that panics on -timeout leaves
+// no server or worker behind.
+func KillWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

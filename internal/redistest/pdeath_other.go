@@ -4,4 +4,5 @@ package redistest
 
 import "os/exec"
 
-func setParentDeath(*exec.Cmd) {}
+// KillWithParent does nothing outside Linux.
+func KillWithParent(*exec.Cmd) {}

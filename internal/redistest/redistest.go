@@ -163,7 +163,7 @@ func launch(bin string, port int, dir string, extraArgs []string) (*proc, error)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout = nil
-	setParentDeath(cmd)
+	KillWithParent(cmd)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
