@@ -347,10 +347,14 @@ func (s *Set) Do(ctx context.Context, name string, fn func(context.Context) erro
 		return s.probe(ctx, e, token, fn)
 	}
 	callErr := fn(ctx)
+	// A call that ran out of time ended ctx too: the outcome is recorded
+	// all the same, or a tool that hangs would never open its breaker.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if s.cfg.IsFailure(callErr) {
-		s.recordFailure(ctx, e)
+		s.recordFailure(rctx, e)
 	} else {
-		s.recordSuccess(ctx, e)
+		s.recordSuccess(rctx, e)
 	}
 	return callErr
 }

@@ -406,3 +406,29 @@ func TestSnoozesAreJittered(t *testing.T) {
 		t.Fatalf("snooze = %v, want the cooldown plus the injected jitter (2s-1ns)", err)
 	}
 }
+
+// TestTimedOutCallsOpenTheBreaker: a call that ran out of time ended its own
+// context; its failure is recorded all the same, so a tool that hangs opens
+// its breaker like one that answers 503.
+func TestTimedOutCallsOpenTheBreaker(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	set := tb.set(t, Settings{Failures: 2, MinCalls: 100, Cooldown: time.Minute})
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		err := set.Do(ctx, "slow", func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want the deadline", i, err)
+		}
+	}
+	tb.clock.Advance(LocalTTLDefault)
+	ran, err := call(set, "slow", nil)
+	if ran {
+		t.Fatal("two timed-out calls did not open the breaker")
+	}
+	wantSnooze(t, err, Open, time.Minute-LocalTTLDefault)
+}
