@@ -357,8 +357,8 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 			tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATUS\tQUEUE\tKIND\tWORKFLOW\tRUN\tCLASS\tATTEMPTS\tFAILED\tERROR")
 			for _, r := range recs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, r.Queue, r.Kind,
-					dash(r.Workflow), dash(r.RunID), r.Class, r.Attempts, ago(r.FailedAt), clip(r.Error, 60))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, printable(r.Queue), printable(r.Kind),
+					printable(dash(r.Workflow)), printable(dash(r.RunID)), r.Class, r.Attempts, ago(r.FailedAt), clip(r.Error, 60))
 			}
 			if err := tw.Flush(); err != nil {
 				return err

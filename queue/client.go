@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -106,7 +108,29 @@ func (c ClientConfig) validate() error {
 	return nil
 }
 
+// checkLabel refuses a label (idempotency key, run id, workflow, queue)
+// that is not valid UTF-8 or holds a control character: asynq cannot store
+// the first (its task message is protobuf, whose strings are UTF-8), and the
+// second cannot be sent as a header (Idempotency-Key) and rewrites the
+// terminal of whoever lists it.
+func checkLabel(name, v string) error {
+	for i := 0; i < len(v); {
+		r, size := utf8.DecodeRuneInString(v[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return fmt.Errorf("%s: invalid UTF-8 at byte offset %d", name, i)
+		case unicode.IsControl(r):
+			return fmt.Errorf("%s contains the control character %U at byte offset %d", name, r, i)
+		}
+		i += size
+	}
+	return nil
+}
+
 func validQueueName(q string) error {
+	if err := checkLabel("queue name", q); err != nil {
+		return err
+	}
 	switch {
 	case strings.TrimSpace(q) == "":
 		return errors.New("queue name is empty")
@@ -222,9 +246,14 @@ func (c *Client) prepare(kind string, payload []byte, o EnqueueOptions) (*prepar
 	if _, err := c.reg.Validate(kind, payload); err != nil {
 		return nil, err
 	}
-	for name, v := range map[string]string{"key": o.Key, "run id": o.RunID, "workflow": o.Workflow} {
-		if len(v) > MaxKeyBytes {
-			return nil, fmt.Errorf("%s is %d bytes, over the limit of %d", name, len(v), MaxKeyBytes)
+	for _, l := range []struct{ name, v string }{
+		{"idempotency key", o.Key}, {"run id", o.RunID}, {"workflow", o.Workflow}, {"replay_of", o.ReplayOf}, {"task id", o.TaskID},
+	} {
+		if len(l.v) > MaxKeyBytes {
+			return nil, fmt.Errorf("%s is %d bytes, over the limit of %d", l.name, len(l.v), MaxKeyBytes)
+		}
+		if err := checkLabel(l.name, l.v); err != nil {
+			return nil, err
 		}
 	}
 	if o.Key != "" && strings.TrimSpace(o.Key) == "" {

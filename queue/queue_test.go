@@ -189,6 +189,13 @@ func TestEnqueueRefusesBadInputBeforeRedis(t *testing.T) {
 		{"negative attempts", "test.echo", `{"n":1}`, EnqueueOptions{MaxAttempts: -1}, "must not be negative"},
 		{"negative timeout", "test.echo", `{"n":1}`, EnqueueOptions{Timeout: -time.Second}, "timeout must not be negative"},
 		{"blank key", "test.echo", `{"n":1}`, EnqueueOptions{Key: "  "}, "idempotency key is blank"},
+		{"key with an escape", "test.echo", `{"n":1}`, EnqueueOptions{Key: "k\x1b[2J"}, "idempotency key contains the control character U+001B at byte offset 1"},
+		{"key with a newline", "test.echo", `{"n":1}`, EnqueueOptions{Key: "k\n"}, "idempotency key contains the control character U+000A at byte offset 1"},
+		{"key not UTF-8", "test.echo", `{"n":1}`, EnqueueOptions{Key: "k\xff"}, "idempotency key: invalid UTF-8 at byte offset 1"},
+		{"run id not UTF-8", "test.echo", `{"n":1}`, EnqueueOptions{RunID: "r\xff"}, "run id: invalid UTF-8 at byte offset 1"},
+		{"run id with BEL", "test.echo", `{"n":1}`, EnqueueOptions{RunID: "r\a"}, "run id contains the control character U+0007"},
+		{"queue not UTF-8", "test.echo", `{"n":1}`, EnqueueOptions{Queue: "q\xff"}, "queue name: invalid UTF-8 at byte offset 1"},
+		{"queue with an escape", "test.echo", `{"n":1}`, EnqueueOptions{Queue: "q\x1b"}, "queue name contains the control character U+001B"},
 		{"base over max", "test.echo", `{"n":1}`, EnqueueOptions{RetryBase: time.Hour, RetryMax: time.Second}, "retry policy"},
 	}
 	for _, tt := range tests {
