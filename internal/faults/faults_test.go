@@ -113,6 +113,7 @@ func TestWorkerStoppedPastLease(t *testing.T) {
 	})
 	a.Stop(t)
 	faultAt := time.Now()
+	attemptsBefore := attemptLines(a)
 	atRisk := s.activeKeys()
 	if len(atRisk) == 0 || len(atRisk) > 5 {
 		a.Cont(t)
@@ -133,9 +134,11 @@ func TestWorkerStoppedPastLease(t *testing.T) {
 		t.Errorf("the frozen worker's tasks were not run by worker b within %v", recoverWithin)
 	}
 	tl := s.settle(60 * time.Second)
-	// Give the thawed worker's late handlers time to finish and write
-	// whatever they write; then count again.
-	time.Sleep(3 * time.Second)
+	// Wait for the thawed worker's late handlers to return (each logs one
+	// attempt line), then count again.
+	binarytest.WaitFor(t, 30*time.Second, "worker a's late handlers to return", func() bool {
+		return attemptLines(a) >= attemptsBefore+len(atRisk)
+	})
 	tl2 := s.settle(30 * time.Second)
 	if len(tl2.dup) != len(tl.dup) || tl2.dead != tl.dead {
 		t.Errorf("the thawed worker changed the outcome: dup %d -> %d, dead %d -> %d", len(tl.dup), len(tl2.dup), tl.dead, tl2.dead)
@@ -437,4 +440,15 @@ func TestSameKeyHundredClients(t *testing.T) {
 	}
 	alive(t, w)
 	s.check(tl, nil, fmt.Sprintf("clients=%d enqueued=%d duplicates=%d enqueue_wall=%.1fs", clients, fresh, dups, took.Seconds()))
+}
+
+// attemptLines counts the attempt lines a worker has logged so far.
+func attemptLines(p *binarytest.Proc) int {
+	n := 0
+	for _, l := range p.Lines() {
+		if strings.Contains(l, `"message":"attempt"`) {
+			n++
+		}
+	}
+	return n
 }
