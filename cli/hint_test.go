@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -225,6 +226,44 @@ func TestDevReplayHintUsesDevsRedis(t *testing.T) {
 			r := paste(t, "mydev", hint[1])
 			if r.code != ExitOK || !strings.Contains(r.out, "replayed ") {
 				t.Fatalf("pasted hint %q: exit %d out %q err %q", hint[1], r.code, r.out, r.err)
+			}
+		})
+	}
+}
+
+func TestProgramUnderGoRun(t *testing.T) {
+	t.Parallel()
+	info := func(path, main string) func() (*debug.BuildInfo, bool) {
+		return func() (*debug.BuildInfo, bool) {
+			return &debug.BuildInfo{Path: path, Main: debug.Module{Path: main}}, true
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		m    Main
+		arg0 string
+		info func() (*debug.BuildInfo, bool)
+		want string
+	}{
+		{name: "installed binary", arg0: "/usr/local/bin/agentq", info: info("github.com/agentq/agentq/cmd/agentq", "github.com/agentq/agentq"), want: "agentq"},
+		{name: "go run", arg0: "/tmp/go-build123/b001/exe/agentq", info: info("github.com/agentq/agentq/cmd/agentq", "github.com/agentq/agentq"), want: "go run ./cmd/agentq"},
+		{name: "go run of the module root", arg0: "/tmp/go-build9/b001/exe/myagent", info: info("example.com/myagent", "example.com/myagent"), want: "go run ."},
+		{name: "a test binary", arg0: "/tmp/go-build5/b001/cli.test", info: info("github.com/agentq/agentq/cli.test", ""), want: "cli.test"},
+		{name: "a name set by the Go user wins", m: Main{Name: "myagent"}, arg0: "/tmp/go-build1/b001/exe/x", info: info("example.com/x", "example.com/x"), want: "myagent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m := tc.m
+			got := strings.Join(m.program([]string{tc.arg0}, tc.info), " ")
+			if tc.want == "agentq" || tc.want == "cli.test" {
+				// The fallback is name(), from this process's os.Args.
+				if got != m.name() {
+					t.Fatalf("program = %q, want the fallback %q", got, m.name())
+				}
+				return
+			}
+			if got != tc.want {
+				t.Fatalf("program = %q, want %q", got, tc.want)
 			}
 		})
 	}
