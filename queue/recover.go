@@ -414,7 +414,7 @@ func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cut
 	if archived {
 		msg := withFailure(raw, m.retried, leaseExpiredErrorText, now.Unix())
 		keys := []string{
-			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), asynqArchivedKey(q),
+			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), AsynqArchivedKey(q),
 			asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
 			asynqTaskPrefix(q),
 		}
