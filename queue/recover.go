@@ -251,22 +251,62 @@ for _, id in ipairs(ids) do
 end
 return res`)
 
+// The move scripts share their keys and their first arguments:
+//
+// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
+// asynq:{q}:lease, KEYS[4] the destination (asynq:{q}:retry or
+// asynq:{q}:archived), KEYS[5] asynq:{q}:processed:<date>, KEYS[6]
+// asynq:{q}:failed:<date>, KEYS[7] asynq:{q}:processed, KEYS[8]
+// asynq:{q}:failed, KEYS[9] asynq:{q}:t: (used by archiveScript only);
+// see moveKeys.
+//
+// ARGV[1] id, ARGV[2] new message, ARGV[3] score in the destination
+// (retry_at or died_at, Unix), ARGV[4] stats expiry (Unix), ARGV[5] max
+// int64, ARGV[6] lease cutoff, ARGV[7] sha1 of the message read; then each
+// script's own (see each).
+
 // guard is the check both move scripts start with: the task's lease is
-// still expired past the cutoff (ARGV[8]) and its message is the one read
-// (sha1 in ARGV[9]); else nothing is done and 0 returned.
+// still expired past the cutoff (ARGV[6]) and its message is the one read
+// (sha1 in ARGV[7]), else 0 is returned and nothing done; and the task is
+// in the active list, else -1 is returned and nothing done (asynq's own
+// Retry and Archive fail with NOT FOUND there). Then the task leaves active
+// and the lease set.
 const guard = `
 local score = redis.call("ZSCORE", KEYS[3], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[8]) then
+if not score or tonumber(score) > tonumber(ARGV[6]) then
 	return 0
 end
 local cur = redis.call("HGET", KEYS[1], "msg")
-if not cur or redis.sha1hex(cur) ~= ARGV[9] then
+if not cur or redis.sha1hex(cur) ~= ARGV[7] then
 	return 0
 end
 if redis.call("LREM", KEYS[2], 0, ARGV[1]) == 0 then
-	return 0
+	return -1
 end
 redis.call("ZREM", KEYS[3], ARGV[1])
+`
+
+// countFailure is the tail both of asynq's scripts end with when the
+// attempt counts as a failure: the day's processed and failed counters
+// (expiring at ARGV[4]) and the totals, both reset to 1 when processed
+// reached max int64 (ARGV[5]).
+const countFailure = `
+local n = redis.call("INCR", KEYS[5])
+if tonumber(n) == 1 then
+	redis.call("EXPIREAT", KEYS[5], ARGV[4])
+end
+local m = redis.call("INCR", KEYS[6])
+if tonumber(m) == 1 then
+	redis.call("EXPIREAT", KEYS[6], ARGV[4])
+end
+local total = redis.call("GET", KEYS[7])
+if tonumber(total) == tonumber(ARGV[5]) then
+	redis.call("SET", KEYS[7], 1)
+	redis.call("SET", KEYS[8], 1)
+else
+	redis.call("INCR", KEYS[7])
+	redis.call("INCR", KEYS[8])
+end
 `
 
 // The two move scripts below mirror asynq v0.26.0's retryCmd and archiveCmd
@@ -274,82 +314,46 @@ redis.call("ZREM", KEYS[3], ARGV[1])
 // Hibino, MIT License), so that a task the sweeper moves is in exactly the
 // state asynq's own recoverer would leave it in (recover_test.go compares).
 
-// retryScript is asynq v0.26's retryCmd (internal/rdb) behind guard.
-//
-// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
-// asynq:{q}:lease, KEYS[4] asynq:{q}:retry, KEYS[5]
-// asynq:{q}:processed:<date>, KEYS[6] asynq:{q}:failed:<date>, KEYS[7]
-// asynq:{q}:processed, KEYS[8] asynq:{q}:failed.
-// ARGV[1] id, ARGV[2] new message, ARGV[3] retry_at (Unix), ARGV[4] stats
-// expiry (Unix), ARGV[5] is_failure (1/0), ARGV[6] max int64, ARGV[7]
-// unused, ARGV[8] lease cutoff, ARGV[9] sha1 of the message read.
+// retryScript is asynq v0.26's retryCmd (internal/rdb) behind guard: into
+// the retry set at ARGV[3]. ARGV[8] is_failure (1/0): only a failure
+// counts in the stats.
 var retryScript = redis.NewScript(guard + `
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
 redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "retry")
-if tonumber(ARGV[5]) == 1 then
-	local n = redis.call("INCR", KEYS[5])
-	if tonumber(n) == 1 then
-		redis.call("EXPIREAT", KEYS[5], ARGV[4])
-	end
-	local m = redis.call("INCR", KEYS[6])
-	if tonumber(m) == 1 then
-		redis.call("EXPIREAT", KEYS[6], ARGV[4])
-	end
-	local total = redis.call("GET", KEYS[7])
-	if tonumber(total) == tonumber(ARGV[6]) then
-		redis.call("SET", KEYS[7], 1)
-		redis.call("SET", KEYS[8], 1)
-	else
-		redis.call("INCR", KEYS[7])
-		redis.call("INCR", KEYS[8])
-	end
-end
+if tonumber(ARGV[8]) == 1 then` + countFailure + `end
 return 1`)
 
-// archiveScript is asynq v0.26's archiveCmd (internal/rdb) behind guard.
-//
-// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
-// asynq:{q}:lease, KEYS[4] asynq:{q}:archived, KEYS[5]
-// asynq:{q}:processed:<date>, KEYS[6] asynq:{q}:failed:<date>, KEYS[7]
-// asynq:{q}:processed, KEYS[8] asynq:{q}:failed, KEYS[9] asynq:{q}:t:.
-// ARGV[1] id, ARGV[2] new message, ARGV[3] died_at (Unix), ARGV[4] archive
-// cutoff (Unix, 90 days ago), ARGV[5] archive size cap, ARGV[6] stats
-// expiry (Unix), ARGV[7] max int64, ARGV[8] lease cutoff, ARGV[9] sha1 of
-// the message read.
+// archiveScript is asynq v0.26's archiveCmd (internal/rdb) behind guard:
+// into the archive at ARGV[3], dropping archived tasks older than ARGV[8]
+// (Unix, 90 days ago) and beyond the size cap ARGV[9], with their task
+// hashes (prefix KEYS[9]).
 var archiveScript = redis.NewScript(guard + `
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
-local old = redis.call("ZRANGE", KEYS[4], "-inf", ARGV[4], "BYSCORE")
+local old = redis.call("ZRANGE", KEYS[4], "-inf", ARGV[8], "BYSCORE")
 if #old > 0 then
 	for _, id in ipairs(old) do
 		redis.call("DEL", KEYS[9] .. id)
 	end
 	redis.call("ZREM", KEYS[4], unpack(old))
 end
-local extra = redis.call("ZRANGE", KEYS[4], 0, -ARGV[5])
+local extra = redis.call("ZRANGE", KEYS[4], 0, -ARGV[9])
 if #extra > 0 then
 	for _, id in ipairs(extra) do
 		redis.call("DEL", KEYS[9] .. id)
 	end
 	redis.call("ZREM", KEYS[4], unpack(extra))
 end
-redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "archived")
-local n = redis.call("INCR", KEYS[5])
-if tonumber(n) == 1 then
-	redis.call("EXPIREAT", KEYS[5], ARGV[6])
-end
-local m = redis.call("INCR", KEYS[6])
-if tonumber(m) == 1 then
-	redis.call("EXPIREAT", KEYS[6], ARGV[6])
-end
-local total = redis.call("GET", KEYS[7])
-if tonumber(total) == tonumber(ARGV[7]) then
-	redis.call("SET", KEYS[7], 1)
-	redis.call("SET", KEYS[8], 1)
-else
-	redis.call("INCR", KEYS[7])
-	redis.call("INCR", KEYS[8])
-end
-return 1`)
+redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "archived")` + countFailure + `return 1`)
+
+// moveKeys is KEYS of both move scripts for task id of queue q moved to
+// dest at now.
+func moveKeys(q, id, dest string, now time.Time) []string {
+	return []string{
+		asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), dest,
+		asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
+		asynqTaskPrefix(q),
+	}
+}
 
 // asynq v0.26's constants (internal/rdb) that its Retry and Archive use.
 const (
@@ -410,35 +414,26 @@ func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cut
 	digest := hex.EncodeToString(sum[:])
 	archived = m.retried >= m.retry
 	failure := s.isFailure(asynq.ErrLeaseExpired)
-	var res int64
+	var (
+		script  = retryScript
+		dest    = asynqRetryKey(q)
+		retried = m.retried
+		score   int64 // retry_at or died_at
+		own     []any // the script's own arguments, ARGV[8] on
+	)
 	if archived {
-		msg := withFailure(raw, m.retried, leaseExpiredErrorText, now.Unix())
-		keys := []string{
-			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), AsynqArchivedKey(q),
-			asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
-			asynqTaskPrefix(q),
-		}
-		res, err = archiveScript.Run(ctx, s.rdb, keys, id, msg, now.Unix(),
-			now.AddDate(0, 0, -asynqArchivedDays).Unix(), asynqMaxArchiveSize, now.Add(asynqStatsTTL).Unix(),
-			int64(math.MaxInt64), cutoff, digest).Int64()
+		script, dest, score = archiveScript, AsynqArchivedKey(q), now.Unix()
+		own = []any{now.AddDate(0, 0, -asynqArchivedDays).Unix(), asynqMaxArchiveSize}
 	} else {
-		retried := m.retried
-		if failure {
-			retried++
-		}
 		delay := s.delay(m.retried, asynq.ErrLeaseExpired, asynq.NewTaskWithHeaders(m.typ, m.payload, m.headers))
-		msg := withFailure(raw, retried, leaseExpiredErrorText, now.Unix())
-		keys := []string{
-			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), asynqRetryKey(q),
-			asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
-		}
-		isFail := 0
+		score, own = now.Add(delay).Unix(), []any{0}
 		if failure {
-			isFail = 1
+			retried, own = retried+1, []any{1}
 		}
-		res, err = retryScript.Run(ctx, s.rdb, keys, id, msg, now.Add(delay).Unix(), now.Add(asynqStatsTTL).Unix(),
-			isFail, int64(math.MaxInt64), 0, cutoff, digest).Int64()
 	}
+	msg := withFailure(raw, retried, leaseExpiredErrorText, now.Unix())
+	args := append([]any{id, msg, score, now.Add(asynqStatsTTL).Unix(), int64(math.MaxInt64), cutoff, digest}, own...)
+	res, err := script.Run(ctx, s.rdb, moveKeys(q, id, dest, now), args...).Int64()
 	if err != nil {
 		return archived, false, fmt.Errorf("recover task %s: %w", id, err)
 	}
