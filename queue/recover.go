@@ -86,7 +86,8 @@ const (
 type RecoverConfig struct {
 	// Interval is how often the worker looks for tasks whose lease
 	// expired; negative turns the sweeper off (asynq's recoverer alone:
-	// 60 to 120s). Default RecoverIntervalDefault (5s).
+	// 60 to 120s). Default RecoverIntervalDefault (5s). (agentq's
+	// worker.recover_interval says 0 for off; config.Worker.Recover maps it.)
 	Interval time.Duration
 	// Grace is how long past its lease expiry, by Redis's clock, a task is
 	// left alone; at least RecoverGraceMin. Default RecoverGraceDefault (10s).
