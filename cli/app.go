@@ -139,10 +139,6 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		}
 	}
 	log := a.log
-	rc := queue.RecoverConfig{Interval: w.RecoverInterval, Grace: w.RecoverGrace}
-	if rc.Interval == 0 {
-		rc.Interval = -1 // off: asynq's recoverer alone
-	}
 	return queue.WorkerConfig{
 		Concurrency:          w.Concurrency,
 		Queues:               queues,
@@ -155,7 +151,7 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		Logger:               &log,
 		Middleware:           a.middleware(),
 		Redact:               redact.New(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields).Text,
-		Recover:              rc,
+		Recover:              w.Recover(),
 	}
 }
 

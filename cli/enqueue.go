@@ -144,10 +144,6 @@ func validateOnly(a *app, kind string, payload []byte, o queue.EnqueueOptions) e
 // enqueue.max_payload_bytes.
 const maxReplayPayloadRead = 64 << 20
 
-// utf8BOM is the byte order mark some Windows editors put at the start of a
-// UTF-8 file.
-var utf8BOM = []byte("\xef\xbb\xbf")
-
 func (m *Main) readPayload(spec string) ([]byte, error) {
 	return m.readPayloadMax(spec, maxReplayPayloadRead)
 }
@@ -183,7 +179,7 @@ func (m *Main) readPayloadMax(spec string, max int) ([]byte, error) {
 	case len(b) > max:
 		return nil, usagef("--payload %s: over the limit of %d bytes (enqueue.max_payload_bytes); stopped reading after %d", spec, max, len(b))
 	}
-	return bytes.TrimPrefix(b, utf8BOM), nil
+	return bytes.TrimPrefix(b, []byte(queue.UTF8BOM)), nil
 }
 
 func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error {

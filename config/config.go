@@ -3,6 +3,8 @@ package config
 import (
 	"cmp"
 	"time"
+
+	"github.com/agentq/agentq/queue"
 )
 
 // DefaultRedisURL is the Redis address used by commands that need a server when
@@ -131,11 +133,24 @@ type Worker struct {
 	// MetricsAddr is the host:port serving Prometheus metrics; empty turns them off. Default: "".
 	MetricsAddr string `mapstructure:"metrics_addr"`
 	// RecoverInterval is how often a worker brings back tasks whose worker died (lease
-	// expired RecoverGrace ago); 0 leaves it to asynq's recoverer (60-120s). Default: 5s.
+	// expired RecoverGrace ago); 0 turns the lease sweeper off, leaving them to asynq's
+	// recoverer (60-120s). Recover maps it to queue's RecoverConfig. Default: 5s.
 	RecoverInterval time.Duration `mapstructure:"recover_interval"`
 	// RecoverGrace is how long past its 30s lease a dead worker's task waits, room for
-	// clock skew between workers and Redis; at least 5s. Default: 10s.
+	// clock skew between workers and Redis; at least queue.RecoverGraceMin (5s).
+	// Default: 10s.
 	RecoverGrace time.Duration `mapstructure:"recover_grace"`
+}
+
+// Recover is the lease sweeper's queue.RecoverConfig for these settings. The
+// one difference in meaning: RecoverInterval 0 is off here and the default in
+// queue (where a negative Interval is off).
+func (w Worker) Recover() queue.RecoverConfig {
+	rc := queue.RecoverConfig{Interval: w.RecoverInterval, Grace: w.RecoverGrace}
+	if rc.Interval == 0 {
+		rc.Interval = -1
+	}
+	return rc
 }
 
 // Dashboard sets the web dashboard.
@@ -287,8 +302,8 @@ func Default() Config {
 			PollInterval:         10 * time.Millisecond,
 			DelayedCheckInterval: time.Second,
 			ShutdownTimeout:      30 * time.Second,
-			RecoverInterval:      5 * time.Second,
-			RecoverGrace:         10 * time.Second,
+			RecoverInterval:      queue.RecoverIntervalDefault,
+			RecoverGrace:         queue.RecoverGraceDefault,
 		},
 		Dashboard: Dashboard{Addr: "127.0.0.1:8080"},
 		HTTP:      HTTP{Timeout: 30 * time.Second, MaxResponseBytes: 1 << 20},

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/agentq/agentq/queue"
 )
 
 // FieldError is a bad configuration value. Its message names the key, the value
@@ -109,8 +111,8 @@ func (c Config) validate(source func(key string) string) error {
 	if w.RecoverInterval < 0 {
 		ch.fail("worker.recover_interval", "must not be negative (0 turns the lease sweeper off), got %v", w.RecoverInterval)
 	}
-	if w.RecoverGrace < 5*time.Second {
-		ch.fail("worker.recover_grace", "must be at least 5s (room for clock skew between workers and Redis), got %v", w.RecoverGrace)
+	if w.RecoverGrace < queue.RecoverGraceMin {
+		ch.fail("worker.recover_grace", "must be at least %v (room for clock skew between workers and Redis), got %v", queue.RecoverGraceMin, w.RecoverGrace)
 	}
 	if w.MetricsAddr != "" {
 		ch.hostPort("worker.metrics_addr", w.MetricsAddr, false)

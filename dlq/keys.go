@@ -43,9 +43,3 @@ func lockKey() string { return keyPrefix + "lock" }
 // tombstone is the value of a taskKey whose record is gone on purpose: the
 // reconciler must not record the archived task again.
 const tombstone = "-"
-
-// asynqArchivedKey is asynq's sorted set of archived task ids of a queue
-// (asynq v0.26 layout, internal/base.ArchivedKey). The reconciler reads it
-// with ZSCAN and ZSCORE and never writes it; changes to asynq's layout are
-// caught by the reconciler tests, which drive a real asynq.
-func asynqArchivedKey(queue string) string { return "asynq:{" + queue + "}:archived" }

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
 )
 
 // Swept says what one reconciler sweep found and did.
@@ -71,7 +72,7 @@ func (s *Store) sweepArchive(ctx context.Context, q string) (int, error) {
 	recorded := 0
 	var cursor uint64
 	for {
-		page, next, err := s.rdb.ZScan(ctx, asynqArchivedKey(q), cursor, "", pageSize).Result()
+		page, next, err := s.rdb.ZScan(ctx, queue.AsynqArchivedKey(q), cursor, "", pageSize).Result()
 		if err != nil {
 			return recorded, fmt.Errorf("dlq: sweep archive of %q: %w", q, err)
 		}
@@ -223,7 +224,7 @@ func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, r := range recs {
 			if r.status == string(StatusDead) && r.archived != "" {
-				r.inArchive = p.ZScore(ctx, asynqArchivedKey(r.queue), r.archived)
+				r.inArchive = p.ZScore(ctx, queue.AsynqArchivedKey(r.queue), r.archived)
 			}
 		}
 		return nil
@@ -311,7 +312,7 @@ func (s *Store) archiveTrims(ctx context.Context, full map[string]bool, q string
 	if v, ok := full[q]; ok {
 		return v, nil
 	}
-	n, err := s.rdb.ZCard(ctx, asynqArchivedKey(q)).Result()
+	n, err := s.rdb.ZCard(ctx, queue.AsynqArchivedKey(q)).Result()
 	if err != nil {
 		return false, fmt.Errorf("dlq: sweep: size of the archive of %q: %w", q, err)
 	}

@@ -275,7 +275,7 @@ func TestPurgeTombstonesAndDeletesTheArchivedTask(t *testing.T) {
 	// Archived again by hand under the same id would be a new death; the
 	// tombstone only stops the reconciler from resurrecting the purged one
 	// while asynq still held it. Simulate asynq holding it still:
-	if err := b.rdb.ZAdd(ctx, asynqArchivedKey("default"), redis.Z{Score: 1, Member: task}).Err(); err != nil {
+	if err := b.rdb.ZAdd(ctx, queue.AsynqArchivedKey("default"), redis.Z{Score: 1, Member: task}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if sw, err := b.store.Sweep(ctx); err != nil || sw.Recorded != 0 {

@@ -135,7 +135,7 @@ func checkBatchText(text []byte, lead int) error {
 	if len(text) == 0 {
 		return errors.New("the line is blank")
 	}
-	if bytes.HasPrefix(text, utf8BOM) {
+	if bytes.HasPrefix(text, []byte(UTF8BOM)) {
 		return errors.New("the line starts with a UTF-8 byte order mark (BOM); only the first line of a file may")
 	}
 	if i := bytes.IndexByte(text, 0); i >= 0 {
@@ -320,7 +320,7 @@ func (b *batchReader) next() (lineNo int, line []byte, tooLong bool, err error) 
 		}
 		b.lineNo++
 		if b.lineNo == 1 {
-			raw = bytes.TrimPrefix(raw, utf8BOM)
+			raw = bytes.TrimPrefix(raw, []byte(UTF8BOM))
 		}
 		if long || len(trimJSONSpace(raw)) > 0 {
 			return b.lineNo, raw, long, nil

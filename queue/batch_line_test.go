@@ -304,7 +304,7 @@ func FuzzBatchLines(f *testing.F) {
 		var want []readLineResult
 		for i, l := range strings.Split(string(in), "\n") {
 			if i == 0 && len(l) <= max {
-				l = strings.TrimPrefix(l, string(utf8BOM))
+				l = strings.TrimPrefix(l, UTF8BOM)
 			}
 			switch {
 			case len(l) > max:

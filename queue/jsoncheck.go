@@ -17,9 +17,9 @@ import (
 // 1000) can be driven into a stack overflow by a payload agentq accepted.
 const MaxPayloadDepth = 128
 
-// utf8BOM is the UTF-8 encoding of U+FEFF, the byte order mark some Windows
-// tools put at the start of a text file.
-var utf8BOM = []byte("\xef\xbb\xbf")
+// UTF8BOM is the UTF-8 encoding of U+FEFF, the byte order mark some Windows
+// tools put at the start of a text file: a file's encoding, not its content.
+const UTF8BOM = "\xef\xbb\xbf"
 
 // jsonProblem is what checkJSON found wrong with a JSON text.
 type jsonProblem struct {
@@ -263,7 +263,7 @@ func (c *structChecker) pointer() string {
 // UTF-8, invalid JSON, nesting deeper than MaxPayloadDepth or a duplicate
 // key. It returns the reason, in words, or "".
 func checkJSON(payload []byte) string {
-	if bytes.HasPrefix(payload, utf8BOM) {
+	if bytes.HasPrefix(payload, []byte(UTF8BOM)) {
 		return "starts with a UTF-8 byte order mark (BOM); remove it, JSON text has none"
 	}
 	if off := invalidUTF8(payload); off >= 0 {

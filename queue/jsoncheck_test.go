@@ -172,7 +172,7 @@ func FuzzCheckStructure(f *testing.F) {
 		if reason == "" && (!json.Valid(b) || !utf8.Valid(b)) {
 			t.Fatalf("accepted %q", b)
 		}
-		if !json.Valid(b) || !utf8.Valid(b) || bytes.HasPrefix(b, utf8BOM) {
+		if !json.Valid(b) || !utf8.Valid(b) || bytes.HasPrefix(b, []byte(UTF8BOM)) {
 			return
 		}
 		const depth = 8

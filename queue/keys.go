@@ -35,9 +35,14 @@ func asynqTaskPrefix(q string) string        { return asynqQueuePrefix(q) + "t:"
 func asynqActiveKey(q string) string         { return asynqQueuePrefix(q) + "active" }
 func asynqLeaseKey(q string) string          { return asynqQueuePrefix(q) + "lease" }
 func asynqRetryKey(q string) string          { return asynqQueuePrefix(q) + "retry" }
-func asynqArchivedKey(q string) string       { return asynqQueuePrefix(q) + "archived" }
 func asynqProcessedTotalKey(q string) string { return asynqQueuePrefix(q) + "processed" }
 func asynqFailedTotalKey(q string) string    { return asynqQueuePrefix(q) + "failed" }
+
+// AsynqArchivedKey is asynq's sorted set of the archived task ids of queue
+// q (asynq v0.26, internal/base.ArchivedKey), for the packages that read
+// what asynq archived (dlq's reconciler) without knowing its layout.
+func AsynqArchivedKey(q string) string { return asynqQueuePrefix(q) + "archived" }
+
 func asynqProcessedKey(q string, t time.Time) string {
 	return asynqQueuePrefix(q) + "processed:" + t.UTC().Format("2006-01-02")
 }

@@ -29,10 +29,19 @@ import (
 //
 // Safety:
 //   - Only a task whose lease expired Grace ago by Redis's clock (TIME) is
-//     touched. A live worker extends its leases to now+30s every 5s, so a
-//     false recovery needs its clock to lag Redis's by more than 25s+Grace;
-//     asynq's own recoverer compares with each worker's clock (so any
-//     worker's skew counts) with 30s of margin.
+//     touched. A task is taken from a worker that still believes it holds
+//     the lease only when that worker's clock lags Redis's by more than the
+//     time left on the lease plus Grace. While the worker's heartbeat runs
+//     (it extends each lease to now+30s every 5s) that takes a lag of more
+//     than 25s+Grace; a worker that stops renewing while alive (a long GC
+//     pause, a paused VM, SIGSTOP, cut off from Redis) and then resumes has
+//     only Grace. asynq's own recoverer compares with its server's clock,
+//     with 30s of margin.
+//   - So every sweep compares this worker's clock with Redis's (the TIME the
+//     list script reads): past Grace/2 apart it warns, once; Grace or more
+//     apart it moves nothing and says so, once, until the clocks agree again
+//     (asynq's recoverer still recovers, later). It sees its own host's clock
+//     only: keep every worker's clock synchronised (NTP).
 //   - Each move is one Lua script that checks, atomically, that the lease
 //     is still expired past the cutoff and the task message is the one read,
 //     then does what asynq's rdb.Retry or rdb.Archive script does: out of
@@ -65,13 +74,20 @@ const (
 	asynqVerifiedVersion = "v0.26.0"
 	// sweepBatch bounds the tasks one script lists.
 	sweepBatch = 100
+	// sweepPages bounds the pages one sweep lists per queue; the next sweep
+	// goes on from where it stopped.
+	sweepPages = 10
+	// maxWarned bounds the task ids a sweeper remembers having warned about
+	// (each is named once, not every sweep).
+	maxWarned = 1000
 )
 
 // RecoverConfig configures a worker's lease sweeper.
 type RecoverConfig struct {
 	// Interval is how often the worker looks for tasks whose lease
 	// expired; negative turns the sweeper off (asynq's recoverer alone:
-	// 60 to 120s). Default RecoverIntervalDefault (5s).
+	// 60 to 120s). Default RecoverIntervalDefault (5s). (agentq's
+	// worker.recover_interval says 0 for off; config.Worker.Recover maps it.)
 	Interval time.Duration
 	// Grace is how long past its lease expiry, by Redis's clock, a task is
 	// left alone; at least RecoverGraceMin. Default RecoverGraceDefault (10s).
@@ -127,10 +143,29 @@ type sweeper struct {
 	now       func() time.Time
 	log       zerolog.Logger
 
+	pages int // sweepPages; a field for tests
+
+	// Sweep state, used by one sweep at a time.
+	resume     map[string]int64           // queue -> where its next sweep starts in the expired range
+	warned     map[string]map[string]bool // queue -> id warned about -> still seen in this pass
+	nWarned    int                        // ids in warned
+	warnedFull bool                       // said that maxWarned was reached
+	clock      clockState
+
 	mu   sync.Mutex
 	stop chan struct{} // closed by shutdown
 	done chan struct{} // closed when the loop ends; nil until started
 }
+
+// clockState is how this worker's clock compares with Redis's, as last
+// logged.
+type clockState int
+
+const (
+	clockAgrees clockState = iota
+	clockSkewed            // apart by more than Grace/2: warned
+	clockTooFar            // apart by Grace or more: nothing moved
+)
 
 func newSweeper(rdb redis.UniversalClient, cfg WorkerConfig, delay asynq.RetryDelayFunc) *sweeper {
 	qs := make([]string, 0, len(cfg.Queues))
@@ -139,7 +174,8 @@ func newSweeper(rdb redis.UniversalClient, cfg WorkerConfig, delay asynq.RetryDe
 	}
 	return &sweeper{
 		rdb: rdb, queues: qs, cfg: cfg.Recover, delay: delay, isFailure: isFailure, now: cfg.Now,
-		log:  cfg.Logger.With().Str("component", "lease_sweeper").Logger(),
+		log:   cfg.Logger.With().Str("component", "lease_sweeper").Logger(),
+		pages: sweepPages, resume: map[string]int64{}, warned: map[string]map[string]bool{},
 		stop: make(chan struct{}),
 	}
 }
@@ -211,62 +247,292 @@ func (s *sweeper) shutdown() {
 // swept counts what one sweep did.
 type swept struct{ retried, archived int }
 
-// sweep recovers the lease-expired tasks of every queue once.
+// sweep recovers the lease-expired tasks of every queue once. It lists each
+// queue's expired leases a page at a time, past the ones it leaves in place
+// (a task it cannot read or move stays where it is and is named in the log
+// once), up to s.pages pages; a queue with more goes on at the next sweep.
 func (s *sweeper) sweep(ctx context.Context) (swept, error) {
 	var total swept
 	for _, q := range s.queues {
-		for {
-			n, sw, err := s.sweepBatch(ctx, q)
-			total.retried += sw.retried
-			total.archived += sw.archived
-			if err != nil {
-				return total, fmt.Errorf("queue %q: %w", q, err)
-			}
-			if n < sweepBatch {
-				break
-			}
+		sw, stop, err := s.sweepQueue(ctx, q)
+		total.retried += sw.retried
+		total.archived += sw.archived
+		if err != nil {
+			return total, fmt.Errorf("queue %q: %w", q, err)
+		}
+		if stop {
+			break
 		}
 	}
 	return total, nil
 }
 
-// listExpiredScript lists up to ARGV[3] tasks of one queue whose lease
-// expired ARGV[1] seconds ago or more by Redis's clock, as asynq's
-// listLeaseExpiredCmd does for a cutoff. It only reads, so TIME is safe on
-// every Redis version.
+// sweepQueue sweeps queue q; stop is true when the clocks disagree too much
+// to sweep at all.
+func (s *sweeper) sweepQueue(ctx context.Context, q string) (sw swept, stop bool, err error) {
+	offset := s.resume[q]
+	if offset == 0 {
+		// A new pass over the expired range: an id warned about that this
+		// pass does not meet again has left it.
+		for id := range s.warned[q] {
+			s.warned[q][id] = false
+		}
+	}
+	for range s.pages {
+		page, err := s.list(ctx, q, offset)
+		if err != nil {
+			return sw, false, err
+		}
+		if !s.clockOK(page.skew) {
+			return sw, true, nil
+		}
+		for _, e := range page.entries {
+			r, err := s.recoverEntry(ctx, q, e, page.cutoff)
+			if err != nil {
+				return sw, false, err
+			}
+			switch r {
+			case movedToRetry:
+				sw.retried++
+			case movedToArchive:
+				sw.archived++
+			default:
+				// Left in place, so the next page starts past it. A task
+				// someone else moved meanwhile is gone, and the next page
+				// skips one it has not seen: the next pass meets that one.
+				offset++
+			}
+		}
+		if len(page.entries) < sweepBatch {
+			s.resume[q] = 0
+			s.forgetLeft(q)
+			return sw, false, nil
+		}
+	}
+	s.resume[q] = offset
+	return sw, false, nil
+}
+
+// listExpiredScript lists up to ARGV[4] tasks of one queue whose lease
+// expired ARGV[1] seconds ago or more by Redis's clock, skipping the first
+// ARGV[3], as asynq's listLeaseExpiredCmd does for a cutoff. It only reads,
+// so TIME is safe on every Redis version.
 //
 // KEYS[1] asynq:{q}:lease; ARGV[1] grace seconds, ARGV[2] task key prefix,
-// ARGV[3] limit. Returns {cutoff, id1, msg1, id2, msg2, ...}.
+// ARGV[3] offset, ARGV[4] limit. Returns {cutoff, time seconds, time
+// microseconds, id1, msg1, id2, msg2, ...}, msg false (nil) when the task
+// has no hash.
 var listExpiredScript = redis.NewScript(`
 local now = redis.call("TIME")
 local cutoff = tonumber(now[1]) - tonumber(ARGV[1])
-local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", cutoff, "LIMIT", 0, tonumber(ARGV[3]))
-local res = {cutoff}
+local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", cutoff, "LIMIT", tonumber(ARGV[3]), tonumber(ARGV[4]))
+local res = {cutoff, tonumber(now[1]), tonumber(now[2])}
 for _, id in ipairs(ids) do
-	local v = redis.call("HGET", ARGV[2] .. id, "msg")
-	if v then
-		table.insert(res, id)
-		table.insert(res, v)
-	end
+	table.insert(res, id)
+	table.insert(res, redis.call("HGET", ARGV[2] .. id, "msg"))
 end
 return res`)
 
+// expiredEntry is one lease-expired task listed; hasMsg is false when its
+// task hash is gone.
+type expiredEntry struct {
+	id     string
+	msg    []byte
+	hasMsg bool
+}
+
+// expiredPage is what one listExpiredScript call read.
+type expiredPage struct {
+	cutoff  int64
+	skew    time.Duration // this worker's clock minus Redis's
+	entries []expiredEntry
+}
+
+// list reads one page of queue q's lease-expired tasks from offset on.
+func (s *sweeper) list(ctx context.Context, q string, offset int64) (expiredPage, error) {
+	before := s.now()
+	res, err := listExpiredScript.Run(ctx, s.rdb, []string{asynqLeaseKey(q)},
+		int64(s.cfg.Grace/time.Second), asynqTaskPrefix(q), offset, sweepBatch).Slice()
+	after := s.now()
+	if err != nil {
+		return expiredPage{}, fmt.Errorf("list lease-expired tasks: %w", err)
+	}
+	if len(res) < 3 {
+		return expiredPage{}, fmt.Errorf("list lease-expired tasks: reply of %d values, want at least 3", len(res))
+	}
+	cutoff, ok1 := res[0].(int64)
+	sec, ok2 := res[1].(int64)
+	usec, ok3 := res[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return expiredPage{}, fmt.Errorf("list lease-expired tasks: header %v is not three integers", res[:3])
+	}
+	local := before.Add(after.Sub(before) / 2)
+	page := expiredPage{cutoff: cutoff, skew: local.Sub(time.Unix(sec, usec*1000))}
+	for i := 3; i+1 < len(res); i += 2 {
+		id, _ := res[i].(string)
+		raw, ok := res[i+1].(string)
+		page.entries = append(page.entries, expiredEntry{id: id, msg: []byte(raw), hasMsg: ok})
+	}
+	return page, nil
+}
+
+// clockOK logs a change in how this worker's clock compares with Redis's
+// and says whether tasks may be moved.
+func (s *sweeper) clockOK(skew time.Duration) bool {
+	abs := skew.Abs()
+	st := clockAgrees
+	switch {
+	case abs >= s.cfg.Grace:
+		st = clockTooFar
+	case abs > s.cfg.Grace/2:
+		st = clockSkewed
+	}
+	if st != s.clock {
+		ev := s.log.Warn()
+		msg := "lease sweeper: this worker's clock and Redis's differ by more than half the recover grace; a worker whose clock lags Redis's by the grace can lose a task it still runs (keep clocks synchronised)"
+		switch st {
+		case clockAgrees:
+			ev, msg = s.log.Info(), "lease sweeper: this worker's clock and Redis's agree again"
+		case clockTooFar:
+			ev, msg = s.log.Error(), "lease sweeper paused: this worker's clock and Redis's differ by the recover grace or more; lease-expired tasks are left to asynq's recoverer (30s margin) until they agree (keep clocks synchronised)"
+		}
+		ev.Dur("clock_skew", skew).Dur("grace", s.cfg.Grace).Msg(msg)
+		s.clock = st
+	}
+	return st != clockTooFar
+}
+
+// recovered is what recoverEntry did with one lease-expired task.
+type recovered int
+
+const (
+	movedToRetry   recovered = iota
+	movedToArchive           // retries used up
+	leftChanged              // lease renewed, message changed or task gone since listed: someone else has it
+	leftNoTask               // in the lease set without a task hash
+	leftUnreadable           // a message this code does not read
+	leftNotActive            // leased but not in the active list
+)
+
+// recoverEntry recovers one listed task and names, once, one it leaves in
+// place for good.
+func (s *sweeper) recoverEntry(ctx context.Context, q string, e expiredEntry, cutoff int64) (recovered, error) {
+	if !e.hasMsg {
+		s.warnOnce(q, e.id, nil, "lease sweeper: a lease names a task that has no task hash; left alone (asynq's recoverer cannot recover it either)")
+		return leftNoTask, nil
+	}
+	r, err := s.recoverTask(ctx, q, e.id, e.msg, cutoff)
+	switch {
+	case err != nil:
+		return r, err
+	case r == leftUnreadable:
+		_, perr := parseTaskMsg(e.msg)
+		s.warnOnce(q, e.id, perr, "lease sweeper: cannot read task message; left to asynq's recoverer")
+	case r == leftNotActive:
+		s.warnOnce(q, e.id, nil, "lease sweeper: a task with an expired lease is not in the active list; left alone (asynq's recoverer cannot recover it either)")
+	}
+	return r, nil
+}
+
+// warnOnce logs msg about task id of queue q unless it did already in an
+// earlier pass that still met the task, and marks it met in this pass.
+func (s *sweeper) warnOnce(q, id string, err error, msg string) {
+	ws := s.warned[q]
+	if ws == nil {
+		ws = map[string]bool{}
+		s.warned[q] = ws
+	}
+	if _, ok := ws[id]; ok {
+		ws[id] = true
+		return
+	}
+	if s.nWarned >= maxWarned {
+		if !s.warnedFull {
+			s.warnedFull = true
+			s.log.Warn().Int("max_warned", maxWarned).Msg("lease sweeper: too many tasks left in place to name each; further ones are not logged")
+		}
+		return
+	}
+	ws[id] = true
+	s.nWarned++
+	ev := s.log.Warn().Str("task_id", id).Str("queue", q)
+	if err != nil {
+		ev = ev.Err(err)
+	}
+	ev.Msg(msg)
+}
+
+// forgetLeft drops, at the end of a pass over queue q, the ids warned about
+// that the pass did not meet: they left the lease set, and are named again
+// should they come back.
+func (s *sweeper) forgetLeft(q string) {
+	for id, seen := range s.warned[q] {
+		if !seen {
+			delete(s.warned[q], id)
+			s.nWarned--
+		}
+	}
+	if s.nWarned < maxWarned {
+		s.warnedFull = false
+	}
+}
+
+// The move scripts share their keys and their first arguments:
+//
+// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
+// asynq:{q}:lease, KEYS[4] the destination (asynq:{q}:retry or
+// asynq:{q}:archived), KEYS[5] asynq:{q}:processed:<date>, KEYS[6]
+// asynq:{q}:failed:<date>, KEYS[7] asynq:{q}:processed, KEYS[8]
+// asynq:{q}:failed, KEYS[9] asynq:{q}:t: (used by archiveScript only);
+// see moveKeys.
+//
+// ARGV[1] id, ARGV[2] new message, ARGV[3] score in the destination
+// (retry_at or died_at, Unix), ARGV[4] stats expiry (Unix), ARGV[5] max
+// int64, ARGV[6] lease cutoff, ARGV[7] sha1 of the message read; then each
+// script's own (see each).
+
 // guard is the check both move scripts start with: the task's lease is
-// still expired past the cutoff (ARGV[8]) and its message is the one read
-// (sha1 in ARGV[9]); else nothing is done and 0 returned.
+// still expired past the cutoff (ARGV[6]) and its message is the one read
+// (sha1 in ARGV[7]), else 0 is returned and nothing done; and the task is
+// in the active list, else -1 is returned and nothing done (asynq's own
+// Retry and Archive fail with NOT FOUND there). Then the task leaves active
+// and the lease set.
 const guard = `
 local score = redis.call("ZSCORE", KEYS[3], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[8]) then
+if not score or tonumber(score) > tonumber(ARGV[6]) then
 	return 0
 end
 local cur = redis.call("HGET", KEYS[1], "msg")
-if not cur or redis.sha1hex(cur) ~= ARGV[9] then
+if not cur or redis.sha1hex(cur) ~= ARGV[7] then
 	return 0
 end
 if redis.call("LREM", KEYS[2], 0, ARGV[1]) == 0 then
-	return 0
+	return -1
 end
 redis.call("ZREM", KEYS[3], ARGV[1])
+`
+
+// countFailure is the tail both of asynq's scripts end with when the
+// attempt counts as a failure: the day's processed and failed counters
+// (expiring at ARGV[4]) and the totals, both reset to 1 when processed
+// reached max int64 (ARGV[5]).
+const countFailure = `
+local n = redis.call("INCR", KEYS[5])
+if tonumber(n) == 1 then
+	redis.call("EXPIREAT", KEYS[5], ARGV[4])
+end
+local m = redis.call("INCR", KEYS[6])
+if tonumber(m) == 1 then
+	redis.call("EXPIREAT", KEYS[6], ARGV[4])
+end
+local total = redis.call("GET", KEYS[7])
+if tonumber(total) == tonumber(ARGV[5]) then
+	redis.call("SET", KEYS[7], 1)
+	redis.call("SET", KEYS[8], 1)
+else
+	redis.call("INCR", KEYS[7])
+	redis.call("INCR", KEYS[8])
+end
 `
 
 // The two move scripts below mirror asynq v0.26.0's retryCmd and archiveCmd
@@ -274,82 +540,46 @@ redis.call("ZREM", KEYS[3], ARGV[1])
 // Hibino, MIT License), so that a task the sweeper moves is in exactly the
 // state asynq's own recoverer would leave it in (recover_test.go compares).
 
-// retryScript is asynq v0.26's retryCmd (internal/rdb) behind guard.
-//
-// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
-// asynq:{q}:lease, KEYS[4] asynq:{q}:retry, KEYS[5]
-// asynq:{q}:processed:<date>, KEYS[6] asynq:{q}:failed:<date>, KEYS[7]
-// asynq:{q}:processed, KEYS[8] asynq:{q}:failed.
-// ARGV[1] id, ARGV[2] new message, ARGV[3] retry_at (Unix), ARGV[4] stats
-// expiry (Unix), ARGV[5] is_failure (1/0), ARGV[6] max int64, ARGV[7]
-// unused, ARGV[8] lease cutoff, ARGV[9] sha1 of the message read.
+// retryScript is asynq v0.26's retryCmd (internal/rdb) behind guard: into
+// the retry set at ARGV[3]. ARGV[8] is_failure (1/0): only a failure
+// counts in the stats.
 var retryScript = redis.NewScript(guard + `
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
 redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "retry")
-if tonumber(ARGV[5]) == 1 then
-	local n = redis.call("INCR", KEYS[5])
-	if tonumber(n) == 1 then
-		redis.call("EXPIREAT", KEYS[5], ARGV[4])
-	end
-	local m = redis.call("INCR", KEYS[6])
-	if tonumber(m) == 1 then
-		redis.call("EXPIREAT", KEYS[6], ARGV[4])
-	end
-	local total = redis.call("GET", KEYS[7])
-	if tonumber(total) == tonumber(ARGV[6]) then
-		redis.call("SET", KEYS[7], 1)
-		redis.call("SET", KEYS[8], 1)
-	else
-		redis.call("INCR", KEYS[7])
-		redis.call("INCR", KEYS[8])
-	end
-end
+if tonumber(ARGV[8]) == 1 then` + countFailure + `end
 return 1`)
 
-// archiveScript is asynq v0.26's archiveCmd (internal/rdb) behind guard.
-//
-// KEYS[1] asynq:{q}:t:<id>, KEYS[2] asynq:{q}:active, KEYS[3]
-// asynq:{q}:lease, KEYS[4] asynq:{q}:archived, KEYS[5]
-// asynq:{q}:processed:<date>, KEYS[6] asynq:{q}:failed:<date>, KEYS[7]
-// asynq:{q}:processed, KEYS[8] asynq:{q}:failed, KEYS[9] asynq:{q}:t:.
-// ARGV[1] id, ARGV[2] new message, ARGV[3] died_at (Unix), ARGV[4] archive
-// cutoff (Unix, 90 days ago), ARGV[5] archive size cap, ARGV[6] stats
-// expiry (Unix), ARGV[7] max int64, ARGV[8] lease cutoff, ARGV[9] sha1 of
-// the message read.
+// archiveScript is asynq v0.26's archiveCmd (internal/rdb) behind guard:
+// into the archive at ARGV[3], dropping archived tasks older than ARGV[8]
+// (Unix, 90 days ago) and beyond the size cap ARGV[9], with their task
+// hashes (prefix KEYS[9]).
 var archiveScript = redis.NewScript(guard + `
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
-local old = redis.call("ZRANGE", KEYS[4], "-inf", ARGV[4], "BYSCORE")
+local old = redis.call("ZRANGE", KEYS[4], "-inf", ARGV[8], "BYSCORE")
 if #old > 0 then
 	for _, id in ipairs(old) do
 		redis.call("DEL", KEYS[9] .. id)
 	end
 	redis.call("ZREM", KEYS[4], unpack(old))
 end
-local extra = redis.call("ZRANGE", KEYS[4], 0, -ARGV[5])
+local extra = redis.call("ZRANGE", KEYS[4], 0, -ARGV[9])
 if #extra > 0 then
 	for _, id in ipairs(extra) do
 		redis.call("DEL", KEYS[9] .. id)
 	end
 	redis.call("ZREM", KEYS[4], unpack(extra))
 end
-redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "archived")
-local n = redis.call("INCR", KEYS[5])
-if tonumber(n) == 1 then
-	redis.call("EXPIREAT", KEYS[5], ARGV[6])
-end
-local m = redis.call("INCR", KEYS[6])
-if tonumber(m) == 1 then
-	redis.call("EXPIREAT", KEYS[6], ARGV[6])
-end
-local total = redis.call("GET", KEYS[7])
-if tonumber(total) == tonumber(ARGV[7]) then
-	redis.call("SET", KEYS[7], 1)
-	redis.call("SET", KEYS[8], 1)
-else
-	redis.call("INCR", KEYS[7])
-	redis.call("INCR", KEYS[8])
-end
-return 1`)
+redis.call("HSET", KEYS[1], "msg", ARGV[2], "state", "archived")` + countFailure + `return 1`)
+
+// moveKeys is KEYS of both move scripts for task id of queue q moved to
+// dest at now.
+func moveKeys(q, id, dest string, now time.Time) []string {
+	return []string{
+		asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), dest,
+		asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
+		asynqTaskPrefix(q),
+	}
+}
 
 // asynq v0.26's constants (internal/rdb) that its Retry and Archive use.
 const (
@@ -361,89 +591,46 @@ const (
 // leaseExpiredErrorText is the last error asynq's recoverer stores.
 var leaseExpiredErrorText = asynq.ErrLeaseExpired.Error()
 
-// sweepBatch recovers up to sweepBatch tasks of queue q and returns how
-// many it listed.
-func (s *sweeper) sweepBatch(ctx context.Context, q string) (int, swept, error) {
-	var sw swept
-	res, err := listExpiredScript.Run(ctx, s.rdb, []string{asynqLeaseKey(q)},
-		int64(s.cfg.Grace/time.Second), asynqTaskPrefix(q), sweepBatch).Slice()
-	if err != nil {
-		return 0, sw, fmt.Errorf("list lease-expired tasks: %w", err)
-	}
-	if len(res) == 0 {
-		return 0, sw, fmt.Errorf("list lease-expired tasks: empty reply")
-	}
-	cutoff, ok := res[0].(int64)
-	if !ok {
-		return 0, sw, fmt.Errorf("list lease-expired tasks: cutoff %v is not an integer", res[0])
-	}
-	n := (len(res) - 1) / 2
-	for i := 1; i+1 < len(res); i += 2 {
-		id, _ := res[i].(string)
-		raw, _ := res[i+1].(string)
-		archived, moved, err := s.recoverTask(ctx, q, id, []byte(raw), cutoff)
-		if err != nil {
-			return n, sw, err
-		}
-		switch {
-		case moved && archived:
-			sw.archived++
-		case moved:
-			sw.retried++
-		}
-	}
-	return n, sw, nil
-}
-
 // recoverTask moves one lease-expired task to retry or the archive, as
-// asynq's recoverer would. moved is false when the task changed since it
-// was listed (someone else dealt with it).
-func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cutoff int64) (archived, moved bool, err error) {
+// asynq's recoverer would, and says what it did. A task that changed since
+// it was listed (someone else dealt with it) is left alone.
+func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cutoff int64) (recovered, error) {
 	m, err := parseTaskMsg(raw)
 	if err != nil {
-		// Not a message this code understands: leave it to asynq.
-		s.log.Warn().Str("task_id", id).Str("queue", q).Err(err).Msg("lease sweeper: cannot read task message; left to asynq's recoverer")
-		return false, false, nil
+		return leftUnreadable, nil
 	}
 	now := s.now()
 	sum := sha1.Sum(raw) //nolint:gosec // see import
 	digest := hex.EncodeToString(sum[:])
-	archived = m.retried >= m.retry
+	archived := m.retried >= m.retry
 	failure := s.isFailure(asynq.ErrLeaseExpired)
-	var res int64
+	var (
+		script  = retryScript
+		dest    = asynqRetryKey(q)
+		retried = m.retried
+		score   int64 // retry_at or died_at
+		own     []any // the script's own arguments, ARGV[8] on
+	)
 	if archived {
-		msg := withFailure(raw, m.retried, leaseExpiredErrorText, now.Unix())
-		keys := []string{
-			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), asynqArchivedKey(q),
-			asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
-			asynqTaskPrefix(q),
-		}
-		res, err = archiveScript.Run(ctx, s.rdb, keys, id, msg, now.Unix(),
-			now.AddDate(0, 0, -asynqArchivedDays).Unix(), asynqMaxArchiveSize, now.Add(asynqStatsTTL).Unix(),
-			int64(math.MaxInt64), cutoff, digest).Int64()
+		script, dest, score = archiveScript, AsynqArchivedKey(q), now.Unix()
+		own = []any{now.AddDate(0, 0, -asynqArchivedDays).Unix(), asynqMaxArchiveSize}
 	} else {
-		retried := m.retried
-		if failure {
-			retried++
-		}
 		delay := s.delay(m.retried, asynq.ErrLeaseExpired, asynq.NewTaskWithHeaders(m.typ, m.payload, m.headers))
-		msg := withFailure(raw, retried, leaseExpiredErrorText, now.Unix())
-		keys := []string{
-			asynqTaskPrefix(q) + id, asynqActiveKey(q), asynqLeaseKey(q), asynqRetryKey(q),
-			asynqProcessedKey(q, now), asynqFailedKey(q, now), asynqProcessedTotalKey(q), asynqFailedTotalKey(q),
-		}
-		isFail := 0
+		score, own = now.Add(delay).Unix(), []any{0}
 		if failure {
-			isFail = 1
+			retried, own = retried+1, []any{1}
 		}
-		res, err = retryScript.Run(ctx, s.rdb, keys, id, msg, now.Add(delay).Unix(), now.Add(asynqStatsTTL).Unix(),
-			isFail, int64(math.MaxInt64), 0, cutoff, digest).Int64()
 	}
-	if err != nil {
-		return archived, false, fmt.Errorf("recover task %s: %w", id, err)
-	}
-	if res != 1 {
-		return archived, false, nil
+	msg := withFailure(raw, retried, leaseExpiredErrorText, now.Unix())
+	args := append([]any{id, msg, score, now.Add(asynqStatsTTL).Unix(), int64(math.MaxInt64), cutoff, digest}, own...)
+	res, err := script.Run(ctx, s.rdb, moveKeys(q, id, dest, now), args...).Int64()
+	switch {
+	case err != nil:
+		return leftChanged, fmt.Errorf("recover task %s: %w", id, err)
+	case res == -1:
+		return leftNotActive, nil
+	case res != 1:
+		return leftChanged, nil
 	}
 	outcome, ev := OutcomeRetry, s.log.Warn()
 	if archived {
@@ -452,7 +639,10 @@ func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cut
 	ev.Str("task_id", id).Str("kind", m.typ).Str("queue", q).Int("attempt", m.retried+1).
 		Int("max_attempts", max(m.retry, 1)).Str("outcome", string(outcome)).Str("class", "lease_expired").
 		Str("error", leaseExpiredErrorText).Msg("attempt")
-	return archived, true, nil
+	if archived {
+		return movedToArchive, nil
+	}
+	return movedToRetry, nil
 }
 
 // taskMsg is what the sweeper reads of asynq's task message, a protobuf

@@ -1,17 +1,20 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/agentq/agentq/internal/redistest"
@@ -183,7 +186,7 @@ func TestSweeperMatchesAsynqRecoverer(t *testing.T) {
 		}
 	}
 	// Timestamps agree within the seconds between the two recoveries.
-	for _, k := range []string{asynqRetryKey(q), asynqArchivedKey(q)} {
+	for _, k := range []string{asynqRetryKey(q), AsynqArchivedKey(q)} {
 		a, b := rdbTheirs.ZRangeWithScores(context.Background(), k, 0, -1).Val(), rdbOurs.ZRangeWithScores(context.Background(), k, 0, -1).Val()
 		if len(a) != 1 || len(b) != 1 || b[0].Score-a[0].Score > 10 || a[0].Score-b[0].Score > 10 {
 			t.Errorf("%s: asynq %v, ours %v: want one member each, scores within 10s", k, a, b)
@@ -268,12 +271,12 @@ func TestSweeperMovesOnlyWhatItRead(t *testing.T) {
 			cutoff := time.Now().Add(-10 * time.Second).Unix()
 			tc.change(rdb)
 			before := snapshot(t, rdb, "q")
-			_, moved, err := testSweeper(rdb, "q", 10*time.Second, time.Hour).recoverTask(ctx, "q", "t1", []byte(raw), cutoff)
+			r, err := testSweeper(rdb, "q", 10*time.Second, time.Hour).recoverTask(ctx, "q", "t1", []byte(raw), cutoff)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if moved {
-				t.Fatal("moved a task that changed since it was read")
+			if r != leftChanged {
+				t.Fatalf("recoverTask = %v, want leftChanged: moved a task that changed since it was read", r)
 			}
 			if after := snapshot(t, rdb, "q"); fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Fatalf("state changed:\n before %v\n after  %v", before, after)
@@ -392,4 +395,215 @@ func FuzzTaskMsg(f *testing.F) {
 			t.Fatalf("fields changed: %+v -> %+v", m, m2)
 		}
 	})
+}
+
+// cmdCounter counts the commands a client sends.
+type cmdCounter struct{ n atomic.Int64 }
+
+func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// stuckKinds are lease-expired entries no recoverer can move.
+var stuckKinds = []struct {
+	name  string
+	setup func(p redis.Pipeliner, q, id string)
+}{
+	{name: "no task hash", setup: func(redis.Pipeliner, string, string) {}},
+	{name: "unreadable message", setup: func(p redis.Pipeliner, q, id string) {
+		p.HSet(context.Background(), asynqTaskPrefix(q)+id, "msg", "\xff\xff", "state", "active")
+		p.LPush(context.Background(), asynqActiveKey(q), id)
+	}},
+	{name: "not in active", setup: func(p redis.Pipeliner, q, id string) {
+		p.HSet(context.Background(), asynqTaskPrefix(q)+id, "msg", "\x0a\x09test.echo\x12\x02{}\x28\x03", "state", "active")
+	}},
+}
+
+// stuck writes n lease entries of kind k (an index in stuckKinds), expired
+// ago before Redis's clock, ids prefix-0, prefix-1, ...
+func stuck(t *testing.T, rdb *redis.Client, q string, k, n int, prefix string, ago time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	now := rdb.Time(ctx).Val()
+	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range n {
+			id := fmt.Sprintf("%s-%d", prefix, i)
+			stuckKinds[k].setup(p, q, id)
+			p.ZAdd(ctx, asynqLeaseKey(q), redis.Z{Score: float64(now.Add(-ago).Unix()), Member: id})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sweepWithin runs one sweep and fails the test if it does not return
+// within a generous deadline (a liveness check, not a timing one).
+func sweepWithin(t *testing.T, s *sweeper) swept {
+	t.Helper()
+	type result struct {
+		sw  swept
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sw, err := s.sweep(context.Background())
+		done <- result{sw, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.sw
+	case <-time.After(time.Minute):
+		t.Fatal("sweep did not return within a minute")
+		return swept{}
+	}
+}
+
+// TestSweeperPassesWhatItCannotMove: lease-expired entries that no
+// recoverer can move (no task hash, an unreadable message, not in the
+// active list) come first in the lease set, real orphans behind them. One
+// sweep returns, reaches and moves the real ones with a bounded number of
+// commands, and names each stuck id once, not once a sweep.
+func TestSweeperPassesWhatItCannotMove(t *testing.T) {
+	t.Parallel()
+	const q, perKind, real = "q", 150, 3
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	for k, sk := range stuckKinds {
+		stuck(t, rdb, q, k, perKind, strings.ReplaceAll(sk.name, " ", "_"), 2*time.Minute)
+	}
+	orphan(t, rdb, q, time.Minute, orphanSpec{id: "real-0", maxRetry: 3}, orphanSpec{id: "real-1", maxRetry: 3}, orphanSpec{id: "real-2", maxRetry: 0})
+	entries := perKind*len(stuckKinds) + real
+
+	counted := redis.NewClient(srv.Options())
+	t.Cleanup(func() { _ = counted.Close() })
+	var cmds cmdCounter
+	counted.AddHook(&cmds)
+	s := testSweeper(counted, q, RecoverGraceDefault, time.Hour)
+	var logs bytes.Buffer
+	s.log = zerolog.New(&logs)
+
+	// At most 2 commands a page (EVALSHA, and EVAL the first time) and 2 a
+	// task it tries to move (real ones and those not in active).
+	pages := entries/sweepBatch + 1
+	bound := int64(2*pages + 2*(real+perKind) + 10)
+	for i, want := range []swept{{retried: 2, archived: 1}, {}} {
+		cmds.n.Store(0)
+		logs.Reset()
+		sw := sweepWithin(t, s)
+		if sw != want {
+			t.Fatalf("sweep %d = %+v, want %+v", i+1, sw, want)
+		}
+		t.Logf("sweep %d: %d commands", i+1, cmds.n.Load())
+		if n := cmds.n.Load(); n > bound {
+			t.Errorf("sweep %d sent %d commands for %d entries, want at most %d", i+1, n, entries, bound)
+		}
+		warned := strings.Count(logs.String(), "left alone") + strings.Count(logs.String(), "cannot read task message")
+		if wantWarned := []int{perKind * len(stuckKinds), 0}[i]; warned != wantWarned {
+			t.Errorf("sweep %d named %d stuck tasks, want %d; logs:\n%.2000s", i+1, warned, wantWarned, logs.String())
+		}
+	}
+	for _, id := range []string{"real-0", "real-1", "real-2"} {
+		if st := rdb.HGet(context.Background(), asynqTaskPrefix(q)+id, "state").Val(); st != "retry" && st != "archived" {
+			t.Errorf("%s is %q, want recovered", id, st)
+		}
+	}
+
+	// An id that left the lease set and comes back is named again.
+	rdb.ZRem(context.Background(), asynqLeaseKey(q), "no_task_hash-0")
+	sweepWithin(t, s)
+	logs.Reset()
+	stuck(t, rdb, q, 0, 1, "no_task_hash", 2*time.Minute)
+	sweepWithin(t, s)
+	if n := strings.Count(logs.String(), `"task_id":"no_task_hash-0"`); n != 1 {
+		t.Errorf("a stuck id back in the lease set was named %d times, want 1; logs:\n%s", n, logs.String())
+	}
+}
+
+// TestSweeperResumes: with more stuck entries than one sweep lists, the
+// next sweep goes on where the last stopped, so real orphans behind them
+// are reached.
+func TestSweeperResumes(t *testing.T) {
+	t.Parallel()
+	const q = "q"
+	rdb := redistest.Start(t).Client(t)
+	stuck(t, rdb, q, 0, 2*sweepBatch+sweepBatch/2, "ghost", 2*time.Minute)
+	orphan(t, rdb, q, time.Minute, orphanSpec{id: "real", maxRetry: 3})
+	s := testSweeper(rdb, q, RecoverGraceDefault, time.Hour)
+	s.pages = 1
+	var got []int
+	for range 4 {
+		got = append(got, sweepWithin(t, s).retried)
+	}
+	if want := []int{0, 0, 1, 0}; !slices.Equal(got, want) {
+		t.Fatalf("retried per sweep = %v, want %v", got, want)
+	}
+}
+
+// TestSweeperClockSkew: the sweeper compares the worker's clock (injected)
+// with Redis's: past Grace/2 apart it warns once and still moves; Grace or
+// more apart it moves nothing and says why, once; agreeing again, it moves.
+func TestSweeperClockSkew(t *testing.T) {
+	t.Parallel()
+	const grace = 10 * time.Second
+	tests := []struct {
+		name    string
+		skew    time.Duration
+		moves   bool
+		logLine string // in the logs once over two sweeps; "" for no line
+	}{
+		{name: "agrees", skew: 0, moves: true},
+		{name: "ahead within grace/2", skew: 4 * time.Second, moves: true},
+		{name: "ahead past grace/2", skew: 6 * time.Second, moves: true, logLine: "differ by more than half the recover grace"},
+		{name: "behind past grace/2", skew: -6 * time.Second, moves: true, logLine: "differ by more than half the recover grace"},
+		{name: "ahead by grace", skew: grace + time.Second, moves: false, logLine: "lease sweeper paused"},
+		{name: "behind by grace", skew: -grace - time.Second, moves: false, logLine: "lease sweeper paused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rdb := redistest.Start(t).Client(t)
+			orphan(t, rdb, "q", time.Minute, orphanSpec{id: "t1", maxRetry: 3}, orphanSpec{id: "t2", maxRetry: 3})
+			s := testSweeper(rdb, "q", grace, time.Hour)
+			skew := tc.skew
+			s.now = func() time.Time { return time.Now().Add(skew) }
+			var logs bytes.Buffer
+			s.log = zerolog.New(&logs)
+			var moved int
+			for range 2 {
+				moved += sweepWithin(t, s).retried
+			}
+			if wantMoved := map[bool]int{true: 2, false: 0}[tc.moves]; moved != wantMoved {
+				t.Fatalf("moved %d, want %d; logs:\n%s", moved, wantMoved, logs.String())
+			}
+			n := strings.Count(logs.String(), `"clock_skew"`)
+			switch {
+			case tc.logLine == "" && n != 0:
+				t.Fatalf("clock lines logged with skew %v:\n%s", skew, logs.String())
+			case tc.logLine != "" && (n != 1 || !strings.Contains(logs.String(), tc.logLine) || !strings.Contains(logs.String(), `"grace":10000`)):
+				t.Fatalf("want one line %q naming the skew and the grace, got:\n%s", tc.logLine, logs.String())
+			}
+			if tc.moves {
+				return
+			}
+			skew = 0
+			logs.Reset()
+			if sw := sweepWithin(t, s); sw.retried != 2 || !strings.Contains(logs.String(), "agree again") {
+				t.Fatalf("clocks agreeing again: sweep %+v, logs:\n%s", sw, logs.String())
+			}
+		})
+	}
 }
