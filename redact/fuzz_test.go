@@ -45,7 +45,7 @@ var poison = []string{
 var r = New(nil, nil)
 
 // maxFuzzBytes keeps the fuzz targets fast: the fuzzer grows its inputs,
-// and TestRedactorLargeInputs covers 1 MiB ones.
+// and TestRedactorLinear covers large ones.
 const maxFuzzBytes = 8 << 10
 
 // checkBound fails when out is longer than 3*len(in)+16. Why that holds:
@@ -115,6 +115,14 @@ func FuzzText(f *testing.F) {
 	f.Add(`{"error":"redirected to `, `"}`)
 	f.Add("token=", "")
 	f.Add(`"key":`, "")
+	// Shapes that once cost time quadratic in their length (see
+	// adversarial), small: the fuzzer grows them.
+	for _, a := range adversarial {
+		f.Add(repeatTo(a.unit, 64), "")
+		f.Add(repeatTo(a.unit, 32), repeatTo(a.unit, 32))
+	}
+	f.Add(`password="`, `"`)
+	f.Add("password: ", "\n")
 	f.Fuzz(func(t *testing.T, prefix, suffix string) {
 		in := prefix + suffix
 		if len(in) > maxFuzzBytes {
@@ -130,11 +138,18 @@ func FuzzText(f *testing.F) {
 		if strings.Contains(in, marker) {
 			return
 		}
-		// A URL right next to arbitrary text; a credential after a space.
+		// A URL right next to arbitrary text; a credential after a space;
+		// name: value and quoted pairs on lines of their own. A "#" line
+		// comes first, as a JSON field ("key":) or scheme word (Bearer)
+		// at the end of prefix would take the next line's first word for
+		// its value across the line break.
 		for _, doc := range []string{
 			prefix + plantedURL + suffix,
 			prefix + " Bearer SECRETbearer " + suffix,
 			prefix + "\nAuthorization: Basic SECRETbasic\n" + suffix,
+			prefix + "\n#\npassword: SECRETyaml words\n" + suffix,
+			prefix + "\n#\n  api_key: \"SECRETquoted words\"\n" + suffix,
+			prefix + "\n#\ntoken='SECRETsingle words'\n" + suffix,
 		} {
 			out := r.Text(doc)
 			checkBound(t, "Text", doc, out)
@@ -298,7 +313,9 @@ func FuzzNestedURL(f *testing.F) {
 
 // FuzzPairs checks the name=value scanner against the regexp it replaced,
 // on ASCII text (the regexp's (?i) also folds a few non-ASCII letters, such
-// as the Kelvin sign, into its word boundary).
+// as the Kelvin sign, into its word boundary) without quotes or ':', which
+// the regexp knew nothing of: quoted values and name: value pairs have
+// table tests, and FuzzText plants secrets in them.
 func FuzzPairs(f *testing.F) {
 	f.Add("token=abc&x=1 then password=hunter2, monkey=3")
 	f.Add("X-Api-Key=abc&x=1&cookie=c;key=k")
@@ -316,7 +333,7 @@ func FuzzPairs(f *testing.F) {
 			return
 		}
 		for _, c := range []byte(s) {
-			if c >= utf8.RuneSelf {
+			if c >= utf8.RuneSelf || c == '"' || c == '\'' || c == ':' {
 				return
 			}
 		}
