@@ -22,6 +22,10 @@ const marker = "SECRET"
 const plantedURL = "http://user:SECRETpass@host/token/SECRETpath/SECRET0123456789abcdef" +
 	"?sig=SECRETsig&X-Amz-Signature=SECRETamz&a=1&code=SECRETcode&token=SECRETtok#access_token=SECRETfrag"
 
+// plantedSlashURL holds a password with an unescaped '/', '?' and '#', as
+// base64 passwords and careless connection strings have.
+const plantedSlashURL = "redis://:SECRET/b64+pw?x#y@host/0"
+
 // poison are the inputs that made Redactor.URL and Redactor.Text recurse
 // without end, and their relatives.
 var poison = []string{
@@ -84,6 +88,14 @@ func FuzzURL(f *testing.F) {
 	f.Add("http://h/?next=", "")
 	f.Add("http://h/#", "")
 	f.Add(`"`, `"`)
+	f.Add("postgres://admin:pa?ss@db/app", "")
+	f.Add("http://u:pa#ss@h/", "")
+	f.Add("redis://:abc/def+ghi@host/0", "")
+	f.Add("https://h/p?email=a@b.c", "")
+	f.Add("http://h:8080/users/a@b.c", "")
+	for _, a := range adversarial {
+		f.Add("http://h/?"+repeatTo(a.unit, 48), "")
+	}
 	f.Fuzz(func(t *testing.T, prefix, suffix string) {
 		in := prefix + suffix
 		if len(in) > maxFuzzBytes {
@@ -99,10 +111,11 @@ func FuzzURL(f *testing.F) {
 		if strings.Contains(in, marker) {
 			return
 		}
-		doc := prefix + plantedURL + suffix
-		out = r.URL(doc)
-		checkBound(t, "URL", doc, out)
-		checkSecret(t, "URL", doc, out)
+		for _, doc := range []string{prefix + plantedURL + suffix, plantedSlashURL + suffix} {
+			out = r.URL(doc)
+			checkBound(t, "URL", doc, out)
+			checkSecret(t, "URL", doc, out)
+		}
 	})
 }
 
@@ -145,6 +158,7 @@ func FuzzText(f *testing.F) {
 		// its value across the line break.
 		for _, doc := range []string{
 			prefix + plantedURL + suffix,
+			prefix + " " + plantedSlashURL + " " + suffix,
 			prefix + " Bearer SECRETbearer " + suffix,
 			prefix + "\nAuthorization: Basic SECRETbasic\n" + suffix,
 			prefix + "\n#\npassword: SECRETyaml words\n" + suffix,

@@ -235,17 +235,18 @@ func (r *Redactor) url(u string, depth int) string {
 		b.WriteString(u[:i+1])
 		rest = u[i+1:]
 	}
-	rest, frag, hasFrag := strings.Cut(rest, "#")
-	rest, query, hasQuery := strings.Cut(rest, "?")
 	if tail, ok := strings.CutPrefix(rest, "//"); ok {
-		authority, path := tail, ""
-		if j := strings.IndexByte(tail, '/'); j >= 0 {
-			authority, path = tail[:j], tail[j:]
+		at := userinfoEnd(tail)
+		end := len(tail)
+		if j := strings.IndexAny(tail[at+1:], "/?#"); j >= 0 {
+			end = at + 1 + j
 		}
 		b.WriteString("//")
-		b.WriteString(maskUserinfo(authority))
-		rest = path
+		b.WriteString(maskUserinfo(tail[:end], at))
+		rest = tail[end:]
 	}
+	rest, frag, hasFrag := strings.Cut(rest, "#")
+	rest, query, hasQuery := strings.Cut(rest, "?")
 	b.WriteString(r.path(rest))
 	if hasQuery {
 		b.WriteByte('?')
@@ -275,11 +276,53 @@ func schemeLen(u string) int {
 	return 0
 }
 
+// userinfoEnd returns the index of the '@' that ends the userinfo of
+// tail, a URL after its "//", or -1 when it has none. As in net/url, that
+// is the last '@' before the first '/', '?' or '#'. When there is none
+// there, a password may hold an unescaped '/', '?' or '#'
+// (postgres://admin:pa?ss@db/app, redis://:abc/def+ghi@host/0, a base64
+// password): if what comes before that separator holds a ':', the userinfo
+// runs to the last '@' before the first separator after the first '@'
+// (and before any white space or quote), unless it reads as host:port
+// followed by a query or path with '=' or '&' before that '@'
+// (http://h:8080/p?email=a@b.c), or the host is an IPv6 literal. Without a
+// ':' the '@' is not userinfo's (https://h/p?email=a@b.c keeps its host).
+func userinfoEnd(tail string) int {
+	d := strings.IndexAny(tail, "/?#")
+	if d < 0 {
+		return strings.LastIndexByte(tail, '@')
+	}
+	if at := strings.LastIndexByte(tail[:d], '@'); at >= 0 {
+		return at
+	}
+	colon := strings.IndexByte(tail[:d], ':')
+	if colon < 0 || tail[0] == '[' {
+		return -1
+	}
+	url := tail
+	if k := strings.IndexFunc(tail, notInURL); k >= 0 {
+		url = tail[:k]
+	}
+	at1 := strings.IndexByte(url[d:], '@')
+	if at1 < 0 {
+		return -1
+	}
+	at1 += d
+	port := tail[colon+1 : d]
+	if colon > 0 && port != "" && strings.Trim(port, "0123456789") == "" && strings.ContainsAny(url[d:at1], "=&") {
+		return -1 // host:port, then a query with an '@' in it
+	}
+	d2 := len(url)
+	if j := strings.IndexAny(url[at1:], "/?#"); j >= 0 {
+		d2 = at1 + j
+	}
+	return strings.LastIndexByte(url[:d2], '@')
+}
+
 // maskUserinfo masks the password of an authority's user:password@, or the
-// whole userinfo when it has no password (https://TOKEN@host). net/url
-// ends the userinfo at the last '@'.
-func maskUserinfo(authority string) string {
-	at := strings.LastIndexByte(authority, '@')
+// whole userinfo when it has no password (https://TOKEN@host). at is the
+// index of the '@' that ends the userinfo (see userinfoEnd), or -1.
+func maskUserinfo(authority string, at int) string {
 	if at <= 0 {
 		return authority
 	}
