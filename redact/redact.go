@@ -303,6 +303,9 @@ func userinfoEnd(tail string) int {
 	if k := strings.IndexFunc(tail, notInURL); k >= 0 {
 		url = tail[:k]
 	}
+	if d >= len(url) {
+		return -1 // white space or a quote before the separator
+	}
 	at1 := strings.IndexByte(url[d:], '@')
 	if at1 < 0 {
 		return -1

@@ -225,6 +225,7 @@ func TestRedactorTotal(t *testing.T) {
 		{name: "bare separators", in: "http://:@/?&=#&=", want: "http://:@/?&=#&="},
 		{name: "text with poison URLs", in: "see http://a/%zz and http://[::1 or token=abc",
 			want: "see http://a/%zz and http://[::1 or token=****"},
+		{name: "control byte before the authority's colon", in: "0A://\x06:#", want: "0A://\x06:#"},
 		{name: "empty", in: "", want: ""},
 	}
 	for _, tt := range tests {
