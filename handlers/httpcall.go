@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -106,12 +107,14 @@ type HTTPCallArgs struct {
 func (HTTPCallArgs) Kind() string { return jobs.KindHTTPCall }
 
 // defaultRedactor masks the default names only. Validate uses it, having no
-// configuration.
-var defaultRedactor = redact.New(nil, nil)
+// configuration. It is built on first use: its regexps take time to
+// compile, and most runs of the CLI (--help, enqueue with a file) never
+// need it.
+var defaultRedactor = sync.OnceValue(func() *redact.Redactor { return redact.New(nil, nil) })
 
 // Validate checks the payload beyond its schema. Each error names the field
 // and quotes the bad value, a URL with its secrets masked.
-func (a HTTPCallArgs) Validate() error { return a.validate(defaultRedactor) }
+func (a HTTPCallArgs) Validate() error { return a.validate(defaultRedactor()) }
 
 func (a HTTPCallArgs) validate(r *redact.Redactor) error {
 	if a.Method != "" && !slices.Contains(httpMethods, a.Method) {
@@ -365,10 +368,30 @@ func (h *HTTPCall) transportError(parent, reqCtx context.Context, call *callErro
 	return call.with(h.redact.Text(err.Error()), err)
 }
 
+// excerptWindow bounds the bytes of a response body that excerpt masks:
+// masking the whole body (up to max_response_bytes) to keep 256 bytes of
+// it would cost time for nothing.
+const excerptWindow = 16 << 10
+
 // excerpt returns at most maxExcerptBytes of body on one line of printable
 // text, secrets masked before it is cut, so that a cut cannot expose half a
-// secret.
+// secret. Only the first excerptWindow bytes are masked, cut before the
+// last white space, quote, angle bracket or backslash in them: those end
+// every URL and token the Redactor finds in text, so none that runs past
+// the window is cut short (a URL cut before its '@', a token cut below the
+// length that marks it), and masking runs to the end of a cut line or
+// quoted value. A window with no such byte is one token, shown as a mask.
+// White space runs are collapsed after masking, so the excerpt may come
+// from anywhere in the window.
 func (h *HTTPCall) excerpt(body []byte) string {
+	windowed := len(body) > excerptWindow
+	if windowed {
+		i := bytes.LastIndexAny(body[:excerptWindow], " \t\n\v\f\r\"'<>\\")
+		if i < 0 {
+			return redact.Mask + "..."
+		}
+		body = body[:i]
+	}
 	s := h.redact.Text(strings.ToValidUTF8(string(body), "\uFFFD"))
 	// Control characters (NUL, terminal escape sequences) become spaces:
 	// the excerpt is shown in logs, `agentq dlq` output and alerts.
@@ -378,10 +401,13 @@ func (h *HTTPCall) excerpt(body []byte) string {
 		}
 		return r
 	}, s)), " ")
-	if len(s) <= maxExcerptBytes {
+	const ellipsis = "..."
+	if windowed && len(s) <= maxExcerptBytes-len(ellipsis) {
+		return s + ellipsis
+	}
+	if !windowed && len(s) <= maxExcerptBytes {
 		return s
 	}
-	const ellipsis = "..."
 	cut := maxExcerptBytes - len(ellipsis)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--

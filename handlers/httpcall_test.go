@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/redact"
 )
 
 // testNow is the injected clock of every test handler.
@@ -582,6 +583,52 @@ func TestHandleSecretsStayOut(t *testing.T) {
 			for _, want := range []string{"POST http://user:****@", "/****/v1/run?", "api_key=****", "mode=fast"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("err = %q, want it to contain %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+// TestExcerptWindow checks that excerpt masks only the first excerptWindow
+// bytes of a large body, and that no secret running past that window
+// shows half of itself.
+func TestExcerptWindow(t *testing.T) {
+	t.Parallel()
+	h := &HTTPCall{redact: redact.New(nil, nil)}
+	pad := func(n int) string { return strings.Repeat(" ", n) }
+	tests := []struct {
+		name     string
+		body     string
+		want     string // "" when only leaks and the length matter
+		leaks    []string
+		maxBytes int
+	}{
+		{name: "short body", body: "error: password=hunter2", want: "error: password=****"},
+		{name: "secret at the start of a large body", body: "password=hunter2 " + strings.Repeat("x ", 1<<19),
+			leaks: []string{"hunter2"}},
+		{name: "URL across the window's end", body: pad(excerptWindow-12) + "http://user:hunter2@host/ more",
+			want: "...", leaks: []string{"hun", "user:h"}},
+		{name: "token path segment across the window's end",
+			body: pad(excerptWindow-24) + "https://h/s/aB3dE5gH7jK9mN1pQ3sT5vX7aB3dE5gH7 more", want: "...", leaks: []string{"aB3dE"}},
+		{name: "quoted value across the window's end", body: pad(excerptWindow-20) + `password="correct horse battery staple"`,
+			leaks: []string{"correct", "horse"}},
+		{name: "one token longer than the window", body: strings.Repeat("A", excerptWindow+1), want: redact.Mask + "..."},
+		{name: "adversarial megabyte", body: strings.Repeat("=", 1<<20), maxBytes: maxExcerptBytes},
+		{name: "large body cut with an ellipsis", body: "upstream down" + pad(excerptWindow), want: "upstream down..."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := h.excerpt([]byte(tt.body))
+			if tt.want != "" && got != tt.want {
+				t.Errorf("excerpt = %q, want %q", got, tt.want)
+			}
+			if len(got) > maxExcerptBytes {
+				t.Errorf("excerpt is %d bytes, want at most %d", len(got), maxExcerptBytes)
+			}
+			for _, leak := range tt.leaks {
+				if strings.Contains(got, leak) {
+					t.Errorf("excerpt %q leaks %q", got, leak)
 				}
 			}
 		})

@@ -234,7 +234,11 @@ func (o ConnOpt) MakeRedisClient() any {
 	return rdb
 }
 
-// MaskURL returns u with any password replaced by "****".
+// MaskURL returns u with any password replaced by "****". A userinfo with
+// no password is a bare credential (redis://TOKEN@host, as some hosted
+// Redis services hand out) and is masked whole, as the redact package
+// masks it; an ACL username with a password (redis://user:pw@h) stays
+// readable.
 func MaskURL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil || p.User == nil {
@@ -245,6 +249,10 @@ func MaskURL(u string) string {
 	}
 	if _, ok := p.User.Password(); ok {
 		p.User = url.UserPassword(p.User.Username(), "xxxxx")
+		return strings.Replace(p.String(), "xxxxx", "****", 1)
+	}
+	if p.User.Username() != "" {
+		p.User = url.User("xxxxx")
 		return strings.Replace(p.String(), "xxxxx", "****", 1)
 	}
 	return u

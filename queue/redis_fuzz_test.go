@@ -15,6 +15,7 @@ func FuzzRedisURL(f *testing.F) {
 		"redis-socket:///tmp/r.sock?db=3", "redis-socket:///tmp/r.sock?db=x", "redis://h/99999999999999999999",
 		"redis://u:s3cretpw@[::1", "redis://u:s3cret%zz@h/", "http://u:s3cretpw@h/", "redis://:@/", "",
 		"redis://u:pw@h:6379/0?x=%zz", "redis-sentinel://h:1/0", "redis://h:port/0", "redis://u:s3cretpw@h/-1",
+		"redis://s3cretTOKEN@h:6379/0",
 	} {
 		f.Add(s)
 	}
@@ -32,9 +33,14 @@ func FuzzRedisURL(f *testing.F) {
 			return
 		}
 		pw, ok := u.User.Password()
+		user := u.User.Username()
+		if !ok {
+			// A userinfo with no password is a token, masked whole.
+			ok, pw, user = true, user, ""
+		}
 		// A short password, or one that also stands elsewhere in the URL,
 		// cannot be told apart from the rest.
-		if !ok || len(pw) < 4 || strings.Count(raw, pw) > 1 || strings.Contains(u.Host+u.Path+u.RawQuery+u.User.Username(), pw) {
+		if !ok || len(pw) < 4 || strings.Count(raw, pw) > 1 || strings.Contains(u.Host+u.Path+u.RawQuery+user, pw) {
 			return
 		}
 		if strings.Contains(masked, pw) {

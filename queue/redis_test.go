@@ -89,8 +89,26 @@ func TestConnectFailureMasksPassword(t *testing.T) {
 	if strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "redis://u:****@127.0.0.1:1/0") {
 		t.Fatalf("err = %v", err)
 	}
-	if MaskURL("redis://:pw@h:1/0") != "redis://:****@h:1/0" {
-		t.Fatalf("MaskURL = %s", MaskURL("redis://:pw@h:1/0"))
+}
+
+func TestMaskURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in, want string }{
+		{name: "password only", in: "redis://:pw@h:1/0", want: "redis://:****@h:1/0"},
+		{name: "ACL user keeps the user", in: "redis://user:pw@h/0", want: "redis://user:****@h/0"},
+		{name: "username-only userinfo is a token", in: "redis://TOKEN@host/0", want: "redis://****@host/0"},
+		{name: "empty userinfo", in: "redis://@h/0", want: "redis://@h/0"},
+		{name: "empty password", in: "redis://u:@h/0", want: "redis://u:****@h/0"},
+		{name: "no userinfo", in: "redis://h:6379/0", want: "redis://h:6379/0"},
+		{name: "unparseable", in: "redis://u:pw@h/%zz", want: "<unparseable URL>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := MaskURL(tt.in); got != tt.want {
+				t.Errorf("MaskURL(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
 	}
 }
 

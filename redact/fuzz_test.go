@@ -22,6 +22,10 @@ const marker = "SECRET"
 const plantedURL = "http://user:SECRETpass@host/token/SECRETpath/SECRET0123456789abcdef" +
 	"?sig=SECRETsig&X-Amz-Signature=SECRETamz&a=1&code=SECRETcode&token=SECRETtok#access_token=SECRETfrag"
 
+// plantedSlashURL holds a password with an unescaped '/', '?' and '#', as
+// base64 passwords and careless connection strings have.
+const plantedSlashURL = "redis://:SECRET/b64+pw?x#y@host/0"
+
 // poison are the inputs that made Redactor.URL and Redactor.Text recurse
 // without end, and their relatives.
 var poison = []string{
@@ -45,7 +49,7 @@ var poison = []string{
 var r = New(nil, nil)
 
 // maxFuzzBytes keeps the fuzz targets fast: the fuzzer grows its inputs,
-// and TestRedactorLargeInputs covers 1 MiB ones.
+// and TestRedactorLinear covers large ones.
 const maxFuzzBytes = 8 << 10
 
 // checkBound fails when out is longer than 3*len(in)+16. Why that holds:
@@ -84,6 +88,14 @@ func FuzzURL(f *testing.F) {
 	f.Add("http://h/?next=", "")
 	f.Add("http://h/#", "")
 	f.Add(`"`, `"`)
+	f.Add("postgres://admin:pa?ss@db/app", "")
+	f.Add("http://u:pa#ss@h/", "")
+	f.Add("redis://:abc/def+ghi@host/0", "")
+	f.Add("https://h/p?email=a@b.c", "")
+	f.Add("http://h:8080/users/a@b.c", "")
+	for _, a := range adversarial {
+		f.Add("http://h/?"+repeatTo(a.unit, 48), "")
+	}
 	f.Fuzz(func(t *testing.T, prefix, suffix string) {
 		in := prefix + suffix
 		if len(in) > maxFuzzBytes {
@@ -99,10 +111,11 @@ func FuzzURL(f *testing.F) {
 		if strings.Contains(in, marker) {
 			return
 		}
-		doc := prefix + plantedURL + suffix
-		out = r.URL(doc)
-		checkBound(t, "URL", doc, out)
-		checkSecret(t, "URL", doc, out)
+		for _, doc := range []string{prefix + plantedURL + suffix, plantedSlashURL + suffix} {
+			out = r.URL(doc)
+			checkBound(t, "URL", doc, out)
+			checkSecret(t, "URL", doc, out)
+		}
 	})
 }
 
@@ -115,6 +128,14 @@ func FuzzText(f *testing.F) {
 	f.Add(`{"error":"redirected to `, `"}`)
 	f.Add("token=", "")
 	f.Add(`"key":`, "")
+	// Shapes that once cost time quadratic in their length (see
+	// adversarial), small: the fuzzer grows them.
+	for _, a := range adversarial {
+		f.Add(repeatTo(a.unit, 64), "")
+		f.Add(repeatTo(a.unit, 32), repeatTo(a.unit, 32))
+	}
+	f.Add(`password="`, `"`)
+	f.Add("password: ", "\n")
 	f.Fuzz(func(t *testing.T, prefix, suffix string) {
 		in := prefix + suffix
 		if len(in) > maxFuzzBytes {
@@ -130,11 +151,19 @@ func FuzzText(f *testing.F) {
 		if strings.Contains(in, marker) {
 			return
 		}
-		// A URL right next to arbitrary text; a credential after a space.
+		// A URL right next to arbitrary text; a credential after a space;
+		// name: value and quoted pairs on lines of their own. A "#" line
+		// comes first, as a JSON field ("key":) or scheme word (Bearer)
+		// at the end of prefix would take the next line's first word for
+		// its value across the line break.
 		for _, doc := range []string{
 			prefix + plantedURL + suffix,
+			prefix + " " + plantedSlashURL + " " + suffix,
 			prefix + " Bearer SECRETbearer " + suffix,
 			prefix + "\nAuthorization: Basic SECRETbasic\n" + suffix,
+			prefix + "\n#\npassword: SECRETyaml words\n" + suffix,
+			prefix + "\n#\n  api_key: \"SECRETquoted words\"\n" + suffix,
+			prefix + "\n#\ntoken='SECRETsingle words'\n" + suffix,
 		} {
 			out := r.Text(doc)
 			checkBound(t, "Text", doc, out)
@@ -298,7 +327,9 @@ func FuzzNestedURL(f *testing.F) {
 
 // FuzzPairs checks the name=value scanner against the regexp it replaced,
 // on ASCII text (the regexp's (?i) also folds a few non-ASCII letters, such
-// as the Kelvin sign, into its word boundary).
+// as the Kelvin sign, into its word boundary) without quotes or ':', which
+// the regexp knew nothing of: quoted values and name: value pairs have
+// table tests, and FuzzText plants secrets in them.
 func FuzzPairs(f *testing.F) {
 	f.Add("token=abc&x=1 then password=hunter2, monkey=3")
 	f.Add("X-Api-Key=abc&x=1&cookie=c;key=k")
@@ -316,7 +347,7 @@ func FuzzPairs(f *testing.F) {
 			return
 		}
 		for _, c := range []byte(s) {
-			if c >= utf8.RuneSelf {
+			if c >= utf8.RuneSelf || c == '"' || c == '\'' || c == ':' {
 				return
 			}
 		}

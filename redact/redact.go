@@ -80,10 +80,12 @@ type Redactor struct {
 	urlOnly map[string]bool // secret as URL parameters only
 
 	// pairNames are the secret field and header names, for password=x;
-	// pairLen bounds the bytes a name can take in text (3 per byte, for
-	// case folding such as K to the Kelvin sign).
+	// nameLen is the longest in bytes, and nameByte holds every byte of
+	// them in either ASCII case: pairs looks no further back from an '='
+	// or ':' than these allow.
 	pairNames map[string]bool
-	pairLen   int
+	nameLen   int
+	nameByte  [256]bool
 
 	jsonField    *regexp.Regexp // "password": "x"
 	escapedField *regexp.Regexp // \"password\": \"x\" (JSON inside a JSON string)
@@ -107,7 +109,11 @@ func New(headers, fields []string) *Redactor {
 		}
 		// Secret header names are secret field names in bodies and text.
 		r.pairNames[name] = true
-		r.pairLen = max(r.pairLen, 3*len(name))
+		r.nameLen = max(r.nameLen, len(name))
+		for _, c := range []byte(name) {
+			r.nameByte[c] = true
+			r.nameByte[upper(c)] = true
+		}
 		if !seen[name] {
 			seen[name] = true
 			names = append(names, regexp.QuoteMeta(name))
@@ -135,8 +141,10 @@ func New(headers, fields []string) *Redactor {
 	// A header line's value runs to the end of the line, or of the JSON
 	// string it sits in; an authentication scheme before it stays readable.
 	r.headerLine = regexp.MustCompile(`(?i)(^|[^a-z0-9_-])(` + headerAlt + `[ \t]*:[ \t]*)((?:basic|bearer|digest|negotiate|token)[ \t]+)?[^\s"\\][^\r\n"\\]*`)
-	// A scheme word may repeat (Bearer Bearer x, a common client bug).
-	r.scheme = regexp.MustCompile(`(?i)\b((?:bearer|basic)(?:\s+(?:bearer|basic)\b)*)\s+[a-z0-9\-._~+/]+=*`)
+	// A scheme word may repeat (Bearer Bearer x, a common client bug). A
+	// credential already masked matches as it is, so that a second pass
+	// does not take the last scheme word for a credential.
+	r.scheme = regexp.MustCompile(`(?i)\b((?:bearer|basic)(?:\s+(?:bearer|basic)\b)*)\s+(?:\*\*\*\*|[a-z0-9\-._~+/]+=*)`)
 	return r
 }
 
@@ -227,17 +235,18 @@ func (r *Redactor) url(u string, depth int) string {
 		b.WriteString(u[:i+1])
 		rest = u[i+1:]
 	}
-	rest, frag, hasFrag := strings.Cut(rest, "#")
-	rest, query, hasQuery := strings.Cut(rest, "?")
 	if tail, ok := strings.CutPrefix(rest, "//"); ok {
-		authority, path := tail, ""
-		if j := strings.IndexByte(tail, '/'); j >= 0 {
-			authority, path = tail[:j], tail[j:]
+		at := userinfoEnd(tail)
+		end := len(tail)
+		if j := strings.IndexAny(tail[at+1:], "/?#"); j >= 0 {
+			end = at + 1 + j
 		}
 		b.WriteString("//")
-		b.WriteString(maskUserinfo(authority))
-		rest = path
+		b.WriteString(maskUserinfo(tail[:end], at))
+		rest = tail[end:]
 	}
+	rest, frag, hasFrag := strings.Cut(rest, "#")
+	rest, query, hasQuery := strings.Cut(rest, "?")
 	b.WriteString(r.path(rest))
 	if hasQuery {
 		b.WriteByte('?')
@@ -267,11 +276,56 @@ func schemeLen(u string) int {
 	return 0
 }
 
+// userinfoEnd returns the index of the '@' that ends the userinfo of
+// tail, a URL after its "//", or -1 when it has none. As in net/url, that
+// is the last '@' before the first '/', '?' or '#'. When there is none
+// there, a password may hold an unescaped '/', '?' or '#'
+// (postgres://admin:pa?ss@db/app, redis://:abc/def+ghi@host/0, a base64
+// password): if what comes before that separator holds a ':', the userinfo
+// runs to the last '@' before the first separator after the first '@'
+// (and before any white space or quote), unless it reads as host:port
+// followed by a query or path with '=' or '&' before that '@'
+// (http://h:8080/p?email=a@b.c), or the host is an IPv6 literal. Without a
+// ':' the '@' is not userinfo's (https://h/p?email=a@b.c keeps its host).
+func userinfoEnd(tail string) int {
+	d := strings.IndexAny(tail, "/?#")
+	if d < 0 {
+		return strings.LastIndexByte(tail, '@')
+	}
+	if at := strings.LastIndexByte(tail[:d], '@'); at >= 0 {
+		return at
+	}
+	colon := strings.IndexByte(tail[:d], ':')
+	if colon < 0 || tail[0] == '[' {
+		return -1
+	}
+	url := tail
+	if k := strings.IndexFunc(tail, notInURL); k >= 0 {
+		url = tail[:k]
+	}
+	if d >= len(url) {
+		return -1 // white space or a quote before the separator
+	}
+	at1 := strings.IndexByte(url[d:], '@')
+	if at1 < 0 {
+		return -1
+	}
+	at1 += d
+	port := tail[colon+1 : d]
+	if colon > 0 && port != "" && strings.Trim(port, "0123456789") == "" && strings.ContainsAny(url[d:at1], "=&") {
+		return -1 // host:port, then a query with an '@' in it
+	}
+	d2 := len(url)
+	if j := strings.IndexAny(url[at1:], "/?#"); j >= 0 {
+		d2 = at1 + j
+	}
+	return strings.LastIndexByte(url[:d2], '@')
+}
+
 // maskUserinfo masks the password of an authority's user:password@, or the
-// whole userinfo when it has no password (https://TOKEN@host). net/url
-// ends the userinfo at the last '@'.
-func maskUserinfo(authority string) string {
-	at := strings.LastIndexByte(authority, '@')
+// whole userinfo when it has no password (https://TOKEN@host). at is the
+// index of the '@' that ends the userinfo (see userinfoEnd), or -1.
+func maskUserinfo(authority string, at int) string {
 	if at <= 0 {
 		return authority
 	}
@@ -506,48 +560,187 @@ func (r *Redactor) textMasks(s string) string {
 	return r.pairs(s)
 }
 
-// pairs masks the values of secret name=value pairs in s: a secret field
-// or header name, at the start or after a byte other than an ASCII letter,
-// digit or '_', then '=', then a value running to '&', white space, a quote,
-// ',' or ';'. It scans from one '=' to the next, as a regexp alternation of
-// every name tried at every byte is slow on large text (a 1 MiB body).
+// pairs masks the values of secret name=value and name: value pairs in
+// s, in one pass over it, in time linear in len(s).
+//
+// name=value: a secret field or header name, at the start or after a byte
+// other than an ASCII letter, digit or '_', then '=', then a value running
+// to '&', white space, a quote, ',' or ';'.
+//
+// name: value (YAML, logs, config dumps): a secret field name (header
+// names are headerLine's), at the start, after white space, a quote or one
+// of "([{,;|" or an escaped \n or \t, then ':' and at least one space or
+// tab. At the start of a line (after indentation and a YAML "- ", or at the
+// start of a JSON string) the value runs to the end of the line or of the
+// JSON string, as a header line's does, so a passphrase of several words is
+// masked whole. Elsewhere it runs to the next white space, quote, '\', '&',
+// ',' or ';': "the key: use it" becomes "the key: **** it", one word masked
+// too many, as the price of "user=bob password: hunter2 host=h".
+//
+// In both, a value that starts with a quote (", ' or an escaped \") runs to
+// the matching quote, or to the end of the line if there is none, and its
+// quotes stay: password="a b" becomes password="****". A quote followed by
+// white space, another quote or one of ",;&)]}:" is no value
+// ({"q":"password=","n":1} stays as it is).
+//
+// Names compare case-insensitively in ASCII only. Each '=' or ':' costs at
+// most nameLen bytes looked at before it; a value is looked at once, as the
+// scan goes on after it.
 func (r *Redactor) pairs(s string) string {
 	var b strings.Builder
+	var lower [64]byte // the bytes before a separator, lowercased
+	buf := lower[:]
+	if r.nameLen > len(buf) {
+		buf = make([]byte, r.nameLen)
+	}
 	done := 0 // s[:done] is in b, and no name starts before it
 	for i := 0; i < len(s); {
-		eq := strings.IndexByte(s[i:], '=')
-		if eq < 0 {
+		k := strings.IndexAny(s[i:], "=:")
+		if k < 0 {
 			break
 		}
-		eq += i
-		i = eq + 1
-		end := eq + 1
-		for end < len(s) && !strings.ContainsRune("&\t\n\f\r \"',;", rune(s[end])) {
-			end++
+		sep := i + k
+		i = sep + 1
+		colon := s[sep] == ':'
+		if colon && (i == len(s) || s[i] != ' ' && s[i] != '\t') {
+			continue
 		}
-		if end == eq+1 {
+		j := r.nameStart(s, done, sep, buf, colon)
+		if j < 0 {
+			continue
+		}
+		start := i
+		tokenEnd := "&\t\n\f\r \"',;"
+		if colon {
+			for start < len(s) && (s[start] == ' ' || s[start] == '\t') {
+				start++
+			}
+			tokenEnd = "&\t\n\f\r \"',;\\"
+			if lineStart(s, j) {
+				tokenEnd = "\r\n\"\\"
+			}
+		}
+		from, to := quotedValue(s, start)
+		if from < 0 {
+			from, to = start, start
+			for to < len(s) && strings.IndexByte(tokenEnd, s[to]) < 0 {
+				to++
+			}
+		}
+		if to == from {
 			continue // no value
 		}
-		for j := max(done, eq-r.pairLen); j < eq; j++ { // the longest name first
-			if j > 0 && (j == done || wordByte(s[j-1])) {
-				continue
-			}
-			if r.pairNames[strings.ToLower(s[j:eq])] {
-				if b.Len() == 0 {
-					b.Grow(len(s) + len(Mask))
-				}
-				b.WriteString(s[done : eq+1])
-				b.WriteString(Mask)
-				done, i = end, end
-				break
-			}
+		if b.Len() == 0 {
+			b.Grow(len(s) + len(Mask))
 		}
+		b.WriteString(s[done:from])
+		b.WriteString(Mask)
+		done, i = to, to
 	}
 	if done == 0 {
 		return s
 	}
 	b.WriteString(s[done:])
 	return b.String()
+}
+
+// nameStart returns where the longest secret name that ends at s[sep]
+// starts (see pairs), or -1. For name: value (colon) it looks for field
+// names only. buf holds at least nameLen bytes.
+func (r *Redactor) nameStart(s string, done, sep int, buf []byte, colon bool) int {
+	lo := sep
+	for lo > done && sep-lo < r.nameLen && r.nameByte[s[lo-1]] {
+		lo--
+	}
+	if lo == sep {
+		return -1
+	}
+	w := buf[:sep-lo]
+	for n := range w {
+		w[n] = lower(s[lo+n])
+	}
+	for j := lo; j < sep; j++ { // the longest name first
+		if j > 0 && (j == done || !nameBoundary(s, j, colon)) {
+			continue
+		}
+		name := w[j-lo:]
+		if colon && r.fields[string(name)] || !colon && r.pairNames[string(name)] {
+			return j
+		}
+	}
+	return -1
+}
+
+// nameBoundary reports whether a name may start at s[j], j > 0: after a
+// byte other than an ASCII letter, digit or '_' for name=value; after white
+// space, a quote, one of "([{,;|", or an escaped \n or \t for name: value.
+func nameBoundary(s string, j int, colon bool) bool {
+	c := s[j-1]
+	if !colon {
+		return !wordByte(c)
+	}
+	return strings.IndexByte(" \t\r\n\f\"'`([{,;|", c) >= 0 ||
+		j >= 2 && s[j-2] == '\\' && (c == 'n' || c == 't')
+}
+
+// lineStart reports whether the name at s[j] starts a line: after nothing
+// but indentation and a YAML list's "- " (up to 64 bytes of them), at the
+// start of s, of a line, or of a JSON string (plain, or escaped \n).
+func lineStart(s string, j int) bool {
+	k := j
+	for k > 0 && j-k < 64 && (s[k-1] == ' ' || s[k-1] == '\t' || s[k-1] == '-') {
+		k--
+	}
+	return k == 0 || s[k-1] == '\n' || s[k-1] == '\r' || s[k-1] == '"' ||
+		k >= 2 && s[k-2] == '\\' && s[k-1] == 'n'
+}
+
+// quotedValue returns the bounds of a value that starts with a quote at
+// s[start] (see pairs): from after the opening quote to the matching quote
+// or the end of the line. It returns -1, -1 when s[start] opens no quoted
+// value.
+func quotedValue(s string, start int) (from, to int) {
+	if start >= len(s) {
+		return -1, -1
+	}
+	var ends string
+	switch {
+	case s[start] == '"':
+		from, ends = start+1, "\"\r\n"
+	case s[start] == '\'':
+		from, ends = start+1, "'\r\n"
+	case s[start] == '\\' && start+1 < len(s) && s[start+1] == '"':
+		from, ends = start+2, "\"\r\n" // JSON-escaped; its \" ends it
+	default:
+		return -1, -1
+	}
+	if from == len(s) || strings.IndexByte(" \t\r\n\f\"'\\,;&)]}:", s[from]) >= 0 {
+		return -1, -1
+	}
+	to = from
+	for to < len(s) && strings.IndexByte(ends, s[to]) < 0 {
+		to++
+	}
+	if s[start] == '\\' && to < len(s) && s[to] == '"' && s[to-1] == '\\' {
+		to--
+	}
+	return from, to
+}
+
+// lower returns c in ASCII lower case.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// upper returns c in ASCII upper case.
+func upper(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
 }
 
 // wordByte reports whether c is an ASCII letter, digit or '_'.
