@@ -675,7 +675,8 @@ func TestMaskURL(t *testing.T) {
 	}{
 		{"", false, ""},
 		{"redis://cache:6379/0", false, "redis://cache:6379/0"},
-		{"redis://user@cache:6379/0", false, "redis://user@cache:6379/0"},
+		{"redis://user@cache:6379/0", false, "redis://****@cache:6379/0"},
+		{"https://TOKEN@hooks.example.com/x", false, "https://****@hooks.example.com/x"},
 		{"redis://user:pw@cache:6379/0", false, "redis://user:****@cache:6379/0"},
 		{"redis://:pw@cache:6379/0", false, "redis://:****@cache:6379/0"},
 		{"redis://u:p@ss/w@rd@cache/0", false, "redis://u:****@cache/0"},

@@ -63,6 +63,8 @@ func maskURL(raw string, allQuery bool) string {
 		user := rest[:at]
 		if colon := strings.Index(user, ":"); colon >= 0 {
 			user = user[:colon+1] + mask
+		} else if !strings.Contains(user, "/") {
+			user = mask // a bare token (https://TOKEN@host), as queue.MaskURL and redact do
 		}
 		rest = user + rest[at:]
 	}
