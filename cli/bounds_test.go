@@ -8,10 +8,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
@@ -268,3 +271,48 @@ func TestBatchSIGINT(t *testing.T) {
 }
 
 var _ io.Reader = (*endlessReader)(nil)
+
+// TestParentCommandsRefuseUnknownSubcommand: every command that groups
+// others refuses an argument that names none of them with exit 2, as
+// `agentq breaker bogus` did, instead of printing its help and exiting 0
+// (`agentq dlq bogus` did). budget's argument may be a workflow, so its
+// message names both.
+func TestParentCommandsRefuseUnknownSubcommand(t *testing.T) {
+	t.Parallel()
+	env := []string{"AGENTQ_REDIS_URL=redis://127.0.0.1:1/0"}
+	var parents [][]string
+	var walk func(c *cobra.Command, path []string)
+	walk = func(c *cobra.Command, path []string) {
+		if c.HasSubCommands() {
+			parents = append(parents, path)
+		}
+		for _, sub := range c.Commands() {
+			walk(sub, append(slices.Clone(path), sub.Name()))
+		}
+	}
+	walk((&Main{Name: "agentq"}).rootCommand(), nil)
+	for _, want := range []string{"", "dlq", "budget", "breaker", "completion"} {
+		if !slices.ContainsFunc(parents, func(p []string) bool { return strings.Join(p, " ") == want }) {
+			t.Fatalf("parents %q lack %q", parents, want)
+		}
+	}
+	for _, path := range parents {
+		name := strings.Join(path, " ")
+		if name == "" {
+			name = "root"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			want := `unknown command "bogus" for "agentq`
+			if name == "budget" {
+				want = `unknown workflow "bogus" (configured: none) or command of "agentq budget" (resume, reset)`
+			}
+			var out, errb bytes.Buffer
+			m := &Main{Name: "agentq", Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Environ: env}
+			code := m.Run(context.Background(), append(slices.Clone(path), "bogus"))
+			if code != ExitUsage || !strings.Contains(errb.String(), want) || out.Len() != 0 {
+				t.Fatalf("exit %d stdout %q stderr %q, want exit 2, no help, and %q", code, out.String(), errb.String(), want)
+			}
+		})
+	}
+}
