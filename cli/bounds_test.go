@@ -316,3 +316,31 @@ func TestParentCommandsRefuseUnknownSubcommand(t *testing.T) {
 		})
 	}
 }
+
+// TestDLQReplayErrorPrintedOnce: a replay of one dead letter that fails
+// prints its error once, not once as a "failed" line and again as the
+// command's error.
+func TestDLQReplayErrorPrintedOnce(t *testing.T) {
+	t.Parallel()
+	b := setupDLQ(t)
+	tests := []struct {
+		name    string
+		payload string
+		want    string
+	}{
+		{name: "not JSON", payload: `{"a":`, want: "payload is not valid JSON"},
+		{name: "fails the schema", payload: `{"url":"not a url"}`, want: "replay refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := b.run(t, "dlq", "replay", b.ids["t-b"], "--payload", tc.payload)
+			if r.code != ExitUsage {
+				t.Fatalf("exit %d stderr %q, want exit 2", r.code, r.err)
+			}
+			if n := strings.Count(r.out+r.err, tc.want); n != 1 {
+				t.Fatalf("%q printed %d times; stdout %q stderr %q", tc.want, n, r.out, r.err)
+			}
+		})
+	}
+}
