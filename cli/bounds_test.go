@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -342,5 +343,27 @@ func TestDLQReplayErrorPrintedOnce(t *testing.T) {
 				t.Fatalf("%q printed %d times; stdout %q stderr %q", tc.want, n, r.out, r.err)
 			}
 		})
+	}
+}
+
+// TestDashboardAddressInUseNamedOnce: a dashboard that cannot listen says
+// so with one "dashboard:" prefix, not "dashboard: dashboard: listen: ...".
+func TestDashboardAddressInUseNamedOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// Bounded in case it does serve: the test must still end.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	m := &Main{Name: "agentq", Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Environ: []string{"AGENTQ_REDIS_URL=" + srv.URL}}
+	code := m.Run(ctx, []string{"dashboard", "--addr", l.Addr().String()})
+	want := "agentq: dashboard: listen tcp " + l.Addr().String() + ": "
+	if code != ExitError || !strings.Contains(errb.String(), want) || strings.Count(errb.String(), "dashboard:") != 1 {
+		t.Fatalf("exit %d stderr %q, want exit 1 and one line starting %q", code, errb.String(), want)
 	}
 }
