@@ -137,6 +137,11 @@ func (m *Main) openBudgets(cmd *cobra.Command, rf *rootFlags, args []string) (*b
 			if len(known) == 0 {
 				known = []string{"none"}
 			}
+			if cmd.HasSubCommands() {
+				// `agentq budget bogus`: a misspelt command, or a workflow.
+				return nil, usagef("unknown workflow %q (configured: %s) or command of %q (resume, reset)",
+					name, strings.Join(known, ", "), cmd.CommandPath())
+			}
 			return nil, usagef("unknown workflow %q (configured: %s)", name, strings.Join(known, ", "))
 		case wf.Budget.SLO == 0:
 			return nil, usagef("workflow %q has no error budget (set workflows.%s.budget.slo in the config file)", name, name)

@@ -769,8 +769,11 @@ func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids 
 				fmt.Fprintf(m.Stderr, "warning: %s: %s\n", r.ID, r.Warning)
 			}
 		}
-		for _, fl := range sum.Failed {
-			fmt.Fprintf(m.Stderr, "failed %s: %s\n", fl.ID, fl.Error)
+		// A lone failure is the command's error, printed once by Run.
+		if len(sum.Failed) > 1 || len(sum.Replayed) > 0 {
+			for _, fl := range sum.Failed {
+				fmt.Fprintf(m.Stderr, "failed %s: %s\n", fl.ID, fl.Error)
+			}
 		}
 		verb := "replayed"
 		if f.dryRun {

@@ -236,18 +236,53 @@ func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error 
 			return err
 		}
 	} else {
-		fmt.Fprintf(m.Stdout, "lines: %d  enqueued: %d  duplicates: %d  rejected: %d\n", sum.Lines, sum.Enqueued, sum.Duplicates, len(sum.Rejected))
-		for _, rj := range sum.Rejected {
-			fmt.Fprintf(m.Stdout, "  line %d: %s\n", rj.Line, rj.Error)
-		}
+		fmt.Fprint(m.Stdout, batchSummaryText(ctx, sum))
 	}
 	switch {
 	case runErr != nil:
 		return runErr
 	case len(sum.Rejected) > 0:
-		return partialError{fmt.Sprintf("%d of %d lines rejected (see above); the others were enqueued", len(sum.Rejected), sum.Lines)}
+		return partialError{rejectedText(sum)}
 	}
 	return nil
+}
+
+// batchSummaryText is the text summary of a batch: the counts, each
+// rejected line, and where the batch stopped, if it did.
+func batchSummaryText(ctx context.Context, sum queue.BatchSummary) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "lines: %d  enqueued: %d  duplicates: %d  rejected: %d", sum.Lines, sum.Enqueued, sum.Duplicates, len(sum.Rejected))
+	if sum.StoppedAt > 0 {
+		fmt.Fprintf(&b, "  not done: %d", sum.NotDone)
+	}
+	b.WriteString("\n")
+	for _, rj := range sum.Rejected {
+		fmt.Fprintf(&b, "  line %d: %s\n", rj.Line, rj.Error)
+	}
+	if sum.StoppedAt > 0 {
+		what := "stopped"
+		if ctx.Err() != nil {
+			what = "interrupted"
+		}
+		fmt.Fprintf(&b, "%s at line %d: lines from %d on may not be enqueued; resend them (keyed lines are deduplicated)\n", what, sum.StoppedAt, sum.StoppedAt)
+	}
+	return b.String()
+}
+
+// rejectedText is the error of a batch that ran to its end with rejected lines.
+func rejectedText(sum queue.BatchSummary) string {
+	n := len(sum.Rejected)
+	switch {
+	case n == 1 && sum.Lines == 1:
+		return "the batch's only line was rejected (see above); nothing was enqueued"
+	case n == sum.Lines:
+		return fmt.Sprintf("all %d lines rejected (see above); nothing was enqueued", n)
+	case sum.Enqueued == 0:
+		return fmt.Sprintf("%d of %d lines rejected (see above); the others were duplicates of tasks already enqueued", n, sum.Lines)
+	case sum.Duplicates > 0:
+		return fmt.Sprintf("%d of %d lines rejected (see above); the others were enqueued or duplicates", n, sum.Lines)
+	}
+	return fmt.Sprintf("%d of %d lines rejected (see above); the others were enqueued", n, sum.Lines)
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -183,7 +183,28 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 		m.budgetCommand(rf),
 		m.breakerCommand(rf),
 	)
+	// Added here rather than when the command runs, so that it is a group
+	// like the others below.
+	root.InitDefaultCompletionCmd()
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command below root that groups
+// others and has no Run of its own (dlq, completion) print its help when
+// given nothing and refuse any argument, as breaker does: cobra then says
+// `unknown command "x" for "agentq dlq"` and Run exits 2. Without it cobra
+// prints such a group's help for `agentq dlq bogus` and exits 0. The root
+// itself already refuses an unknown command.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		refuseUnknownSubcommands(c)
+	}
+	if !cmd.HasParent() || !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 
 // load reads the effective configuration for cmd.

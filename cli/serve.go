@@ -103,7 +103,7 @@ func (m *Main) serveDashboard(ctx context.Context, a *app, dc dashboard.Config, 
 	defer srv.Close()
 	addr, err := srv.Listen()
 	if err != nil {
-		return fmt.Errorf("dashboard: %w", err)
+		return err // it names the dashboard
 	}
 	url := "http://" + addr.String() + "/"
 	if started != nil {
@@ -211,7 +211,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	select {
 	case url = <-urlCh:
 	case err := <-dashErr:
-		return fmt.Errorf("dashboard: %w", err)
+		return err // the dashboard's errors name it
 	}
 	fmt.Fprintf(out, "dashboard: %s\n", url)
 

@@ -105,11 +105,18 @@ type Retry struct {
 	MaxAttempts int `mapstructure:"max_attempts"`
 }
 
+// MaxPayloadBytesLimit is the largest enqueue.max_payload_bytes allowed:
+// 64 MiB. A payload is read into memory whole (from --payload @FILE too) and
+// asynq stores it in one Redis hash field, which Redis caps at 512 MB; a
+// step's payload that large belongs in object storage, referenced by URL.
+const MaxPayloadBytesLimit = 64 << 20
+
 // Enqueue sets how jobs are enqueued.
 type Enqueue struct {
 	// DedupeWindow is how long an idempotency key refuses a duplicate job. Default: 24h.
 	DedupeWindow time.Duration `mapstructure:"dedupe_window"`
-	// MaxPayloadBytes refuses larger payloads at enqueue. Default: 262144 (256 KiB).
+	// MaxPayloadBytes refuses larger payloads at enqueue; at most
+	// MaxPayloadBytesLimit (64 MiB). Default: 262144 (256 KiB).
 	MaxPayloadBytes int `mapstructure:"max_payload_bytes"`
 	// Queue is the queue of jobs that name none. Default: "default".
 	Queue string `mapstructure:"queue"`

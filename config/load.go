@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -131,14 +132,20 @@ func (l *loader) source(key string) string {
 	return l.origins[key].where
 }
 
+// MaxFileBytes is the largest config file Load reads (4 MiB): a config
+// file is a few KiB, so more means a wrong path, such as /dev/zero, which
+// would otherwise be read until memory runs out.
+const MaxFileBytes = 4 << 20
+
 // readFile reads the config file: explicit, which must exist, or agentq.yaml
-// in dir, which may not. path is "" when there is no file.
+// in dir, which may not. path is "" when there is no file. It refuses a
+// directory and reads at most MaxFileBytes+1 bytes.
 func readFile(explicit, dir string) (path string, data []byte, err error) {
 	path = explicit
 	if path == "" {
 		path = filepath.Join(dir, FileName)
 	}
-	data, err = os.ReadFile(path)
+	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && explicit == "":
 		return "", nil, nil
@@ -146,6 +153,17 @@ func readFile(explicit, dir string) (path string, data []byte, err error) {
 		return "", nil, fmt.Errorf("config: config file %q does not exist", path)
 	case err != nil:
 		return "", nil, fmt.Errorf("config: read config file: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return "", nil, fmt.Errorf("config: %s is a directory, not a config file", path)
+	}
+	data, err = io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	switch {
+	case err != nil:
+		return "", nil, fmt.Errorf("config: read config file: %w", err)
+	case len(data) > MaxFileBytes:
+		return "", nil, fmt.Errorf("config: %s is over %d MiB, the most agentq reads of a config file", path, MaxFileBytes>>20)
 	}
 	return path, data, nil
 }

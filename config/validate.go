@@ -92,6 +92,9 @@ func (c Config) validate(source func(key string) string) error {
 
 	ch.positive("enqueue.dedupe_window", c.Enqueue.DedupeWindow)
 	ch.atLeast("enqueue.max_payload_bytes", int64(c.Enqueue.MaxPayloadBytes), 1)
+	if c.Enqueue.MaxPayloadBytes > MaxPayloadBytesLimit {
+		ch.fail("enqueue.max_payload_bytes", "must be at most %d (64 MiB; keep larger payloads in object storage and enqueue their URL), got %d", MaxPayloadBytesLimit, c.Enqueue.MaxPayloadBytes)
+	}
 	ch.queueName("enqueue.queue", c.Enqueue.Queue)
 
 	w := c.Worker

@@ -54,6 +54,15 @@ type BatchSummary struct {
 	Duplicates int `json:"duplicates"`
 	// Rejected lists refused lines with their line numbers.
 	Rejected []Rejection `json:"rejected"`
+	// StoppedAt is the first line not done when an error or the context
+	// stopped the batch; 0 when it ran to its end. Lines from it on may not
+	// be enqueued (a later line of the same chunk may have been): resending
+	// them is safe for keyed lines, which are deduplicated.
+	StoppedAt int `json:"stopped_at,omitempty"`
+	// NotDone counts the lines read that were neither enqueued, duplicates
+	// nor rejected because the batch stopped: Lines is always Enqueued +
+	// Duplicates + len(Rejected) + NotDone.
+	NotDone int `json:"not_done"`
 	// Results has one entry per enqueued or duplicate line, in line order.
 	Results []BatchResult `json:"-"`
 }
@@ -222,14 +231,26 @@ func trimJSONSpace(b []byte) []byte {
 // line. Lines are validated and their idempotency keys claimed a chunk at a
 // time in one pipelined round trip; the enqueues of a chunk then run
 // concurrently. Invalid lines are rejected with their line numbers and do not
-// stop the batch. A Redis error stops it: the summary then says exactly what
-// was enqueued and the error names the first line not done.
+// stop the batch. A Redis error stops it, and so does ctx, also in the middle
+// of an endless line: the summary then says exactly what was enqueued, and
+// StoppedAt and the error name the first line not done.
 // progress, if non-nil, is called after each chunk with the lines done.
-func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(done int)) (BatchSummary, error) {
-	var sum BatchSummary
+func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(done int)) (sum BatchSummary, err error) {
+	defer func() {
+		if err == nil {
+			return
+		}
+		sum.NotDone = sum.Lines - sum.Enqueued - sum.Duplicates - len(sum.Rejected)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// A send cut short by ctx fails with an error of its own
+			// ("redis eval error: context canceled"); say what happened.
+			err = fmt.Errorf("interrupted at line %d: %w", sum.StoppedAt, ctxErr)
+		}
+	}()
 	// Load the scripts once so the pipelined EVALSHAs find them.
 	for _, sc := range []*redis.Script{claimScript, commitScript} {
 		if err := sc.Load(ctx, c.rdb).Err(); err != nil {
+			sum.StoppedAt = 1
 			return sum, fmt.Errorf("load idempotency scripts: %w", err)
 		}
 	}
@@ -247,14 +268,19 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 		return err
 	}
 	for {
-		lineNo, raw, tooLong, readErr := lines.next()
+		lineNo, raw, tooLong, readErr := lines.next(ctx)
 		if readErr == io.EOF {
 			break
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			// Interrupted: the lines held in chunk are not sent.
+			return sum, c.interrupted(chunk, &sum, lines.lineNo+1, ctxErr)
 		}
 		if readErr != nil {
 			if err := flush(); err != nil {
 				return sum, err
 			}
+			sum.StoppedAt = lines.lineNo + 1
 			return sum, fmt.Errorf("read batch after line %d: %w", lines.lineNo, readErr)
 		}
 		sum.Lines++
@@ -305,11 +331,14 @@ func newBatchReader(r io.Reader, maxPayloadBytes int) *batchReader {
 
 // next returns the next non-blank line without its LF, and its number. A
 // line longer than max is consumed and returned empty with tooLong. At the
-// end it returns io.EOF; a read error ends the batch and drops the line it
-// interrupted.
-func (b *batchReader) next() (lineNo int, line []byte, tooLong bool, err error) {
+// end it returns io.EOF; a read error, or ctx's error once ctx is done,
+// ends the batch and drops the line it interrupted.
+func (b *batchReader) next(ctx context.Context) (lineNo int, line []byte, tooLong bool, err error) {
 	for !b.eof {
-		raw, long, err := readLine(b.br, b.max)
+		if err := ctx.Err(); err != nil {
+			return 0, nil, false, err
+		}
+		raw, long, err := readLine(ctx, b.br, b.max)
 		if err == io.EOF {
 			b.eof = true
 			if len(raw) == 0 && !long {
@@ -331,9 +360,13 @@ func (b *batchReader) next() (lineNo int, line []byte, tooLong bool, err error) 
 
 // readLine reads one line without its newline. A line longer than max is
 // consumed to its end and reported as tooLong, so that one bad line does
-// not stop the batch.
-func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+// not stop the batch; ctx is checked between fragments, so an endless line
+// (/dev/zero) stops when ctx is done, with ctx's error.
+func readLine(ctx context.Context, br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, tooLong, err
+		}
 		frag, err := br.ReadSlice('\n')
 		n := len(frag)
 		if err == nil {
@@ -449,6 +482,7 @@ func (c *Client) runChunk(ctx context.Context, items []batchItem, sum *BatchSumm
 		case it.sendErr != nil:
 			if firstErr == nil {
 				firstErr = fmt.Errorf("line %d: %w", it.line, it.sendErr)
+				sum.StoppedAt = it.line
 			}
 		default:
 			if it.res.Duplicate {
@@ -484,5 +518,23 @@ func (c *Client) chunkFailed(items []batchItem, sum *BatchSummary, err error) er
 			sum.Rejected = append(sum.Rejected, Rejection{Line: it.line, Error: it.err.Error()})
 		}
 	}
+	sum.StoppedAt = items[0].line
 	return fmt.Errorf("line %d onwards not enqueued: %w", items[0].line, err)
+}
+
+// interrupted ends a batch whose ctx is done: the lines held in chunk,
+// nothing of which was sent, are not done, nor is line next, whose read ctx
+// interrupted. It records the chunk's rejections and returns ctx's error,
+// which EnqueueBatch wraps with the first line not done.
+func (c *Client) interrupted(chunk []batchItem, sum *BatchSummary, next int, ctxErr error) error {
+	for _, it := range chunk {
+		if it.err != nil {
+			sum.Rejected = append(sum.Rejected, Rejection{Line: it.line, Error: it.err.Error()})
+		}
+	}
+	sum.StoppedAt = next
+	if len(chunk) > 0 {
+		sum.StoppedAt = chunk[0].line
+	}
+	return ctxErr
 }

@@ -99,7 +99,7 @@ func readAllLines(t testing.TB, r io.Reader, bufSize, max int) ([]readLineResult
 	br := &batchReader{br: bufio.NewReaderSize(r, bufSize), max: max}
 	var out []readLineResult
 	for {
-		n, line, long, err := br.next()
+		n, line, long, err := br.next(context.Background())
 		if err != nil {
 			return out, err
 		}

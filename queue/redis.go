@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strconv"
@@ -123,9 +124,9 @@ func (c RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 			tc.ServerName = c.ServerName
 		}
 		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
+			pem, err := readTLSFile("redis.tls.ca_file", c.CAFile)
 			if err != nil {
-				return nil, fmt.Errorf("redis.tls.ca_file: %w", err)
+				return nil, err
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
@@ -134,7 +135,15 @@ func (c RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 			tc.RootCAs = pool
 		}
 		if c.CertFile != "" || c.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			certPEM, err := readTLSFile("redis.tls.cert_file", c.CertFile)
+			if err != nil {
+				return nil, err
+			}
+			keyPEM, err := readTLSFile("redis.tls.key_file", c.KeyFile)
+			if err != nil {
+				return nil, err
+			}
+			cert, err := tls.X509KeyPair(certPEM, keyPEM)
 			if err != nil {
 				return nil, fmt.Errorf("redis.tls.cert_file/key_file: %w", err)
 			}
@@ -143,6 +152,32 @@ func (c RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 		o.TLSConfig = tc
 	}
 	return o, nil
+}
+
+// maxTLSFileBytes bounds what is read of a TLS CA, certificate or key file
+// (1 MiB, far above any real chain), so a wrong path such as /dev/zero is
+// refused instead of read until memory runs out.
+const maxTLSFileBytes = 1 << 20
+
+// readTLSFile reads a PEM file named by the config key, at most
+// maxTLSFileBytes of it. Errors name the key and the path, never the content.
+func readTLSFile(key, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("%s: %s is a directory, not a file", key, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTLSFileBytes+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s: read %s: %w", key, path, err)
+	case len(b) > maxTLSFileBytes:
+		return nil, fmt.Errorf("%s: %s is over 1 MiB; a PEM file is a few KiB", key, path)
+	}
+	return b, nil
 }
 
 func cmpDur(d, def time.Duration) time.Duration {

@@ -124,3 +124,44 @@ func TestConnectReal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRedisTLSFilesBounded: a TLS file setting that names /dev/zero, a huge
+// file or a directory is refused at once, naming the key and the path,
+// instead of being read until memory runs out (issue 7, new-user trial).
+func TestRedisTLSFilesBounded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.pem")
+	if err := os.WriteFile(big, make([]byte, maxTLSFileBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(dir, "small.pem")
+	if err := os.WriteFile(small, []byte("not a cert"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  RedisConfig
+		want string
+	}{
+		{name: "ca file endless", cfg: RedisConfig{URL: "rediss://h:1", CAFile: "/dev/zero"}, want: "redis.tls.ca_file: /dev/zero is over 1 MiB"},
+		{name: "ca file too big", cfg: RedisConfig{URL: "rediss://h:1", CAFile: big}, want: "redis.tls.ca_file: " + big + " is over 1 MiB"},
+		{name: "ca file is a directory", cfg: RedisConfig{URL: "rediss://h:1", CAFile: dir}, want: "redis.tls.ca_file: " + dir + " is a directory"},
+		{name: "cert file endless", cfg: RedisConfig{URL: "rediss://h:1", CertFile: "/dev/zero", KeyFile: big}, want: "redis.tls.cert_file: /dev/zero is over 1 MiB"},
+		{name: "key file endless", cfg: RedisConfig{URL: "rediss://h:1", CertFile: small, KeyFile: "/dev/zero"}, want: "redis.tls.key_file: /dev/zero is over 1 MiB"},
+		{name: "key file too big", cfg: RedisConfig{URL: "rediss://h:1", CertFile: small, KeyFile: big}, want: "redis.tls.key_file: " + big + " is over 1 MiB"},
+		{name: "small files are parsed", cfg: RedisConfig{URL: "rediss://h:1", CertFile: small, KeyFile: small}, want: "redis.tls.cert_file/key_file:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := os.Stat("/dev/zero"); err != nil {
+				t.Skip("no /dev/zero here")
+			}
+			_, err := tc.cfg.UniversalOptions()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -182,7 +182,8 @@ func (s *Server) Listen() (net.Addr, error) {
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("dashboard: listen: %w", err)
+		// err says "listen tcp ADDR: ..." already.
+		return nil, fmt.Errorf("dashboard: %w", err)
 	}
 	s.ln = ln
 	return ln.Addr(), nil

@@ -580,6 +580,11 @@ func TestRun(t *testing.T) {
 			if !errors.As(err, &opErr) {
 				t.Errorf("Run = %v, want a listen *net.OpError", err)
 			}
+			// Named once, and "listen" once: net's error says it.
+			want := "dashboard: listen tcp " + l.Addr().String() + ": "
+			if msg := err.Error(); !strings.HasPrefix(msg, want) || strings.Count(msg, "dashboard") != 1 || strings.Count(msg, "listen") != 1 {
+				t.Errorf("Run = %q, want it to start %q and name the dashboard and listen once", msg, want)
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("Run did not return the listen error")
 		}
