@@ -176,6 +176,22 @@ func (b *bundle) alive() {
 	}
 }
 
+// afterPoison checks what must hold once the poison has settled: dlq list
+// prints readable text, the worker serves okAfter tasks enqueued now, and
+// it neither exited nor wrote anything but its JSON log lines.
+func (b *bundle) afterPoison(okAfter int) {
+	b.t.Helper()
+	out, errOut, code := b.run("", "dlq", "list")
+	if code != 0 {
+		b.t.Fatalf("dlq list: exit %d err %s", code, errOut)
+	}
+	readable(b.t, "dlq list output", strings.ReplaceAll(out, "\n", " "))
+	b.enqueue(okTasks("ok-after", okAfter))
+	b.waitFor(30*time.Second, "the ok tasks enqueued after the poison", func() bool { return b.succeeded("ok-after") == okAfter })
+	b.alive()
+	b.cleanOutput()
+}
+
 // cleanOutput fails the test unless every line the worker wrote is one of
 // its JSON log lines: a Go crash ("panic: ...", "fatal error: ...",
 // goroutine dumps) writes plain text.

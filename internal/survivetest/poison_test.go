@@ -194,16 +194,7 @@ func TestWorkerSurvivesPoisonToolAnswers(t *testing.T) {
 			readable(t, "dlq show output", strings.ReplaceAll(out, "\n", " "))
 		})
 	}
-	out, errOut, code := b.run("", "dlq", "list")
-	if code != 0 {
-		t.Fatalf("dlq list: exit %d err %s", code, errOut)
-	}
-	readable(t, "dlq list output", strings.ReplaceAll(out, "\n", " "))
-
-	b.enqueue(okTasks("ok-after", okAfter))
-	b.waitFor(30*time.Second, "the ok tasks enqueued after the poison", func() bool { return b.succeeded("ok-after") == okAfter })
-	b.alive()
-	b.cleanOutput()
+	b.afterPoison(okAfter)
 	t.Logf("one worker process (pid %d) throughout: %d ok tasks succeeded; of %d poison answers %d succeeded and %d were dead-lettered",
 		b.worker.PID(), okBefore+okAfter, len(cases), len(cases)-wantDead, wantDead)
 }
