@@ -55,15 +55,7 @@ func TestWorkerKill9(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartExclusive(t)
 	s := newScenario(t, "worker-kill9", srv.Addr)
-	a := s.worker("a", "AGENTQ_WORKER_CONCURRENCY=5")
-	var tasks []task
-	for _, k := range keysLike("kill9", 40) {
-		tasks = append(tasks, s.call(k, "/hold?ms=800"))
-	}
-	s.enqueue(tasks...)
-	binarytest.WaitFor(t, 60*time.Second, "worker a to finish some tasks and hold 5", func() bool {
-		return len(s.tool.effects()) >= 10 && len(s.tool.inFlight()) == 5
-	})
+	a := s.workerHoldingFive("kill9")
 	a.Kill(t)
 	faultAt := time.Now()
 	atRisk := s.activeKeys() // only a ran: asynq's active set is what a held
@@ -102,15 +94,7 @@ func TestWorkerStoppedPastLease(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartExclusive(t)
 	s := newScenario(t, "worker-sigstop-past-lease", srv.Addr)
-	a := s.worker("a", "AGENTQ_WORKER_CONCURRENCY=5")
-	var tasks []task
-	for _, k := range keysLike("stop", 40) {
-		tasks = append(tasks, s.call(k, "/hold?ms=800"))
-	}
-	s.enqueue(tasks...)
-	binarytest.WaitFor(t, 60*time.Second, "worker a to finish some tasks and hold 5", func() bool {
-		return len(s.tool.effects()) >= 10 && len(s.tool.inFlight()) == 5
-	})
+	a := s.workerHoldingFive("stop")
 	a.Stop(t)
 	faultAt := time.Now()
 	attemptsBefore := attemptLines(a)
@@ -451,4 +435,20 @@ func attemptLines(p *binarytest.Proc) int {
 		}
 	}
 	return n
+}
+
+// workerHoldingFive starts worker a (concurrency 5), enqueues 40 calls that
+// the tool holds for 800ms, and returns once a has finished some and holds
+// five: the moment a worker fault hits five tasks in flight.
+func (s *scenario) workerHoldingFive(prefix string) *binarytest.Proc {
+	a := s.worker("a", "AGENTQ_WORKER_CONCURRENCY=5")
+	var tasks []task
+	for _, k := range keysLike(prefix, 40) {
+		tasks = append(tasks, s.call(k, "/hold?ms=800"))
+	}
+	s.enqueue(tasks...)
+	binarytest.WaitFor(s.t, 60*time.Second, "worker a to finish some tasks and hold 5", func() bool {
+		return len(s.tool.effects()) >= 10 && len(s.tool.inFlight()) == 5
+	})
+	return a
 }
