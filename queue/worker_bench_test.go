@@ -20,12 +20,15 @@ func (benchArgs) Kind() string { return "bench.noop" }
 // decision and outcome mapping, without Redis: a no-op handler and
 // middleware that adds nothing, so allocs/op is the worker's own cost.
 func BenchmarkProcessTask(b *testing.B) {
+	nop := jobs.ObserverFunc(func(context.Context, *jobs.Step, *jobs.Result) {})
 	for _, tc := range []struct {
-		name string
-		err  error
+		name      string
+		err       error
+		observers []jobs.Observer
 	}{
-		{"success", nil},
-		{"retry", errors.New("boom")},
+		{"success", nil, nil},
+		{"retry", errors.New("boom"), nil},
+		{"success_4_observers", nil, []jobs.Observer{nop, nop, nop, nop}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			reg := NewRegistry()
@@ -35,7 +38,7 @@ func BenchmarkProcessTask(b *testing.B) {
 			rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 			defer rdb.Close()
 			log := zerolog.New(discard{}).Level(zerolog.InfoLevel)
-			w, err := NewWorker(rdb, reg, benchWorkerConfig(&log))
+			w, err := NewWorker(rdb, reg, WorkerConfig{Logger: &log, Observers: tc.observers})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -53,7 +56,3 @@ func BenchmarkProcessTask(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-func benchWorkerConfig(log *zerolog.Logger) WorkerConfig {
-	return WorkerConfig{Logger: log}
-}
