@@ -132,7 +132,8 @@ type WorkerConfig struct {
 	// returned and Decide decided its Result, before the attempt's log line
 	// and before asynq is told. They also receive the failures asynq
 	// decides by itself outside the chain (its timeout backstop: a retry, or
-	// dead when no retry is left; Started is zero) and the lease-expired
+	// dead when no retry is left; Started is zero, and Delay is the policy's
+	// while asynq draws its own jitter) and the lease-expired
 	// retries and deaths the lease sweeper moves (Started zero); an attempt
 	// whose lease expired under this worker is reported by the sweeper that
 	// moves it, not here (with the sweeper off, asynq's recoverer moves it

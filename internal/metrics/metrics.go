@@ -87,14 +87,18 @@ func New(cfg Config) (*Metrics, error) {
 }
 
 // Observer records every decided attempt by its outcome, from the Result
-// the worker hands it (queue.WorkerConfig.Observers). An abandoned attempt
-// is counted as an attempt, neither success nor failure; a failure asynq
-// decided by itself (Started zero) has no duration to observe.
+// the worker hands it (queue.WorkerConfig.Observers), once per attempt. An
+// abandoned attempt is not counted: a failure asynq decided for it reaches
+// the observer on its own (Started zero: not timed), and a shutdown's
+// requeue spends no attempt.
 func (m *Metrics) Observer() jobs.Observer {
 	return jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) { m.observe(s, r) })
 }
 
 func (m *Metrics) observe(s *jobs.Step, r *jobs.Result) {
+	if r.Outcome == jobs.OutcomeAbandoned {
+		return
+	}
 	m.attempts.WithLabelValues(s.Workflow, s.Kind).Inc()
 	switch r.Outcome {
 	case jobs.OutcomeSnooze:

@@ -70,7 +70,7 @@ func TestStepMetricsScraped(t *testing.T) {
 		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeSnooze, Class: jobs.ClassSnooze, Started: started, Duration: time.Hour}}, // not timed
 		// asynq's own timeout: a failure, but the worker did not time it.
 		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeRetry, Class: jobs.ClassTimeout, Duration: time.Hour}},
-		// Abandoned: an attempt, timed, neither success nor failure.
+		// Abandoned: asynq decided it (above, for its timeout); not counted.
 		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeAbandoned, Class: jobs.ClassAbandoned, Started: started, Duration: 15625 * time.Microsecond}},
 		{"noop", "", jobs.Result{Outcome: jobs.OutcomeSuccess, Started: started, Duration: time.Millisecond}},
 	}
@@ -80,7 +80,7 @@ func TestStepMetricsScraped(t *testing.T) {
 	}
 	out := scrape(t, Handler(reg))
 	wantLines(t, out,
-		`agentq_attempts_total{kind="http.call",workflow="w"} 7`,
+		`agentq_attempts_total{kind="http.call",workflow="w"} 6`,
 		`agentq_successes_total{kind="http.call",workflow="w"} 1`,
 		`agentq_failures_total{class="retryable",kind="http.call",workflow="w"} 2`,
 		`agentq_failures_total{class="permanent",kind="http.call",workflow="w"} 1`,
@@ -88,11 +88,11 @@ func TestStepMetricsScraped(t *testing.T) {
 		`agentq_retries_total{kind="http.call",workflow="w"} 2`,
 		`agentq_dead_letters_total{kind="http.call",workflow="w"} 2`,
 		`agentq_snoozes_total{kind="http.call",workflow="w"} 1`,
-		`agentq_step_duration_seconds_count{kind="http.call",workflow="w"} 5`,
-		`agentq_step_duration_seconds_sum{kind="http.call",workflow="w"} 0.5625`,
-		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.025"} 4`,
-		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.25"} 4`,
-		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.5"} 5`,
+		`agentq_step_duration_seconds_count{kind="http.call",workflow="w"} 4`,
+		`agentq_step_duration_seconds_sum{kind="http.call",workflow="w"} 0.546875`,
+		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.025"} 3`,
+		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.25"} 3`,
+		`agentq_step_duration_seconds_bucket{kind="http.call",workflow="w",le="0.5"} 4`,
 		`agentq_attempts_total{kind="noop",workflow=""} 1`,
 		`agentq_successes_total{kind="noop",workflow=""} 1`,
 	)
