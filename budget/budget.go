@@ -322,30 +322,20 @@ func (b *Budgets) Policy(workflow string) (Policy, bool) {
 	return p, ok
 }
 
-// Middleware counts each attempt of a workflow with a budget once, after it
-// ran: a success as an event, a failure (retry or dead) as an event and a
-// failure. A snooze is not counted. It touches no Redis.
-func (b *Budgets) Middleware() jobs.Middleware {
-	return func(next jobs.Handler) jobs.Handler {
-		return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-			err := next.ProcessStep(ctx, s)
-			b.Observe(s, err)
-			return err
-		})
-	}
+// Observer counts each decided attempt of a workflow with a budget once
+// (queue.WorkerConfig.Observers): a success as an event, a failure (retry
+// or dead) as an event and a failure. A snooze or an abandoned attempt is
+// not counted. It touches no Redis.
+func (b *Budgets) Observer() jobs.Observer {
+	return jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) { b.observe(s, r.Outcome) })
 }
 
-// Observe counts one attempt's outcome, as Middleware does.
-func (b *Budgets) Observe(s *jobs.Step, err error) {
-	if s.Workflow == "" {
+func (b *Budgets) observe(s *jobs.Step, outcome jobs.Outcome) {
+	if s.Workflow == "" || outcome == jobs.OutcomeSnooze || outcome == jobs.OutcomeAbandoned {
 		return
 	}
 	p, ok := b.cfg.Workflows[s.Workflow]
 	if !ok {
-		return
-	}
-	outcome, _ := queue.Decide(s, err)
-	if outcome == queue.OutcomeSnooze || outcome == queue.OutcomeAbandoned {
 		return
 	}
 	start := spanOf(p.Window).bucketStart(b.cfg.Now())
@@ -357,7 +347,7 @@ func (b *Budgets) Observe(s *jobs.Step, err error) {
 	}
 	c := sr[start]
 	c.events++
-	if outcome != queue.OutcomeSuccess {
+	if outcome != jobs.OutcomeSuccess {
 		c.failures++
 	}
 	sr[start] = c

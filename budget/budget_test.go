@@ -85,16 +85,13 @@ func (tb *testBundle) newBudgets(t *testing.T, policies map[string]Policy) *Budg
 	return b
 }
 
-// observe runs n attempts of workflow through the middleware, each
-// returning err.
-func (tb *testBundle) observe(t *testing.T, workflow string, n int, err error, attempt, maxAttempts int) {
+// observe hands n decided attempts of workflow to the observer, each with
+// the given outcome.
+func (tb *testBundle) observe(t *testing.T, workflow string, n int, outcome jobs.Outcome) {
 	t.Helper()
-	h := jobs.Chain(jobs.HandlerFunc(func(context.Context, *jobs.Step) error { return err }), tb.b.Middleware())
+	o := tb.b.Observer()
 	for range n {
-		s := &jobs.Step{Kind: "noop", Workflow: workflow, Attempt: attempt, MaxAttempts: maxAttempts}
-		if got := h.ProcessStep(context.Background(), s); !errors.Is(got, err) {
-			t.Fatalf("middleware changed the error: %v", got)
-		}
+		o.Observe(context.Background(), &jobs.Step{Kind: "noop", Workflow: workflow}, &jobs.Result{Outcome: outcome})
 	}
 }
 
@@ -139,15 +136,16 @@ func TestCountersFlushAtomicallyAndSnoozesAreNotCounted(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, map[string]Policy{"w": {SLO: 0.9, Window: 20 * time.Second}})
 	ctx := context.Background()
-	tb.observe(t, "w", 4, nil, 1, 3)                                      // successes
-	tb.observe(t, "w", 2, errors.New("503"), 1, 3)                        // retries
-	tb.observe(t, "w", 1, errors.New("503"), 3, 3)                        // dead
-	tb.observe(t, "w", 1, jobs.Permanent(errors.New("400")), 1, 3)        // dead at once
-	tb.observe(t, "w", 5, jobs.Snooze(time.Second), 1, 3)                 // snoozes: not attempts
-	tb.observe(t, "other", 3, errors.New("no budget: not counted"), 1, 3) // no budget
-	tb.observe(t, "", 3, errors.New("no workflow"), 1, 3)
+	tb.observe(t, "w", 4, jobs.OutcomeSuccess)   // successes
+	tb.observe(t, "w", 2, jobs.OutcomeRetry)     // retries
+	tb.observe(t, "w", 1, jobs.OutcomeDead)      // dead
+	tb.observe(t, "w", 1, jobs.OutcomeDead)      // dead at once
+	tb.observe(t, "w", 5, jobs.OutcomeSnooze)    // snoozes: not attempts
+	tb.observe(t, "w", 2, jobs.OutcomeAbandoned) // abandoned: neither
+	tb.observe(t, "other", 3, jobs.OutcomeRetry) // no budget
+	tb.observe(t, "", 3, jobs.OutcomeRetry)
 	tb.clock.Advance(1500 * time.Millisecond) // the next bucket
-	tb.observe(t, "w", 1, errors.New("503"), 1, 3)
+	tb.observe(t, "w", 1, jobs.OutcomeRetry)
 
 	// Counting touched no Redis.
 	if n := tb.rdb.DBSize(ctx).Val(); n != 0 {
@@ -182,13 +180,13 @@ func TestCountersFlushAtomicallyAndSnoozesAreNotCounted(t *testing.T) {
 	}
 
 	// A flush that fails is sent again, with the same batch id, once.
-	tb.observe(t, "w", 2, errors.New("503"), 1, 3)
+	tb.observe(t, "w", 2, jobs.OutcomeRetry)
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := tb.b.Flush(canceled); err == nil {
 		t.Fatal("flush on a canceled context succeeded")
 	}
-	tb.observe(t, "w", 1, nil, 1, 3)
+	tb.observe(t, "w", 1, jobs.OutcomeSuccess)
 	tb.flush(t)
 	if got := tb.rdb.HGet(ctx, countsKey("w"), eventsField(b1)).Val(); got != "4" {
 		t.Errorf("events in bucket 1 after a failed and a good flush = %s, want 4", got)
@@ -225,17 +223,16 @@ func TestPauseResumeByHandAndRecovery(t *testing.T) {
 	})
 	tb.touchQueue(t, "qp")
 	tb.touchQueue(t, "qq")
-	fail := errors.New("503")
 
 	// Four failures: below min_events, nothing happens.
-	tb.observe(t, "w", 4, fail, 1, 1)
+	tb.observe(t, "w", 4, jobs.OutcomeDead)
 	tb.flush(t)
 	if st := tb.check(t)[1]; st.Exhausted || st.State != StateOK || tb.paused(t, "qp") {
 		t.Fatalf("below min_events: %+v, paused %v", st, tb.paused(t, "qp"))
 	}
 	// The fifth exhausts the budget: the queue is paused in asynq.
 	tb.clock.Advance(2 * time.Second)
-	tb.observe(t, "w", 1, fail, 1, 1)
+	tb.observe(t, "w", 1, jobs.OutcomeDead)
 	tb.flush(t)
 	st := tb.check(t)[1]
 	if !st.Exhausted || st.State != StatePaused || !st.PausedByBudget || !tb.paused(t, "qp") {
@@ -262,14 +259,14 @@ func TestPauseResumeByHandAndRecovery(t *testing.T) {
 	if tb.paused(t, "qp") {
 		t.Fatal("queue still paused after Resume")
 	}
-	tb.observe(t, "w", 3, nil, 1, 1) // successes do not end the hold
+	tb.observe(t, "w", 3, jobs.OutcomeSuccess) // successes do not end the hold
 	tb.flush(t)
 	tb.clock.Advance(2 * time.Second)
 	if st := tb.check(t)[1]; !st.Exhausted || !st.Held || tb.paused(t, "qp") {
 		t.Fatalf("after a manual resume the checker paused again without new failures: %+v", st)
 	}
 	// ... until a new failure arrives.
-	tb.observe(t, "w", 1, fail, 1, 1)
+	tb.observe(t, "w", 1, jobs.OutcomeDead)
 	tb.flush(t)
 	tb.clock.Advance(2 * time.Second)
 	if st := tb.check(t)[1]; !st.PausedByBudget || !tb.paused(t, "qp") {
@@ -284,7 +281,7 @@ func TestPauseResumeByHandAndRecovery(t *testing.T) {
 	if st := tb.check(t)[1]; !st.Held || tb.paused(t, "qp") {
 		t.Fatalf("checker fought a resume in asynqmon: %+v", st)
 	}
-	tb.observe(t, "w", 1, fail, 1, 1)
+	tb.observe(t, "w", 1, jobs.OutcomeDead)
 	tb.flush(t)
 	tb.clock.Advance(2 * time.Second)
 	if tb.check(t); !tb.paused(t, "qp") {
@@ -328,7 +325,7 @@ func TestResetClearsAndResumes(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, map[string]Policy{"w": {SLO: 0.9, Window: time.Minute, MinEvents: 1, OnExhausted: ActionPause, Queue: "qp"}})
 	tb.touchQueue(t, "qp")
-	tb.observe(t, "w", 3, errors.New("x"), 1, 1)
+	tb.observe(t, "w", 3, jobs.OutcomeDead)
 	tb.flush(t)
 	tb.check(t)
 	if !tb.paused(t, "qp") {
@@ -372,8 +369,8 @@ func TestRejectRefusesEnqueuesFromTheCache(t *testing.T) {
 	if _, err := c.Enqueue(ctx, "noop", []byte(`{}`), queue.EnqueueOptions{Workflow: "w"}); err != nil {
 		t.Fatalf("enqueue with budget to spare: %v", err)
 	}
-	tb.observe(t, "w", 6, errors.New("503"), 1, 1)
-	tb.observe(t, "alert", 6, errors.New("503"), 1, 1)
+	tb.observe(t, "w", 6, jobs.OutcomeDead)
+	tb.observe(t, "alert", 6, jobs.OutcomeDead)
 	tb.flush(t)
 	// The cache read before the failures still admits, for CacheTTL.
 	if _, err := c.Enqueue(ctx, "noop", []byte(`{}`), queue.EnqueueOptions{Workflow: "w"}); err != nil {

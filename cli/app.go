@@ -150,6 +150,7 @@ func (a *app) workerConfig() queue.WorkerConfig {
 		Workflows:            a.workflows(),
 		Logger:               &log,
 		Middleware:           a.middleware(),
+		Observers:            a.observers(),
 		Redact:               redact.New(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields).Text,
 		Recover:              w.Recover(),
 	}

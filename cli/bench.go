@@ -55,6 +55,7 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 				}
 				defer stop()
 				opts.Middleware = a.middleware()
+				opts.Observers = a.observers()
 			}
 			rep, err := bench.Run(ctx, rdb, a.reg, opts)
 			if err != nil {

@@ -116,16 +116,9 @@ func (r *reliability) close() {
 	r.closeHook()
 }
 
-// middleware is the worker's chain after the built-ins, outermost first:
-// the dead-letter capture (it must see every outcome that reaches asynq,
-// the guards' included) and the ledger when started, then the guards
-// (metrics, error budgets, breakers), then the user's.
 // middleware is the worker's chain after queue's built-ins, outermost
 // first, in one place:
 //
-//   - dead-letter capture sees every outcome that reaches asynq;
-//   - metrics and budget counting see every attempt, a ledger hit included
-//     (it is a success);
 //   - the ledger answers a repeated delivery of finished work before the
 //     breaker could snooze it;
 //   - the breaker sits next to the handler it protects;
@@ -133,18 +126,29 @@ func (r *reliability) close() {
 func (a *app) middleware() []jobs.Middleware {
 	var mws []jobs.Middleware
 	if a.rel != nil {
-		mws = append(mws, a.rel.store.Middleware())
-	}
-	if g := a.guards; g != nil {
-		mws = append(mws, g.metrics.Middleware(), g.budgets.Middleware())
-	}
-	if a.rel != nil {
 		mws = append(mws, a.rel.ledger.Middleware())
 	}
 	if g := a.guards; g != nil {
 		mws = append(mws, g.breakers.Middleware())
 	}
 	return append(mws, a.m.Middleware...)
+}
+
+// observers receive every decided attempt, in order: dead-letter capture,
+// metrics, budget counting (a ledger answer counts as a success), and the
+// ledger's success record.
+func (a *app) observers() []jobs.Observer {
+	var obs []jobs.Observer
+	if a.rel != nil {
+		obs = append(obs, a.rel.store.Observer())
+	}
+	if g := a.guards; g != nil {
+		obs = append(obs, g.metrics.Observer(), g.budgets.Observer())
+	}
+	if a.rel != nil {
+		obs = append(obs, a.rel.ledger.Observer())
+	}
+	return obs
 }
 
 // outputRedactor masks secrets in what dlq commands print: payload fields

@@ -52,7 +52,8 @@ func writeConfig(t *testing.T, body string) string {
 func fail(t *testing.T, b *budget.Budgets, workflow string, n int) {
 	t.Helper()
 	for range n {
-		b.Observe(&jobs.Step{Workflow: workflow, Attempt: 1, MaxAttempts: 1}, errors.New("503"))
+		b.Observer().Observe(context.Background(), &jobs.Step{Workflow: workflow, Attempt: 1, MaxAttempts: 1},
+			&jobs.Result{Outcome: jobs.OutcomeDead, Class: jobs.ClassRetryable, Err: errors.New("503")})
 	}
 	if err := b.Flush(context.Background()); err != nil {
 		t.Fatal(err)

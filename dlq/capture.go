@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/agentq/agentq/jobs"
-	"github.com/agentq/agentq/queue"
 )
 
 // Alert is the JSON posted for a dead letter: concise, no payload.
@@ -29,9 +28,8 @@ type Alert struct {
 	Replay string `json:"replay_command"`
 }
 
-// Middleware returns the capture middleware. Put it outermost after the
-// worker's built-ins, so that it sees the outcome every other middleware
-// produced. Per attempt, after the rest of the chain:
+// Observer returns the capture observer (queue.WorkerConfig.Observers). Per
+// decided attempt:
 //
 //   - success of a first attempt that is no replay: nothing, no Redis call;
 //   - success of a retry or a replay: one script that drops the task's
@@ -41,39 +39,35 @@ type Alert struct {
 //   - dead: the record is created, or for a replay appended to and dead
 //     again, atomically; one warning line names the run and the replay
 //     command, and an alert is sent without blocking;
-//   - snooze: nothing.
+//   - snooze, abandoned: nothing.
 //
 // A failed write is logged and never changes the step's outcome; a death
 // that was not written is recorded later by the reconciler from asynq's
-// archive.
-func (s *Store) Middleware() jobs.Middleware {
-	return func(next jobs.Handler) jobs.Handler {
-		return jobs.HandlerFunc(func(ctx context.Context, st *jobs.Step) error {
-			err := next.ProcessStep(ctx, st)
-			outcome, class := queue.Decide(st, err)
-			switch outcome {
-			case queue.OutcomeSuccess:
-				if st.Attempt > 1 || st.ReplayOf != "" {
-					s.captureSuccess(ctx, st)
-				}
-			case queue.OutcomeRetry:
-				wctx, cancel := writeCtx(ctx)
-				werr := s.AddAttempt(wctx, st.Queue, st.TaskID, s.attempt(st, class, err))
-				cancel()
-				if werr != nil {
-					s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Int("attempt", st.Attempt).
-						Err(werr).Msg("failed attempt not recorded in the dead-letter history")
-				}
-			case queue.OutcomeDead:
-				s.captureDeath(ctx, st, class, err)
+// archive. Error text is masked with the store's Redactor (and capped at
+// MaxErrorBytes), whatever the worker masks in the Result's Message.
+func (s *Store) Observer() jobs.Observer {
+	return jobs.ObserverFunc(func(ctx context.Context, st *jobs.Step, r *jobs.Result) {
+		switch r.Outcome {
+		case jobs.OutcomeSuccess:
+			if st.Attempt > 1 || st.ReplayOf != "" {
+				s.captureSuccess(ctx, st)
 			}
-			return err
-		})
-	}
+		case jobs.OutcomeRetry:
+			wctx, cancel := writeCtx(ctx)
+			werr := s.AddAttempt(wctx, st.Queue, st.TaskID, s.attempt(st, r))
+			cancel()
+			if werr != nil {
+				s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Int("attempt", st.Attempt).
+					Err(werr).Msg("failed attempt not recorded in the dead-letter history")
+			}
+		case jobs.OutcomeDead:
+			s.captureDeath(ctx, st, r)
+		}
+	})
 }
 
-func (s *Store) attempt(st *jobs.Step, class jobs.Class, err error) Attempt {
-	return Attempt{At: s.cfg.Now(), Attempt: st.Attempt, TaskID: st.TaskID, Class: class, Error: s.redact(err.Error())}
+func (s *Store) attempt(st *jobs.Step, r *jobs.Result) Attempt {
+	return Attempt{At: s.cfg.Now(), Attempt: st.Attempt, TaskID: st.TaskID, Class: r.Class, Error: s.redact(r.Err.Error())}
 }
 
 func (s *Store) captureSuccess(ctx context.Context, st *jobs.Step) {
@@ -90,8 +84,9 @@ func (s *Store) captureSuccess(ctx context.Context, st *jobs.Step) {
 	}
 }
 
-func (s *Store) captureDeath(ctx context.Context, st *jobs.Step, class jobs.Class, err error) {
-	final := s.attempt(st, class, err)
+func (s *Store) captureDeath(ctx context.Context, st *jobs.Step, r *jobs.Result) {
+	final := s.attempt(st, r)
+	class := r.Class
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
 	id, mode, werr := s.Dead(wctx, Death{

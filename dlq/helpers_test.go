@@ -171,7 +171,8 @@ func (b *bundle) startWorker(t *testing.T, mws ...jobs.Middleware) *queue.Worker
 		Concurrency: 4, PollInterval: 5 * time.Millisecond, DelayedCheckInterval: 20 * time.Millisecond,
 		ShutdownTimeout: 2 * time.Second, Logger: &log,
 		Retry:      jobs.RetryPolicy{MaxAttempts: 3, Base: time.Millisecond, Max: 5 * time.Millisecond},
-		Middleware: append([]jobs.Middleware{b.store.Middleware()}, mws...),
+		Middleware: mws,
+		Observers:  []jobs.Observer{b.store.Observer()},
 	})
 	if err != nil {
 		t.Fatal(err)

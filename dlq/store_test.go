@@ -77,7 +77,7 @@ func (h countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return func(ctx context.Context, cmds []redis.Cmder) error { *h.n++; return next(ctx, cmds) }
 }
 
-func TestMiddlewareRoundTripsPerOutcome(t *testing.T) {
+func TestObserverRoundTripsPerOutcome(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
 	var calls int64
@@ -88,34 +88,37 @@ func TestMiddlewareRoundTripsPerOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	boom := errors.New("x")
 	tests := []struct {
 		name  string
 		step  jobs.Step
-		err   error
+		res   jobs.Result
 		calls int64
 	}{
-		{"first attempt succeeds", jobs.Step{Attempt: 1, MaxAttempts: 3}, nil, 0},
-		{"snooze", jobs.Step{Attempt: 1, MaxAttempts: 3}, jobs.Snooze(time.Second), 0},
-		{"retry", jobs.Step{Attempt: 1, MaxAttempts: 3}, errors.New("x"), 1},
-		{"retry succeeds", jobs.Step{Attempt: 2, MaxAttempts: 3}, nil, 1},
-		{"replay succeeds", jobs.Step{Attempt: 1, MaxAttempts: 3, ReplayOf: "7"}, nil, 1},
-		{"dead", jobs.Step{Attempt: 3, MaxAttempts: 3}, errors.New("x"), 1},
+		{"first attempt succeeds", jobs.Step{Attempt: 1, MaxAttempts: 3}, jobs.Result{Outcome: jobs.OutcomeSuccess}, 0},
+		{"snooze", jobs.Step{Attempt: 1, MaxAttempts: 3},
+			jobs.Result{Outcome: jobs.OutcomeSnooze, Class: jobs.ClassSnooze, Err: jobs.Snooze(time.Second)}, 0},
+		{"abandoned", jobs.Step{Attempt: 3, MaxAttempts: 3},
+			jobs.Result{Outcome: jobs.OutcomeAbandoned, Class: jobs.ClassAbandoned, Err: &jobs.AbandonedError{Cause: context.Canceled}}, 0},
+		{"retry", jobs.Step{Attempt: 1, MaxAttempts: 3}, jobs.Result{Outcome: jobs.OutcomeRetry, Class: jobs.ClassRetryable, Err: boom}, 1},
+		{"retry succeeds", jobs.Step{Attempt: 2, MaxAttempts: 3}, jobs.Result{Outcome: jobs.OutcomeSuccess}, 1},
+		{"replay succeeds", jobs.Step{Attempt: 1, MaxAttempts: 3, ReplayOf: "7"}, jobs.Result{Outcome: jobs.OutcomeSuccess}, 1},
+		{"dead", jobs.Step{Attempt: 3, MaxAttempts: 3}, jobs.Result{Outcome: jobs.OutcomeDead, Class: jobs.ClassRetryable, Err: boom}, 1},
 	}
 	for _, tt := range tests {
-		// The first run warms the connection and loads the scripts; the
-		// second is counted.
-		for run := range 2 {
-			calls = 0
-			st := tt.step
-			st.TaskID, st.Queue, st.Kind = fmt.Sprint("t-", tt.name, run), "default", "test.step"
-			h := s.Middleware()(jobs.HandlerFunc(func(context.Context, *jobs.Step) error { return tt.err }))
-			if err := h.ProcessStep(context.Background(), &st); !errors.Is(err, tt.err) {
-				t.Errorf("%s: middleware changed the error to %v", tt.name, err)
+		t.Run(tt.name, func(t *testing.T) {
+			// The first run warms the connection and loads the scripts; the
+			// second is counted.
+			for run := range 2 {
+				calls = 0
+				st, res := tt.step, tt.res
+				st.TaskID, st.Queue, st.Kind = fmt.Sprint("t-", tt.name, run), "default", "test.step"
+				s.Observer().Observe(context.Background(), &st, &res)
 			}
-		}
-		if calls != tt.calls {
-			t.Errorf("%s: %d Redis round trips, want %d", tt.name, calls, tt.calls)
-		}
+			if calls != tt.calls {
+				t.Errorf("%d Redis round trips, want %d", calls, tt.calls)
+			}
+		})
 	}
 }
 

@@ -64,6 +64,11 @@ type Step struct {
 	Payload json.RawMessage
 	// Headers are the task's headers, agentq's own included.
 	Headers map[string]string
+	// Answered is set by a middleware that ended this attempt with the
+	// record of an earlier success (the idempotency ledger answering a
+	// repeated delivery) without calling the handler: observers that record
+	// successes do not record it again.
+	Answered bool
 }
 
 // LastAttempt reports whether a failure of this attempt leaves no retries.

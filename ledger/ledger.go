@@ -9,10 +9,12 @@
 // completed side effect per key within the retention. It reads Redis only
 // when a delivery may be a repeat (Attempt > 1 or a replay): asynq's
 // recoverer counts a crashed worker's attempt, so every redelivery has
-// Attempt > 1. Successes are written with group commit: concurrent writers
-// share one pipeline, and each caller returns only after its own write is
-// acknowledged, so the task is acknowledged to asynq after the ledger holds
-// its success.
+// Attempt > 1. Successes are recorded by the ledger's observer, before the
+// worker tells asynq: with asynq's own completion of the task, in its round
+// trip, when the queue can (jobs.Result.AtCompletion); otherwise with group
+// commit: concurrent writers share one pipeline, and each returns only after
+// its own write is acknowledged. Either way the task is acknowledged to
+// asynq no earlier than the ledger holds its success.
 package ledger
 
 import (
@@ -220,7 +222,17 @@ func (l *Ledger) Lookup(ctx context.Context, key, digest string) (Entry, bool, e
 // Record writes e through the group committer and returns once Redis has
 // acknowledged it (or ctx ends, or the write failed).
 func (l *Ledger) Record(ctx context.Context, e Entry) error {
-	w := &write{key: entryKey(e.Key), field: e.Digest, val: encode(e), ack: make(chan error, 1)}
+	return l.record(ctx, completionWrite(e, l.cfg.Retention))
+}
+
+// completionWrite is the write that records e: one hash field under the
+// key's entry, the entry's expiry renewed to the retention.
+func completionWrite(e Entry, retention time.Duration) jobs.CompletionWrite {
+	return jobs.CompletionWrite{Key: entryKey(e.Key), Field: e.Digest, Value: encode(e), TTL: retention}
+}
+
+func (l *Ledger) record(ctx context.Context, cw jobs.CompletionWrite) error {
+	w := &write{key: cw.Key, field: cw.Field, val: cw.Value, ack: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -323,41 +335,53 @@ func (l *Ledger) flush(batch []*write) {
 // Middleware returns the ledger's middleware. For a step with a key that
 // may be a repeated delivery (Attempt > 1 or a replay), it looks the key up
 // and, when a success with the same digest is recorded, returns nil without
-// calling the handler. After a keyed step succeeds it records the success
-// and returns only once Redis holds it. A failed lookup runs the handler (at
-// least once beats never); a failed write is logged and the step still
-// succeeds, since its side effect is done.
+// calling the handler and marks the step Answered. A failed lookup runs the
+// handler (at least once beats never). Successes are recorded by Observer.
 func (l *Ledger) Middleware() jobs.Middleware {
 	return func(next jobs.Handler) jobs.Handler {
 		return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-			if s.Key == "" {
+			if s.Key == "" || (s.Attempt <= 1 && s.ReplayOf == "") {
 				return next.ProcessStep(ctx, s)
 			}
-			digest := Digest(s.Kind, s.Payload)
-			if s.Attempt > 1 || s.ReplayOf != "" {
-				e, ok, err := l.Lookup(ctx, s.Key, digest)
-				switch {
-				case err != nil:
-					l.log.Warn().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("key_hash", KeyHash(s.Key)).
-						Err(err).Msg("ledger unavailable; running the step")
-				case ok:
-					l.skips.Inc()
-					l.log.Info().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("workflow", s.Workflow).
-						Str("kind", s.Kind).Int("attempt", s.Attempt).Str("key_hash", KeyHash(s.Key)).
-						Str("recorded_task_id", e.TaskID).Time("recorded_at", e.At).
-						Msg("step already succeeded for this idempotency key; handler not called")
-					return nil
-				}
+			e, ok, err := l.Lookup(ctx, s.Key, Digest(s.Kind, s.Payload))
+			switch {
+			case err != nil:
+				l.log.Warn().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("key_hash", KeyHash(s.Key)).
+					Err(err).Msg("ledger unavailable; running the step")
+			case ok:
+				l.skips.Inc()
+				l.log.Info().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("workflow", s.Workflow).
+					Str("kind", s.Kind).Int("attempt", s.Attempt).Str("key_hash", KeyHash(s.Key)).
+					Str("recorded_task_id", e.TaskID).Time("recorded_at", e.At).
+					Msg("step already succeeded for this idempotency key; handler not called")
+				s.Answered = true
+				return nil
 			}
-			err := next.ProcessStep(ctx, s)
-			if err != nil {
-				return err
-			}
-			if werr := l.Record(context.WithoutCancel(ctx), Entry{Key: s.Key, Digest: digest, At: l.cfg.Now(), TaskID: s.TaskID}); werr != nil {
-				l.log.Error().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("key_hash", KeyHash(s.Key)).
-					Err(werr).Msg("step succeeded but its success was not recorded in the ledger")
-			}
-			return nil
+			return next.ProcessStep(ctx, s)
 		})
 	}
+}
+
+// Observer returns the ledger's observer (queue.WorkerConfig.Observers): it
+// records the success of a step with a key that the handler ran (not one
+// the middleware Answered), before the queue marks the step done. It asks
+// the queue to commit the entry with its own completion of the task
+// (jobs.Result.AtCompletion, one round trip); when the queue cannot, it
+// writes the entry through the group committer and returns once Redis
+// holds it. A failed write is logged and the step still succeeds, since
+// its side effect is done.
+func (l *Ledger) Observer() jobs.Observer {
+	return jobs.ObserverFunc(func(ctx context.Context, s *jobs.Step, r *jobs.Result) {
+		if r.Outcome != jobs.OutcomeSuccess || s.Key == "" || s.Answered {
+			return
+		}
+		cw := completionWrite(Entry{Key: s.Key, Digest: Digest(s.Kind, s.Payload), At: l.cfg.Now(), TaskID: s.TaskID}, l.cfg.Retention)
+		if r.AtCompletion(cw) {
+			return
+		}
+		if err := l.record(context.WithoutCancel(ctx), cw); err != nil {
+			l.log.Error().Str("task_id", s.TaskID).Str("run_id", s.RunID).Str("key_hash", KeyHash(s.Key)).
+				Err(err).Msg("step succeeded but its success was not recorded in the ledger")
+		}
+	})
 }

@@ -83,6 +83,19 @@ func (b *bundle) handler() jobs.Handler {
 	}))
 }
 
+// run is one attempt as the worker runs it: the middleware and the
+// handler, then the observer with the attempt's Result (a success, or a
+// retry of the error).
+func (b *bundle) run(ctx context.Context, s *jobs.Step) error {
+	err := b.handler().ProcessStep(ctx, s)
+	r := &jobs.Result{Outcome: jobs.OutcomeSuccess}
+	if err != nil {
+		r = &jobs.Result{Outcome: jobs.OutcomeRetry, Class: jobs.ClassRetryable, Err: err, Message: err.Error()}
+	}
+	b.l.Observer().Observe(ctx, s, r)
+	return err
+}
+
 func (b *bundle) callsOf(id string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -93,7 +106,6 @@ func TestRepeatedDeliveryDoesNotCallTheHandler(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
 	ctx := context.Background()
-	h := b.handler()
 	step := func(id string, attempt int, key, payload, replayOf string) *jobs.Step {
 		return &jobs.Step{TaskID: id, Kind: "http.call", Key: key, Payload: []byte(payload), Attempt: attempt, MaxAttempts: 3, ReplayOf: replayOf}
 	}
@@ -112,11 +124,14 @@ func TestRepeatedDeliveryDoesNotCallTheHandler(t *testing.T) {
 	}
 	for _, tt := range tests {
 		before := b.callsOf(tt.step.TaskID)
-		if err := h.ProcessStep(ctx, tt.step); err != nil {
+		if err := b.run(ctx, tt.step); err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
 		if called := b.callsOf(tt.step.TaskID) > before; called != tt.wantCalled {
 			t.Errorf("%s: handler called = %v, want %v", tt.name, called, tt.wantCalled)
+		}
+		if tt.step.Answered == tt.wantCalled {
+			t.Errorf("%s: Answered = %v with the handler called = %v", tt.name, tt.step.Answered, tt.wantCalled)
 		}
 	}
 	e, ok, err := b.l.Lookup(ctx, "K", Digest("http.call", []byte(`{"a":2}`)))
@@ -134,19 +149,20 @@ func TestRepeatedDeliveryDoesNotCallTheHandler(t *testing.T) {
 func TestFirstDeliveryDoesNotReadTheLedger(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
-	h := b.handler()
 	for i := range 10 {
-		if err := h.ProcessStep(context.Background(), &jobs.Step{TaskID: fmt.Sprint(i), Key: fmt.Sprint("k", i), Attempt: 1, MaxAttempts: 3}); err != nil {
+		if err := b.run(context.Background(), &jobs.Step{TaskID: fmt.Sprint(i), Key: fmt.Sprint("k", i), Attempt: 1, MaxAttempts: 3}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := b.count.gets.Load(); n != 0 {
 		t.Fatalf("%d ledger reads on first deliveries, want 0", n)
 	}
-	// Failures record nothing.
-	fail := b.l.Middleware()(jobs.HandlerFunc(func(context.Context, *jobs.Step) error { return errors.New("x") }))
+	// Other outcomes record nothing.
 	before := b.count.pipelines.Load()
-	_ = fail.ProcessStep(context.Background(), &jobs.Step{TaskID: "f", Key: "kf", Attempt: 1})
+	for _, o := range []jobs.Outcome{jobs.OutcomeRetry, jobs.OutcomeDead, jobs.OutcomeSnooze, jobs.OutcomeAbandoned} {
+		b.l.Observer().Observe(context.Background(), &jobs.Step{TaskID: "f", Key: "kf", Attempt: 1},
+			&jobs.Result{Outcome: o, Err: errors.New("x")})
+	}
 	if b.count.pipelines.Load() != before {
 		t.Fatal("a failure wrote to the ledger")
 	}
@@ -207,5 +223,58 @@ func TestConfigValidation(t *testing.T) {
 		if _, err := New(nil, cfg); err == nil {
 			t.Errorf("New(%+v) = nil error", cfg)
 		}
+	}
+}
+
+// TestObserverCommitsWithTheQueueOrItself: the success entry goes to the
+// queue's completion when the queue takes it (no write of the ledger's
+// own), and is written before Observe returns when it does not.
+func TestObserverCommitsWithTheQueueOrItself(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{Retention: time.Hour})
+	ctx := context.Background()
+	s := &jobs.Step{TaskID: "t1", Kind: "http.call", Key: "K", Payload: []byte(`{"a":1}`), Attempt: 1, MaxAttempts: 3}
+	digest := Digest(s.Kind, s.Payload)
+	for _, tt := range []struct {
+		name  string
+		taken bool
+	}{
+		{"the queue commits it with its completion", true},
+		{"the queue cannot: written before Observe returns", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []jobs.CompletionWrite
+			r := &jobs.Result{Outcome: jobs.OutcomeSuccess}
+			r.SetAtCompletion(func(w jobs.CompletionWrite) bool { got = append(got, w); return tt.taken })
+			before := b.count.pipelines.Load()
+			b.l.Observer().Observe(ctx, s, r)
+			if len(got) != 1 {
+				t.Fatalf("AtCompletion called %d times, want 1", len(got))
+			}
+			w := got[0]
+			e, err := decode("K", w.Value)
+			if w.Key != entryKey("K") || w.Field != digest || w.TTL != time.Hour || err != nil || e.TaskID != "t1" || e.Digest != digest {
+				t.Fatalf("completion write %+v (%+v, %v), want the entry Record writes", w, e, err)
+			}
+			wrote := b.count.pipelines.Load() > before
+			if wrote == tt.taken {
+				t.Fatalf("ledger wrote itself = %v with the queue taking the write = %v", wrote, tt.taken)
+			}
+			if !tt.taken {
+				if _, ok, err := b.l.Lookup(ctx, "K", digest); err != nil || !ok {
+					t.Fatalf("entry missing after Observe returned: %v", err)
+				}
+			}
+		})
+	}
+	// A step the middleware answered from the ledger is not recorded again.
+	answered := *s
+	answered.Answered = true
+	r := &jobs.Result{Outcome: jobs.OutcomeSuccess}
+	r.SetAtCompletion(func(jobs.CompletionWrite) bool { t.Fatal("an answered step was recorded again"); return false })
+	before := b.count.pipelines.Load()
+	b.l.Observer().Observe(ctx, &answered, r)
+	if b.count.pipelines.Load() != before {
+		t.Fatal("an answered step was written again")
 	}
 }

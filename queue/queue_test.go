@@ -338,10 +338,12 @@ func TestWorkerPermanentDeadLettersAtOnce(t *testing.T) {
 	b := setup(t, ClientConfig{})
 	var dead atomic.Int32
 	var deadClass atomic.Value
-	b.startWorker(t, WorkerConfig{OnDead: func(_ context.Context, s *jobs.Step, err error, c jobs.Class) {
-		dead.Add(1)
-		deadClass.Store(c)
-	}})
+	b.startWorker(t, WorkerConfig{Observers: []jobs.Observer{jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) {
+		if r.Outcome == jobs.OutcomeDead {
+			dead.Add(1)
+			deadClass.Store(r.Class)
+		}
+	})}})
 	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"permanent"}`), EnqueueOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +360,7 @@ func TestWorkerPermanentDeadLettersAtOnce(t *testing.T) {
 		t.Fatalf("archived last error = %q", info.LastErr)
 	}
 	if dead.Load() != 1 || deadClass.Load() != jobs.ClassPermanent {
-		t.Fatalf("OnDead calls = %d class %v", dead.Load(), deadClass.Load())
+		t.Fatalf("dead results = %d class %v", dead.Load(), deadClass.Load())
 	}
 }
 
@@ -461,31 +463,12 @@ func TestWorkflowPolicyAndQueue(t *testing.T) {
 	}
 }
 
-func TestDecide(t *testing.T) {
-	t.Parallel()
-	first := &jobs.Step{Attempt: 1, MaxAttempts: 3}
-	last := &jobs.Step{Attempt: 3, MaxAttempts: 3}
-	tests := []struct {
-		name  string
-		s     *jobs.Step
-		err   error
-		want  Outcome
-		class jobs.Class
-	}{
-		{"success", first, nil, OutcomeSuccess, jobs.ClassNone},
-		{"retryable", first, errors.New("x"), OutcomeRetry, jobs.ClassRetryable},
-		{"retryable last", last, errors.New("x"), OutcomeDead, jobs.ClassRetryable},
-		{"permanent first", first, jobs.Permanent(errors.New("x")), OutcomeDead, jobs.ClassPermanent},
-		{"snooze last", last, jobs.Snooze(time.Second), OutcomeSnooze, jobs.ClassSnooze},
-		{"429", first, &jobs.HTTPError{Status: 429}, OutcomeRetry, jobs.ClassRateLimited},
-		{"404", first, &jobs.HTTPError{Status: 404}, OutcomeDead, jobs.ClassPermanent},
-	}
-	for _, tt := range tests {
-		got, class := Decide(tt.s, tt.err)
-		if got != tt.want || class != tt.class {
-			t.Errorf("%s: Decide = %s/%s, want %s/%s", tt.name, got, class, tt.want, tt.class)
-		}
-	}
+// decided is what the worker returns to asynq for one attempt of s that
+// ended with err.
+func decided(w *Worker, s *jobs.Step, err error) error {
+	a := &attempt{step: *s}
+	w.decide(&a.res, &a.step, err)
+	return a.toAsynq()
 }
 
 func TestToAsynqDelayAndSentinels(t *testing.T) {
@@ -495,22 +478,22 @@ func TestToAsynqDelayAndSentinels(t *testing.T) {
 		RandN: func(n int64) int64 { return n - 1 },
 	}}
 	s := &jobs.Step{Attempt: 3, MaxAttempts: 5, Headers: map[string]string{}}
-	err := w.toAsynq(s, errors.New("x"))
+	err := decided(w, s, errors.New("x"))
 	if d := w.retryDelay(2, err, asynq.NewTask("k", nil)); d != 4*time.Second {
 		t.Fatalf("delay = %v, want ceiling 4s with max rand", d)
 	}
 	if errors.Is(err, asynq.SkipRetry) || !isFailure(err) {
 		t.Fatal("a retry must not skip retry and must count as failure")
 	}
-	perm := w.toAsynq(s, jobs.Permanent(errors.New("bad")))
+	perm := decided(w, s, jobs.Permanent(errors.New("bad")))
 	if !errors.Is(perm, asynq.SkipRetry) || perm.Error() != "bad" {
 		t.Fatalf("permanent: %v skip=%v", perm, errors.Is(perm, asynq.SkipRetry))
 	}
-	snooze := w.toAsynq(s, jobs.Snooze(3*time.Second))
+	snooze := decided(w, s, jobs.Snooze(3*time.Second))
 	if isFailure(snooze) || w.retryDelay(2, snooze, asynq.NewTask("k", nil)) != 3*time.Second {
 		t.Fatal("snooze must not be a failure and must wait its delay")
 	}
-	ra := w.toAsynq(s, jobs.RetryAfter(time.Hour, errors.New("429")))
+	ra := decided(w, s, jobs.RetryAfter(time.Hour, errors.New("429")))
 	// Capped by max, jittered within max's top quarter (jobs.RetryPolicy.Delay);
 	// RandN gives the top of the range, so max - max/4.
 	if d := w.retryDelay(2, ra, asynq.NewTask("k", nil)); d != 6*time.Second {
@@ -518,7 +501,7 @@ func TestToAsynqDelayAndSentinels(t *testing.T) {
 	}
 	// Per-task headers override the policy.
 	s2 := &jobs.Step{Attempt: 1, MaxAttempts: 5, Headers: map[string]string{jobs.HeaderRetryBase: "100ms", jobs.HeaderRetryMax: "150ms"}}
-	if d := w.retryDelay(0, w.toAsynq(s2, errors.New("x")), asynq.NewTask("k", nil)); d != 100*time.Millisecond {
+	if d := w.retryDelay(0, decided(w, s2, errors.New("x")), asynq.NewTask("k", nil)); d != 100*time.Millisecond {
 		t.Fatalf("per-task base: %v", d)
 	}
 }
@@ -575,9 +558,9 @@ func TestDuplicateWhenTaskOutlivesWindow(t *testing.T) {
 func TestHandlerIgnoringItsContextGetsNoExtraRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, ClientConfig{})
-	var dead atomic.Int32
+	rc := newRecorders("r")[0]
 	b.startWorker(t, WorkerConfig{Retry: jobs.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond},
-		OnDead: func(context.Context, *jobs.Step, error, jobs.Class) { dead.Add(1) }})
+		Observers: []jobs.Observer{rc}})
 	defer close(b.release)
 	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"ignore-ctx"}`), EnqueueOptions{Timeout: 50 * time.Millisecond, MaxAttempts: 1})
 	if err != nil {
@@ -592,8 +575,15 @@ func TestHandlerIgnoringItsContextGetsNoExtraRun(t *testing.T) {
 	if got := b.callCount(r.ID); got != 1 {
 		t.Fatalf("handler ran %d times, want 1 (max attempts 1)", got)
 	}
-	if dead.Load() != 1 {
-		t.Fatalf("OnDead calls = %d, want 1", dead.Load())
+	// asynq's backstop decided the first attempt (observed as a retry,
+	// class timeout); the reserve delivery ended dead, lease_expired. The
+	// handler is still held, so no abandoned result yet.
+	rc.mu.Lock()
+	got := rc.got[r.ID]
+	rc.mu.Unlock()
+	if len(got) != 2 || got[0].Outcome != jobs.OutcomeRetry || got[0].Class != jobs.ClassTimeout || !got[0].Started.IsZero() ||
+		got[1].Outcome != jobs.OutcomeDead || got[1].Class != jobs.ClassLeaseExpired {
+		t.Fatalf("observed %+v, want a timeout retry from asynq's backstop, then dead lease_expired", got)
 	}
 	lines := attemptLines(t, b.logs.String(), r.ID)
 	if len(lines) != 2 || lines[0]["class"] != "timeout" || lines[0]["outcome"] != "retry" || lines[1]["outcome"] != "dead" {
@@ -606,25 +596,17 @@ func TestShutdownCutOffIsAbandonedNotAFailure(t *testing.T) {
 	b := setup(t, ClientConfig{})
 	var seen atomic.Value
 	var dead atomic.Int32
-	observe := func(next jobs.Handler) jobs.Handler {
-		return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-			err := next.ProcessStep(ctx, s)
-			o, _ := Decide(s, err)
-			seen.Store(o)
-			return err
-		})
-	}
-	w := b.startWorker(t, WorkerConfig{Middleware: []jobs.Middleware{observe},
-		OnDead: func(context.Context, *jobs.Step, error, jobs.Class) { dead.Add(1) }})
+	observe := jobs.ObserverFunc(func(_ context.Context, _ *jobs.Step, r *jobs.Result) { seen.Store(r.Outcome) })
+	w := b.startWorker(t, WorkerConfig{Observers: []jobs.Observer{observe, countDead(&dead)}})
 	r, err := b.client.Enqueue(context.Background(), "test.echo", []byte(`{"n":1,"mode":"sleep"}`), EnqueueOptions{MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "handler to start", func() bool { return b.callCount(r.ID) == 1 })
 	w.Shutdown() // waits ShutdownTimeout, requeues the task, cancels its context
-	waitFor(t, 5*time.Second, "middleware to see the outcome", func() bool { return seen.Load() != nil })
-	if got := seen.Load(); got != OutcomeAbandoned {
-		t.Fatalf("middleware saw %v, want %v", got, OutcomeAbandoned)
+	waitFor(t, 5*time.Second, "an observer to see the outcome", func() bool { return seen.Load() != nil })
+	if got := seen.Load(); got != jobs.OutcomeAbandoned {
+		t.Fatalf("observer saw %v, want %v", got, jobs.OutcomeAbandoned)
 	}
 	if dead.Load() != 0 {
 		t.Fatal("a cut-off attempt was reported dead")
@@ -642,8 +624,8 @@ func TestNoAttemptLeftIsDeadLeaseExpired(t *testing.T) {
 		t.Fatal("handler ran with no attempt left")
 		return nil
 	})).ProcessStep(context.Background(), s)
-	if o, c := Decide(s, err); o != OutcomeDead || c != jobs.ClassLeaseExpired {
-		t.Fatalf("Decide = %s/%s, want dead/lease_expired", o, c)
+	if r := Decide(s, err, testPolicy, nil); r.Outcome != jobs.OutcomeDead || r.Class != jobs.ClassLeaseExpired {
+		t.Fatalf("Decide = %s/%s, want dead/lease_expired", r.Outcome, r.Class)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/agentq/agentq/jobs"
 )
 
 // A worker killed with tasks in flight leaves them in asynq's active list
@@ -141,7 +143,10 @@ type sweeper struct {
 	delay     asynq.RetryDelayFunc
 	isFailure func(error) bool
 	now       func() time.Time
-	log       zerolog.Logger
+	// observe, when set, hands the attempt of a task the sweeper moved to
+	// the worker's observers (Worker.sweptResult).
+	observe func(ctx context.Context, s *jobs.Step, spent bool, delay time.Duration)
+	log     zerolog.Logger
 
 	pages int // sweepPages; a field for tests
 
@@ -610,12 +615,13 @@ func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cut
 		retried = m.retried
 		score   int64 // retry_at or died_at
 		own     []any // the script's own arguments, ARGV[8] on
+		delay   time.Duration
 	)
 	if archived {
 		script, dest, score = archiveScript, AsynqArchivedKey(q), now.Unix()
 		own = []any{now.AddDate(0, 0, -asynqArchivedDays).Unix(), asynqMaxArchiveSize}
 	} else {
-		delay := s.delay(m.retried, asynq.ErrLeaseExpired, asynq.NewTaskWithHeaders(m.typ, m.payload, m.headers))
+		delay = s.delay(m.retried, asynq.ErrLeaseExpired, asynq.NewTaskWithHeaders(m.typ, m.payload, m.headers))
 		score, own = now.Add(delay).Unix(), []any{0}
 		if failure {
 			retried, own = retried+1, []any{1}
@@ -632,13 +638,20 @@ func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cut
 	case res != 1:
 		return leftChanged, nil
 	}
-	outcome, ev := OutcomeRetry, s.log.Warn()
+	outcome, ev := jobs.OutcomeRetry, s.log.Warn()
 	if archived {
-		outcome, ev = OutcomeDead, s.log.Error()
+		outcome, ev = jobs.OutcomeDead, s.log.Error()
 	}
 	ev.Str("task_id", id).Str("kind", m.typ).Str("queue", q).Int("attempt", m.retried+1).
-		Int("max_attempts", max(m.retry, 1)).Str("outcome", string(outcome)).Str("class", "lease_expired").
+		Int("max_attempts", max(m.retry, 1)).Str("outcome", string(outcome)).Str("class", string(jobs.ClassLeaseExpired)).
 		Str("error", leaseExpiredErrorText).Msg("attempt")
+	if s.observe != nil {
+		s.observe(ctx, &jobs.Step{
+			TaskID: id, Kind: m.typ, Queue: q, Workflow: m.headers[jobs.HeaderWorkflow], RunID: m.headers[jobs.HeaderRunID],
+			Key: m.headers[jobs.HeaderKey], ReplayOf: m.headers[jobs.HeaderReplayOf],
+			Attempt: m.retried + 1, MaxAttempts: max(m.retry, 1), Payload: m.payload, Headers: m.headers,
+		}, archived, delay)
+	}
 	if archived {
 		return movedToArchive, nil
 	}

@@ -301,9 +301,11 @@ func TestWorkerRecoversOrphansBeforeAsynqWould(t *testing.T) {
 		now.Add(-12*time.Second).Unix(), asynqTaskPrefix("default")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	b.startWorker(t, WorkerConfig{Retry: jobs.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond}, Recover: RecoverConfig{Interval: 50 * time.Millisecond, Grace: RecoverGraceMin}})
+	rc := newRecorders("r")[0]
+	b.startWorker(t, WorkerConfig{Retry: jobs.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond}, Recover: RecoverConfig{Interval: 50 * time.Millisecond, Grace: RecoverGraceMin},
+		Observers: []jobs.Observer{rc}})
 	deadline := time.Now().Add(20 * time.Second)
-	for b.callCount(info.ID) == 0 {
+	for rc.outcomes(info.ID) != "retry,success" {
 		if time.Now().After(deadline) {
 			t.Fatalf("the orphan did not run within 20s; logs:\n%s", b.logs.String())
 		}
@@ -314,6 +316,15 @@ func TestWorkerRecoversOrphansBeforeAsynqWould(t *testing.T) {
 	}
 	if !strings.Contains(b.logs.String(), `"class":"lease_expired"`) {
 		t.Fatalf("no lease_expired attempt line in logs:\n%s", b.logs.String())
+	}
+	// The sweeper's move is observed as the dead worker's attempt: a
+	// lease_expired retry with no timing, then the run's success.
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	got := rc.got[info.ID]
+	if len(got) != 2 || got[0].Class != jobs.ClassLeaseExpired || !got[0].Started.IsZero() || got[0].Err != asynq.ErrLeaseExpired ||
+		got[1].Outcome != jobs.OutcomeSuccess {
+		t.Fatalf("observed %+v, want a lease_expired retry then a success", got)
 	}
 }
 

@@ -50,7 +50,7 @@ func TestAsynqRetryDelayHonoursRetryAfter(t *testing.T) {
 	}}
 	s := &jobs.Step{Attempt: 1, MaxAttempts: 5, Headers: map[string]string{}}
 	task := asynq.NewTask("k", nil)
-	ra := w.toAsynq(s, &jobs.HTTPError{Status: 429, RetryAfter: time.Second})
+	ra := decided(w, s, &jobs.HTTPError{Status: 429, RetryAfter: time.Second})
 	answered := time.Now()
 	d := w.asynqRetryDelay(0, ra, task)
 	// asynq adds d to its time.Now, taken after the call.
@@ -60,11 +60,11 @@ func TestAsynqRetryDelayHonoursRetryAfter(t *testing.T) {
 	if d > 2*time.Second {
 		t.Fatalf("delay %v: more than a second above the floor", d)
 	}
-	plain := w.toAsynq(s, errors.New("x"))
+	plain := decided(w, s, errors.New("x"))
 	if d := w.asynqRetryDelay(0, plain, task); d != w.retryDelay(0, plain, task) {
 		t.Fatalf("backoff delay changed: %v", d)
 	}
-	snooze := w.toAsynq(s, jobs.Snooze(300*time.Millisecond))
+	snooze := decided(w, s, jobs.Snooze(300*time.Millisecond))
 	if d := w.asynqRetryDelay(0, snooze, task); d != 300*time.Millisecond {
 		t.Fatalf("snooze delay changed: %v", d)
 	}

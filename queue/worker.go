@@ -31,42 +31,76 @@ const (
 	ShutdownTimeoutDefault = 30 * time.Second
 )
 
-// Outcome is what became of one attempt.
-type Outcome string
-
-// Outcomes of an attempt.
-const (
-	OutcomeSuccess Outcome = "success"
-	OutcomeRetry   Outcome = "retry"
-	OutcomeSnooze  Outcome = "snooze"
-	OutcomeDead    Outcome = "dead"
-	// OutcomeAbandoned is an attempt asynq gave up on while it ran (a
-	// shutdown requeued it, or asynq's own timeout or a lease expiry ended
-	// it): asynq has decided what happens next, so middleware must count it
-	// as neither success nor failure.
-	OutcomeAbandoned Outcome = "abandoned"
-)
-
-// Decide maps an attempt's error onto its outcome and class. It is the one
-// place where agentq's retry semantics are decided: a snooze never spends an
-// attempt, a permanent error dead-letters at once, and any other failure
-// retries until the step's attempts are spent.
-func Decide(s *jobs.Step, err error) (Outcome, jobs.Class) {
-	class := jobs.Classify(err)
-	switch {
-	case err == nil:
-		return OutcomeSuccess, class
-	case class == jobs.ClassAbandoned:
-		return OutcomeAbandoned, class
-	case class == jobs.ClassLeaseExpired && s.Attempt > s.MaxAttempts:
-		return OutcomeDead, class
-	case class == jobs.ClassSnooze:
-		return OutcomeSnooze, class
-	case class == jobs.ClassPermanent, s.LastAttempt():
-		return OutcomeDead, class
-	}
-	return OutcomeRetry, class
+// Decide decides what becomes of one attempt of s that ended with err, under
+// the retry policy p with randN as its jitter: the one place where agentq's
+// retry semantics live. A snooze never spends an attempt; a permanent error
+// dead-letters at once; an attempt the queue gave up on while it ran is
+// abandoned; a delivery with no attempt left (asynq ended the last one
+// itself) is dead, class lease_expired; a failure asynq decided by itself
+// (its timeout backstop, a lease expiry) is retried unless asynq has no
+// retry left for it; any other failure retries until the step's attempts
+// are spent.
+//
+// The Result has Outcome, Class, Err, Message (err's text, unmasked: the
+// worker masks it with WorkerConfig.Redact) and, for every outcome but
+// success and dead, Delay: the policy's delay before the next attempt, a
+// requested delay (jobs.RetryAfter, a tool's Retry-After) as its floor, a
+// snooze's exactly. Started and Duration are the caller's. The worker calls
+// it once per attempt and hands the Result to WorkerConfig.Observers; no
+// other part decides an outcome again.
+func Decide(s *jobs.Step, err error, p jobs.RetryPolicy, randN func(n int64) int64) jobs.Result {
+	var r jobs.Result
+	decide(&r, s, err, p, randN)
+	return r
 }
+
+func decide(r *jobs.Result, s *jobs.Step, err error, p jobs.RetryPolicy, randN func(n int64) int64) {
+	r.Err = err
+	if err == nil {
+		r.Outcome, r.Class = jobs.OutcomeSuccess, jobs.ClassNone
+		return
+	}
+	qe, byQueue := err.(*endedByQueue)
+	if byQueue {
+		err = qe.err
+		r.Err = err
+	}
+	r.Message = err.Error()
+	r.Class = jobs.Classify(err)
+	if byQueue && errors.Is(err, asynq.ErrLeaseExpired) {
+		r.Class = jobs.ClassLeaseExpired
+	}
+	switch {
+	case byQueue && qe.spent:
+		r.Outcome = jobs.OutcomeDead
+	case byQueue:
+		r.Outcome = jobs.OutcomeRetry
+	case r.Class == jobs.ClassAbandoned:
+		r.Outcome = jobs.OutcomeAbandoned
+	case r.Class == jobs.ClassLeaseExpired && s.Attempt > s.MaxAttempts:
+		r.Outcome = jobs.OutcomeDead
+	case r.Class == jobs.ClassSnooze:
+		r.Outcome = jobs.OutcomeSnooze
+	case r.Class == jobs.ClassPermanent, s.LastAttempt():
+		r.Outcome = jobs.OutcomeDead
+	default:
+		r.Outcome = jobs.OutcomeRetry
+	}
+	if r.Outcome != jobs.OutcomeDead {
+		r.Delay = p.Delay(s.Attempt-1, err, randN)
+	}
+}
+
+// endedByQueue is a failure asynq decided by itself, outside the chain (its
+// timeout backstop, a lease expiry): asynq retries the task unless spent,
+// no retry left, whatever err's class.
+type endedByQueue struct {
+	err   error
+	spent bool
+}
+
+func (e *endedByQueue) Error() string { return e.err.Error() }
+func (e *endedByQueue) Unwrap() error { return e.err }
 
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {
@@ -91,13 +125,23 @@ type WorkerConfig struct {
 	// Logger receives one line per attempt and asynq's own logs.
 	// Default: no logging.
 	Logger *zerolog.Logger
-	// Middleware wraps every step after agentq's built-ins (logging,
-	// panic recovery, timeout); the first given is the outermost.
-	// Default none.
+	// Middleware wraps every step after agentq's built-ins (panic
+	// recovery, timeout); the first given is the outermost. Default none.
 	Middleware []jobs.Middleware
-	// OnDead is called once when a step is dead-lettered, with the final
-	// error and its class. Default none.
-	OnDead func(ctx context.Context, s *jobs.Step, err error, class jobs.Class)
+	// Observers receive every decided attempt, in order: after the chain
+	// returned and Decide decided its Result, before the attempt's log line
+	// and before asynq is told. They also receive the failures asynq
+	// decides by itself outside the chain (its timeout backstop: a retry, or
+	// dead when no retry is left; Started is zero, and Delay is the policy's
+	// while asynq draws its own jitter) and the lease-expired
+	// retries and deaths the lease sweeper moves (Started zero); an attempt
+	// whose lease expired under this worker is reported by the sweeper that
+	// moves it, not here (with the sweeper off, asynq's recoverer moves it
+	// and nobody reports it; the dead-letter reconciler finds dead ones in
+	// asynq's archive). An attempt asynq ended while it ran is also handed
+	// over, as OutcomeAbandoned, once its handler returns. A panicking
+	// observer is logged and the others still run. Default none.
+	Observers []jobs.Observer
 	// Redact masks secrets in error text before it reaches a log line or
 	// asynq's stored last error (what asynqmon shows). Default: none, the
 	// handlers' own errors are trusted.
@@ -196,6 +240,11 @@ type Worker struct {
 	log   zerolog.Logger
 	sweep *sweeper
 	held  *heldHandlers
+
+	// atCompletion, when set, gives an attempt's Result the hook that
+	// commits a write with asynq's completion of the task
+	// (jobs.Result.AtCompletion). nil: observers write themselves.
+	atCompletion func(taskID, queue string) func(jobs.CompletionWrite) bool
 }
 
 // NewWorker returns a Worker on rdb dispatching to reg. The caller keeps
@@ -208,9 +257,9 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 	w := &Worker{cfg: cfg, log: *cfg.Logger}
 	w.held = &heldHandlers{after: cfg.HeldAfter, log: w.log}
 	// Panics are recovered twice: next to the handler, so that every
-	// middleware sees a handler panic as a *jobs.PanicError, and below the
-	// attempt log, for panics in middleware itself.
-	mws := append([]jobs.Middleware{w.logAttempt, w.recoverPanic, enforceTimeout}, cfg.Middleware...)
+	// middleware sees a handler panic as a *jobs.PanicError, and outermost,
+	// for panics in middleware itself.
+	mws := append([]jobs.Middleware{w.recoverPanic, enforceTimeout}, cfg.Middleware...)
 	w.chain = jobs.Chain(w.recoverPanic(guardAttempt(reg.Handler())), mws...)
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -226,6 +275,7 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 		LogLevel:                 asynqLevel(w.log.GetLevel()),
 	})
 	w.sweep = newSweeper(rdb, cfg, w.retryDelay)
+	w.sweep.observe = w.sweptResult
 	return w, nil
 }
 
@@ -255,15 +305,79 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// ProcessTask runs one asynq task through the chain and maps the outcome
-// onto asynq: success, retry with our delay, snooze (IsFailure false) or
-// archive (SkipRetry). It is exported for benchmarks and tests that drive
-// the chain without a server.
+// ProcessTask runs one asynq task through the chain, decides the attempt's
+// outcome once (Decide), hands the Result to the observers, logs one line
+// and maps the outcome onto asynq: success, retry with the decided delay,
+// snooze (IsFailure false) or archive (SkipRetry). It is exported for
+// benchmarks and tests that drive the chain without a server.
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	s := stepFrom(ctx, t)
+	a := &attempt{}
+	s := &a.step
+	fillStep(ctx, t, s)
 	defer w.held.track(ctx, s)()
+	start := w.cfg.Now()
 	err := w.chain.ProcessStep(ctx, s)
-	return w.toAsynq(s, err)
+	if ctx.Err() != nil && jobs.Classify(err) != jobs.ClassAbandoned {
+		// asynq gave up on this attempt (its timeout backstop, a lease
+		// expiry or a shutdown) and has already retried or requeued the
+		// task: what the chain returned decides nothing.
+		err = &jobs.AbandonedError{Cause: context.Cause(ctx)}
+	}
+	// The one place an attempt's Result is built.
+	r := &a.res
+	w.decide(r, s, err)
+	r.Started, r.Duration = start, w.cfg.Now().Sub(start)
+	if w.atCompletion != nil {
+		r.SetAtCompletion(w.atCompletion(s.TaskID, s.Queue))
+	}
+	w.observe(ctx, s, r)
+	w.logResult(ctx, s, r)
+	return a.toAsynq()
+}
+
+// attempt is what one attempt allocates, in one allocation: its step, its
+// Result and the error that carries the Result to asynq's hooks.
+type attempt struct {
+	step jobs.Step
+	res  jobs.Result
+	oe   outcomeError
+}
+
+// toAsynq is the only place that translates an outcome to asynq: nil for
+// a success, else the attempt's Result carried by an *outcomeError.
+func (a *attempt) toAsynq() error {
+	if a.res.Outcome == jobs.OutcomeSuccess {
+		return nil
+	}
+	a.oe.r = &a.res
+	return &a.oe
+}
+
+// decide is Decide with the step's retry policy, and Message masked.
+func (w *Worker) decide(r *jobs.Result, s *jobs.Step, err error) {
+	if err == nil {
+		decide(r, s, nil, jobs.RetryPolicy{}, nil) // a success needs no policy
+		return
+	}
+	decide(r, s, err, w.policyForHeaders(s.Headers), w.cfg.RandN)
+	r.Message = w.redact(r.Message)
+}
+
+// observe hands r to every observer in order.
+func (w *Worker) observe(ctx context.Context, s *jobs.Step, r *jobs.Result) {
+	for _, o := range w.cfg.Observers {
+		w.observeOne(ctx, o, s, r)
+	}
+}
+
+func (w *Worker) observeOne(ctx context.Context, o jobs.Observer, s *jobs.Step, r *jobs.Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.log.Error().Str("task_id", s.TaskID).Str("kind", s.Kind).Str("outcome", string(r.Outcome)).
+				Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).Msg("observer panicked")
+		}
+	}()
+	o.Observe(ctx, s, r)
 }
 
 // Held returns how many handlers are still running although asynq ended
@@ -271,10 +385,11 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // holds a goroutine (and what it allocated) until it returns.
 func (w *Worker) Held() int { return int(w.held.n.Load()) }
 
-// stepFrom builds the Step of one attempt from asynq's task and context.
-func stepFrom(ctx context.Context, t *asynq.Task) *jobs.Step {
+// fillStep fills in s, the Step of one attempt, from asynq's task and
+// context.
+func fillStep(ctx context.Context, t *asynq.Task, s *jobs.Step) {
 	h := t.Headers()
-	s := &jobs.Step{
+	*s = jobs.Step{
 		Kind:     t.Type(),
 		Payload:  t.Payload(),
 		Headers:  h,
@@ -291,7 +406,6 @@ func stepFrom(ctx context.Context, t *asynq.Task) *jobs.Step {
 	// Tasks agentq enqueues carry one reserve retry (see Client.prepare), so
 	// asynq's max retry is the number of attempts.
 	s.MaxAttempts = max(maxRetry, 1)
-	return s
 }
 
 func (w *Worker) redact(s string) string {
@@ -301,46 +415,30 @@ func (w *Worker) redact(s string) string {
 	return w.cfg.Redact(s)
 }
 
-// outcomeError carries the decision to asynq's hooks.
-type outcomeError struct {
-	err     error
-	msg     string // err's text, redacted: asynq stores it as the last error
-	outcome Outcome
-	delay   time.Duration
-}
+// outcomeError carries an attempt's Result to asynq's hooks
+// (RetryDelayFunc, IsFailure, ErrorHandler); its text, the masked Message,
+// is what asynq stores as the task's last error.
+type outcomeError struct{ r *jobs.Result }
 
-func (e *outcomeError) Error() string { return e.msg }
+func (e *outcomeError) Error() string { return e.r.Message }
 func (e *outcomeError) Unwrap() []error {
-	if e.outcome == OutcomeDead {
-		return []error{e.err, asynq.SkipRetry}
+	if e.r.Outcome == jobs.OutcomeDead {
+		return []error{e.r.Err, asynq.SkipRetry}
 	}
-	return []error{e.err}
-}
-
-// toAsynq is the only place that translates jobs' outcomes to asynq.
-func (w *Worker) toAsynq(s *jobs.Step, err error) error {
-	if err == nil {
-		return nil
-	}
-	var oe *outcomeError
-	if errors.As(err, &oe) {
-		return oe
-	}
-	outcome, _ := Decide(s, err)
-	oe = &outcomeError{err: err, msg: w.redact(err.Error()), outcome: outcome}
-	if outcome != OutcomeDead {
-		oe.delay = w.policyForHeaders(s.Headers).Delay(s.Attempt-1, err, w.cfg.RandN)
-	}
-	return oe
+	return []error{e.r.Err}
 }
 
 func (w *Worker) policyForHeaders(h map[string]string) jobs.RetryPolicy {
 	p := policyFor(w.cfg.Retry, w.cfg.Workflows, h[jobs.HeaderWorkflow])
-	if d, err := time.ParseDuration(h[jobs.HeaderRetryBase]); err == nil && d > 0 {
-		p.Base = d
+	if v := h[jobs.HeaderRetryBase]; v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			p.Base = d
+		}
 	}
-	if d, err := time.ParseDuration(h[jobs.HeaderRetryMax]); err == nil && d > 0 {
-		p.Max = d
+	if v := h[jobs.HeaderRetryMax]; v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			p.Max = d
+		}
 	}
 	if p.Max < p.Base {
 		p.Max = p.Base
@@ -350,11 +448,11 @@ func (w *Worker) policyForHeaders(h map[string]string) jobs.RetryPolicy {
 
 // retryDelay is asynq's RetryDelayFunc: it uses the delay decided with the
 // outcome, or computes one for failures that never passed through the chain
-// (asynq's own timeout backstop, lease expiry).
+// (asynq's own timeout backstop, lease expiry): the same policy, its own
+// jitter.
 func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
-	var oe *outcomeError
-	if errors.As(err, &oe) {
-		return oe.delay
+	if oe, ok := err.(*outcomeError); ok {
+		return oe.r.Delay
 	}
 	return w.policyForHeaders(t.Headers()).Delay(n, err, w.cfg.RandN)
 }
@@ -391,84 +489,74 @@ func notBeforeWholeSecond(now time.Time, d time.Duration) time.Duration {
 // isFailure is asynq's IsFailure: a snooze spends no attempt.
 func isFailure(err error) bool { return jobs.Classify(err) != jobs.ClassSnooze }
 
-// logAttempt is the outermost middleware: one structured line per attempt,
-// and the OnDead hook for a step that ends dead.
-func (w *Worker) logAttempt(next jobs.Handler) jobs.Handler {
-	return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-		start := w.cfg.Now()
-		err := next.ProcessStep(ctx, s)
-		if ctx.Err() != nil {
-			// asynq gave up on this attempt (its timeout backstop, a lease
-			// expiry or a shutdown) and has already retried or requeued the
-			// task: what the handler returned decides nothing.
-			w.log.Warn().Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
-				Str("workflow", s.Workflow).Str("run_id", s.RunID).Int("attempt", s.Attempt).
-				Int64("duration_ms", w.cfg.Now().Sub(start).Milliseconds()).Str("outcome", "abandoned").
-				Str("cause", context.Cause(ctx).Error()).Msg("attempt")
-			return err
-		}
-		outcome, class := Decide(s, err)
-		var ev *zerolog.Event
-		switch outcome {
-		case OutcomeSuccess, OutcomeSnooze:
-			ev = w.log.Info()
-		case OutcomeRetry:
-			ev = w.log.Warn()
-		default:
-			ev = w.log.Error()
-		}
-		if ev.Enabled() {
-			ev = ev.Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
-				Str("workflow", s.Workflow).Str("run_id", s.RunID).
-				Int("attempt", s.Attempt).Int("max_attempts", s.MaxAttempts).
-				Int64("duration_ms", w.cfg.Now().Sub(start).Milliseconds()).
-				Str("outcome", string(outcome))
-			if err != nil {
-				ev = ev.Str("class", string(class)).Str("error", w.redact(err.Error()))
-			}
-		}
-		if outcome == OutcomeRetry || outcome == OutcomeSnooze {
-			oe := w.toAsynq(s, err).(*outcomeError)
-			if ev.Enabled() {
-				ev = ev.Int64("retry_in_ms", oe.delay.Milliseconds())
-			}
-			ev.Msg("attempt")
-			return oe
-		}
-		ev.Msg("attempt")
-		if outcome == OutcomeDead && w.cfg.OnDead != nil {
-			w.cfg.OnDead(ctx, s, err, class)
-		}
-		return err
-	})
+// logResult writes the attempt's one log line.
+func (w *Worker) logResult(ctx context.Context, s *jobs.Step, r *jobs.Result) {
+	var ev *zerolog.Event
+	switch r.Outcome {
+	case jobs.OutcomeSuccess, jobs.OutcomeSnooze:
+		ev = w.log.Info()
+	case jobs.OutcomeRetry, jobs.OutcomeAbandoned:
+		ev = w.log.Warn()
+	default:
+		ev = w.log.Error()
+	}
+	if !ev.Enabled() {
+		return
+	}
+	ev = ev.Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
+		Str("workflow", s.Workflow).Str("run_id", s.RunID).
+		Int("attempt", s.Attempt).Int("max_attempts", s.MaxAttempts)
+	if !r.Started.IsZero() {
+		ev = ev.Int64("duration_ms", r.Duration.Milliseconds())
+	}
+	ev = ev.Str("outcome", string(r.Outcome))
+	switch {
+	case r.Outcome == jobs.OutcomeAbandoned && ctx.Err() != nil:
+		ev = ev.Str("cause", context.Cause(ctx).Error())
+	case r.Err != nil:
+		ev = ev.Str("class", string(r.Class)).Str("error", r.Message)
+	}
+	if r.Outcome == jobs.OutcomeRetry || r.Outcome == jobs.OutcomeSnooze {
+		ev = ev.Int64("retry_in_ms", r.Delay.Milliseconds())
+	}
+	ev.Msg("attempt")
 }
 
 // backstop is asynq's ErrorHandler. Errors that went through the chain are
-// already logged; it logs the failures asynq decided by itself (its timeout
-// backstop, a lease expiry) and reports a dead one to OnDead. Tasks that
-// asynq's recoverer archives after a crash reach neither; the dead-letter
-// reconciler finds those in the archive.
+// already decided, observed and logged. It decides, observes and logs the
+// failures asynq decided by itself (its timeout backstop), and logs a lease
+// expiry, which the lease sweeper that moves the task observes. Tasks that
+// asynq's recoverer moves after a crash reach neither; the dead-letter
+// reconciler finds the dead ones in the archive.
 func (w *Worker) backstop(ctx context.Context, t *asynq.Task, err error) {
-	var oe *outcomeError
-	if errors.As(err, &oe) {
+	if _, ok := err.(*outcomeError); ok {
 		return
 	}
-	s := stepFrom(ctx, t)
-	class := jobs.Classify(err)
-	if errors.Is(err, asynq.ErrLeaseExpired) {
-		class = jobs.ClassLeaseExpired
-	}
+	a := &attempt{}
+	s := &a.step
+	fillStep(ctx, t, s)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	outcome := OutcomeRetry
-	if s.Attempt > maxRetry {
-		outcome = OutcomeDead
+	r := &a.res
+	w.decide(r, s, &endedByQueue{err: err, spent: s.Attempt > maxRetry})
+	if r.Class != jobs.ClassLeaseExpired {
+		w.observe(ctx, s, r)
 	}
-	w.log.Warn().Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
-		Str("workflow", s.Workflow).Str("run_id", s.RunID).Int("attempt", s.Attempt).Int("max_attempts", s.MaxAttempts).
-		Str("outcome", string(outcome)).Str("class", string(class)).Str("error", w.redact(err.Error())).Msg("attempt")
-	if outcome == OutcomeDead && w.cfg.OnDead != nil {
-		w.cfg.OnDead(ctx, s, err, class)
+	w.logResult(ctx, s, r)
+}
+
+// sweptResult decides, as asynq's own failure, the attempt of a task the
+// lease sweeper moved (to retry after delay, or to the archive when spent)
+// and hands it to the observers; the sweeper logs it.
+func (w *Worker) sweptResult(ctx context.Context, s *jobs.Step, spent bool, delay time.Duration) {
+	if len(w.cfg.Observers) == 0 {
+		return
 	}
+	var r jobs.Result
+	w.decide(&r, s, &endedByQueue{err: asynq.ErrLeaseExpired, spent: spent})
+	if r.Outcome == jobs.OutcomeRetry {
+		r.Delay = delay // what the sweeper wrote
+	}
+	w.observe(ctx, s, &r)
 }
 
 // guardAttempt sits next to the handler, so every middleware sees what it

@@ -79,6 +79,9 @@ type Options struct {
 	// breakers), so that the agentq side measures the whole path.
 	// Default none: queue's built-ins only.
 	Middleware []jobs.Middleware
+	// Observers receive every decided attempt, as `agentq worker` runs
+	// them (dead-letter capture, metrics, budgets, ledger). Default none.
+	Observers []jobs.Observer
 }
 
 func (o Options) withDefaults() Options {
@@ -309,7 +312,7 @@ func newBench(rdb redis.UniversalClient, reg *queue.Registry, opts Options) (*be
 	b := &bench{rdb: rdb, opts: opts}
 	b.raw = rawSystem(rdb, opts.Concurrency, queue.PollIntervalDefault)
 	b.rawDefaultPoll = rawSystem(rdb, opts.Concurrency, 0)
-	b.agentq = agentqSystem(rdb, reg, qc, log, opts.Concurrency, opts.Middleware)
+	b.agentq = agentqSystem(rdb, reg, qc, log, opts.Concurrency, opts.Middleware, opts.Observers)
 	return b, nil
 }
 
@@ -387,7 +390,7 @@ func rawSystem(rdb redis.UniversalClient, concurrency int, poll time.Duration) *
 	return s
 }
 
-func agentqSystem(rdb redis.UniversalClient, reg *queue.Registry, qc *queue.Client, log zerolog.Logger, concurrency int, mws []jobs.Middleware) *system {
+func agentqSystem(rdb redis.UniversalClient, reg *queue.Registry, qc *queue.Client, log zerolog.Logger, concurrency int, mws []jobs.Middleware, obs []jobs.Observer) *system {
 	s := &system{name: "agentq", poll: queue.PollIntervalDefault}
 	s.enqueue = func(ctx context.Context, i int, prefix string) (string, error) {
 		res, err := qc.Enqueue(ctx, jobs.KindNoop, payload, queue.EnqueueOptions{Key: prefix + strconv.Itoa(i)})
@@ -417,6 +420,7 @@ func agentqSystem(rdb redis.UniversalClient, reg *queue.Registry, qc *queue.Clie
 			Concurrency: concurrency,
 			Logger:      &log,
 			Middleware:  append(slices.Clone(mws), observe),
+			Observers:   obs,
 		})
 		if err != nil {
 			return nil, err

@@ -57,9 +57,10 @@ func resetStats(t *testing.T, rdb redis.UniversalClient) {
 	}
 }
 
-// guardsFor builds the three middlewares on rdb and starts their loops;
-// stop ends them after a last flush.
-func guardsFor(t *testing.T, rdb redis.UniversalClient) (mws []jobs.Middleware, stop func()) {
+// guardsFor builds the guards on rdb (metrics and budget counting as
+// observers, the breaker as middleware) and starts their loops; stop ends
+// them after a last flush.
+func guardsFor(t *testing.T, rdb redis.UniversalClient) (mws []jobs.Middleware, obs []jobs.Observer, stop func()) {
 	t.Helper()
 	b, err := budget.New(rdb, budget.Config{Workflows: map[string]budget.Policy{"w": {SLO: 0.99, Window: time.Hour, Queue: "cost"}}})
 	if err != nil {
@@ -80,7 +81,7 @@ func guardsFor(t *testing.T, rdb redis.UniversalClient) (mws []jobs.Middleware, 
 	go func() { defer wg.Done(); br.Run(ctx) }()
 	stop = sync.OnceFunc(func() { cancel(); wg.Wait() })
 	t.Cleanup(stop)
-	return []jobs.Middleware{m.Middleware(), b.Middleware(), br.Middleware()}, stop
+	return []jobs.Middleware{br.Middleware()}, []jobs.Observer{m.Observer(), b.Observer()}, stop
 }
 
 // TestHotPathRedisCost measures the Redis commands the guards' middleware
@@ -106,8 +107,8 @@ func TestHotPathRedisCost(t *testing.T) {
 	if err := handlers.Register(reg, handlers.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	mws, stop := guardsFor(t, rdb)
-	w, err := queue.NewWorker(rdb, reg, queue.WorkerConfig{Middleware: mws})
+	mws, obs, stop := guardsFor(t, rdb)
+	w, err := queue.NewWorker(rdb, reg, queue.WorkerConfig{Middleware: mws, Observers: obs})
 	if err != nil {
 		t.Fatal(err)
 	}

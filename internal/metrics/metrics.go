@@ -21,7 +21,6 @@ import (
 	"github.com/agentq/agentq/breaker"
 	"github.com/agentq/agentq/budget"
 	"github.com/agentq/agentq/jobs"
-	"github.com/agentq/agentq/queue"
 )
 
 // Path is where the metrics are served.
@@ -38,8 +37,6 @@ type Config struct {
 	// Buckets are the step duration histogram's buckets in seconds.
 	// Default DurationBuckets.
 	Buckets []float64
-	// Now is the clock that times steps. Default time.Now.
-	Now func() time.Time
 }
 
 // Metrics records what the worker does with each step.
@@ -47,7 +44,6 @@ type Metrics struct {
 	attempts, successes, deadLetters, retries, snoozes *prometheus.CounterVec
 	failures                                           *prometheus.CounterVec
 	duration                                           *prometheus.HistogramVec
-	now                                                func() time.Time
 }
 
 // New registers the step metrics with cfg.Registerer. All are labelled by
@@ -67,9 +63,6 @@ func New(cfg Config) (*Metrics, error) {
 	if cfg.Buckets == nil {
 		cfg.Buckets = DurationBuckets
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	labels := []string{"workflow", "kind"}
 	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(labels, extra...))
@@ -84,7 +77,6 @@ func New(cfg Config) (*Metrics, error) {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "agentq_step_duration_seconds", Help: "Duration of attempts that were not snoozed.", Buckets: cfg.Buckets,
 		}, labels),
-		now: cfg.Now,
 	}
 	for _, c := range []prometheus.Collector{m.attempts, m.successes, m.failures, m.retries, m.deadLetters, m.snoozes, m.duration} {
 		if err := cfg.Registerer.Register(c); err != nil {
@@ -94,37 +86,36 @@ func New(cfg Config) (*Metrics, error) {
 	return m, nil
 }
 
-// Middleware records every attempt by its outcome, as queue.Decide decides
-// it. It sees the handler's error before agentq maps it onto asynq.
-func (m *Metrics) Middleware() jobs.Middleware {
-	return func(next jobs.Handler) jobs.Handler {
-		return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-			start := m.now()
-			err := next.ProcessStep(ctx, s)
-			m.Observe(s, err, m.now().Sub(start))
-			return err
-		})
-	}
+// Observer records every decided attempt by its outcome, from the Result
+// the worker hands it (queue.WorkerConfig.Observers), once per attempt. An
+// abandoned attempt is not counted: a failure asynq decided for it reaches
+// the observer on its own (Started zero: not timed), and a shutdown's
+// requeue spends no attempt.
+func (m *Metrics) Observer() jobs.Observer {
+	return jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) { m.observe(s, r) })
 }
 
-// Observe records one attempt that took d and returned err.
-func (m *Metrics) Observe(s *jobs.Step, err error, d time.Duration) {
-	outcome, class := queue.Decide(s, err)
+func (m *Metrics) observe(s *jobs.Step, r *jobs.Result) {
+	if r.Outcome == jobs.OutcomeAbandoned {
+		return
+	}
 	m.attempts.WithLabelValues(s.Workflow, s.Kind).Inc()
-	switch outcome {
-	case queue.OutcomeSnooze:
+	switch r.Outcome {
+	case jobs.OutcomeSnooze:
 		m.snoozes.WithLabelValues(s.Workflow, s.Kind).Inc()
 		return
-	case queue.OutcomeSuccess:
+	case jobs.OutcomeSuccess:
 		m.successes.WithLabelValues(s.Workflow, s.Kind).Inc()
-	case queue.OutcomeRetry:
-		m.failures.WithLabelValues(s.Workflow, s.Kind, string(class)).Inc()
+	case jobs.OutcomeRetry:
+		m.failures.WithLabelValues(s.Workflow, s.Kind, string(r.Class)).Inc()
 		m.retries.WithLabelValues(s.Workflow, s.Kind).Inc()
-	case queue.OutcomeDead:
-		m.failures.WithLabelValues(s.Workflow, s.Kind, string(class)).Inc()
+	case jobs.OutcomeDead:
+		m.failures.WithLabelValues(s.Workflow, s.Kind, string(r.Class)).Inc()
 		m.deadLetters.WithLabelValues(s.Workflow, s.Kind).Inc()
 	}
-	m.duration.WithLabelValues(s.Workflow, s.Kind).Observe(d.Seconds())
+	if !r.Started.IsZero() {
+		m.duration.WithLabelValues(s.Workflow, s.Kind).Observe(r.Duration.Seconds())
+	}
 }
 
 // StateConfig says where the gauges of budgets and breakers come from. They

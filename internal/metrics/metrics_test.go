@@ -54,41 +54,38 @@ func wantLines(t *testing.T, out string, lines ...string) {
 func TestStepMetricsScraped(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	now := time.Unix(0, 0)
-	m, err := New(Config{Registerer: reg, Now: func() time.Time { return now }})
+	m, err := New(Config{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
+	started := time.Unix(1, 0)
 	steps := []struct {
 		kind, wf string
-		attempt  int
-		err      error
-		took     time.Duration
+		res      jobs.Result
 	}{
-		{"http.call", "w", 1, nil, 500 * time.Millisecond},
-		{"http.call", "w", 1, &jobs.HTTPError{Status: 503}, 15625 * time.Microsecond},
-		{"http.call", "w", 3, &jobs.HTTPError{Status: 503}, 15625 * time.Microsecond}, // last attempt: dead
-		{"http.call", "w", 1, jobs.Permanent(errors.New("bad")), 15625 * time.Microsecond},
-		{"http.call", "w", 1, jobs.Snooze(time.Minute), time.Hour}, // not timed
-		{"noop", "", 1, nil, time.Millisecond},
+		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeSuccess, Started: started, Duration: 500 * time.Millisecond}},
+		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeRetry, Class: jobs.ClassRetryable, Started: started, Duration: 15625 * time.Microsecond}},
+		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeDead, Class: jobs.ClassRetryable, Started: started, Duration: 15625 * time.Microsecond}},
+		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeDead, Class: jobs.ClassPermanent, Started: started, Duration: 15625 * time.Microsecond}},
+		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeSnooze, Class: jobs.ClassSnooze, Started: started, Duration: time.Hour}}, // not timed
+		// asynq's own timeout: a failure, but the worker did not time it.
+		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeRetry, Class: jobs.ClassTimeout, Duration: time.Hour}},
+		// Abandoned: asynq decided it (above, for its timeout); not counted.
+		{"http.call", "w", jobs.Result{Outcome: jobs.OutcomeAbandoned, Class: jobs.ClassAbandoned, Started: started, Duration: 15625 * time.Microsecond}},
+		{"noop", "", jobs.Result{Outcome: jobs.OutcomeSuccess, Started: started, Duration: time.Millisecond}},
 	}
 	for _, st := range steps {
-		h := jobs.Chain(jobs.HandlerFunc(func(context.Context, *jobs.Step) error {
-			now = now.Add(st.took)
-			return st.err
-		}), m.Middleware())
-		s := &jobs.Step{Kind: st.kind, Workflow: st.wf, Attempt: st.attempt, MaxAttempts: 3}
-		if got := h.ProcessStep(context.Background(), s); got != st.err {
-			t.Fatalf("middleware changed the error %v to %v", st.err, got)
-		}
+		s := &jobs.Step{Kind: st.kind, Workflow: st.wf}
+		m.Observer().Observe(context.Background(), s, &st.res)
 	}
 	out := scrape(t, Handler(reg))
 	wantLines(t, out,
-		`agentq_attempts_total{kind="http.call",workflow="w"} 5`,
+		`agentq_attempts_total{kind="http.call",workflow="w"} 6`,
 		`agentq_successes_total{kind="http.call",workflow="w"} 1`,
 		`agentq_failures_total{class="retryable",kind="http.call",workflow="w"} 2`,
 		`agentq_failures_total{class="permanent",kind="http.call",workflow="w"} 1`,
-		`agentq_retries_total{kind="http.call",workflow="w"} 1`,
+		`agentq_failures_total{class="timeout",kind="http.call",workflow="w"} 1`,
+		`agentq_retries_total{kind="http.call",workflow="w"} 2`,
 		`agentq_dead_letters_total{kind="http.call",workflow="w"} 2`,
 		`agentq_snoozes_total{kind="http.call",workflow="w"} 1`,
 		`agentq_step_duration_seconds_count{kind="http.call",workflow="w"} 4`,
@@ -159,7 +156,8 @@ func TestServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Observe(&jobs.Step{Kind: "noop", Attempt: 1, MaxAttempts: 1}, nil, time.Millisecond)
+	m.Observer().Observe(context.Background(), &jobs.Step{Kind: "noop", Attempt: 1, MaxAttempts: 1},
+		&jobs.Result{Outcome: jobs.OutcomeSuccess, Started: time.Unix(1, 0), Duration: time.Millisecond})
 	s, err := Listen("127.0.0.1:0", Handler(reg))
 	if err != nil {
 		t.Fatal(err)
