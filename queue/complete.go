@@ -433,7 +433,7 @@ func runFold(ctx context.Context, next redis.ProcessHook, ac *asynqCompletion, o
 	cmd.SetFirstKeyPos(3)
 	err := next(ctx, cmd)
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		args[0], args[1] = "eval", ac.foldSrc
+		args = append([]any{"eval", ac.foldSrc}, args[2:]...) // a new slice: cmd keeps its args
 		cmd = redis.NewCmd(ctx, args...)
 		cmd.SetFirstKeyPos(3)
 		err = next(ctx, cmd)
