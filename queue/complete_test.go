@@ -502,3 +502,68 @@ func TestCompletionPendingBounded(t *testing.T) {
 		t.Fatalf("write %d of one task accepted, want refused", maxWritesPerTask+1)
 	}
 }
+
+// TestWorkerFoldsCompletionWrite goes through a Worker of two loops: a
+// handler's completion write (what the ledger's observer will register)
+// lands with asynq's completion of the task; with CompletionFold "off" the
+// worker offers no hook.
+func TestWorkerFoldsCompletionWrite(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		fold string
+	}{
+		{"auto", CompletionFoldAuto},
+		{"off", CompletionFoldOff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rdb := redistest.Start(t).Client(t)
+			reg := NewRegistry()
+			var w *Worker
+			hooked := make(chan bool, 1)
+			err := Register(reg, echoSchema, func(_ context.Context, s *jobs.Step, _ echoArgs) error {
+				at := w.atCompletion(s)
+				hooked <- at != nil
+				if at != nil && !at(testWrite(s.TaskID)) {
+					t.Error("the hook refused the write")
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := zerolog.Nop()
+			w, err = NewWorker(rdb, reg, WorkerConfig{Concurrency: 2, Loops: 2, CompletionFold: tc.fold, Logger: &l,
+				PollInterval: 5 * time.Millisecond, ShutdownTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(w.Shutdown)
+			c, err := NewClient(rdb, reg, ClientConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.Enqueue(context.Background(), "test.echo", []byte(`{"n":1}`), EnqueueOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := <-hooked; got != (tc.fold == CompletionFoldAuto) {
+				t.Fatalf("hook offered: %v, want %v", got, tc.fold == CompletionFoldAuto)
+			}
+			waitFor(t, 10*time.Second, "the task processed", func() bool {
+				n, _ := rdb.Get(context.Background(), asynqProcessedTotalKey(QueueDefault)).Int()
+				return n == 1
+			})
+			if tc.fold == CompletionFoldAuto {
+				checkWritten(t, rdb, testWrite(r.ID))
+				if n := w.complete.pendingLen(); n != 0 {
+					t.Fatalf("%d entries pending after the completion, want 0", n)
+				}
+			}
+		})
+	}
+}
