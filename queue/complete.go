@@ -39,16 +39,19 @@ import (
 //     effect happened, and the record says so.
 //   - A pending entry is consumed only when the script reached Redis (a
 //     reply, error or not). On a network error it stays pending: asynq's
-//     syncer retries the completion and the hook carries it then.
+//     syncer retries the completion and the hook carries it then. (asynq
+//     v0.26.0's syncer retries with the first try's context, which is
+//     cancelled by then, so in practice the safety net below writes it.)
 //   - An entry not consumed within completionGrace of being registered
-//     (asynq never completed the task: its lease expired, a shutdown, a
-//     completion that kept failing) is written directly, in one pipeline,
-//     with a warning "completion fold missed; wrote it directly". In that
-//     case, and only then, the record trails asynq's completion by up to
-//     completionGrace plus one sweep interval; if the process dies in that
-//     window the record is lost while the task was (or will be, by asynq's
-//     recoverer, retried and) completed. The same holds for entries pending
-//     at Worker.Shutdown, which are written when it returns.
+//     (asynq never completed the task: its lease was lost, a shutdown cut
+//     the attempt off, the completion kept failing) is written directly, in
+//     one pipeline, with a warning "completion fold missed; wrote it
+//     directly", 2 to 3s (completionGrace plus up to one completionSweep)
+//     after the attempt. That is the one window left: if the process dies
+//     inside it the record is lost, and the task, which asynq never marked
+//     done, runs again once its lease expires (lease sweeper or asynq's
+//     recoverer). Entries still pending at Worker.Shutdown are written
+//     directly when the loops have stopped.
 //   - The fold is on only where it is exact: asynq is the version its
 //     scripts were copied from (asynqVerifiedVersion, as for the lease
 //     sweeper), the client is a single Redis (*redis.Client, plain or
