@@ -159,6 +159,16 @@ type WorkerConfig struct {
 	// ignores its context and keeps its goroutine until it returns.
 	// Default HeldAfterDefault (5s).
 	HeldAfter time.Duration
+	// Loops is how many dequeue loops (asynq servers) share Concurrency
+	// (loops.go); at most Concurrency. asynqmon shows each as a server with
+	// the same host and pid. Default GOMAXPROCS+1, at least 2, at most 8
+	// and at most Concurrency.
+	Loops int
+	// CompletionFold is "auto" to commit completion writes (the ledger's
+	// success record) in asynq's own completion script where that is exact
+	// (complete.go), or "off" to write them in a round trip of their own
+	// before it. Default "auto".
+	CompletionFold string
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -194,7 +204,7 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	if c.HeldAfter == 0 {
 		c.HeldAfter = HeldAfterDefault
 	}
-	return c
+	return c.loopsWithDefaults()
 }
 
 func (c WorkerConfig) validate() error {
@@ -228,23 +238,20 @@ func (c WorkerConfig) validate() error {
 			return fmt.Errorf("workflows.%s.retry: %w", name, err)
 		}
 	}
-	return nil
+	return c.validateLoops()
 }
 
 // Worker runs tasks from Redis through the middleware chain and the
 // registry's handlers.
 type Worker struct {
 	cfg   WorkerConfig
-	srv   *asynq.Server
 	chain jobs.Handler
 	log   zerolog.Logger
 	sweep *sweeper
 	held  *heldHandlers
 
-	// atCompletion, when set, gives an attempt's Result the hook that
-	// commits a write with asynq's completion of the task
-	// (jobs.Result.AtCompletion). nil: observers write themselves.
-	atCompletion func(taskID, queue string) func(jobs.CompletionWrite) bool
+	srvs     []*asynq.Server // one per dequeue loop (loops.go)
+	complete *completions    // the completion fold (complete.go)
 }
 
 // NewWorker returns a Worker on rdb dispatching to reg. The caller keeps
@@ -261,19 +268,8 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 	// for panics in middleware itself.
 	mws := append([]jobs.Middleware{w.recoverPanic, enforceTimeout}, cfg.Middleware...)
 	w.chain = jobs.Chain(w.recoverPanic(guardAttempt(reg.Handler())), mws...)
-	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   cfg.Queues,
-		StrictPriority:           cfg.StrictPriority,
-		TaskCheckInterval:        cfg.PollInterval,
-		DelayedTaskCheckInterval: cfg.DelayedCheckInterval,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           w.asynqRetryDelay,
-		IsFailure:                isFailure,
-		ErrorHandler:             asynq.ErrorHandlerFunc(w.backstop),
-		Logger:                   asynqLogger{l: w.log.With().Str("component", "asynq").Logger()},
-		LogLevel:                 asynqLevel(w.log.GetLevel()),
-	})
+	w.complete = newCompletions(rdb, w.log, cfg.CompletionFold != CompletionFoldOff)
+	w.srvs = w.newServers(rdb)
 	w.sweep = newSweeper(rdb, cfg, w.retryDelay)
 	w.sweep.observe = w.sweptResult
 	return w, nil
@@ -281,10 +277,11 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 
 // Start starts processing in the background.
 func (w *Worker) Start() error {
-	if err := w.srv.Start(asynq.HandlerFunc(w.ProcessTask)); err != nil {
-		return fmt.Errorf("start worker: %w", err)
+	if err := w.startServers(); err != nil {
+		return err
 	}
 	w.sweep.start()
+	w.complete.start()
 	return nil
 }
 
@@ -292,7 +289,8 @@ func (w *Worker) Start() error {
 // ones; unfinished tasks go back to their queue.
 func (w *Worker) Shutdown() {
 	w.sweep.shutdown()
-	w.srv.Shutdown()
+	shutdownAll(w.srvs)
+	w.complete.stop()
 }
 
 // Run processes tasks until ctx is done, then shuts down gracefully.
@@ -327,8 +325,10 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	r := &a.res
 	w.decide(r, s, err)
 	r.Started, r.Duration = start, w.cfg.Now().Sub(start)
-	if w.atCompletion != nil {
-		r.SetAtCompletion(w.atCompletion(s.TaskID, s.Queue))
+	if r.Outcome == jobs.OutcomeSuccess {
+		if fold := w.atCompletion(s); fold != nil {
+			r.SetAtCompletion(fold)
+		}
 	}
 	w.observe(ctx, s, r)
 	w.logResult(ctx, s, r)
