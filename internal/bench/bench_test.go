@@ -13,12 +13,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+func TestMain(m *testing.M) { redistest.Main(m, binarytest.Cleanup) }
 
 // envFull names the variable that makes TestRunDefaults run the benchmark at
 // its default sizes and log the table, e.g. for the README:
