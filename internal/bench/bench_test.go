@@ -398,3 +398,127 @@ func benchmarkProcess(b *testing.B, pick func(*bench) *system) {
 	b.ReportMetric(tp.TasksPerSec, "tasks/s")
 	b.ReportMetric(tp.CommandsPerTask, "redis-cmds/task")
 }
+
+func TestSpread(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		v    []float64
+		want Spread
+	}{
+		{"empty", nil, Spread{}},
+		{"one", []float64{0.7}, Spread{0.7, 0.7, 0.7}},
+		{"odd, unsorted", []float64{1.2, 0.6, 0.9}, Spread{0.9, 0.6, 1.2}},
+		{"even: mean of the middle two", []float64{4, 1, 3, 2}, Spread{2.5, 1, 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := spread(tt.v); got != tt.want {
+				t.Fatalf("spread(%v) = %+v, want %+v", tt.v, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSummarizeTargets(t *testing.T) {
+	t.Parallel()
+	f := func(v float64) *float64 { return &v }
+	pair := func(raw, agentq float64, rawRT, agentqRT *float64) Pair {
+		return Pair{
+			Raw:    Throughput{TasksPerSec: raw, RoundTripsPerTask: rawRT},
+			Agentq: Throughput{TasksPerSec: agentq, RoundTripsPerTask: agentqRT},
+			Ratio:  agentq / raw,
+		}
+	}
+	def := row{name: "r", targets: []target{{kind: targetRatio, bound: 1}, {kind: targetExtraRoundTrips, bound: 1}}}
+	tests := []struct {
+		name      string
+		runs      []Pair
+		wantRatio Spread
+		wantExtra *float64
+		wantMet   []bool
+	}{
+		{
+			"one slow run does not decide",
+			[]Pair{pair(100, 110, f(2), f(2.5)), pair(100, 40, f(2), f(3.5)), pair(100, 105, f(2), f(2.9))},
+			Spread{1.05, 0.4, 1.1}, f(0.9), []bool{true, true},
+		},
+		{
+			"too many round trips",
+			[]Pair{pair(100, 120, f(2), f(3.2)), pair(100, 130, f(2), f(3.1))},
+			Spread{1.25, 1.2, 1.3}, f(1.15), []bool{true, false},
+		},
+		{
+			"round trips not counted: not met, not guessed",
+			[]Pair{pair(100, 90, f(2), nil)},
+			Spread{0.9, 0.9, 0.9}, nil, []bool{false, false},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := summarize(def, tt.runs)
+			if d := r.Ratio.Median - tt.wantRatio.Median; d > 1e-9 || d < -1e-9 || r.Ratio.Min != tt.wantRatio.Min || r.Ratio.Max != tt.wantRatio.Max {
+				t.Errorf("ratio = %+v, want %+v", r.Ratio, tt.wantRatio)
+			}
+			switch {
+			case (r.ExtraRoundTripsPerTask == nil) != (tt.wantExtra == nil):
+				t.Errorf("extra round trips = %v, want %v", r.ExtraRoundTripsPerTask, tt.wantExtra)
+			case tt.wantExtra != nil && (*r.ExtraRoundTripsPerTask-*tt.wantExtra > 1e-9 || *tt.wantExtra-*r.ExtraRoundTripsPerTask > 1e-9):
+				t.Errorf("extra round trips = %v, want %v", *r.ExtraRoundTripsPerTask, *tt.wantExtra)
+			}
+			var met []bool
+			for _, tg := range r.Targets {
+				met = append(met, tg.Met)
+			}
+			if !slices.Equal(met, tt.wantMet) {
+				t.Errorf("targets %+v, want met %v", r.Targets, tt.wantMet)
+			}
+		})
+	}
+}
+
+func TestSplit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		total, n int
+		want     []int
+	}{
+		{"one part", 10, 1, []int{10}},
+		{"even", 10, 2, []int{5, 5}},
+		{"remainder first", 10, 4, []int{3, 3, 2, 2}},
+		{"one each", 3, 3, []int{1, 1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := split(tt.total, tt.n); !slices.Equal(got, tt.want) {
+				t.Fatalf("split(%d, %d) = %v, want %v", tt.total, tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestThousands(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		v    float64
+		want string
+	}{
+		{"small", 999.4, "999"},
+		{"rounds up", 999.5, "1,000"},
+		{"issue 8", 29882, "29,882"},
+		{"millions", 1234567, "1,234,567"},
+		{"negative", -4321, "-4,321"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := thousands(tt.v); got != tt.want {
+				t.Fatalf("thousands(%v) = %q, want %q", tt.v, got, tt.want)
+			}
+		})
+	}
+}
