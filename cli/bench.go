@@ -16,6 +16,10 @@ import (
 // binarySelf is the --binary value that names the running program.
 const binarySelf = "self"
 
+// workerLoopsFlag is the name of `agentq worker`'s dequeue-loops flag, passed
+// to the binary row's child when the worker command has it.
+const workerLoopsFlag = "loops"
+
 func (m *Main) benchCommand(rf *rootFlags) *cobra.Command {
 	var (
 		opts     bench.Options
@@ -43,6 +47,9 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 --flush is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.Validate(); err != nil {
+				return usageError{err}
+			}
 			a, rdb, err := m.openRedis(cmd, rf)
 			if err != nil {
 				return err
@@ -95,7 +102,7 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 	f.StringVar(&opts.Binary, "binary", "", `also drive the "worker" command of this agentq binary as a child process ("self": this program)`)
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&flush, "flush", false, "allow bench to empty a non-empty database")
-	f.BoolVar(&builtins, "builtins-only", false, "measure agentq in-process with queue's built-in middleware only (no dead-letter capture, metrics, budgets, ledger, breakers)")
+	f.BoolVar(&builtins, "builtins-only", false, "measure agentq in-process with queue's built-in middleware only (no dead-letter capture, metrics, budgets, ledger, breakers); the binary row always runs the full chain")
 	return cmd
 }
 
@@ -123,6 +130,11 @@ func (m *Main) benchBinary(opts *bench.Options, a *app, rf *rootFlags) error {
 		env = os.Environ()
 	}
 	opts.BinaryEnv = append(slices.Clone(env), "AGENTQ_REDIS_URL="+a.cfg.RedisURLOrDefault())
+	// The worker command of this build takes its dequeue loops by flag
+	// once it has one.
+	if m.workerCommand(rf).Flags().Lookup(workerLoopsFlag) != nil {
+		opts.BinaryLoopsFlag = "--" + workerLoopsFlag
+	}
 	return nil
 }
 

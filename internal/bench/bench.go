@@ -114,6 +114,10 @@ type Options struct {
 	// (--concurrency, --log-format json, --log-level info, --metrics-addr
 	// 127.0.0.1:0), e.g. a --config file or the loops. Default none.
 	BinaryArgs []string
+	// BinaryLoopsFlag, when set, is the worker command's flag for its
+	// dequeue loops (e.g. "--loops"): the child gets it with Loops. Default
+	// none: the worker's own default loops.
+	BinaryLoopsFlag string
 	// BinaryEnv is the child's environment, "K=V" entries; it must point
 	// the child at the same Redis and database as rdb (AGENTQ_REDIS_URL).
 	// Default nil: the bench process's environment.
@@ -132,6 +136,16 @@ func (o Options) withDefaults() Options {
 		o.Progress = io.Discard
 	}
 	return o
+}
+
+// Validate reports whether o, its defaults filled in, is a valid set of
+// options: Run checks the same before it touches Redis.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return fmt.Errorf("bench options: %w", err)
+	}
+	return setObservers(&queue.WorkerConfig{}, o.Observers)
 }
 
 func (o Options) validate() error {
@@ -161,16 +175,13 @@ func (o Options) validate() error {
 // server's command statistics: use a scratch Redis. Each phase is bounded in
 // time; a phase that does not finish is an error.
 func Run(ctx context.Context, rdb redis.UniversalClient, reg *queue.Registry, opts Options) (Report, error) {
-	opts = opts.withDefaults()
-	if err := opts.validate(); err != nil {
-		return Report{}, fmt.Errorf("bench options: %w", err)
+	if err := opts.Validate(); err != nil {
+		return Report{}, err
 	}
+	opts = opts.withDefaults()
 	client, ok := rdb.(*redis.Client)
 	if !ok {
 		return Report{}, fmt.Errorf("bench needs a single Redis server (*redis.Client), got %T: flushing and command statistics are per server", rdb)
-	}
-	if err := setObservers(&queue.WorkerConfig{}, opts.Observers); err != nil {
-		return Report{}, err
 	}
 	if reg == nil {
 		return Report{}, errors.New("bench: registry is nil")
@@ -365,7 +376,7 @@ func (b *bench) progress(name string, t Throughput) {
 	if t.RoundTripsPerTask != nil {
 		rt = fmt.Sprintf("%5.2f", *t.RoundTripsPerTask)
 	}
-	fmt.Fprintf(b.opts.Progress, "%-62s %6d tasks in %8.1f ms %9.0f tasks/s %6.2f cmds/task %s round trips/task\n",
+	fmt.Fprintf(b.opts.Progress, "%-72s %6d tasks in %8.1f ms %9.0f tasks/s %6.2f cmds/task %s round trips/task\n",
 		name, t.Tasks, t.ElapsedMS, t.TasksPerSec, t.CommandsPerTask, rt)
 }
 

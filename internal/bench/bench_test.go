@@ -187,14 +187,20 @@ func TestRun(t *testing.T) {
 }
 
 // TestRunDefaults runs the benchmark at its default sizes when envFull is
-// set, and logs the table and the JSON report.
+// set, with the full chain in-process and the binary row, and logs the
+// table and the JSON report.
 func TestRunDefaults(t *testing.T) {
 	if os.Getenv(envFull) == "" {
 		t.Skip("set " + envFull + "=1 to run the full benchmark")
 	}
-	rdb := exclusive(t)
+	bin := binarytest.Build(t)
+	srv := redistest.StartExclusive(t)
+	rdb := srv.Client(t)
 	var progress bytes.Buffer
-	r, err := Run(context.Background(), rdb, registry(t), Options{Progress: &progress})
+	r, err := Run(context.Background(), rdb, registry(t), Options{
+		Progress: &progress, Middleware: fullChain(t, rdb),
+		Binary: bin, BinaryEnv: binarytest.Environ("AGENTQ_REDIS_URL=" + srv.URL),
+	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}

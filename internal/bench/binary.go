@@ -125,6 +125,9 @@ func startBinary(opts Options) (*binaryWorker, error) {
 	defer out.Close()
 	args := append([]string{"worker", "--concurrency", strconv.Itoa(opts.Concurrency),
 		"--log-format", "json", "--log-level", "info", "--metrics-addr", "127.0.0.1:0"}, opts.BinaryArgs...)
+	if opts.BinaryLoopsFlag != "" {
+		args = append(args, opts.BinaryLoopsFlag, strconv.Itoa(opts.Loops))
+	}
 	w.cmd = exec.Command(opts.Binary, args...)
 	w.cmd.Dir = dir
 	w.cmd.Env = opts.BinaryEnv
