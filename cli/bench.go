@@ -2,12 +2,23 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq/internal/bench"
+	"github.com/agentq/agentq/queue"
 )
+
+// binarySelf is the --binary value that names the running program.
+const binarySelf = "self"
+
+// workerLoopsFlag is the name of `agentq worker`'s dequeue-loops flag, passed
+// to the binary row's child when the worker command has it.
+const workerLoopsFlag = "loops"
 
 func (m *Main) benchCommand(rf *rootFlags) *cobra.Command {
 	var (
@@ -17,19 +28,28 @@ func (m *Main) benchCommand(rf *rootFlags) *cobra.Command {
 		builtins bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [--tasks N] [--json]",
+		Use:   "bench [--tasks N] [--reps N] [--loops K] [--binary PATH|self] [--json]",
 		Short: "Measure raw asynq against agentq's full path on one Redis",
-		Long: `Measure, in one run on one Redis, raw asynq against agentq's full path
-(enqueue with an idempotency key + the whole middleware chain of agentq worker:
-dead-letter capture, metrics, budgets, idempotency ledger, breakers) on
-no-op tasks: enqueue and processing tasks/s and their ratio, pickup latency
-p50/p99 at a steady rate, and Redis commands per task (INFO commandstats).
+		Long: `Measure, in one run on one Redis at one concurrency, raw asynq against
+agentq's full path (enqueue with an idempotency key, the whole chain of agentq
+worker: dead-letter capture, metrics, budgets, idempotency ledger, breakers,
+the per-attempt log line) on no-op tasks. Rows: enqueue plain, keyed and
+batched; processing with 1 loop and K loops; raw asynq's own K-server
+ceiling; with --binary, the agentq worker binary as a child process. Each
+row pairs a raw asynq run with an agentq run, --reps times, alternating which
+goes first, and reports tasks/s, the ratio (median, min-max), Redis round
+trips per task (a go-redis hook; a pipeline is one) and commands per task
+(INFO commandstats), next to issue 8's targets. Then pickup latency p50/p99
+at a steady rate.
 
 bench empties the database between phases and resets the server's command
 statistics: point it at an empty database (it refuses a non-empty one unless
 --flush is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.Validate(); err != nil {
+				return usageError{err}
+			}
 			a, rdb, err := m.openRedis(cmd, rf)
 			if err != nil {
 				return err
@@ -46,8 +66,13 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 			if !asJSON {
 				opts.Progress = m.Stderr
 			}
-			// By default measure the chain `agentq worker` runs, not a
-			// lighter one.
+			if opts.Binary != "" {
+				if err := m.benchBinary(&opts, a, rf); err != nil {
+					return err
+				}
+			}
+			// By default measure what `agentq worker` runs, not a lighter
+			// chain.
 			if !builtins {
 				stop, err := a.startWorkerSide(ctx, rdb)
 				if err != nil {
@@ -56,6 +81,7 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 				defer stop()
 				opts.Middleware = a.middleware()
 				opts.Observers = a.observers()
+				opts.WorkerConfig = a.benchWorkerConfig
 			}
 			rep, err := bench.Run(ctx, rdb, a.reg, opts)
 			if err != nil {
@@ -68,12 +94,60 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&opts.Tasks, "tasks", bench.TasksDefault, "tasks per throughput phase")
+	f.IntVar(&opts.Tasks, "tasks", bench.TasksDefault, "tasks per throughput run")
+	f.IntVar(&opts.Reps, "reps", bench.RepsDefault, "pairs of runs (raw asynq, agentq) per row; the ratio is their median")
+	f.IntVar(&opts.Loops, "loops", 0, "K, the dequeue loops of the K-loop rows (default twice GOMAXPROCS, at most --concurrency)")
 	f.IntVar(&opts.Rate, "rate", bench.RateDefault, "steady rate of the latency phase, tasks/s")
 	f.DurationVar(&opts.LatencyFor, "latency-for", 5*time.Second, "length of the latency phase")
 	f.IntVar(&opts.Concurrency, "concurrency", bench.ConcurrencyDefault, "worker concurrency, the same for both")
+	f.StringVar(&opts.Binary, "binary", "", `also drive the "worker" command of this agentq binary as a child process ("self": this program)`)
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&flush, "flush", false, "allow bench to empty a non-empty database")
-	f.BoolVar(&builtins, "builtins-only", false, "measure agentq with queue's built-in middleware only (no dead-letter capture, metrics, budgets, ledger, breakers)")
+	f.BoolVar(&builtins, "builtins-only", false, "measure agentq in-process with queue's built-in middleware only (no dead-letter capture, metrics, budgets, ledger, breakers); the binary row always runs the full chain")
 	return cmd
+}
+
+// benchBinary resolves --binary and points the child at the configuration
+// and Redis this command uses: the same --config file and environment, and
+// the effective Redis URL in AGENTQ_REDIS_URL (not in its arguments, which
+// other users of the machine can read).
+func (m *Main) benchBinary(opts *bench.Options, a *app, rf *rootFlags) error {
+	if opts.Binary == binarySelf {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench --binary self: %w", err)
+		}
+		opts.Binary = exe
+	}
+	if rf.configFile != "" {
+		abs, err := filepath.Abs(rf.configFile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		opts.BinaryArgs = append(opts.BinaryArgs, "--config", abs)
+	}
+	env := m.Environ
+	if env == nil {
+		env = os.Environ()
+	}
+	opts.BinaryEnv = append(slices.Clone(env), "AGENTQ_REDIS_URL="+a.cfg.RedisURLOrDefault())
+	// The worker command of this build takes its dequeue loops by flag
+	// once it has one.
+	if m.workerCommand(rf).Flags().Lookup(workerLoopsFlag) != nil {
+		opts.BinaryLoopsFlag = "--" + workerLoopsFlag
+	}
+	return nil
+}
+
+// benchWorkerConfig makes the bench's agentq worker the one `agentq worker`
+// builds from the configuration (poll interval, retry policy, redaction,
+// lease sweeper...), keeping the bench's concurrency and queues (it
+// enqueues to the default queue), its discarding logger and its middleware
+// (the worker's chain and the bench's probe).
+// and the row's dequeue loops.
+func (a *app) benchWorkerConfig(cfg *queue.WorkerConfig, loops int) {
+	w := a.workerConfig()
+	w.Concurrency, w.Queues, w.Logger, w.Middleware, w.Observers = cfg.Concurrency, cfg.Queues, cfg.Logger, cfg.Middleware, cfg.Observers
+	w.Loops = loops
+	*cfg = w
 }

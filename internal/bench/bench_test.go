@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,11 +13,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
+	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+func TestMain(m *testing.M) { redistest.Main(m, binarytest.Cleanup) }
 
 // envFull names the variable that makes TestRunDefaults run the benchmark at
 // its default sizes and log the table, e.g. for the README:
@@ -48,45 +51,99 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var progress bytes.Buffer
-	r, err := Run(ctx, rdb, registry(t), Options{Tasks: 500, Rate: 200, LatencyFor: time.Second, Progress: &progress})
+	var hooked []int
+	opts := Options{
+		Tasks: 300, Rate: 200, LatencyFor: time.Second, Reps: 2, Loops: 2, Progress: &progress,
+		WorkerConfig: func(cfg *queue.WorkerConfig, loops int) {
+			hooked = append(hooked, loops)
+			if cfg.Concurrency != ConcurrencyDefault || len(cfg.Middleware) == 0 {
+				t.Errorf("WorkerConfig hook got concurrency %d and %d middleware", cfg.Concurrency, len(cfg.Middleware))
+			}
+		},
+	}
+	r, err := Run(ctx, rdb, registry(t), opts)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
 	e := r.Environment
-	if e.GoVersion == "" || e.GOMAXPROCS < 1 || e.RedisVersion == "" {
+	if e.GoVersion == "" || e.GOMAXPROCS < 1 || e.NumCPU < 1 || e.RedisVersion == "" {
 		t.Errorf("environment not filled: %+v", e)
 	}
-	if e.Tasks != 500 || e.Rate != 200 || e.LatencyForMS != 1000 || e.Concurrency != ConcurrencyDefault || e.Enqueuers != EnqueuersDefault {
+	if e.Tasks != 300 || e.Rate != 200 || e.LatencyForMS != 1000 || e.Concurrency != ConcurrencyDefault ||
+		e.Enqueuers != EnqueuersDefault || e.Reps != 2 || e.Loops != 2 {
 		t.Errorf("environment does not echo the options and defaults: %+v", e)
 	}
 	wantPoll := ms(queue.PollIntervalDefault)
 	if e.AsynqPollIntervalMS != wantPoll || e.AgentqPollIntervalMS != wantPoll {
 		t.Errorf("poll intervals = %v, %v ms; want %v", e.AsynqPollIntervalMS, e.AgentqPollIntervalMS, wantPoll)
 	}
+	// Per rep: the 1-loop and the 2-loop processing rows; then the latency
+	// phase (2 loops).
+	if want := []int{1, 2, 1, 2, 2}; !slices.Equal(hooked, want) {
+		t.Errorf("WorkerConfig hook called with loops %v, want %v", hooked, want)
+	}
 
-	for name, s := range map[string]System{"asynq": r.Asynq, "agentq": r.Agentq} {
-		for phase, tp := range map[string]Throughput{"enqueue": s.Enqueue, "process": s.Process} {
-			if tp.Tasks != 500 || tp.ElapsedMS <= 0 || tp.TasksPerSec <= 0 {
-				t.Errorf("%s %s: not a measurement: %+v", name, phase, tp)
+	wantRows := []string{"enqueue plain", "enqueue keyed", "enqueue batch", "process, 1 loop", "process, 2 loops", "ceiling: raw asynq, 2 servers"}
+	var names []string
+	for _, row := range r.Rows {
+		names = append(names, row.Name)
+	}
+	if !slices.Equal(names, wantRows) {
+		t.Fatalf("rows = %q, want %q", names, wantRows)
+	}
+	for _, row := range r.Rows {
+		if len(row.Runs) != 2 {
+			t.Errorf("%s: %d runs, want 2 (reps)", row.Name, len(row.Runs))
+		}
+		for i, run := range row.Runs {
+			for side, tp := range map[string]Throughput{"raw": run.Raw, "agentq": run.Agentq} {
+				if tp.Tasks != 300 || tp.ElapsedMS <= 0 || tp.TasksPerSec <= 0 {
+					t.Errorf("%s run %d %s: not a measurement: %+v", row.Name, i, side, tp)
+				}
+				if tp.CommandsPerTask <= 0 || tp.CommandsPerTask >= 100 {
+					t.Errorf("%s run %d %s: commands per task = %.2f, want in (0, 100)", row.Name, i, side, tp.CommandsPerTask)
+				}
+				if tp.RoundTripsPerTask == nil || *tp.RoundTripsPerTask <= 0 || *tp.RoundTripsPerTask >= 20 {
+					t.Errorf("%s run %d %s: round trips per task = %v, want in (0, 20)", row.Name, i, side, tp.RoundTripsPerTask)
+				}
 			}
-			if tp.CommandsPerTask <= 0 || tp.CommandsPerTask >= 100 {
-				t.Errorf("%s %s: commands per task = %.2f, want in (0, 100)", name, phase, tp.CommandsPerTask)
+			if got := run.Agentq.TasksPerSec / run.Raw.TasksPerSec; got != run.Ratio {
+				t.Errorf("%s run %d: ratio %v, want %v", row.Name, i, run.Ratio, got)
 			}
 		}
-		if got, want := s.CommandsPerTask, s.Enqueue.CommandsPerTask+s.Process.CommandsPerTask; got != want || got >= 200 {
-			t.Errorf("%s: total commands per task = %.2f, want %.2f", name, got, want)
+		if row.Ratio.Min > row.Ratio.Median || row.Ratio.Median > row.Ratio.Max || row.Ratio.Min <= 0 {
+			t.Errorf("%s: ratio spread %+v out of order", row.Name, row.Ratio)
+		}
+		if row.RawRoundTripsPerTask == nil || row.AgentqRoundTripsPerTask == nil || row.ExtraRoundTripsPerTask == nil {
+			t.Errorf("%s: round trips not summarized: %+v", row.Name, row)
 		}
 	}
-	if r.Asynq.Enqueue.CommandsPerTask >= r.Agentq.Enqueue.CommandsPerTask {
+	// Raw asynq's enqueue is one round trip per task (and a few loading
+	// its script); the batch pipelines the key claims of many lines into
+	// one, which a single keyed enqueue cannot.
+	if rt := *r.Rows[0].RawRoundTripsPerTask; rt < 1 || rt > 1.1 {
+		t.Errorf("raw asynq enqueue: %.3f round trips per task, want 1 (to 1.1)", rt)
+	}
+	if batch, single := *r.Rows[2].AgentqRoundTripsPerTask, *r.Rows[1].AgentqRoundTripsPerTask; batch >= single {
+		t.Errorf("batch enqueue: %.3f round trips per task, keyed single enqueue %.3f: want fewer (pipelined)", batch, single)
+	}
+	if r.Rows[0].RawCommandsPerTask >= r.Rows[1].AgentqCommandsPerTask {
 		t.Errorf("raw asynq enqueue costs %.2f commands per task, agentq's keyed enqueue %.2f: the key claim should cost more",
-			r.Asynq.Enqueue.CommandsPerTask, r.Agentq.Enqueue.CommandsPerTask)
+			r.Rows[0].RawCommandsPerTask, r.Rows[1].AgentqCommandsPerTask)
 	}
-	if r.Ratio.Enqueue <= 0 || r.Ratio.Process <= 0 {
-		t.Errorf("ratios = %+v, want > 0", r.Ratio)
+	for i, want := range map[int][]string{1: {"ratio >= 0.80"}, 4: {"ratio >= 1.00", "extra round trips/task <= 1"}} {
+		var got []string
+		for _, tg := range r.Rows[i].Targets {
+			got = append(got, tg.Want)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: targets %q, want %q", r.Rows[i].Name, got, want)
+		}
 	}
 
-	for name, l := range map[string]Latency{"asynq default poll": r.AsynqDefaultPoll, "asynq": r.Asynq.Latency, "agentq": r.Agentq.Latency} {
+	l := r.Latency
+	for name, l := range map[string]Latency{"asynq default poll": l.AsynqDefaultPoll, "asynq": l.Asynq, "agentq": l.Agentq} {
 		if l.Tasks != 200 {
 			t.Errorf("%s latency: %d tasks measured, want 200 (1s at 200/s)", name, l.Tasks)
 		}
@@ -94,12 +151,13 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s latency: want 0 < p50 <= p99 <= max, got %+v", name, l)
 		}
 	}
-	if r.AsynqDefaultPoll.PollIntervalMS != 1000 || r.Asynq.Latency.PollIntervalMS != wantPoll || r.Agentq.Latency.PollIntervalMS != wantPoll {
-		t.Errorf("latency poll intervals = %v, %v, %v ms", r.AsynqDefaultPoll.PollIntervalMS, r.Asynq.Latency.PollIntervalMS, r.Agentq.Latency.PollIntervalMS)
+	if l.AsynqDefaultPoll.PollIntervalMS != 1000 || l.Asynq.PollIntervalMS != wantPoll || l.Agentq.PollIntervalMS != wantPoll {
+		t.Errorf("latency poll intervals = %v, %v, %v ms", l.AsynqDefaultPoll.PollIntervalMS, l.Asynq.PollIntervalMS, l.Agentq.PollIntervalMS)
 	}
 
-	if n := strings.Count(progress.String(), "\n"); n != 7 {
-		t.Errorf("progress has %d lines, want one per measured part (7):\n%s", n, progress.String())
+	// One line per run (6 rows x 2 sides x 2 reps) and per latency phase.
+	if n := strings.Count(progress.String(), "\n"); n != 6*2*2+3 {
+		t.Errorf("progress has %d lines, want one per measured run (27):\n%s", n, progress.String())
 	}
 	if n, err := rdb.DBSize(ctx).Result(); err != nil || n != 0 {
 		t.Errorf("after Run the database holds %d keys (err %v), want it flushed", n, err)
@@ -109,7 +167,8 @@ func TestRun(t *testing.T) {
 	if err := r.WriteText(&text); err != nil {
 		t.Fatalf("WriteText: %v", err)
 	}
-	for _, want := range []string{"enqueue tasks/s", "process tasks/s", "commands/task, total", "poll 1s", "poll 10ms", "agentq/asynq", e.RedisVersion} {
+	for _, want := range []string{"| enqueue keyed |", "| process, 2 loops |", "ratio >= 0.80: ", "extra round trips/task <= 1: ",
+		"round trips/task raw", "poll 1s", "poll 10ms", "K = 2 loops", "2 reps", e.RedisVersion} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}
@@ -119,7 +178,8 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"tasks_per_sec"`, `"commands_per_task"`, `"p99_ms"`, `"agentq_vs_asynq"`, `"asynq_default_poll_latency"`, `"redis_version"`} {
+	for _, key := range []string{`"rows"`, `"raw_tasks_per_sec"`, `"ratio":{"median"`, `"extra_round_trips_per_task"`, `"round_trips_per_task"`,
+		`"targets"`, `"met"`, `"p99_ms"`, `"asynq_default_poll"`, `"redis_version"`} {
 		if !bytes.Contains(raw, []byte(key)) {
 			t.Errorf("JSON report lacks %s: %s", key, raw)
 		}
@@ -127,14 +187,21 @@ func TestRun(t *testing.T) {
 }
 
 // TestRunDefaults runs the benchmark at its default sizes when envFull is
-// set, and logs the table and the JSON report.
+// set, with the full chain in-process and the binary row, and logs the
+// table and the JSON report.
 func TestRunDefaults(t *testing.T) {
 	if os.Getenv(envFull) == "" {
 		t.Skip("set " + envFull + "=1 to run the full benchmark")
 	}
-	rdb := exclusive(t)
+	bin := binarytest.Build(t)
+	srv := redistest.StartExclusive(t)
+	rdb := srv.Client(t)
 	var progress bytes.Buffer
-	r, err := Run(context.Background(), rdb, registry(t), Options{Progress: &progress})
+	mws, obs := fullChain(t, rdb)
+	r, err := Run(context.Background(), rdb, registry(t), Options{
+		Progress: &progress, Middleware: mws, Observers: obs,
+		Binary: bin, BinaryEnv: binarytest.Environ("AGENTQ_REDIS_URL=" + srv.URL),
+	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -167,6 +234,9 @@ func TestRunRefuses(t *testing.T) {
 		{"tiny latency window", rdb, reg, Options{LatencyFor: time.Microsecond}, "latency_for must be at least 1ms, got 1µs"},
 		{"negative concurrency", rdb, reg, Options{Concurrency: -2}, "concurrency must be at least 1, got -2"},
 		{"negative enqueuers", rdb, reg, Options{Enqueuers: -3}, "enqueuers must be at least 1, got -3"},
+		{"negative reps", rdb, reg, Options{Reps: -1}, "reps must be at least 1, got -1"},
+		{"more loops than concurrency", rdb, reg, Options{Concurrency: 2, Loops: 3}, "loops must be between 1 and concurrency (2), got 3"},
+		{"observers without the field", rdb, reg, Options{Observers: []jobs.Observer{jobs.ObserverFunc(func(context.Context, *jobs.Step, *jobs.Result) {})}}, "observers given"},
 		{"cluster", cluster, reg, Options{}, "single Redis server"},
 		{"no registry", rdb, nil, Options{}, "registry is nil"},
 		{"no noop kind", rdb, queue.NewRegistry(), Options{}, "needs the noop kind registered"},
@@ -305,11 +375,11 @@ func TestTally(t *testing.T) {
 }
 
 func BenchmarkProcessRawAsynq(b *testing.B) {
-	benchmarkProcess(b, func(bn *bench) *system { return bn.raw })
+	benchmarkProcess(b, func(bn *bench) *system { return bn.raw1 })
 }
 
 func BenchmarkProcessAgentq(b *testing.B) {
-	benchmarkProcess(b, func(bn *bench) *system { return bn.agentq })
+	benchmarkProcess(b, func(bn *bench) *system { return bn.agentqK })
 }
 
 // benchmarkProcess times a worker of the picked system on b.N waiting noop
@@ -334,4 +404,128 @@ func benchmarkProcess(b *testing.B, pick func(*bench) *system) {
 	}
 	b.ReportMetric(tp.TasksPerSec, "tasks/s")
 	b.ReportMetric(tp.CommandsPerTask, "redis-cmds/task")
+}
+
+func TestSpread(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		v    []float64
+		want Spread
+	}{
+		{"empty", nil, Spread{}},
+		{"one", []float64{0.7}, Spread{0.7, 0.7, 0.7}},
+		{"odd, unsorted", []float64{1.2, 0.6, 0.9}, Spread{0.9, 0.6, 1.2}},
+		{"even: mean of the middle two", []float64{4, 1, 3, 2}, Spread{2.5, 1, 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := spread(tt.v); got != tt.want {
+				t.Fatalf("spread(%v) = %+v, want %+v", tt.v, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSummarizeTargets(t *testing.T) {
+	t.Parallel()
+	f := func(v float64) *float64 { return &v }
+	pair := func(raw, agentq float64, rawRT, agentqRT *float64) Pair {
+		return Pair{
+			Raw:    Throughput{TasksPerSec: raw, RoundTripsPerTask: rawRT},
+			Agentq: Throughput{TasksPerSec: agentq, RoundTripsPerTask: agentqRT},
+			Ratio:  agentq / raw,
+		}
+	}
+	def := row{name: "r", targets: []target{{kind: targetRatio, bound: 1}, {kind: targetExtraRoundTrips, bound: 1}}}
+	tests := []struct {
+		name      string
+		runs      []Pair
+		wantRatio Spread
+		wantExtra *float64
+		wantMet   []bool
+	}{
+		{
+			"one slow run does not decide",
+			[]Pair{pair(100, 110, f(2), f(2.5)), pair(100, 40, f(2), f(3.5)), pair(100, 105, f(2), f(2.9))},
+			Spread{1.05, 0.4, 1.1}, f(0.9), []bool{true, true},
+		},
+		{
+			"too many round trips",
+			[]Pair{pair(100, 120, f(2), f(3.2)), pair(100, 130, f(2), f(3.1))},
+			Spread{1.25, 1.2, 1.3}, f(1.15), []bool{true, false},
+		},
+		{
+			"round trips not counted: not met, not guessed",
+			[]Pair{pair(100, 90, f(2), nil)},
+			Spread{0.9, 0.9, 0.9}, nil, []bool{false, false},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := summarize(def, tt.runs)
+			if d := r.Ratio.Median - tt.wantRatio.Median; d > 1e-9 || d < -1e-9 || r.Ratio.Min != tt.wantRatio.Min || r.Ratio.Max != tt.wantRatio.Max {
+				t.Errorf("ratio = %+v, want %+v", r.Ratio, tt.wantRatio)
+			}
+			switch {
+			case (r.ExtraRoundTripsPerTask == nil) != (tt.wantExtra == nil):
+				t.Errorf("extra round trips = %v, want %v", r.ExtraRoundTripsPerTask, tt.wantExtra)
+			case tt.wantExtra != nil && (*r.ExtraRoundTripsPerTask-*tt.wantExtra > 1e-9 || *tt.wantExtra-*r.ExtraRoundTripsPerTask > 1e-9):
+				t.Errorf("extra round trips = %v, want %v", *r.ExtraRoundTripsPerTask, *tt.wantExtra)
+			}
+			var met []bool
+			for _, tg := range r.Targets {
+				met = append(met, tg.Met)
+			}
+			if !slices.Equal(met, tt.wantMet) {
+				t.Errorf("targets %+v, want met %v", r.Targets, tt.wantMet)
+			}
+		})
+	}
+}
+
+func TestSplit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		total, n int
+		want     []int
+	}{
+		{"one part", 10, 1, []int{10}},
+		{"even", 10, 2, []int{5, 5}},
+		{"remainder first", 10, 4, []int{3, 3, 2, 2}},
+		{"one each", 3, 3, []int{1, 1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := split(tt.total, tt.n); !slices.Equal(got, tt.want) {
+				t.Fatalf("split(%d, %d) = %v, want %v", tt.total, tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestThousands(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		v    float64
+		want string
+	}{
+		{"small", 999.4, "999"},
+		{"rounds up", 999.5, "1,000"},
+		{"issue 8", 29882, "29,882"},
+		{"millions", 1234567, "1,234,567"},
+		{"negative", -4321, "-4,321"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := thousands(tt.v); got != tt.want {
+				t.Fatalf("thousands(%v) = %q, want %q", tt.v, got, tt.want)
+			}
+		})
+	}
 }

@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/agentq/agentq/internal/bench"
+	"github.com/agentq/agentq/internal/binarytest"
+	"github.com/agentq/agentq/internal/redistest"
+)
+
+// TestBenchRefusesBadOptions: bad bench options are a usage error, found
+// before Redis is reached (nothing listens on the URL).
+func TestBenchRefusesBadOptions(t *testing.T) {
+	t.Parallel()
+	env := []string{"AGENTQ_REDIS_URL=redis://127.0.0.1:1/0"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"more loops than concurrency", []string{"--loops", "20", "--concurrency", "10"}, "loops must be between 1 and concurrency (10), got 20"},
+		{"no reps", []string{"--reps", "-1"}, "reps must be at least 1, got -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, env, "", append([]string{"bench"}, tt.args...)...)
+			if r.code != ExitUsage || !strings.Contains(r.err, tt.want) {
+				t.Fatalf("exit %d stderr %q, want exit 2 and %q", r.code, r.err, tt.want)
+			}
+		})
+	}
+}
+
+// TestBenchJSON runs agentq bench small, with the binary row, through the
+// command line: the full chain in-process and a worker process built from
+// this module.
+func TestBenchJSON(t *testing.T) {
+	t.Parallel()
+	bin := binarytest.Build(t)
+	srv := redistest.StartExclusive(t)
+	r := run(t, []string{"AGENTQ_REDIS_URL=" + srv.URL}, "", "bench", "--tasks", "100", "--reps", "1", "--loops", "2",
+		"--latency-for", "50ms", "--rate", "100", "--binary", bin, "--json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(r.out), &rep); err != nil {
+		t.Fatalf("bench --json printed no report: %v\n%s", err, r.out)
+	}
+	if len(rep.Rows) != 7 || rep.Rows[6].Name != "process, agentq binary" || rep.Environment.Loops != 2 {
+		t.Fatalf("report rows %d, environment %+v, want 7 rows ending with the binary one", len(rep.Rows), rep.Environment)
+	}
+	// The ledger's write (HSET, PEXPIRE per keyed success, pipelined or
+	// inside a script) is what the full chain adds in Redis commands.
+	for _, row := range rep.Rows[3:5] {
+		if extra := row.AgentqCommandsPerTask - row.RawCommandsPerTask; extra < 1.5 {
+			t.Errorf("%s: agentq costs %.2f commands per task more than raw asynq, want at least the ledger's 2: is the full chain in?", row.Name, extra)
+		}
+		if row.ExtraRoundTripsPerTask == nil {
+			t.Errorf("%s: round trips not counted", row.Name)
+		}
+	}
+}
