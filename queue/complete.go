@@ -246,6 +246,12 @@ type completions struct {
 	grace   time.Duration // completionGrace; fields for tests
 	max     int
 
+	// verified is set once asynq's version is known to be the pinned one:
+	// at once from the build's module list, or, in a build without one (a
+	// test binary), when the hook sees asynq's pinned dequeue script on
+	// this client, which precedes every completion.
+	verified atomic.Bool
+
 	mu      sync.Mutex
 	pending map[pendingKey]*pendingEntry
 	n       atomic.Int64 // len(pending), read without the lock on every command
@@ -266,13 +272,41 @@ func newCompletions(rdb redis.UniversalClient, log zerolog.Logger, enabled bool)
 		pending: map[pendingKey]*pendingEntry{}, quit: make(chan struct{}),
 	}
 	on, why := foldGate(rdb, enabled, asynqVersion)
+	if v, _ := asynqVersion(); !on && v == asynqVersionUnknown && enabled && !isMultiNode(rdb) {
+		// No module list to read the version from: the hook checks the
+		// dequeue script asynq sends instead.
+		c.enabled = true
+		rdb.AddHook(c)
+		return c
+	}
 	if !on {
 		c.log.Info().Str("reason", why).Msg("completion fold off: completion writes go to Redis before asynq's completion, one round trip more per task")
 		return c
 	}
 	c.enabled = true
+	c.verified.Store(true)
 	rdb.AddHook(c)
 	return c
+}
+
+// isMultiNode reports whether rdb may spread keys over several nodes.
+func isMultiNode(rdb redis.UniversalClient) bool {
+	_, single := rdb.(*redis.Client)
+	return !single
+}
+
+// asynqDequeueSHA is the SHA1 of asynq v0.26.0's dequeue script
+// (internal/rdb/rdb.go dequeueCmd), pinned by
+// TestCompletionScriptsPinnedToAsynq: seeing it proves the version in a
+// build that carries no module list.
+const asynqDequeueSHA = "a8153319360adc71cdc370107f8ab9786f204765"
+
+// verify marks the version verified when cmd is asynq's pinned dequeue.
+func (c *completions) verify(cmd redis.Cmder) {
+	if args := cmd.Args(); len(args) > 1 && args[0] == "evalsha" && args[1] == asynqDequeueSHA {
+		c.verified.Store(true)
+		c.log.Debug().Msg("completion fold on: asynq's dequeue script is the pinned version's")
+	}
 }
 
 // foldGate says whether the fold is exact for rdb and asynq's version, and
@@ -295,7 +329,7 @@ func foldGate(rdb redis.UniversalClient, enabled bool, version func() (string, b
 // is off. It reports false, and registers nothing, when too many writes are
 // pending: the caller then writes synchronously.
 func (c *completions) hook(queue, taskID string) func(jobs.CompletionWrite) bool {
-	if c == nil || !c.enabled {
+	if c == nil || !c.enabled || !c.verified.Load() {
 		return nil
 	}
 	return func(w jobs.CompletionWrite) bool { return c.add(pendingKey{queue, taskID}, w) }
@@ -364,6 +398,9 @@ func (c *completions) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // completion of their task.
 func (c *completions) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !c.verified.Load() {
+			c.verify(cmd)
+		}
 		if c.n.Load() == 0 {
 			return next(ctx, cmd)
 		}

@@ -186,6 +186,19 @@ func TestCompletionScriptsPinnedToAsynq(t *testing.T) {
 	wire := &wireLog{}
 	rdb.AddHook(wire)
 	runAsynq(t, rdb, len(completionVariants), func(context.Context, string, string) error { return nil })
+	t.Run("dequeue", func(t *testing.T) {
+		wire.mu.Lock()
+		defer wire.mu.Unlock()
+		for _, args := range wire.cmds {
+			if len(args) > 3 && args[0] == "evalsha" && args[3] == asynqPendingKeyForPin(QueueDefault) {
+				if args[1] != asynqDequeueSHA {
+					t.Fatalf("asynq's dequeue script has SHA1 %v, pinned %s: the fold's run-time version check must be updated", args[1], asynqDequeueSHA)
+				}
+				return
+			}
+		}
+		t.Fatal("no dequeue EVALSHA on the pending list seen")
+	})
 	for _, v := range completionVariants {
 		t.Run(v.name, func(t *testing.T) {
 			ac := completionByName(t, v.name)
@@ -396,6 +409,33 @@ func TestCompletionFoldKeepsEntryOnNetworkError(t *testing.T) {
 
 // TestCompletionFoldGate: the fold is on only for a single Redis, the
 // verified asynq and the configuration's consent.
+func asynqPendingKeyForPin(q string) string { return asynqQueuePrefix(q) + "pending" }
+
+// TestCompletionFoldVerifiesAtRunTime: in a build without a module list
+// (asynq's version unknown) the fold stays off until the hook sees asynq's
+// pinned dequeue script, then turns on.
+func TestCompletionFoldVerifiesAtRunTime(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	old := asynqVersion
+	asynqVersion = func() (string, bool) { return asynqVersionUnknown, false }
+	t.Cleanup(func() { asynqVersion = old })
+	c := newCompletions(rdb, zerolog.Nop(), true)
+	if c.hook(QueueDefault, "x") != nil {
+		t.Fatal("hook before asynq's dequeue was seen, want nil")
+	}
+	if err := rdb.Do(context.Background(), "evalsha", "0000000000000000000000000000000000000000", 0).Err(); err == nil {
+		t.Fatal("a made-up EVALSHA succeeded")
+	}
+	if c.hook(QueueDefault, "x") != nil {
+		t.Fatal("hook after another script, want nil")
+	}
+	enqueueRaw(t, rdb, "verify")
+	runAsynq(t, rdb, 1, func(context.Context, string, string) error { return nil })
+	if c.hook(QueueDefault, "x") == nil {
+		t.Fatal("hook nil after asynq's pinned dequeue ran on the client")
+	}
+}
+
 func TestCompletionFoldGate(t *testing.T) {
 	t.Parallel()
 	verified := func() (string, bool) { return asynqVerifiedVersion, true }

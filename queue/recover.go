@@ -121,7 +121,7 @@ var asynqVersion = builtAsynqVersion
 func builtAsynqVersion() (string, bool) {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "unknown", false
+		return asynqVersionUnknown, false
 	}
 	for _, m := range bi.Deps {
 		if m.Path != "github.com/hibiken/asynq" {
@@ -132,8 +132,12 @@ func builtAsynqVersion() (string, bool) {
 		}
 		return m.Version, m.Version == asynqVerifiedVersion
 	}
-	return "unknown", false
+	return asynqVersionUnknown, false
 }
+
+// asynqVersionUnknown is what builtAsynqVersion reports for a build whose
+// module list does not name asynq (a test binary).
+const asynqVersionUnknown = "unknown"
 
 // sweeper brings back tasks whose worker stopped renewing their lease.
 type sweeper struct {
