@@ -289,7 +289,8 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 			)
 			kind, payload, o, it.err = ParseBatchLine(raw)
 			if it.err == nil {
-				it.p, it.err = c.prepare(kind, payload, o)
+				// ParseBatchLine checked the payload with its line.
+				it.p, it.err = c.prepareChecked(kind, payload, o, true)
 			}
 			if it.err == nil && c.cfg.Admit != nil {
 				it.err = c.cfg.Admit(ctx, kind, o)

@@ -47,8 +47,9 @@ type Workflow struct {
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	// DedupeWindow is how long an idempotency key blocks another enqueue.
-	// Default DedupeWindowDefault (24h).
+	// DedupeWindow is how long an idempotency key blocks another enqueue
+	// of the same key to the same queue, counted from the enqueue that took
+	// it. Default DedupeWindowDefault (24h).
 	DedupeWindow time.Duration
 	// MaxPayloadBytes refuses larger payloads. Default MaxPayloadBytesDefault.
 	MaxPayloadBytes int
@@ -151,8 +152,12 @@ type EnqueueOptions struct {
 	Workflow string
 	// RunID groups the steps of one run.
 	RunID string
-	// Key is the idempotency key: a second enqueue with the same key within
-	// the dedupe window is not enqueued and reports Duplicate.
+	// Key is the idempotency key: a second enqueue with the same key to
+	// the same queue within the dedupe window is not enqueued and reports
+	// Duplicate with the first task's id. Keys are unique per queue: the
+	// same key sent to two queues makes two tasks. The task id is derived
+	// from the key ("k_" and a hash), so a task of the key still in its
+	// queue after the window also makes a new enqueue a Duplicate.
 	Key string
 	// MaxAttempts overrides the attempts allowed (first included); 0 keeps
 	// the workflow's or global policy.
@@ -168,8 +173,9 @@ type EnqueueOptions struct {
 	In time.Duration
 	// ReplayOf records the dead letter this task replays (lineage).
 	ReplayOf string
-	// TaskID forces the task id (used by replay); empty derives it from Key
-	// or lets asynq pick one.
+	// TaskID forces the task id (used by replay): an existing task of that
+	// id makes the enqueue a Duplicate, and Key is then not taken. Empty
+	// derives the id from Key, or picks a random UUID as asynq does.
 	TaskID string
 }
 
@@ -254,13 +260,23 @@ func checkOption(name, v string) error {
 // prepare validates everything about an enqueue without touching Redis and
 // encodes the task message asynq will read.
 func (c *Client) prepare(kind string, payload []byte, o EnqueueOptions) (*prepared, error) {
+	return c.prepareChecked(kind, payload, o, false)
+}
+
+// prepareChecked is prepare; checked says payload's UTF-8, syntax, depth
+// and keys were checked already, with the batch line it came in.
+func (c *Client) prepareChecked(kind string, payload []byte, o EnqueueOptions, checked bool) (*prepared, error) {
 	if strings.TrimSpace(kind) == "" {
 		return nil, errors.New("task kind is empty")
 	}
 	if len(payload) > c.cfg.MaxPayloadBytes {
 		return nil, fmt.Errorf("payload is %d bytes, over the limit of %d (enqueue.max_payload_bytes)", len(payload), c.cfg.MaxPayloadBytes)
 	}
-	if _, err := c.reg.Validate(kind, payload); err != nil {
+	e, err := c.reg.lookup(kind)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.validate(payload, checked); err != nil {
 		return nil, err
 	}
 	for _, l := range [...]struct{ name, v string }{
