@@ -9,8 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// enqueueScript is an enqueue in one round trip: it checks and takes the
-// idempotency key, then writes the task as asynq v0.26's own enqueue and
+// enqueueScript is an enqueue in one round trip: it takes the idempotency
+// key for the window unless it is taken (SET NX: one command for a new
+// key), then writes the task as asynq v0.26's own enqueue and
 // schedule scripts do (internal/rdb: enqueueCmd, scheduleCmd): the task
 // hash with "msg", "state" and, when pending, "pending_since", and the id
 // pushed on the pending list or added to the scheduled set.
@@ -34,10 +35,8 @@ var enqueueScript = redis.NewScript(`
 if ARGV[6] ~= '' then
   redis.call('SADD', KEYS[#KEYS], ARGV[6])
 end
-local keyed = ARGV[5] ~= '0'
-if keyed then
-  local v = redis.call('GET', KEYS[3])
-  if v then return v end
+if ARGV[5] ~= '0' and not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[5]) then
+  return redis.call('GET', KEYS[3])
 end
 local n = 1
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -48,9 +47,6 @@ elseif ARGV[4] == 'scheduled' then
 else
   redis.call('HSET', KEYS[1], 'msg', ARGV[1], 'state', 'pending', 'pending_since', ARGV[3])
   redis.call('LPUSH', KEYS[2], ARGV[2])
-end
-if keyed then
-  redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[5])
 end
 return n`)
 
