@@ -585,3 +585,116 @@ func TestBatchMatchesOneByOne(t *testing.T) {
 		t.Fatalf("after SCRIPT FLUSH: %+v", res)
 	}
 }
+
+// countHook counts the commands and round trips a go-redis client sends.
+type countHook struct {
+	mu       sync.Mutex
+	cmds     []string
+	roundTrs int
+}
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if handshake(cmd.Name()) {
+			return next(ctx, cmd)
+		}
+		h.mu.Lock()
+		h.cmds, h.roundTrs = append(h.cmds, cmd.Name()), h.roundTrs+1
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var names []string
+		for _, c := range cmds {
+			if !handshake(c.Name()) {
+				names = append(names, c.Name())
+			}
+		}
+		if len(names) == 0 {
+			return next(ctx, cmds)
+		}
+		h.mu.Lock()
+		h.roundTrs++
+		h.cmds = append(h.cmds, names...)
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// handshake reports whether name is sent when a connection is opened.
+func handshake(name string) bool {
+	switch name {
+	case "hello", "client", "select", "auth":
+		return true
+	}
+	return false
+}
+
+func (h *countHook) take() (roundTrips int, cmds string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	roundTrips, cmds = h.roundTrs, strings.Join(h.cmds, " ")
+	h.cmds, h.roundTrs = nil, 0
+	return roundTrips, cmds
+}
+
+// TestEnqueueRoundTrips counts what an enqueue sends: one EVALSHA, keyed or
+// not, once the script is loaded; on Cluster one SADD more the first time a
+// queue is used; a batch one pipeline per BatchChunk lines.
+func TestEnqueueRoundTrips(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		cluster bool
+		// first is what the first enqueue to a queue sends after the script
+		// is loaded.
+		first string
+	}{{"single server", false, "evalsha"}, {"cluster", true, "sadd evalsha"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, ClientConfig{})
+			b.client.cluster = tc.cluster
+			ctx := context.Background()
+			if err := enqueueScript.Load(ctx, b.rdb).Err(); err != nil {
+				t.Fatal(err)
+			}
+			h := &countHook{}
+			b.rdb.AddHook(h)
+			steps := []struct {
+				o    EnqueueOptions
+				want string
+			}{
+				{EnqueueOptions{Key: "a"}, tc.first},
+				{EnqueueOptions{Key: "b"}, "evalsha"},
+				{EnqueueOptions{Key: "a"}, "evalsha"}, // a duplicate
+				{EnqueueOptions{}, "evalsha"},
+				{EnqueueOptions{In: time.Hour}, "evalsha"},
+			}
+			for i, s := range steps {
+				if _, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), s.o); err != nil {
+					t.Fatal(err)
+				}
+				n, cmds := h.take()
+				if cmds != s.want || n != strings.Count(s.want, " ")+1 {
+					t.Fatalf("enqueue %d sent %q in %d round trips, want %q", i, cmds, n, s.want)
+				}
+			}
+			var in strings.Builder
+			for i := 0; i < BatchChunk+10; i++ {
+				fmt.Fprintf(&in, `{"kind":"test.echo","payload":{"n":1},"key":"batch-%d"}`+"\n", i)
+			}
+			if _, err := b.client.EnqueueBatch(ctx, strings.NewReader(in.String()), nil); err != nil {
+				t.Fatal(err)
+			}
+			n, cmds := h.take()
+			if want := 1 + 2; n != want || strings.Count(cmds, "evalsha") != BatchChunk+10 {
+				t.Fatalf("batch: %d round trips (want %d: script load, two pipelines), %d EVALSHAs: %.200s", n, want, strings.Count(cmds, "evalsha"), strings.ReplaceAll(cmds, "evalsha ", ""))
+			}
+		})
+	}
+}
