@@ -9,18 +9,12 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
-// BatchChunk is how many lines a batch validates and claims per Redis round
-// trip.
-const BatchChunk = 512
-
-// batchSenders is how many enqueues of one chunk run at once.
-const batchSenders = 16
+// BatchChunk is how many lines a batch validates and then enqueues in one
+// pipelined round trip.
+const BatchChunk = 256
 
 // BatchLine is one line of a JSONL batch file.
 type BatchLine struct {
@@ -228,9 +222,11 @@ func trimJSONSpace(b []byte) []byte {
 }
 
 // EnqueueBatch reads JSONL from r, one task a line, and enqueues every valid
-// line. Lines are validated and their idempotency keys claimed a chunk at a
-// time in one pipelined round trip; the enqueues of a chunk then run
-// concurrently. Invalid lines are rejected with their line numbers and do not
+// line. Lines are validated a chunk (BatchChunk lines) at a time and the
+// chunk's enqueues sent in one pipelined round trip, in line order, each the
+// same script as Enqueue: the results are those of enqueueing the lines one
+// by one, and a key repeated in the batch is a duplicate of its first line.
+// Invalid lines are rejected with their line numbers and do not
 // stop the batch. A Redis error stops it, and so does ctx, also in the middle
 // of an endless line: the summary then says exactly what was enqueued, and
 // StoppedAt and the error name the first line not done.
@@ -247,12 +243,10 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 			err = fmt.Errorf("interrupted at line %d: %w", sum.StoppedAt, ctxErr)
 		}
 	}()
-	// Load the scripts once so the pipelined EVALSHAs find them.
-	for _, sc := range []*redis.Script{claimScript, commitScript} {
-		if err := sc.Load(ctx, c.rdb).Err(); err != nil {
-			sum.StoppedAt = 1
-			return sum, fmt.Errorf("load idempotency scripts: %w", err)
-		}
+	// Load the script once so the pipelined EVALSHAs find it.
+	if err := enqueueScript.Load(ctx, c.rdb).Err(); err != nil {
+		sum.StoppedAt = 1
+		return sum, fmt.Errorf("load the enqueue script: %w", err)
 	}
 	lines := newBatchReader(r, c.cfg.MaxPayloadBytes)
 	chunk := make([]batchItem, 0, BatchChunk)
@@ -295,8 +289,8 @@ func (c *Client) EnqueueBatch(ctx context.Context, r io.Reader, progress func(do
 			)
 			kind, payload, o, it.err = ParseBatchLine(raw)
 			if it.err == nil {
-				it.kind = kind
-				it.p, it.err = c.prepare(kind, payload, o)
+				// ParseBatchLine checked the payload with its line.
+				it.p, it.err = c.prepareChecked(kind, payload, o, true)
 			}
 			if it.err == nil && c.cfg.Admit != nil {
 				it.err = c.cfg.Admit(ctx, kind, o)
@@ -390,136 +384,53 @@ func readLine(ctx context.Context, br *bufio.Reader, max int) (line []byte, tooL
 }
 
 type batchItem struct {
-	line    int
-	kind    string
-	p       *prepared
-	err     error
-	dup     string
-	isDup   bool
-	claimed bool
-	res     Result
-	sendErr error
+	line int
+	p    *prepared
+	err  error
 }
 
+// runChunk sends the valid lines of items in one pipeline and records what
+// each line did. The first line whose enqueue failed is StoppedAt; a later
+// line of the chunk may have been enqueued all the same, and is counted.
 func (c *Client) runChunk(ctx context.Context, items []batchItem, sum *BatchSummary) error {
-	// One round trip claims every keyed line of the chunk, in line order, so
-	// a key repeated within the chunk is a duplicate of its first line.
-	pipe := c.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(items))
-	for i := range items {
-		it := &items[i]
-		if it.err != nil || it.p.token == "" {
-			continue
-		}
-		keys, args := c.claimArgs(it.p)
-		cmds[i] = claimScript.EvalSha(ctx, pipe, keys, args...)
-	}
-	if pipe.Len() > 0 {
-		_, _ = pipe.Exec(ctx) // errors are read per command below
-	}
-	var claimErr error
-	for i := range items {
-		if cmds[i] == nil {
-			continue
-		}
-		v, err := cmds[i].Text()
-		switch {
-		case errors.Is(err, redis.Nil):
-			items[i].claimed = true
-		case err != nil:
-			if claimErr == nil {
-				claimErr = err
-			}
-		default:
-			items[i].isDup, items[i].dup = true, claimedID(v)
+	ps := make([]*prepared, 0, len(items))
+	for _, it := range items {
+		if it.err == nil {
+			ps = append(ps, it.p)
 		}
 	}
-	if claimErr != nil {
-		// Give back what this chunk did claim: nothing of it is enqueued.
-		c.releaseClaimed(ctx, items)
-		return c.chunkFailed(items, sum, fmt.Errorf("claim idempotency keys: %w", claimErr))
-	}
-	// Send the claimed and unkeyed lines concurrently.
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for w := 0; w < batchSenders; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				it := &items[i]
-				it.res, it.sendErr = c.send(ctx, it.kind, it.p, false)
-			}
-		}()
-	}
-	for i := range items {
-		if items[i].err == nil && !items[i].isDup {
-			work <- i
-		}
-	}
-	close(work)
-	wg.Wait()
-	// One more round trip holds every enqueued key for the window.
-	pipe = c.rdb.Pipeline()
-	for i := range items {
-		if it := &items[i]; it.claimed && it.sendErr == nil {
-			keys, args := c.commitArgs(it.p)
-			commitScript.EvalSha(ctx, pipe, keys, args...)
-		}
-	}
-	if pipe.Len() > 0 {
-		_, _ = pipe.Exec(context.WithoutCancel(ctx)) // see Client.commit: a failed commit only shortens the window
+	var (
+		results []Result
+		errs    []error
+	)
+	if len(ps) > 0 {
+		results, errs = c.sendAll(ctx, ps)
 	}
 	var firstErr error
-	for i := range items {
-		it := &items[i]
-		switch {
-		case it.err != nil:
+	k := 0
+	for _, it := range items {
+		if it.err != nil {
 			sum.Rejected = append(sum.Rejected, Rejection{Line: it.line, Error: it.err.Error()})
-		case it.isDup:
-			sum.Duplicates++
-			sum.Results = append(sum.Results, BatchResult{Line: it.line, Result: Result{ID: it.dup, Kind: it.kind, Queue: it.p.queue, Duplicate: true, Key: it.p.key}})
-		case it.sendErr != nil:
+			continue
+		}
+		res, err := results[k], errs[k]
+		k++
+		switch {
+		case err != nil:
 			if firstErr == nil {
-				firstErr = fmt.Errorf("line %d: %w", it.line, it.sendErr)
+				firstErr = fmt.Errorf("line %d: %w", it.line, err)
 				sum.StoppedAt = it.line
 			}
 		default:
-			if it.res.Duplicate {
+			if res.Duplicate {
 				sum.Duplicates++
 			} else {
 				sum.Enqueued++
 			}
-			sum.Results = append(sum.Results, BatchResult{Line: it.line, Result: it.res})
+			sum.Results = append(sum.Results, BatchResult{Line: it.line, Result: res})
 		}
 	}
 	return firstErr
-}
-
-// releaseClaimed gives back the claims a failed chunk made.
-func (c *Client) releaseClaimed(ctx context.Context, items []batchItem) {
-	pipe := c.rdb.Pipeline()
-	for i := range items {
-		if it := &items[i]; it.claimed {
-			keys, args := c.claimArgs(it.p)
-			releaseScript.Eval(ctx, pipe, keys, args[:2]...)
-		}
-	}
-	if pipe.Len() > 0 {
-		_, _ = pipe.Exec(context.WithoutCancel(ctx))
-	}
-}
-
-// chunkFailed records the chunk's rejections and returns err; nothing of the
-// chunk was enqueued.
-func (c *Client) chunkFailed(items []batchItem, sum *BatchSummary, err error) error {
-	for _, it := range items {
-		if it.err != nil {
-			sum.Rejected = append(sum.Rejected, Rejection{Line: it.line, Error: it.err.Error()})
-		}
-	}
-	sum.StoppedAt = items[0].line
-	return fmt.Errorf("line %d onwards not enqueued: %w", items[0].line, err)
 }
 
 // interrupted ends a batch whose ctx is done: the lines held in chunk,

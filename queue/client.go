@@ -2,18 +2,19 @@ package queue
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/hibiken/asynq"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/jobs"
@@ -46,8 +47,9 @@ type Workflow struct {
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	// DedupeWindow is how long an idempotency key blocks another enqueue.
-	// Default DedupeWindowDefault (24h).
+	// DedupeWindow is how long an idempotency key blocks another enqueue
+	// of the same key to the same queue, counted from the enqueue that took
+	// it. Default DedupeWindowDefault (24h).
 	DedupeWindow time.Duration
 	// MaxPayloadBytes refuses larger payloads. Default MaxPayloadBytesDefault.
 	MaxPayloadBytes int
@@ -150,8 +152,12 @@ type EnqueueOptions struct {
 	Workflow string
 	// RunID groups the steps of one run.
 	RunID string
-	// Key is the idempotency key: a second enqueue with the same key within
-	// the dedupe window is not enqueued and reports Duplicate.
+	// Key is the idempotency key: a second enqueue with the same key to
+	// the same queue within the dedupe window is not enqueued and reports
+	// Duplicate with the first task's id. Keys are unique per queue: the
+	// same key sent to two queues makes two tasks. The task id is derived
+	// from the key ("k_" and a hash), so a task of the key still in its
+	// queue after the window also makes a new enqueue a Duplicate.
 	Key string
 	// MaxAttempts overrides the attempts allowed (first included); 0 keeps
 	// the workflow's or global policy.
@@ -167,8 +173,9 @@ type EnqueueOptions struct {
 	In time.Duration
 	// ReplayOf records the dead letter this task replays (lineage).
 	ReplayOf string
-	// TaskID forces the task id (used by replay); empty derives it from Key
-	// or lets asynq pick one.
+	// TaskID forces the task id (used by replay): an existing task of that
+	// id makes the enqueue a Duplicate, and Key is then not taken. Empty
+	// derives the id from Key, or picks a random UUID as asynq does.
 	TaskID string
 }
 
@@ -189,11 +196,23 @@ type Result struct {
 }
 
 // Client validates and enqueues tasks. It is safe for concurrent use.
+//
+// An enqueue is one Lua script, one round trip: it takes the idempotency
+// key, if any, and writes the task as asynq's own client does (task hash,
+// pending list or scheduled set). An idempotency key is unique per queue:
+// its Redis key carries the queue's hash tag, as asynq's keys of that queue
+// do, so that the script stays in one slot on Redis Cluster.
 type Client struct {
 	rdb redis.UniversalClient
-	ac  *asynq.Client
 	reg *Registry
 	cfg ClientConfig
+	// cluster is set on Redis Cluster, where asynq:queues (no hash tag)
+	// cannot be written by the enqueue script.
+	cluster bool
+	// windowMS is the dedupe window in ms, as the script takes it.
+	windowMS string
+	// published holds the queues this client has added to asynq:queues.
+	published sync.Map
 }
 
 // NewClient returns a Client on rdb that validates payloads with reg. The
@@ -203,7 +222,9 @@ func NewClient(rdb redis.UniversalClient, reg *Registry, cfg ClientConfig) (*Cli
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("queue client: %w", err)
 	}
-	return &Client{rdb: rdb, ac: asynq.NewClientFromRedisClient(rdb), reg: reg, cfg: cfg}, nil
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Client{rdb: rdb, reg: reg, cfg: cfg, cluster: cluster,
+		windowMS: strconv.FormatInt(cfg.DedupeWindow.Milliseconds(), 10)}, nil
 }
 
 // Close releases the client. It does not close the Redis connection.
@@ -224,40 +245,52 @@ func policyFor(global jobs.RetryPolicy, wfs map[string]Workflow, workflow string
 	return global
 }
 
-// prepared is a validated enqueue, ready to go to Redis.
-type prepared struct {
-	task  *asynq.Task
-	opts  []asynq.Option
-	queue string
-	id    string // deterministic id when keyed
-	hash  string // key hash when keyed
-	token string // claim token when the key is claimed by this enqueue
-	key   string
+// checkOption refuses a label option (idempotency key, run id ...) that is
+// too long or not a clean UTF-8 label.
+func checkOption(name, v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > MaxKeyBytes {
+		return fmt.Errorf("%s is %d bytes, over the limit of %d", name, len(v), MaxKeyBytes)
+	}
+	return checkLabel(name, v)
 }
 
-// prepare validates everything about an enqueue without touching Redis.
+// prepare validates everything about an enqueue without touching Redis and
+// encodes the task message asynq will read.
 func (c *Client) prepare(kind string, payload []byte, o EnqueueOptions) (*prepared, error) {
+	return c.prepareChecked(kind, payload, o, false)
+}
+
+// prepareChecked is prepare; checked says payload's UTF-8, syntax, depth
+// and keys were checked already, with the batch line it came in.
+func (c *Client) prepareChecked(kind string, payload []byte, o EnqueueOptions, checked bool) (*prepared, error) {
 	if strings.TrimSpace(kind) == "" {
 		return nil, errors.New("task kind is empty")
 	}
 	if len(payload) > c.cfg.MaxPayloadBytes {
 		return nil, fmt.Errorf("payload is %d bytes, over the limit of %d (enqueue.max_payload_bytes)", len(payload), c.cfg.MaxPayloadBytes)
 	}
-	if _, err := c.reg.Validate(kind, payload); err != nil {
+	e, err := c.reg.lookup(kind)
+	if err != nil {
 		return nil, err
 	}
-	for _, l := range []struct{ name, v string }{
+	if _, err := e.validate(payload, checked); err != nil {
+		return nil, err
+	}
+	for _, l := range [...]struct{ name, v string }{
 		{"idempotency key", o.Key}, {"run id", o.RunID}, {"workflow", o.Workflow}, {"replay_of", o.ReplayOf}, {"task id", o.TaskID},
 	} {
-		if len(l.v) > MaxKeyBytes {
-			return nil, fmt.Errorf("%s is %d bytes, over the limit of %d", l.name, len(l.v), MaxKeyBytes)
-		}
-		if err := checkLabel(l.name, l.v); err != nil {
+		if err := checkOption(l.name, l.v); err != nil {
 			return nil, err
 		}
 	}
 	if o.Key != "" && strings.TrimSpace(o.Key) == "" {
 		return nil, errors.New("idempotency key is blank")
+	}
+	if o.TaskID != "" && strings.TrimSpace(o.TaskID) == "" {
+		return nil, errors.New("task id is blank")
 	}
 	queue := c.cfg.Queue
 	policy := c.cfg.Retry
@@ -290,59 +323,81 @@ func (c *Client) prepare(kind string, payload []byte, o EnqueueOptions) (*prepar
 	if o.MaxAttempts > 0 {
 		policy.MaxAttempts = o.MaxAttempts
 	}
-	headers := map[string]string{}
 	if o.RetryBase > 0 {
 		policy.Base = o.RetryBase
-		headers[jobs.HeaderRetryBase] = o.RetryBase.String()
 	}
 	if o.RetryMax > 0 {
 		policy.Max = o.RetryMax
-		headers[jobs.HeaderRetryMax] = o.RetryMax.String()
 	}
 	if err := policy.Validate(); err != nil {
 		return nil, fmt.Errorf("retry policy: %w", err)
 	}
-	setIf(headers, jobs.HeaderWorkflow, o.Workflow)
-	setIf(headers, jobs.HeaderRunID, o.RunID)
-	setIf(headers, jobs.HeaderKey, o.Key)
-	setIf(headers, jobs.HeaderReplayOf, o.ReplayOf)
 
-	p := &prepared{queue: queue, key: o.Key}
-	// asynq gets one retry more than the policy allows: the worker ends the
-	// last attempt itself (SkipRetry), so a snooze on the last attempt still
-	// has a retry to use and is not archived by asynq.
-	p.opts = []asynq.Option{asynq.Queue(queue), asynq.MaxRetry(policy.MaxAttempts)}
+	// The headers, in key order (a map in the message; the order is ours).
+	var hs [7]header
+	h := hs[:0]
+	add := func(k, v string) {
+		if v != "" {
+			h = append(h, header{k, v})
+		}
+	}
+	add(jobs.HeaderKey, o.Key)
+	add(jobs.HeaderReplayOf, o.ReplayOf)
+	if o.RetryBase > 0 {
+		add(jobs.HeaderRetryBase, o.RetryBase.String())
+	}
+	if o.RetryMax > 0 {
+		add(jobs.HeaderRetryMax, o.RetryMax.String())
+	}
+	add(jobs.HeaderRunID, o.RunID)
+	m := taskMessage{
+		kind:    kind,
+		payload: payload,
+		queue:   queue,
+		// asynq gets one retry more than the policy allows: the worker
+		// ends the last attempt itself (SkipRetry), so a snooze on the
+		// last attempt still has a retry to use and is not archived by
+		// asynq.
+		retry:   int32(min(policy.MaxAttempts, math.MaxInt32)),
+		timeout: asynqDefaultTimeout,
+	}
 	if o.Timeout > 0 {
-		headers[jobs.HeaderTimeout] = o.Timeout.String()
-		p.opts = append(p.opts, asynq.Timeout((o.Timeout+TimeoutGrace).Round(time.Second)+time.Second))
+		add(jobs.HeaderTimeout, o.Timeout.String())
+		m.timeout = int64(((o.Timeout + TimeoutGrace).Round(time.Second) + time.Second) / time.Second)
 	}
-	if o.In > 0 {
-		p.opts = append(p.opts, asynq.ProcessIn(o.In))
-	}
+	add(jobs.HeaderWorkflow, o.Workflow)
+	m.headers = h
+
+	p := &prepared{kind: kind, queue: queue, key: o.Key}
 	switch {
 	case o.TaskID != "":
 		p.id = o.TaskID
 	case o.Key != "":
-		p.hash = keyHash(o.Key)
-		p.id = taskIDForKey(p.hash)
-		p.token = newToken()
+		hash := keyHash(o.Key)
+		p.id = taskIDForKey(hash)
+		p.dedupe = dedupeKey(queue, hash)
+	default:
+		p.id = uuid.NewString()
 	}
-	if p.id != "" {
-		p.opts = append(p.opts, asynq.TaskID(p.id))
+	m.id = p.id
+	if o.In > 0 {
+		p.processAt = time.Now().Add(o.In).Unix()
 	}
-	p.task = asynq.NewTaskWithHeaders(kind, payload, headers)
+	msg, err := appendTaskMessage(make([]byte, 0, taskMessageSize(&m)), &m)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: %w", kind, err)
+	}
+	p.msg = msg
 	return p, nil
 }
 
-func setIf(m map[string]string, k, v string) {
-	if v != "" {
-		m[k] = v
-	}
-}
-
-// Enqueue validates payload for kind and enqueues it. With a Key, at most one
-// task is enqueued per key within the dedupe window, also under concurrent
-// callers: the others get Duplicate with the first task's id and no error.
+// Enqueue validates payload for kind and enqueues it in one round trip.
+// With a Key, at most one task is enqueued per key and queue within the
+// dedupe window, also under concurrent callers: the others get Duplicate
+// with the first task's id and no error. The key stays taken for the whole
+// window, also after its task finished; after the window a task of the same
+// key that is still in Redis (its id is derived from the key) makes a new
+// enqueue a Duplicate too.
 func (c *Client) Enqueue(ctx context.Context, kind string, payload []byte, o EnqueueOptions) (Result, error) {
 	p, err := c.prepare(kind, payload, o)
 	if err != nil {
@@ -353,16 +408,7 @@ func (c *Client) Enqueue(ctx context.Context, kind string, payload []byte, o Enq
 			return Result{}, err
 		}
 	}
-	if p.token != "" {
-		existing, claimed, err := c.claim(ctx, p)
-		if err != nil {
-			return Result{}, err
-		}
-		if !claimed {
-			return Result{ID: existing, Kind: kind, Queue: p.queue, Duplicate: true, Key: p.key}, nil
-		}
-	}
-	return c.send(ctx, kind, p, true)
+	return c.send(ctx, p)
 }
 
 // EnqueueArgs marshals typed args and enqueues them under args.Kind().
@@ -372,109 +418,6 @@ func (c *Client) EnqueueArgs(ctx context.Context, args jobs.Args, o EnqueueOptio
 		return Result{}, fmt.Errorf("marshal %s payload: %w", args.Kind(), err)
 	}
 	return c.Enqueue(ctx, args.Kind(), b, o)
-}
-
-// ClaimLease is how long a claim on an idempotency key is held before its
-// enqueue is confirmed. A client that dies between claim and enqueue frees
-// the key after this long instead of blocking it for the whole window.
-const ClaimLease = 30 * time.Second
-
-// claimScript claims an idempotency key: it returns the value already
-// holding the key, or nil after storing "<task id> <token>" for the lease.
-var claimScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
-return false`)
-
-// commitScript turns our pending claim into the task id for the window.
-var commitScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] .. ' ' .. ARGV[2] then
-  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-end
-return false`)
-
-// releaseScript drops a claim we made, if it is still ours.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] .. ' ' .. ARGV[2] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-
-func newToken() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func (c *Client) claimArgs(p *prepared) ([]string, []any) {
-	return []string{dedupeKey(p.hash)}, []any{p.id, p.token, ClaimLease.Milliseconds()}
-}
-
-func (c *Client) commitArgs(p *prepared) ([]string, []any) {
-	return []string{dedupeKey(p.hash)}, []any{p.id, p.token, c.cfg.DedupeWindow.Milliseconds()}
-}
-
-// claimedID returns the task id in a claim value ("<id>" or "<id> <token>").
-func claimedID(v string) string {
-	id, _, _ := strings.Cut(v, " ")
-	return id
-}
-
-func (c *Client) claim(ctx context.Context, p *prepared) (existing string, claimed bool, err error) {
-	keys, args := c.claimArgs(p)
-	v, err := claimScript.Run(ctx, c.rdb, keys, args...).Text()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return "", true, nil
-	case err != nil:
-		return "", false, fmt.Errorf("claim idempotency key: %w", err)
-	}
-	return claimedID(v), false, nil
-}
-
-// release gives a claim back, so that a retry of the enqueue can succeed.
-func (c *Client) release(ctx context.Context, p *prepared) {
-	keys, args := c.claimArgs(p)
-	_ = releaseScript.Run(context.WithoutCancel(ctx), c.rdb, keys, args[:2]...).Err()
-}
-
-// send puts a prepared task into asynq. A task id conflict means the keyed
-// task from an earlier window still exists: a duplicate, not an error. With
-// commit, a claimed key is then held for the window; a batch commits its
-// claims in one pipeline instead.
-func (c *Client) send(ctx context.Context, kind string, p *prepared, commit bool) (Result, error) {
-	res := Result{ID: p.id, Kind: kind, Queue: p.queue, Key: p.key}
-	info, err := c.ac.EnqueueContext(ctx, p.task, p.opts...)
-	switch {
-	case errors.Is(err, asynq.ErrTaskIDConflict):
-		// The keyed task from an earlier window is still in Redis. Hold the
-		// key for a new window: it is a duplicate either way.
-		res.Duplicate = true
-		if p.token != "" && commit {
-			c.commit(ctx, p)
-		}
-		return res, nil
-	case err != nil:
-		if p.token != "" {
-			// If the enqueue did land after all, a retry meets the task id
-			// and reports a duplicate, which is the truth.
-			c.release(ctx, p)
-		}
-		return Result{}, fmt.Errorf("enqueue %s: %w", kind, err)
-	}
-	res.ID = info.ID
-	if p.token != "" && commit {
-		c.commit(ctx, p)
-	}
-	return res, nil
-}
-
-// commit makes a claim last the dedupe window. If it fails the claim's
-// lease still blocks the key for ClaimLease, and the deterministic task id
-// blocks it while the task exists, so a failed commit only shortens the
-// window; it is not reported as an enqueue error.
-func (c *Client) commit(ctx context.Context, p *prepared) {
-	keys, args := c.commitArgs(p)
-	_ = commitScript.Run(context.WithoutCancel(ctx), c.rdb, keys, args...).Err()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

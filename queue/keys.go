@@ -17,9 +17,11 @@ func keyHash(key string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// dedupeKey holds the task id that claimed an idempotency key within the
-// dedupe window.
-func dedupeKey(hash string) string { return "agentq:{" + hash + "}:dedupe" }
+// dedupeKey holds the task id that took an idempotency key in queue q
+// within the dedupe window. Its hash tag is the queue's, as on asynq's keys
+// of q, so that one script claims the key and writes the task on Redis
+// Cluster too; an idempotency key is therefore unique per queue.
+func dedupeKey(q, hash string) string { return "agentq:{" + q + "}:dedupe:" + hash }
 
 // taskIDForKey is the deterministic task id of the first enqueue of an
 // idempotency key, so that a re-enqueue after the window still collides
@@ -28,10 +30,18 @@ func dedupeKey(hash string) string { return "agentq:{" + hash + "}:dedupe" }
 func taskIDForKey(hash string) string { return "k_" + hash }
 
 // asynq's own keys, as asynq v0.26 builds them (internal/base), for the
-// lease sweeper (recover.go). All of one queue share the {qname} tag.
+// enqueue script (enqueue.go) and the lease sweeper (recover.go). All of one
+// queue share the {qname} tag.
+
+// asynqAllQueues is asynq's set of queue names (base.AllQueues); it has no
+// hash tag, so no script that touches a queue's keys may touch it on Cluster.
+const asynqAllQueues = "asynq:queues"
 
 func asynqQueuePrefix(q string) string       { return "asynq:{" + q + "}:" }
 func asynqTaskPrefix(q string) string        { return asynqQueuePrefix(q) + "t:" }
+func asynqTaskKey(q, id string) string       { return asynqTaskPrefix(q) + id }
+func asynqPendingKey(q string) string        { return asynqQueuePrefix(q) + "pending" }
+func asynqScheduledKey(q string) string      { return asynqQueuePrefix(q) + "scheduled" }
 func asynqActiveKey(q string) string         { return asynqQueuePrefix(q) + "active" }
 func asynqLeaseKey(q string) string          { return asynqQueuePrefix(q) + "lease" }
 func asynqRetryKey(q string) string          { return asynqQueuePrefix(q) + "retry" }

@@ -209,81 +209,6 @@ func TestEnqueueRefusesBadInputBeforeRedis(t *testing.T) {
 	}
 }
 
-func TestIdempotentEnqueueUnderConcurrency(t *testing.T) {
-	t.Parallel()
-	b := setup(t, ClientConfig{})
-	ctx := context.Background()
-	const n = 100
-	results := make([]Result, n)
-	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			<-start
-			results[i], errs[i] = b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "order-42"})
-		}(i)
-	}
-	close(start)
-	wg.Wait()
-	fresh, dups := 0, 0
-	for i := range results {
-		if errs[i] != nil {
-			t.Fatalf("enqueue %d: %v", i, errs[i])
-		}
-		if results[i].Duplicate {
-			dups++
-		} else {
-			fresh++
-		}
-		if results[i].ID != results[0].ID {
-			t.Fatalf("result %d id %q differs from %q", i, results[i].ID, results[0].ID)
-		}
-	}
-	if fresh != 1 || dups != n-1 {
-		t.Fatalf("fresh=%d dups=%d, want 1 and %d", fresh, dups, n-1)
-	}
-	if got := queueSize(t, b, "default"); got != 1 {
-		t.Fatalf("queue size = %d, want 1", got)
-	}
-	// A different key is a different task.
-	r, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "order-43"})
-	if err != nil || r.Duplicate || r.ID == results[0].ID {
-		t.Fatalf("second key: %+v %v", r, err)
-	}
-}
-
-func TestDedupeOutlivesTaskWithinWindow(t *testing.T) {
-	t.Parallel()
-	b := setup(t, ClientConfig{DedupeWindow: 2 * time.Second})
-	ctx := context.Background()
-	r1, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.startWorker(t, WorkerConfig{})
-	waitFor(t, 5*time.Second, "task done", func() bool { return b.callCount(r1.ID) == 1 && queueSize(t, b, "default") == 0 })
-	// The task is gone from asynq, but the key is still claimed.
-	r2, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "k"})
-	if err != nil || !r2.Duplicate || r2.ID != r1.ID {
-		t.Fatalf("within window: %+v %v, want duplicate of %s", r2, err, r1.ID)
-	}
-	ttl, err := b.rdb.PTTL(ctx, dedupeKey(keyHash("k"))).Result()
-	if err != nil || ttl <= 0 || ttl > 2*time.Second {
-		t.Fatalf("dedupe key ttl = %v, %v", ttl, err)
-	}
-	// After the window the key may be used again.
-	if err := b.rdb.Del(ctx, dedupeKey(keyHash("k"))).Err(); err != nil {
-		t.Fatal(err)
-	}
-	r3, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "k"})
-	if err != nil || r3.Duplicate {
-		t.Fatalf("after window: %+v %v", r3, err)
-	}
-}
-
 func TestWorkerRetriesThenSucceeds(t *testing.T) {
 	t.Parallel()
 	b := setup(t, ClientConfig{Retry: jobs.RetryPolicy{MaxAttempts: 5, Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
@@ -503,55 +428,6 @@ func TestToAsynqDelayAndSentinels(t *testing.T) {
 	s2 := &jobs.Step{Attempt: 1, MaxAttempts: 5, Headers: map[string]string{jobs.HeaderRetryBase: "100ms", jobs.HeaderRetryMax: "150ms"}}
 	if d := w.retryDelay(0, decided(w, s2, errors.New("x")), asynq.NewTask("k", nil)); d != 100*time.Millisecond {
 		t.Fatalf("per-task base: %v", d)
-	}
-}
-
-func TestClaimLeaseAndCommit(t *testing.T) {
-	t.Parallel()
-	b := setup(t, ClientConfig{DedupeWindow: time.Hour})
-	ctx := context.Background()
-	// A claim whose enqueue never happened (the client died in between)
-	// blocks the key only for its lease, not for the window.
-	dk := dedupeKey(keyHash("crashed"))
-	if err := b.rdb.Set(ctx, dk, taskIDForKey(keyHash("crashed"))+" deadbeef", 300*time.Millisecond).Err(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "crashed"})
-	if err != nil || !r.Duplicate {
-		t.Fatalf("during the lease: %+v %v, want duplicate (an enqueue may be in flight)", r, err)
-	}
-	waitFor(t, 3*time.Second, "lease to expire", func() bool { return b.rdb.Exists(ctx, dk).Val() == 0 })
-	r, err = b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "crashed"})
-	if err != nil || r.Duplicate || queueSize(t, b, "default") != 1 {
-		t.Fatalf("after the lease: %+v %v", r, err)
-	}
-	// A confirmed enqueue holds the key for the whole window, by task id.
-	v, _ := b.rdb.Get(ctx, dk).Result()
-	ttl := b.rdb.PTTL(ctx, dk).Val()
-	if v != r.ID || ttl <= ClaimLease || ttl > time.Hour {
-		t.Fatalf("committed claim = %q ttl %v, want %q with the 1h window", v, ttl, r.ID)
-	}
-}
-
-func TestDuplicateWhenTaskOutlivesWindow(t *testing.T) {
-	t.Parallel()
-	b := setup(t, ClientConfig{})
-	ctx := context.Background()
-	r1, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "long-lived", In: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The window ends while the task is still scheduled in Redis.
-	if err := b.rdb.Del(ctx, dedupeKey(keyHash("long-lived"))).Err(); err != nil {
-		t.Fatal(err)
-	}
-	r2, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "long-lived"})
-	if err != nil || !r2.Duplicate || r2.ID != r1.ID {
-		t.Fatalf("%+v %v, want a duplicate of %s (task id conflict)", r2, err, r1.ID)
-	}
-	// And the key is held again for a new window.
-	if v := b.rdb.Get(ctx, dedupeKey(keyHash("long-lived"))).Val(); v != r1.ID {
-		t.Fatalf("claim after conflict = %q", v)
 	}
 }
 
