@@ -15,7 +15,6 @@ import (
 	"github.com/agentq/agentq/handlers"
 	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
-	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 )
 
@@ -236,7 +235,6 @@ func TestRunRefuses(t *testing.T) {
 		{"negative enqueuers", rdb, reg, Options{Enqueuers: -3}, "enqueuers must be at least 1, got -3"},
 		{"negative reps", rdb, reg, Options{Reps: -1}, "reps must be at least 1, got -1"},
 		{"more loops than concurrency", rdb, reg, Options{Concurrency: 2, Loops: 3}, "loops must be between 1 and concurrency (2), got 3"},
-		{"observers without the field", rdb, reg, Options{Observers: []jobs.Observer{jobs.ObserverFunc(func(context.Context, *jobs.Step, *jobs.Result) {})}}, "observers given"},
 		{"cluster", cluster, reg, Options{}, "single Redis server"},
 		{"no registry", rdb, nil, Options{}, "registry is nil"},
 		{"no noop kind", rdb, queue.NewRegistry(), Options{}, "needs the noop kind registered"},
