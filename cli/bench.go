@@ -30,12 +30,12 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 --flush is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, rdb, err := m.openRedis(cmd, rf)
+			rt, err := m.openRedis(cmd, rf, false)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			ctx := cmd.Context()
+			defer rt.Close()
+			rdb, ctx := rt.Redis(), cmd.Context()
 			n, err := rdb.DBSize(ctx).Result()
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
@@ -49,14 +49,14 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 			// By default measure the chain `agentq worker` runs, not a
 			// lighter one.
 			if !builtins {
-				stop, err := a.startWorkerSide(ctx, rdb)
+				w, err := rt.NewWorker(ctx)
 				if err != nil {
-					return err
+					return usage(err)
 				}
-				defer stop()
-				opts.Middleware = a.middleware()
+				defer w.Close()
+				opts.Middleware = w.Middleware()
 			}
-			rep, err := bench.Run(ctx, rdb, a.reg, opts)
+			rep, err := bench.Run(ctx, rdb, rt.Registry(), opts)
 			if err != nil {
 				return err
 			}

@@ -237,33 +237,6 @@ func (m *Main) load(cmd *cobra.Command, rf *rootFlags) (config.Config, error) {
 	return cfg, nil
 }
 
-// open loads the configuration for cmd and builds the app that wires it.
-func (m *Main) open(cmd *cobra.Command, rf *rootFlags) (*app, error) {
-	cfg, err := m.load(cmd, rf)
-	if err != nil {
-		return nil, err
-	}
-	a, err := m.newApp(cfg, m.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	a.configFile = rf.configFile
-	return a, nil
-}
-
-// openRedis is open and a connected Redis, which the caller closes.
-func (m *Main) openRedis(cmd *cobra.Command, rf *rootFlags) (*app, redis.UniversalClient, error) {
-	a, err := m.open(cmd, rf)
-	if err != nil {
-		return nil, nil, err
-	}
-	rdb, err := a.connect(cmd.Context())
-	if err != nil {
-		return nil, nil, err
-	}
-	return a, rdb, nil
-}
-
 func (m *Main) configCommand(rf *rootFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
