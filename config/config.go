@@ -4,6 +4,12 @@ import (
 	"cmp"
 	"time"
 
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/dlq"
+	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/dashboard"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
 )
 
@@ -288,7 +294,8 @@ type Breaker struct {
 	Cooldown time.Duration `mapstructure:"cooldown"`
 }
 
-// Default returns the configuration used when nothing else is set.
+// Default returns the configuration used when nothing else is set: the
+// components' own defaults, so that one value holds for each.
 func Default() Config {
 	return Config{
 		Redis: Redis{
@@ -297,31 +304,31 @@ func Default() Config {
 			WriteTimeout: 3 * time.Second,
 		},
 		Log:   Log{Level: "info", Format: "auto"},
-		Retry: Retry{Base: time.Second, Max: 10 * time.Minute, MaxAttempts: 10},
+		Retry: Retry{Base: jobs.RetryBaseDefault, Max: jobs.RetryMaxDefault, MaxAttempts: jobs.MaxAttemptsDefault},
 		Enqueue: Enqueue{
-			DedupeWindow:    24 * time.Hour,
-			MaxPayloadBytes: 256 << 10,
-			Queue:           "default",
+			DedupeWindow:    queue.DedupeWindowDefault,
+			MaxPayloadBytes: queue.MaxPayloadBytesDefault,
+			Queue:           queue.QueueDefault,
 		},
 		Worker: Worker{
-			Concurrency:          10,
-			Queues:               map[string]int{"default": 1},
-			PollInterval:         10 * time.Millisecond,
-			DelayedCheckInterval: time.Second,
-			ShutdownTimeout:      30 * time.Second,
+			Concurrency:          queue.ConcurrencyDefault,
+			Queues:               map[string]int{queue.QueueDefault: 1},
+			PollInterval:         queue.PollIntervalDefault,
+			DelayedCheckInterval: queue.DelayedCheckIntervalDefault,
+			ShutdownTimeout:      queue.ShutdownTimeoutDefault,
 			RecoverInterval:      queue.RecoverIntervalDefault,
 			RecoverGrace:         queue.RecoverGraceDefault,
 		},
-		Dashboard: Dashboard{Addr: "127.0.0.1:8080"},
-		HTTP:      HTTP{Timeout: 30 * time.Second, MaxResponseBytes: 1 << 20},
-		DLQ:       DLQ{ReconcileInterval: 30 * time.Second, Grace: time.Minute},
-		Ledger:    Ledger{Retention: 7 * 24 * time.Hour},
+		Dashboard: Dashboard{Addr: dashboard.AddrDefault},
+		HTTP:      HTTP{Timeout: handlers.TimeoutDefault, MaxResponseBytes: handlers.MaxResponseBytesDefault},
+		DLQ:       DLQ{ReconcileInterval: dlq.ReconcileIntervalDefault, Grace: dlq.GraceDefault},
+		Ledger:    Ledger{Retention: ledger.RetentionDefault},
 		Breakers: Breakers{
-			Failures:    5,
-			FailureRate: 0.5,
-			RateWindow:  time.Minute,
-			MinCalls:    10,
-			Cooldown:    30 * time.Second,
+			Failures:    breaker.FailuresDefault,
+			FailureRate: breaker.FailureRateDefault,
+			RateWindow:  breaker.RateWindowDefault,
+			MinCalls:    breaker.MinCallsDefault,
+			Cooldown:    breaker.CooldownDefault,
 		},
 	}
 }
