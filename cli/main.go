@@ -1,6 +1,8 @@
 // Package cli is the agentq command line as a Go API: Main runs the same
 // commands as the agentq binary, so a Go user can build their own binary
-// with extra task kinds (Register) and middleware (Middleware).
+// with extra task kinds (Register) and middleware (Middleware). It holds
+// commands only: each parses its flags, loads the configuration and calls
+// package agentq, which builds the client, the worker and every part.
 package cli
 
 import (
@@ -46,8 +48,9 @@ type Main struct {
 	Middleware []jobs.Middleware
 	// Name is the program named in usage, error messages and the commands
 	// agentq prints for a user to paste, such as the dead-letter replay
-	// hint. Default: the base name of os.Args[0], so a Go user's own binary
-	// names itself.
+	// hint (agentq.Options.Name). Default: the base name of os.Args[0], so
+	// a Go user's own binary names itself; under `go run`, the hints say
+	// `go run ./path/to/main`.
 	Name string
 }
 
