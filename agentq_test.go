@@ -208,3 +208,20 @@ func scrape(t *testing.T, h http.Handler) string {
 	}
 	return rec.Body.String()
 }
+
+// TestObserversNeedTheQueue pins what NewWorker does with Options.Observers
+// until queue.WorkerConfig takes observers: it refuses them rather than
+// dropping them.
+func TestObserversNeedTheQueue(t *testing.T) {
+	t.Parallel()
+	obs := jobs.ObserverFunc(func(context.Context, *jobs.Step, *jobs.Result) {})
+	b := setup(t, agentq.Options{Observers: []jobs.Observer{obs}})
+	w, err := b.rt.NewWorker(context.Background())
+	var ce *agentq.ConfigError
+	if !errors.As(err, &ce) {
+		if w != nil {
+			w.Close()
+		}
+		t.Fatalf("NewWorker with observers: %v, want a *agentq.ConfigError", err)
+	}
+}

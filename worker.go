@@ -47,10 +47,11 @@ type Worker struct {
 // ends, so that the outcomes of the steps a stopping worker finishes are
 // still flushed. One Runtime has at most one Worker at a time (their
 // metrics would collide).
-func (r *Runtime) NewWorker(ctx context.Context) (w *Worker, err error) {
-	w = &Worker{rt: r}
+func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
+	w := &Worker{rt: r}
 	defer func() {
 		if err != nil {
+			// Stop what was built before the failure.
 			w.closeParts()
 		}
 	}()
