@@ -36,7 +36,7 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 			return w.Run(ctx)
 		},
 	}
-	cmd.Flags().Int("concurrency", 0, "tasks run at once (worker.concurrency, default 10)")
+	cmd.Flags().Int("concurrency", 0, fmt.Sprintf("tasks run at once (worker.concurrency, default %d)", config.Default().Worker.Concurrency))
 	cmd.Flags().String("queues", "", "queues with priorities, e.g. critical=6,default=1 (worker.queues)")
 	cmd.Flags().String("metrics-addr", "", "serve Prometheus /metrics on host:port, e.g. 127.0.0.1:9090 (worker.metrics_addr)")
 	return cmd
@@ -67,7 +67,7 @@ binds loopback by default and refuses a non-loopback address unless basic auth
 			return m.serveDashboard(ctx, rt, nil)
 		},
 	}
-	cmd.Flags().String("addr", "", "listen address (dashboard.addr, default 127.0.0.1:8080)")
+	cmd.Flags().String("addr", "", "listen address (dashboard.addr, default "+config.Default().Dashboard.Addr+")")
 	cmd.Flags().Bool("read-only", false, "view only: no pausing, deleting or running tasks (dashboard.read_only)")
 	return cmd
 }
