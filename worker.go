@@ -118,6 +118,14 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 //
 // Observers (Options.Observers) come back apart, for the queue to call
 // after it decided an attempt's outcome.
+//
+// TODO(merge outcome): once dlq, metrics, budget and ledger offer
+// Observer(), this becomes
+//
+//	mws = append([]jobs.Middleware{w.ledger.Middleware(), w.brk.Middleware()}, w.rt.opts.Middleware...)
+//	obs = append([]jobs.Observer{w.dead.Observer(), w.metrics.Observer(), w.budgets.Observer(), w.ledger.Observer()}, w.rt.opts.Observers...)
+//
+// and NewWorker sets wc.Observers = obs instead of refusing observers.
 func (w *Worker) chain() (mws []jobs.Middleware, obs []jobs.Observer) {
 	mws = []jobs.Middleware{
 		w.dead.Middleware(),
