@@ -108,8 +108,8 @@ func (p Policy) validate() error {
 	switch {
 	case p.SLO <= 0 || p.SLO >= 1:
 		return fmt.Errorf("slo must be between 0 and 1 (exclusive), got %v", p.SLO)
-	case p.Window < time.Second:
-		return fmt.Errorf("window must be at least 1s, got %v", p.Window)
+	case p.Window < WindowMin:
+		return fmt.Errorf("window must be at least %v, got %v", WindowMin, p.Window)
 	case p.MinEvents < 0:
 		return fmt.Errorf("min_events must not be negative, got %d", p.MinEvents)
 	case p.OnExhausted != ActionAlert && p.OnExhausted != ActionPause && p.OnExhausted != ActionReject:

@@ -50,12 +50,12 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
 			}
-			a, rdb, err := m.openRedis(cmd, rf)
+			rt, err := m.openRedis(cmd, rf, false)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			ctx := cmd.Context()
+			defer rt.Close()
+			rdb, ctx := rt.Redis(), cmd.Context()
 			n, err := rdb.DBSize(ctx).Result()
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
@@ -67,23 +67,22 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 				opts.Progress = m.Stderr
 			}
 			if opts.Binary != "" {
-				if err := m.benchBinary(&opts, a, rf); err != nil {
+				if err := m.benchBinary(&opts, rt.Config().RedisURLOrDefault(), rf); err != nil {
 					return err
 				}
 			}
 			// By default measure what `agentq worker` runs, not a lighter
 			// chain.
 			if !builtins {
-				stop, err := a.startWorkerSide(ctx, rdb)
+				w, err := rt.NewWorker(ctx)
 				if err != nil {
-					return err
+					return usage(err)
 				}
-				defer stop()
-				opts.Middleware = a.middleware()
-				opts.Observers = a.observers()
-				opts.WorkerConfig = a.benchWorkerConfig
+				defer w.Close()
+				opts.Middleware, opts.Observers = w.Middleware(), w.Observers()
+				opts.WorkerConfig = benchWorkerConfig(w.QueueConfig())
 			}
-			rep, err := bench.Run(ctx, rdb, a.reg, opts)
+			rep, err := bench.Run(ctx, rdb, rt.Registry(), opts)
 			if err != nil {
 				return err
 			}
@@ -111,7 +110,7 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 // and Redis this command uses: the same --config file and environment, and
 // the effective Redis URL in AGENTQ_REDIS_URL (not in its arguments, which
 // other users of the machine can read).
-func (m *Main) benchBinary(opts *bench.Options, a *app, rf *rootFlags) error {
+func (m *Main) benchBinary(opts *bench.Options, redisURL string, rf *rootFlags) error {
 	if opts.Binary == binarySelf {
 		exe, err := os.Executable()
 		if err != nil {
@@ -130,7 +129,7 @@ func (m *Main) benchBinary(opts *bench.Options, a *app, rf *rootFlags) error {
 	if env == nil {
 		env = os.Environ()
 	}
-	opts.BinaryEnv = append(slices.Clone(env), "AGENTQ_REDIS_URL="+a.cfg.RedisURLOrDefault())
+	opts.BinaryEnv = append(slices.Clone(env), "AGENTQ_REDIS_URL="+redisURL)
 	// The worker command of this build takes its dequeue loops by flag
 	// once it has one.
 	if m.workerCommand(rf).Flags().Lookup(workerLoopsFlag) != nil {
@@ -141,13 +140,15 @@ func (m *Main) benchBinary(opts *bench.Options, a *app, rf *rootFlags) error {
 
 // benchWorkerConfig makes the bench's agentq worker the one `agentq worker`
 // builds from the configuration (poll interval, retry policy, redaction,
-// lease sweeper...), keeping the bench's concurrency and queues (it
-// enqueues to the default queue), its discarding logger and its middleware
-// (the worker's chain and the bench's probe).
-// and the row's dequeue loops.
-func (a *app) benchWorkerConfig(cfg *queue.WorkerConfig, loops int) {
-	w := a.workerConfig()
-	w.Concurrency, w.Queues, w.Logger, w.Middleware, w.Observers = cfg.Concurrency, cfg.Queues, cfg.Logger, cfg.Middleware, cfg.Observers
-	w.Loops = loops
-	*cfg = w
+// lease sweeper, completion fold...), keeping the bench's concurrency and
+// queues (it enqueues to the default queue), its discarding logger, its
+// middleware and observers (the worker's and the bench's probe) and the
+// row's dequeue loops.
+func benchWorkerConfig(w queue.WorkerConfig) func(cfg *queue.WorkerConfig, loops int) {
+	return func(cfg *queue.WorkerConfig, loops int) {
+		c := w
+		c.Concurrency, c.Queues, c.Logger, c.Middleware, c.Observers = cfg.Concurrency, cfg.Queues, cfg.Logger, cfg.Middleware, cfg.Observers
+		c.Loops = loops
+		*cfg = c
+	}
 }

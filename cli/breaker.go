@@ -30,17 +30,12 @@ probe goes through; its result closes or re-opens the breaker.`,
 		Short: "List every breaker that recorded a failure, with its state and next probe",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, rdb, err := m.openRedis(cmd, rf)
+			rt, err := m.openRedis(cmd, rf, false)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			ctx := cmd.Context()
-			set, err := breaker.New(rdb, a.breakerConfig())
-			if err != nil {
-				return usageError{err}
-			}
-			sts, err := set.List(ctx)
+			defer rt.Close()
+			sts, err := rt.Breakers().List(cmd.Context())
 			if err != nil {
 				return err
 			}

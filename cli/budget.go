@@ -11,9 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/budget"
 )
 
@@ -115,20 +115,19 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 
 // budgetSession is one budget command's connection and budgets.
 type budgetSession struct {
-	rdb redis.UniversalClient
-	b   *budget.Budgets
+	rt *agentq.Runtime
+	b  *budget.Budgets
 }
 
-func (s *budgetSession) close() { _ = s.rdb.Close() }
+func (s *budgetSession) close() { _ = s.rt.Close() }
 
 // openBudgets loads the config, checks the named workflow (exit 2 when it
 // is unknown or has no budget) and connects.
 func (m *Main) openBudgets(cmd *cobra.Command, rf *rootFlags, args []string) (*budgetSession, error) {
-	a, err := m.open(cmd, rf)
+	cfg, err := m.load(cmd, rf)
 	if err != nil {
 		return nil, err
 	}
-	cfg := a.cfg
 	for _, name := range args {
 		wf, ok := cfg.Workflows[name]
 		switch {
@@ -147,16 +146,15 @@ func (m *Main) openBudgets(cmd *cobra.Command, rf *rootFlags, args []string) (*b
 			return nil, usagef("workflow %q has no error budget (set workflows.%s.budget.slo in the config file)", name, name)
 		}
 	}
-	rdb, err := a.connect(cmd.Context())
+	rt, err := m.newRuntime(cfg, rf.configFile, false)
 	if err != nil {
 		return nil, err
 	}
-	b, err := budget.New(rdb, a.budgetConfig())
-	if err != nil {
-		_ = rdb.Close()
-		return nil, usageError{err}
+	if err := rt.Ping(cmd.Context()); err != nil {
+		_ = rt.Close()
+		return nil, err
 	}
-	return &budgetSession{rdb: rdb, b: b}, nil
+	return &budgetSession{rt: rt, b: rt.Budgets()}, nil
 }
 
 // budgetJSON is a budget as `agentq budget --json` prints it.

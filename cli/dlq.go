@@ -16,198 +16,37 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/agentq/agentq/alert"
+	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/dlq"
 	"github.com/agentq/agentq/internal/logging"
-	"github.com/agentq/agentq/jobs"
-	"github.com/agentq/agentq/ledger"
-	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/redact"
 )
 
-// dlqConfig is the dead-letter store's configuration.
-func (a *app) dlqConfig() dlq.Config {
-	log := a.log
-	d := a.cfg.DLQ
-	return dlq.Config{
-		Redactor:          redact.New(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields),
-		Logger:            &log,
-		Registerer:        prometheus.DefaultRegisterer,
-		RetentionAge:      d.RetentionAge,
-		RetentionCount:    d.RetentionCount,
-		ReconcileInterval: d.ReconcileInterval,
-		Grace:             d.Grace,
-		Command:           a.commandLine(),
-	}
-}
-
-// ledgerConfig is the idempotency ledger's configuration.
-func (a *app) ledgerConfig() ledger.Config {
-	log := a.log
-	return ledger.Config{Logger: &log, Registerer: prometheus.DefaultRegisterer, Retention: a.cfg.Ledger.Retention}
-}
-
-// reliability is what a worker process runs besides the worker: the
-// dead-letter store with its capture middleware and reconciler, the
-// idempotency ledger, and the alert webhook.
-type reliability struct {
-	store  *dlq.Store
-	ledger *ledger.Ledger
-	hook   *alert.Webhook
-	stop   context.CancelFunc
-	done   chan struct{}
-}
-
-// startReliability builds the worker's dead-letter store, ledger and alert
-// webhook, starts the reconciler, and makes workerConfig put their
-// middleware outermost after the built-ins. Call close after the worker has
-// stopped.
-func (a *app) startReliability(ctx context.Context, rdb redis.UniversalClient) (*reliability, error) {
-	r := &reliability{done: make(chan struct{})}
-	dc := a.dlqConfig()
-	if u := a.cfg.Alerts.WebhookURL; u != "" {
-		log := a.log
-		hook, err := alert.New(alert.Config{URL: u, Logger: &log, Registerer: prometheus.DefaultRegisterer})
-		if err != nil {
-			return nil, usageError{err}
-		}
-		r.hook, dc.Alerter = hook, hook
-	}
-	var err error
-	if r.store, err = dlq.New(rdb, dc); err != nil {
-		r.closeHook()
-		return nil, usageError{err}
-	}
-	if r.ledger, err = ledger.New(rdb, a.ledgerConfig()); err != nil {
-		r.closeHook()
-		return nil, usageError{err}
-	}
-	rctx, stop := context.WithCancel(ctx)
-	r.stop = stop
-	go func() {
-		defer close(r.done)
-		r.store.RunReconciler(rctx)
-	}()
-	a.rel = r
-	return r, nil
-}
-
-// middleware is the capture middleware, then the ledger.
-func (r *reliability) closeHook() {
-	if r.hook != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		r.hook.Close(ctx)
-	}
-}
-
-// close stops the reconciler, flushes the ledger and gives queued alerts
-// five seconds to go out.
-func (r *reliability) close() {
-	r.stop()
-	<-r.done
-	r.ledger.Close()
-	r.closeHook()
-}
-
-// middleware is the worker's chain after queue's built-ins, outermost
-// first, in one place:
-//
-//   - the ledger answers a repeated delivery of finished work before the
-//     breaker could snooze it;
-//   - the breaker sits next to the handler it protects;
-//   - user middleware last, closest to the handler.
-func (a *app) middleware() []jobs.Middleware {
-	var mws []jobs.Middleware
-	if a.rel != nil {
-		mws = append(mws, a.rel.ledger.Middleware())
-	}
-	if g := a.guards; g != nil {
-		mws = append(mws, g.breakers.Middleware())
-	}
-	return append(mws, a.m.Middleware...)
-}
-
-// observers receive every decided attempt, in order: dead-letter capture,
-// metrics, budget counting (a ledger answer counts as a success), and the
-// ledger's success record.
-func (a *app) observers() []jobs.Observer {
-	var obs []jobs.Observer
-	if a.rel != nil {
-		obs = append(obs, a.rel.store.Observer())
-	}
-	if g := a.guards; g != nil {
-		obs = append(obs, g.metrics.Observer(), g.budgets.Observer())
-	}
-	if a.rel != nil {
-		obs = append(obs, a.rel.ledger.Observer())
-	}
-	return obs
-}
-
-// outputRedactor masks secrets in what dlq commands print: payload fields
-// named like secrets or secret headers, bearer tokens.
-func (a *app) outputRedactor() *redact.Redactor {
-	fields := slices.Concat(a.cfg.HTTP.RedactFields, a.cfg.HTTP.RedactHeaders,
-		[]string{"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"})
-	return redact.New(a.cfg.HTTP.RedactHeaders, fields)
-}
-
 // dlqSession is one dlq command's connection and store.
 type dlqSession struct {
-	a      *app
-	rdb    redis.UniversalClient
+	rt     *agentq.Runtime
 	store  *dlq.Store
 	redact *redact.Redactor
 }
 
-func (m *Main) openDLQ(cmd *cobra.Command, rf *rootFlags, withClient bool) (*dlqSession, error) {
-	a, err := m.open(cmd, rf)
+func (m *Main) openDLQ(cmd *cobra.Command, rf *rootFlags) (*dlqSession, error) {
+	rt, err := m.openRedis(cmd, rf, true)
 	if err != nil {
 		return nil, err
 	}
-	ctx := cmd.Context()
-	rdb, err := a.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dc := a.dlqConfig()
-	// Commands print their results; only warnings and errors are logged.
-	log := a.log.Level(max(a.log.GetLevel(), zerolog.WarnLevel))
-	dc.Logger, dc.Registerer = &log, nil
-	if withClient {
-		c, err := a.client(rdb)
-		if err != nil {
-			_ = rdb.Close()
-			return nil, usageError{err}
-		}
-		dc.Client = c
-		reg, cc := a.reg, a.clientConfig()
-		dc.Check = func(kind string, payload []byte, o queue.EnqueueOptions) error {
-			return queue.Check(reg, cc, kind, payload, o)
-		}
-	}
-	store, err := dlq.New(rdb, dc)
-	if err != nil {
-		_ = rdb.Close()
-		return nil, usageError{err}
-	}
-	s := &dlqSession{a: a, rdb: rdb, store: store, redact: a.outputRedactor()}
+	s := &dlqSession{rt: rt, store: rt.DeadLetters(), redact: rt.OutputRedactor()}
 	// Reflect asynqmon actions and archived tasks no worker reported before
 	// answering, also when no worker is running.
-	if _, err := store.Sweep(ctx); err != nil {
+	if _, err := s.store.Sweep(cmd.Context()); err != nil {
 		fmt.Fprintf(m.Stderr, "agentq: warning: could not reconcile with asynq first: %v\n", err)
 	}
 	return s, nil
 }
 
-func (s *dlqSession) close() { _ = s.rdb.Close() }
+func (s *dlqSession) close() { _ = s.rt.Close() }
 
 // selectors are the flags that select dead letters.
 type selectors struct {
@@ -338,7 +177,7 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := m.openDLQ(cmd, rf, false)
+			s, err := m.openDLQ(cmd, rf)
 			if err != nil {
 				return err
 			}
@@ -484,7 +323,7 @@ func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
 			if err := checkID(args[0]); err != nil {
 				return err
 			}
-			s, err := m.openDLQ(cmd, rf, false)
+			s, err := m.openDLQ(cmd, rf)
 			if err != nil {
 				return err
 			}
@@ -567,7 +406,7 @@ func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := m.openDLQ(cmd, rf, false)
+			s, err := m.openDLQ(cmd, rf)
 			if err != nil {
 				return err
 			}
@@ -730,7 +569,7 @@ func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids 
 	if _, err := f.sel.filter(time.Now()); err != nil {
 		return err
 	}
-	s, err := m.openDLQ(cmd, rf, true)
+	s, err := m.openDLQ(cmd, rf)
 	if err != nil {
 		return err
 	}
@@ -903,7 +742,7 @@ task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 			if _, err := sel.filter(time.Now()); err != nil {
 				return err
 			}
-			s, err := m.openDLQ(cmd, rf, false)
+			s, err := m.openDLQ(cmd, rf)
 			if err != nil {
 				return err
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/internal/logging"
 	"github.com/agentq/agentq/queue"
 )
@@ -86,15 +87,16 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	if cmd.Flags().Changed("max-retry") && f.maxRetry < 0 {
 		return usagef("--max-retry must not be negative, got %d", f.maxRetry)
 	}
-	a, err := m.open(cmd, rf)
+	rt, err := m.open(cmd, rf, false)
 	if err != nil {
 		return err
 	}
+	defer rt.Close()
 	ctx := cmd.Context()
 	if f.batch != "" {
-		return m.enqueueBatch(ctx, a, f)
+		return m.enqueueBatch(ctx, rt, f)
 	}
-	payload, err := m.readPayloadMax(f.payload, cmp.Or(a.clientConfig().MaxPayloadBytes, queue.MaxPayloadBytesDefault))
+	payload, err := m.readPayloadMax(f.payload, cmp.Or(rt.Config().Enqueue.MaxPayloadBytes, queue.MaxPayloadBytesDefault))
 	if err != nil {
 		return err
 	}
@@ -108,19 +110,13 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	}
 	// Validate before connecting, so bad input is refused even when Redis
 	// is down, and nothing is half-written.
-	if err := validateOnly(a, kind, payload, o); err != nil {
+	if err := rt.Check(kind, payload, o); err != nil {
 		return usageError{err}
 	}
-	rdb, err := a.connect(ctx)
-	if err != nil {
+	if err := rt.Ping(ctx); err != nil {
 		return err
 	}
-	defer rdb.Close()
-	c, err := a.client(rdb)
-	if err != nil {
-		return err
-	}
-	res, err := c.Enqueue(ctx, kind, payload, o)
+	res, err := rt.Client().Enqueue(ctx, kind, payload, o)
 	if err != nil {
 		return err
 	}
@@ -132,11 +128,6 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 		fmt.Fprintf(m.Stderr, "duplicate: key %q was already enqueued as task %s within the dedupe window; nothing new was enqueued\n", res.Key, res.ID)
 	}
 	return nil
-}
-
-// validateOnly runs every check of an enqueue without Redis.
-func validateOnly(a *app, kind string, payload []byte, o queue.EnqueueOptions) error {
-	return queue.Check(a.reg, a.clientConfig(), kind, payload, o)
 }
 
 // maxReplayPayloadRead bounds what --payload reads for a replay, which
@@ -182,7 +173,7 @@ func (m *Main) readPayloadMax(spec string, max int) ([]byte, error) {
 	return bytes.TrimPrefix(b, []byte(queue.UTF8BOM)), nil
 }
 
-func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error {
+func (m *Main) enqueueBatch(ctx context.Context, rt *agentq.Runtime, f *enqueueFlags) error {
 	var r io.Reader = m.Stdin
 	size := int64(-1)
 	if f.batch != "-" {
@@ -199,15 +190,10 @@ func (m *Main) enqueueBatch(ctx context.Context, a *app, f *enqueueFlags) error 
 		}
 		r = file
 	}
-	rdb, err := a.connect(ctx)
-	if err != nil {
+	if err := rt.Ping(ctx); err != nil {
 		return err
 	}
-	defer rdb.Close()
-	c, err := a.client(rdb)
-	if err != nil {
-		return err
-	}
+	c := rt.Client()
 	var bar *progressbar.ProgressBar
 	if logging.IsTerminal(m.Stderr) && !f.asJSON {
 		bar = progressbar.NewOptions64(size,

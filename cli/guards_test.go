@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,10 +12,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/agentq/agentq/alert"
 	"github.com/agentq/agentq/breaker"
 	"github.com/agentq/agentq/budget"
-	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 )
@@ -185,41 +181,5 @@ func TestBreakerList(t *testing.T) {
 	r = run(t, env, "", "--config", cfgPath, "breaker", "list")
 	if r.code != 0 || !strings.Contains(r.out, "api.example.com") || !strings.Contains(r.out, "open") || !strings.Contains(r.out, "2/2") {
 		t.Errorf("list: %q", r.out)
-	}
-}
-
-func TestBudgetChangesAreAlerted(t *testing.T) {
-	t.Parallel()
-	got := make(chan map[string]any, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		got <- m
-	}))
-	defer srv.Close()
-	hook, err := alert.New(alert.Config{URL: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hook.Close(context.Background())
-	cfg := config.Default()
-	cfg.Workflows = map[string]config.Workflow{"publish": {Budget: config.Budget{SLO: 0.9, Window: time.Minute, MinEvents: 5, OnExhausted: "pause"}}}
-	a := &app{cfg: cfg, m: &Main{}, rel: &reliability{hook: hook}}
-	bc := a.budgetConfig()
-	if bc.OnChange == nil {
-		t.Fatal("a configured webhook must receive budget changes")
-	}
-	bc.OnChange(context.Background(), budget.Event{Kind: budget.EventExhausted, Message: "workflow publish exhausted",
-		Status: budget.Status{Workflow: "publish", Events: 10, Failures: 4, SLO: 0.9, Window: time.Minute}})
-	select {
-	case m := <-got:
-		if m["event"] != "budget_exhausted" || m["workflow"] != "publish" || m["failures"].(float64) != 4 {
-			t.Fatalf("alert = %v", m)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no alert posted")
-	}
-	if (&app{cfg: cfg, m: &Main{}}).budgetConfig().OnChange != nil {
-		t.Fatal("without a webhook OnChange must stay nil")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/dlq"
 	"github.com/agentq/agentq/internal/redistest"
@@ -55,7 +56,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "other redis", m: Main{Name: "myagent"}, url: "redis://127.0.0.1:6390/2", want: "myagent --redis-url redis://127.0.0.1:6390/2"},
 		{name: "password masked", m: Main{Name: "myagent"}, url: "redis://app:hunter2@10.0.0.5:6379/0",
 			want: "myagent --redis-url 'redis://app:****@10.0.0.5:6379/0'", absent: "hunter2"},
-		{name: "cluster names the config only", m: Main{Name: "myagent"}, url: "redis://:pw@x/0", cluster: []string{"a:1", "b:2"},
+		{name: "cluster names the config only", m: Main{Name: "myagent"}, url: "redis://:pw@", cluster: []string{"a:1", "b:2"},
 			configFile: "/etc/agentq.yaml", want: "myagent --config /etc/agentq.yaml", absent: "pw"},
 		{name: "config and redis", m: Main{Name: "my agent"}, url: "redis://h:1/0", configFile: "/etc/a.yaml",
 			want: "'my agent' --config /etc/a.yaml --redis-url redis://h:1/0"},
@@ -64,9 +65,7 @@ func TestCommandLine(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			a := &app{m: &tc.m, configFile: tc.configFile}
-			a.cfg.Redis.URL, a.cfg.Redis.ClusterAddrs = tc.url, tc.cluster
-			got := a.commandLine()
+			got := commandLine(t, &tc.m, tc.configFile, tc.url, tc.cluster)
 			if got != tc.want {
 				t.Fatalf("commandLine() = %q, want %q", got, tc.want)
 			}
@@ -75,10 +74,23 @@ func TestCommandLine(t *testing.T) {
 			}
 		})
 	}
-	a := &app{m: &Main{Name: "x"}, configFile: "rel/agentq.yaml"}
-	if got := a.commandLine(); !strings.Contains(got, " --config /") {
+	if got := commandLine(t, &Main{Name: "x"}, "rel/agentq.yaml", "", nil); !strings.Contains(got, " --config /") {
 		t.Fatalf("a relative --config is not made absolute: %q", got)
 	}
+}
+
+// commandLine is the hint prefix of the runtime m builds for a config
+// file and a Redis.
+func commandLine(t *testing.T, m *Main, configFile, url string, cluster []string) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Redis.URL, cfg.Redis.ClusterAddrs = url, cluster
+	rt, err := agentq.New(cfg, m.options(configFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	return rt.CommandLine()
 }
 
 // shellWords splits a command line the way sh does for what shellQuote

@@ -1,6 +1,8 @@
 // Package cli is the agentq command line as a Go API: Main runs the same
 // commands as the agentq binary, so a Go user can build their own binary
-// with extra task kinds (Register) and middleware (Middleware).
+// with extra task kinds (Register) and middleware (Middleware). It holds
+// commands only: each parses its flags, loads the configuration and calls
+// package agentq, which builds the client, the worker and every part.
 package cli
 
 import (
@@ -46,8 +48,9 @@ type Main struct {
 	Middleware []jobs.Middleware
 	// Name is the program named in usage, error messages and the commands
 	// agentq prints for a user to paste, such as the dead-letter replay
-	// hint. Default: the base name of os.Args[0], so a Go user's own binary
-	// names itself.
+	// hint (agentq.Options.Name). Default: the base name of os.Args[0], so
+	// a Go user's own binary names itself; under `go run`, the hints say
+	// `go run ./path/to/main`.
 	Name string
 }
 
@@ -149,6 +152,7 @@ var flagKeys = map[string]string{
 	"log-level":    "log.level",
 	"log-format":   "log.format",
 	"concurrency":  "worker.concurrency",
+	"loops":        "worker.loops",
 	"queues":       "worker.queues",
 	"metrics-addr": "worker.metrics_addr",
 	"addr":         "dashboard.addr",
@@ -235,33 +239,6 @@ func (m *Main) load(cmd *cobra.Command, rf *rootFlags) (config.Config, error) {
 		return cfg, usageError{err}
 	}
 	return cfg, nil
-}
-
-// open loads the configuration for cmd and builds the app that wires it.
-func (m *Main) open(cmd *cobra.Command, rf *rootFlags) (*app, error) {
-	cfg, err := m.load(cmd, rf)
-	if err != nil {
-		return nil, err
-	}
-	a, err := m.newApp(cfg, m.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	a.configFile = rf.configFile
-	return a, nil
-}
-
-// openRedis is open and a connected Redis, which the caller closes.
-func (m *Main) openRedis(cmd *cobra.Command, rf *rootFlags) (*app, redis.UniversalClient, error) {
-	a, err := m.open(cmd, rf)
-	if err != nil {
-		return nil, nil, err
-	}
-	rdb, err := a.connect(cmd.Context())
-	if err != nil {
-		return nil, nil, err
-	}
-	return a, rdb, nil
 }
 
 func (m *Main) configCommand(rf *rootFlags) *cobra.Command {

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
-	"github.com/agentq/agentq/internal/dashboard"
 	"github.com/agentq/agentq/internal/dev"
-	"github.com/agentq/agentq/internal/metrics"
 	"github.com/agentq/agentq/queue"
 )
 
@@ -22,36 +20,24 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 		Short: "Run tasks until SIGINT/SIGTERM, then shut down gracefully",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := m.open(cmd, rf)
+			rt, err := m.open(cmd, rf, false)
 			if err != nil {
 				return err
 			}
-			ctx, cfg := cmd.Context(), a.cfg
-			rdb, ok, err := a.connectWait(ctx)
-			if !ok {
+			defer rt.Close()
+			ctx := cmd.Context()
+			if ok, err := waitRedis(ctx, rt); !ok {
 				return err
 			}
-			defer rdb.Close()
-			stop, err := a.startWorkerSide(ctx, rdb)
+			w, err := rt.NewWorker(ctx)
 			if err != nil {
-				return err
+				return usage(err)
 			}
-			defer stop()
-			w, err := queue.NewWorker(rdb, a.reg, a.workerConfig())
-			if err != nil {
-				return usageError{err}
-			}
-			if a.guards != nil {
-				if err := metrics.RegisterHeld(a.guards.prom, w.Held); err != nil {
-					return err
-				}
-			}
-			a.log.Info().Str("redis", queue.MaskURL(cfg.RedisURLOrDefault())).Int("concurrency", cfg.Worker.Concurrency).
-				Interface("queues", a.workerConfig().Queues).Strs("kinds", a.reg.Kinds()).Msg("worker starting")
 			return w.Run(ctx)
 		},
 	}
-	cmd.Flags().Int("concurrency", 0, "tasks run at once (worker.concurrency, default 10)")
+	cmd.Flags().Int("concurrency", 0, fmt.Sprintf("tasks run at once (worker.concurrency, default %d)", config.Default().Worker.Concurrency))
+	cmd.Flags().Int("loops", 0, "dequeue loops sharing the concurrency (worker.loops, default sized to the machine: GOMAXPROCS+1, 2 to 8)")
 	cmd.Flags().String("queues", "", "queues with priorities, e.g. critical=6,default=1 (worker.queues)")
 	cmd.Flags().String("metrics-addr", "", "serve Prometheus /metrics on host:port, e.g. 127.0.0.1:9090 (worker.metrics_addr)")
 	return cmd
@@ -67,51 +53,33 @@ binds loopback by default and refuses a non-loopback address unless basic auth
 (dashboard.bearer_token) is configured.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := m.open(cmd, rf)
+			rt, err := m.open(cmd, rf, false)
 			if err != nil {
 				return err
 			}
-			dc := a.dashboardConfig()
-			if err := dc.Validate(); err != nil {
-				return usageError{err}
+			defer rt.Close()
+			if err := rt.CheckDashboard(); err != nil {
+				return usage(err)
 			}
 			ctx := cmd.Context()
-			rdb, ok, err := a.connectWait(ctx)
-			if !ok {
+			if ok, err := waitRedis(ctx, rt); !ok {
 				return err
 			}
-			defer rdb.Close()
-			return m.serveDashboard(ctx, a, dc, queue.ConnOpt{Config: a.redisConfig()}, rdb, nil)
+			return m.serveDashboard(ctx, rt, nil)
 		},
 	}
-	cmd.Flags().String("addr", "", "listen address (dashboard.addr, default 127.0.0.1:8080)")
+	cmd.Flags().String("addr", "", "listen address (dashboard.addr, default "+config.Default().Dashboard.Addr+")")
 	cmd.Flags().Bool("read-only", false, "view only: no pausing, deleting or running tasks (dashboard.read_only)")
 	return cmd
 }
 
 // serveDashboard serves until ctx ends; started, if non-nil, receives the
-// URL once listening.
-func (m *Main) serveDashboard(ctx context.Context, a *app, dc dashboard.Config, opt queue.ConnOpt, rdb redis.UniversalClient, started func(url string)) error {
-	extra, err := a.dashboardHandlers(rdb)
-	if err != nil {
-		return err
+// URL once listening, else it is printed.
+func (m *Main) serveDashboard(ctx context.Context, rt *agentq.Runtime, started func(url string)) error {
+	if started == nil {
+		started = func(url string) { fmt.Fprintf(m.Stderr, "dashboard: %s (healthz: %shealthz)\n", url, url) }
 	}
-	srv, err := dashboard.New(dc, opt, rdb, a.log, extra)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	addr, err := srv.Listen()
-	if err != nil {
-		return err // it names the dashboard
-	}
-	url := "http://" + addr.String() + "/"
-	if started != nil {
-		started(url)
-	} else {
-		fmt.Fprintf(m.Stderr, "dashboard: %s (healthz: %shealthz)\n", url, url)
-	}
-	return srv.Serve(ctx)
+	return usage(rt.ServeDashboard(ctx, started))
 }
 
 func (m *Main) devCommand(rf *rootFlags) *cobra.Command {
@@ -158,54 +126,41 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		// Keep the demo's screen readable: per-attempt lines at warn and up.
 		cfg.Log.Level = "warn"
 	}
-	a, err := m.newApp(cfg, m.Stderr)
-	if err != nil {
-		return err
-	}
-	a.configFile = configFile
-	rdb, err := a.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	c, err := a.client(rdb)
-	if err != nil {
-		return err
-	}
-	stop, err := a.startWorkerSide(ctx, rdb)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	wc := a.workerConfig()
 	// On a Redis of its own the demo uses the normal queue. On a configured
 	// (maybe shared) Redis it keeps to a queue of its own, and so does its
 	// worker, so that agentq dev never runs anybody else's tasks.
 	demoQueue := cfg.Enqueue.Queue
 	if !embedded {
 		demoQueue = DevQueue
-		wc.Queues = map[string]int{DevQueue: 1}
+		cfg.Worker.Queues = map[string]int{DevQueue: 1}
 	}
-	w, err := queue.NewWorker(rdb, a.reg, wc)
+	cfg.Dashboard.Addr = dev.DashboardAddr(cfg.Dashboard.Addr)
+	rt, err := m.newRuntime(cfg, configFile, false)
 	if err != nil {
 		return err
 	}
+	defer rt.Close()
+	if err := rt.CheckDashboard(); err != nil {
+		return usage(err)
+	}
+	if err := rt.Ping(ctx); err != nil {
+		return err
+	}
+	w, err := rt.NewWorker(ctx)
+	if err != nil {
+		return usage(err)
+	}
+	defer w.Close()
 	if err := w.Start(); err != nil {
 		return err
 	}
-	defer w.Shutdown()
 
-	dc := a.dashboardConfig()
-	dc.Addr = dev.DashboardAddr(dc.Addr)
-	if err := dc.Validate(); err != nil {
-		return usageError{err}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	urlCh := make(chan string, 1)
 	dashErr := make(chan error, 1)
 	go func() {
-		dashErr <- m.serveDashboard(ctx, a, dc, queue.ConnOpt{Config: a.redisConfig()}, rdb, func(u string) { urlCh <- u })
+		dashErr <- m.serveDashboard(ctx, rt, func(u string) { urlCh <- u })
 	}()
 	var url string
 	select {
@@ -218,13 +173,13 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	ts := dev.NewToolServer()
 	defer ts.Close()
 	fmt.Fprintf(out, "tool server: %s (flaky on purpose)\n\nrunning the demo...\n", ts.URL())
-	steps, err := dev.Demo(ctx, c, rdb, ts, demoQueue, 60*time.Second)
+	steps, err := dev.Demo(ctx, rt.Client(), rt.Redis(), ts, demoQueue, 60*time.Second)
 	dev.WriteDemo(out, steps)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/%s?status=archived\n", url, demoQueue)
-	fmt.Fprintf(out, "and in the dead-letter store: %s dlq list\n", a.commandLine())
+	fmt.Fprintf(out, "and in the dead-letter store: %s dlq list\n", rt.CommandLine())
 	if exitAfter {
 		return nil
 	}

@@ -4,6 +4,12 @@ import (
 	"cmp"
 	"time"
 
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/dlq"
+	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/internal/dashboard"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
 )
 
@@ -147,6 +153,15 @@ type Worker struct {
 	// clock skew between workers and Redis; at least queue.RecoverGraceMin (5s).
 	// Default: 10s.
 	RecoverGrace time.Duration `mapstructure:"recover_grace"`
+	// Loops is how many dequeue loops (asynq servers) share Concurrency in one
+	// worker process; asynqmon lists each as a server with the same host and pid.
+	// 0 sizes it to the machine: GOMAXPROCS+1, at least 2, at most 8 and at most
+	// Concurrency. Default: 0.
+	Loops int `mapstructure:"loops"`
+	// CompletionFold is "auto" to write the idempotency ledger's success record in
+	// the same Lua script that completes the task in asynq (single Redis, pinned
+	// asynq), or "off" to write it in a round trip of its own first. Default: "auto".
+	CompletionFold string `mapstructure:"completion_fold"`
 }
 
 // Recover is the lease sweeper's queue.RecoverConfig for these settings. The
@@ -288,7 +303,8 @@ type Breaker struct {
 	Cooldown time.Duration `mapstructure:"cooldown"`
 }
 
-// Default returns the configuration used when nothing else is set.
+// Default returns the configuration used when nothing else is set: the
+// components' own defaults, so that one value holds for each.
 func Default() Config {
 	return Config{
 		Redis: Redis{
@@ -297,31 +313,32 @@ func Default() Config {
 			WriteTimeout: 3 * time.Second,
 		},
 		Log:   Log{Level: "info", Format: "auto"},
-		Retry: Retry{Base: time.Second, Max: 10 * time.Minute, MaxAttempts: 10},
+		Retry: Retry{Base: jobs.RetryBaseDefault, Max: jobs.RetryMaxDefault, MaxAttempts: jobs.MaxAttemptsDefault},
 		Enqueue: Enqueue{
-			DedupeWindow:    24 * time.Hour,
-			MaxPayloadBytes: 256 << 10,
-			Queue:           "default",
+			DedupeWindow:    queue.DedupeWindowDefault,
+			MaxPayloadBytes: queue.MaxPayloadBytesDefault,
+			Queue:           queue.QueueDefault,
 		},
 		Worker: Worker{
-			Concurrency:          10,
-			Queues:               map[string]int{"default": 1},
-			PollInterval:         10 * time.Millisecond,
-			DelayedCheckInterval: time.Second,
-			ShutdownTimeout:      30 * time.Second,
+			Concurrency:          queue.ConcurrencyDefault,
+			Queues:               map[string]int{queue.QueueDefault: 1},
+			PollInterval:         queue.PollIntervalDefault,
+			DelayedCheckInterval: queue.DelayedCheckIntervalDefault,
+			ShutdownTimeout:      queue.ShutdownTimeoutDefault,
 			RecoverInterval:      queue.RecoverIntervalDefault,
 			RecoverGrace:         queue.RecoverGraceDefault,
+			CompletionFold:       queue.CompletionFoldAuto,
 		},
-		Dashboard: Dashboard{Addr: "127.0.0.1:8080"},
-		HTTP:      HTTP{Timeout: 30 * time.Second, MaxResponseBytes: 1 << 20},
-		DLQ:       DLQ{ReconcileInterval: 30 * time.Second, Grace: time.Minute},
-		Ledger:    Ledger{Retention: 7 * 24 * time.Hour},
+		Dashboard: Dashboard{Addr: dashboard.AddrDefault},
+		HTTP:      HTTP{Timeout: handlers.TimeoutDefault, MaxResponseBytes: handlers.MaxResponseBytesDefault},
+		DLQ:       DLQ{ReconcileInterval: dlq.ReconcileIntervalDefault, Grace: dlq.GraceDefault},
+		Ledger:    Ledger{Retention: ledger.RetentionDefault},
 		Breakers: Breakers{
-			Failures:    5,
-			FailureRate: 0.5,
-			RateWindow:  time.Minute,
-			MinCalls:    10,
-			Cooldown:    30 * time.Second,
+			Failures:    breaker.FailuresDefault,
+			FailureRate: breaker.FailureRateDefault,
+			RateWindow:  breaker.RateWindowDefault,
+			MinCalls:    breaker.MinCallsDefault,
+			Cooldown:    breaker.CooldownDefault,
 		},
 	}
 }

@@ -222,10 +222,31 @@ func TestBadValues(t *testing.T) {
 			`config: worker.poll_interval: must be greater than 0, got -1s (from AGENTQ_WORKER_POLL_INTERVAL)`},
 		{"recover grace too short", testBundle{env: []string{"AGENTQ_WORKER_RECOVER_GRACE=1s"}},
 			`config: worker.recover_grace: must be at least 5s (room for clock skew between workers and Redis), got 1s (from AGENTQ_WORKER_RECOVER_GRACE)`},
+		{"more loops than concurrency", testBundle{env: []string{"AGENTQ_WORKER_LOOPS=4", "AGENTQ_WORKER_CONCURRENCY=2"}},
+			`config: worker.loops: must not exceed worker.concurrency (2): each loop needs at least one slot, got 4 (from AGENTQ_WORKER_LOOPS)`},
+		{"negative loops", testBundle{file: "worker:\n  loops: -1\n"},
+			`config: worker.loops: must not be negative (0 sizes it to the machine), got -1 (from {file}, line 2)`},
+		{"unknown completion fold", testBundle{env: []string{"AGENTQ_WORKER_COMPLETION_FOLD=maybe"}},
+			`config: worker.completion_fold: must be "auto" or "off", got "maybe" (from AGENTQ_WORKER_COMPLETION_FOLD)`},
 		{"negative recover interval", testBundle{file: "worker:\n  recover_interval: -5s\n"},
 			`config: worker.recover_interval: must not be negative (0 turns the lease sweeper off), got -5s (from {file}, line 2)`},
 		{"zero duration from file", testBundle{file: "enqueue:\n  dedupe_window: 0s\n"},
 			`config: enqueue.dedupe_window: must be greater than 0, got 0s (from {file}, line 2)`},
+		// The components' own rules, applied to their keys.
+		{"dedupe window below queue's minimum", testBundle{file: "enqueue:\n  dedupe_window: 500ms\n"},
+			`config: enqueue.dedupe_window: must be at least 1s, got 500ms (from {file}, line 2)`},
+		{"queue name with a brace", testBundle{env: []string{"AGENTQ_ENQUEUE_QUEUE=a{b}"}},
+			`config: enqueue.queue: queue name "a{b}" may not contain spaces, ':', '{' or '}' (from AGENTQ_ENQUEUE_QUEUE)`},
+		{"http timeout above handlers' max", testBundle{env: []string{"AGENTQ_HTTP_TIMEOUT=20m"}},
+			`config: http.timeout: must be at most 10m (the longest timeout a payload may ask for), got 20m (from AGENTQ_HTTP_TIMEOUT)`},
+		{"dlq retention age below dlq's minimum", testBundle{file: "dlq:\n  retention_age: 30s\n"},
+			`config: dlq.retention_age: must be at least 1m when set, got 30s (from {file}, line 2)`},
+		{"dlq reconcile interval below dlq's minimum", testBundle{env: []string{"AGENTQ_DLQ_RECONCILE_INTERVAL=500ms"}},
+			`config: dlq.reconcile_interval: must be at least 1s, got 500ms (from AGENTQ_DLQ_RECONCILE_INTERVAL)`},
+		{"ledger retention below ledger's minimum", testBundle{env: []string{"AGENTQ_LEDGER_RETENTION=500ms"}},
+			`config: ledger.retention: must be at least 1s, got 500ms (from AGENTQ_LEDGER_RETENTION)`},
+		{"breaker rate window below breaker's minimum", testBundle{env: []string{"AGENTQ_BREAKERS_RATE_WINDOW=500ms"}},
+			`config: breakers.rate_window: must be at least 1s, got 500ms (from AGENTQ_BREAKERS_RATE_WINDOW)`},
 		{"retry max below base", testBundle{file: "retry:\n  base: 2s\n  max: 500ms\n"},
 			`config: retry.max: 500ms is less than retry.base 2s (from {file}, line 3)`},
 		{"max attempts", testBundle{env: []string{"AGENTQ_RETRY_MAX_ATTEMPTS=0"}},
@@ -257,11 +278,11 @@ func TestBadValues(t *testing.T) {
 		{"pool size", testBundle{env: []string{"AGENTQ_REDIS_POOL_SIZE=-1"}},
 			`config: redis.pool_size: must be at least 0, got -1 (from AGENTQ_REDIS_POOL_SIZE)`},
 		{"enqueue queue empty", testBundle{file: "enqueue:\n  queue: \"\"\n"},
-			`config: enqueue.queue: queue name must not be empty (from {file}, line 2)`},
+			`config: enqueue.queue: queue name is empty (from {file}, line 2)`},
 		{"queue name with space", testBundle{env: []string{"AGENTQ_WORKER_QUEUES=my queue=1"}},
-			`config: worker.queues: queue name "my queue" must not contain spaces or colons (from AGENTQ_WORKER_QUEUES)`},
+			`config: worker.queues: queue name "my queue" may not contain spaces, ':', '{' or '}' (from AGENTQ_WORKER_QUEUES)`},
 		{"queue name with colon", testBundle{args: []string{"--queues=a:b=1"}},
-			`config: worker.queues: queue name "a:b" must not contain spaces or colons (from --queues)`},
+			`config: worker.queues: queue name "a:b" may not contain spaces, ':', '{' or '}' (from --queues)`},
 		{"queue priority", testBundle{file: "worker:\n  queues:\n    low: 0\n"},
 			`config: worker.queues: priority of queue "low" must be at least 1, got 0 (from {file}, line 2)`},
 		{"no queues", testBundle{file: "worker:\n  queues: {}\n"},
@@ -297,7 +318,7 @@ func TestBadValues(t *testing.T) {
 		{"workflow duration", testBundle{file: "workflows:\n  review:\n    retry:\n      base: 5\n"},
 			`config: workflows.review.retry.base: 5 is not a duration: add a unit, e.g. "5s" (from {file}, line 4)`},
 		{"workflow queue", testBundle{file: "workflows:\n  review:\n    queue: a b\n"},
-			`config: workflows.review.queue: queue name "a b" must not contain spaces or colons (from {file}, line 3)`},
+			`config: workflows.review.queue: queue name "a b" may not contain spaces, ':', '{' or '}' (from {file}, line 3)`},
 		{"workflow without a name", testBundle{file: "workflows:\n  \"\":\n    queue: q\n"},
 			`config: workflows."": workflow name must not be empty (from {file}, line 2)`},
 		{"workflow not a mapping", testBundle{file: "workflows:\n  review: 3\n"},
@@ -375,7 +396,7 @@ func TestWorkerQueues(t *testing.T) {
 		{"bad priority", testBundle{env: []string{"AGENTQ_WORKER_QUEUES=q1=x"}}, nil,
 			`config: worker.queues: priority "x" of queue "q1" is not a whole number (from AGENTQ_WORKER_QUEUES)`},
 		{"empty name", testBundle{env: []string{"AGENTQ_WORKER_QUEUES==1"}}, nil,
-			`config: worker.queues: queue name must not be empty (from AGENTQ_WORKER_QUEUES)`},
+			`config: worker.queues: queue name is empty (from AGENTQ_WORKER_QUEUES)`},
 		{"duplicate", testBundle{env: []string{"AGENTQ_WORKER_QUEUES=a=1,a=2"}}, nil,
 			`config: worker.queues: queue "a" is listed twice (from AGENTQ_WORKER_QUEUES)`},
 		{"bad priority in file map", testBundle{file: "worker:\n  queues:\n    a: high\n"}, nil,
@@ -537,12 +558,12 @@ dashboard:
   basic_auth_user: admin
   basic_auth_password: pw-secret-4
 alerts:
-  webhook_url: https://hooks.example.com/alert?token=hook-secret-5&channel=ops
+  webhook_url: https://hooks.example.com/alert?token=hook-secret-5&channel=ops-room
 `,
 	env: []string{"AGENTQ_DASHBOARD_BEARER_TOKEN=token-secret-6"},
 }
 
-var secrets = []string{"url-secret-1", "url-secret-2", "pw-secret-3", "pw-secret-4", "hook-secret-5", "ops", "token-secret-6"}
+var secrets = []string{"url-secret-1", "url-secret-2", "pw-secret-3", "pw-secret-4", "hook-secret-5", "ops-room", "token-secret-6"}
 
 func TestSecretsMaskedInOutput(t *testing.T) {
 	t.Parallel()
@@ -763,8 +784,8 @@ func TestKeys(t *testing.T) {
 			}
 		})
 	}
-	if n := len(fields); n != 51 {
-		t.Errorf("Config has %d keys, want 51: update this count and the tests when adding keys", n)
+	if n := len(fields); n != 53 {
+		t.Errorf("Config has %d keys, want 53: update this count and the tests when adding keys", n)
 	}
 }
 

@@ -91,7 +91,7 @@ func TestBudgetAndBreakerBadValues(t *testing.T) {
 		{"on_exhausted", testBundle{file: "workflows:\n  w:\n    budget:\n      slo: 0.9\n      on_exhausted: panic\n"},
 			`config: workflows.w.budget.on_exhausted: "panic" is not one of alert, pause, reject (from {file}, line 5)`},
 		{"short window", testBundle{file: "workflows:\n  w:\n    budget:\n      slo: 0.9\n      window: 1s\n"},
-			`config: workflows.w.budget.window: must be at least 10s (leave it out for 24h), got 1s (from {file}, line 5)`},
+			`config: workflows.w.budget.window: must be at least 10s, got 1s (from {file}, line 5)`},
 		{"negative min events", testBundle{file: "workflows:\n  w:\n    budget:\n      slo: 0.9\n      min_events: -1\n"},
 			`config: workflows.w.budget.min_events: must not be negative (leave it out for 20), got -1 (from {file}, line 5)`},
 		{"unknown budget key", testBundle{file: "workflows:\n  w:\n    budget:\n      sol: 0.9\n"},

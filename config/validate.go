@@ -12,8 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/budget"
+	"github.com/agentq/agentq/dlq"
+	"github.com/agentq/agentq/handlers"
+	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
 )
 
@@ -90,7 +94,9 @@ func (c Config) validate(source func(key string) string) error {
 	}
 	ch.atLeast("retry.max_attempts", int64(c.Retry.MaxAttempts), 1)
 
-	ch.positive("enqueue.dedupe_window", c.Enqueue.DedupeWindow)
+	if ch.positive("enqueue.dedupe_window", c.Enqueue.DedupeWindow) {
+		ch.component("enqueue.dedupe_window", queue.ClientConfig{DedupeWindow: c.Enqueue.DedupeWindow}.Validate())
+	}
 	ch.atLeast("enqueue.max_payload_bytes", int64(c.Enqueue.MaxPayloadBytes), 1)
 	if c.Enqueue.MaxPayloadBytes > MaxPayloadBytesLimit {
 		ch.fail("enqueue.max_payload_bytes", "must be at most %d (64 MiB; keep larger payloads in object storage and enqueue their URL), got %d", MaxPayloadBytesLimit, c.Enqueue.MaxPayloadBytes)
@@ -120,6 +126,12 @@ func (c Config) validate(source func(key string) string) error {
 	if w.MetricsAddr != "" {
 		ch.hostPort("worker.metrics_addr", w.MetricsAddr, false)
 	}
+	if w.Loops < 0 {
+		ch.fail("worker.loops", "must not be negative (0 sizes it to the machine), got %d", w.Loops)
+	} else if w.Loops > w.Concurrency && w.Concurrency >= 1 {
+		ch.fail("worker.loops", "must not exceed worker.concurrency (%d): each loop needs at least one slot, got %d", w.Concurrency, w.Loops)
+	}
+	ch.component("worker.completion_fold", queue.WorkerConfig{CompletionFold: w.CompletionFold}.Validate())
 
 	d := c.Dashboard
 	ch.hostPort("dashboard.addr", d.Addr, false)
@@ -130,7 +142,10 @@ func (c Config) validate(source func(key string) string) error {
 		ch.fail("dashboard.basic_auth_password", "must be set when dashboard.basic_auth_user is")
 	}
 
-	ch.positive("http.timeout", c.HTTP.Timeout)
+	if ch.positive("http.timeout", c.HTTP.Timeout) && (handlers.Config{Timeout: c.HTTP.Timeout}).Validate() != nil {
+		ch.fail("http.timeout", "must be at most %s (the longest timeout a payload may ask for), got %s",
+			formatDuration(handlers.MaxTimeoutDefault), formatDuration(c.HTTP.Timeout))
+	}
 	ch.atLeast("http.max_response_bytes", c.HTTP.MaxResponseBytes, 1)
 	ch.names("http.redact_headers", c.HTTP.RedactHeaders)
 	ch.names("http.redact_fields", c.HTTP.RedactFields)
@@ -139,11 +154,19 @@ func (c Config) validate(source func(key string) string) error {
 
 	if c.DLQ.RetentionAge < 0 {
 		ch.fail("dlq.retention_age", "must not be negative (0 keeps dead letters forever), got %v", c.DLQ.RetentionAge)
+	} else {
+		ch.component("dlq.retention_age", dlq.Config{RetentionAge: c.DLQ.RetentionAge}.Validate())
 	}
 	ch.atLeast("dlq.retention_count", int64(c.DLQ.RetentionCount), 0)
-	ch.positive("dlq.reconcile_interval", c.DLQ.ReconcileInterval)
-	ch.positive("dlq.grace", c.DLQ.Grace)
-	ch.positive("ledger.retention", c.Ledger.Retention)
+	if ch.positive("dlq.reconcile_interval", c.DLQ.ReconcileInterval) {
+		ch.component("dlq.reconcile_interval", dlq.Config{ReconcileInterval: c.DLQ.ReconcileInterval}.Validate())
+	}
+	if ch.positive("dlq.grace", c.DLQ.Grace) {
+		ch.component("dlq.grace", dlq.Config{Grace: c.DLQ.Grace}.Validate())
+	}
+	if ch.positive("ledger.retention", c.Ledger.Retention) {
+		ch.component("ledger.retention", ledger.Config{Retention: c.Ledger.Retention}.Validate())
+	}
 
 	b := c.Breakers
 	ch.breaker("breakers", Breaker{Failures: b.Failures, FailureRate: b.FailureRate, RateWindow: b.RateWindow,
@@ -163,8 +186,9 @@ func (c Config) validate(source func(key string) string) error {
 	return errors.Join(ch.errs...)
 }
 
-// breaker checks one set of breaker settings under prefix; with inherit, zero
-// fields are allowed (they take the global value).
+// breaker checks one set of breaker settings under prefix with the breaker
+// package's rules; with inherit, zero fields are allowed (they take the
+// global value), else zero is refused.
 func (ch *checker) breaker(prefix string, b Breaker, inherit bool) {
 	if !inherit || b.Failures != 0 {
 		ch.atLeast(prefix+".failures", int64(b.Failures), 1)
@@ -172,8 +196,8 @@ func (ch *checker) breaker(prefix string, b Breaker, inherit bool) {
 	if (!inherit || b.FailureRate != 0) && (b.FailureRate <= 0 || b.FailureRate > 1) {
 		ch.fail(prefix+".failure_rate", "must be above 0 and at most 1, got %s", formatFloat(b.FailureRate))
 	}
-	if !inherit || b.RateWindow != 0 {
-		ch.positive(prefix+".rate_window", b.RateWindow)
+	if (!inherit || b.RateWindow != 0) && ch.positive(prefix+".rate_window", b.RateWindow) {
+		ch.component(prefix+".rate_window", breaker.Settings{RateWindow: b.RateWindow}.Validate())
 	}
 	if !inherit || b.MinCalls != 0 {
 		ch.atLeast(prefix+".min_calls", int64(b.MinCalls), 1)
@@ -195,8 +219,8 @@ func (ch *checker) budget(prefix string, b Budget) {
 	if b.SLO <= 0 || b.SLO >= 1 {
 		ch.fail(prefix+".slo", "must be between 0 and 1 (exclusive), e.g. 0.99, got %s", formatFloat(b.SLO))
 	}
-	if b.Window < 0 || (b.Window > 0 && b.Window < 10*time.Second) {
-		ch.fail(prefix+".window", "must be at least 10s (leave it out for 24h), got %s", formatDuration(b.Window))
+	if b.Window != 0 {
+		ch.component(prefix+".window", budget.Policy{SLO: 0.5, Window: b.Window}.Validate())
 	}
 	if b.MinEvents < 0 {
 		ch.fail(prefix+".min_events", "must not be negative (leave it out for 20), got %d", b.MinEvents)
@@ -206,10 +230,27 @@ func (ch *checker) budget(prefix string, b Budget) {
 	}
 }
 
-func (ch *checker) positive(key string, d time.Duration) {
+// positive refuses a duration that is not above 0 and reports whether d is.
+func (ch *checker) positive(key string, d time.Duration) bool {
 	if d <= 0 {
 		ch.fail(key, "must be greater than 0, got %s", formatDuration(d))
+		return false
 	}
+	return true
+}
+
+// component reports err, a component's refusal of key's value, under key.
+// The component's message starts with its own name for the setting, the
+// last part of key, which is dropped: "dedupe_window must be at least 1s,
+// got 500ms" becomes "enqueue.dedupe_window: must be at least 1s, got 500ms".
+func (ch *checker) component(key string, err error) {
+	if err == nil {
+		return
+	}
+	msg := err.Error()
+	name := key[strings.LastIndex(key, ".")+1:]
+	msg = strings.TrimPrefix(strings.TrimPrefix(msg, name+": "), name+" ")
+	ch.fail(key, "%s", msg)
 }
 
 func (ch *checker) atLeast(key string, n, lo int64) {
@@ -224,13 +265,10 @@ func (ch *checker) oneOf(key, v string, allowed ...string) {
 	}
 }
 
-// queueName checks a queue name: asynq keys embed it, so no spaces or colons.
+// queueName checks a queue name with queue's rule.
 func (ch *checker) queueName(key, name string) {
-	switch {
-	case name == "":
-		ch.fail(key, "queue name must not be empty")
-	case strings.ContainsFunc(name, func(r rune) bool { return r == ':' || unicode.IsSpace(r) }):
-		ch.fail(key, "queue name %q must not contain spaces or colons", name)
+	if err := queue.CheckQueueName(name); err != nil {
+		ch.fail(key, "%v", err)
 	}
 }
 

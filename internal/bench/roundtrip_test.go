@@ -3,18 +3,16 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentq/agentq/breaker"
-	"github.com/agentq/agentq/budget"
-	"github.com/agentq/agentq/dlq"
-	"github.com/agentq/agentq/internal/metrics"
+	"github.com/agentq/agentq"
+	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/ledger"
 )
@@ -23,49 +21,27 @@ import (
 // TestProcessingRoundTrips: background only, far below one per task.
 const rtUnnamedMax = 0.5
 
-// fullChain builds the middleware `agentq worker` runs after queue's
-// built-ins, in cli's order (cli/dlq.go, app.middleware): dead-letter
-// capture, metrics, budget counting, the idempotency ledger, breakers; and
-// starts their background loops (the dead-letter reconciler, budget and
-// breaker flushes) as the worker process does, until the test ends.
-//
-// It mirrors cli's wiring by hand because cli's is unexported; once the
-// runtime package builds the worker, this takes its chain instead.
+// fullChain is the chain and the observers `agentq worker` runs, built by
+// the public runtime (package agentq) from the default configuration on
+// rdb: the ledger and breakers as middleware; dead-letter capture, metrics,
+// budget counting and the ledger's record as observers. The runtime's
+// worker also runs their background loops (the dead-letter reconciler,
+// budget and breaker flushes) until the test ends.
 func fullChain(t testing.TB, rdb redis.UniversalClient) ([]jobs.Middleware, []jobs.Observer) {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	store, err := dlq.New(rdb, dlq.Config{Registerer: reg})
+	rt, err := agentq.New(config.Default(), agentq.Options{Redis: rdb, LogTo: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
-	led, err := ledger.New(rdb, ledger.Config{Registerer: reg})
+	w, err := rt.NewWorker(context.Background())
 	if err != nil {
 		t.Fatal(err)
-	}
-	budgets, err := budget.New(rdb, budget.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	breakers, err := breaker.New(rdb, breaker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := metrics.New(metrics.Config{Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){store.RunReconciler, budgets.Run, breakers.Run} {
-		wg.Go(func() { run(ctx) })
 	}
 	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		led.Close()
+		w.Close()
+		_ = rt.Close()
 	})
-	return []jobs.Middleware{led.Middleware(), breakers.Middleware()},
-		[]jobs.Observer{store.Observer(), m.Observer(), budgets.Observer(), led.Observer()}
+	return w.Middleware(), w.Observers()
 }
 
 // TestProcessingRoundTrips counts the Redis round trips that processing a

@@ -62,17 +62,28 @@ type proc struct {
 // end, and by the test's own cleanup as a fallback.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	addr, db, err := reserve()
+	s, err := Reserve()
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
+	}
+	return s
+}
+
+// Reserve is Start for code without a testing.TB, such as TestMain giving
+// a package's examples their Redis: a DB index of its own, flushed, on a
+// server Main stops.
+func Reserve() (*Server, error) {
+	addr, db, err := reserve()
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{Addr: addr, DB: db, URL: fmt.Sprintf("redis://%s/%d", addr, db)}
 	c := redis.NewClient(s.Options())
 	defer c.Close()
 	if err := c.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatalf("redistest: flush db %d at %s: %v", db, addr, err)
+		return nil, fmt.Errorf("flush db %d at %s: %w", db, addr, err)
 	}
-	return s
+	return s, nil
 }
 
 // StartExclusive starts a redis-server for t alone (for tests that stop it,

@@ -1,0 +1,207 @@
+package agentq
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/agentq/agentq/alert"
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/budget"
+	"github.com/agentq/agentq/dlq"
+	"github.com/agentq/agentq/internal/metrics"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/ledger"
+	"github.com/agentq/agentq/queue"
+)
+
+// alertsCloseTimeout is how long a stopping worker gives queued alerts.
+const alertsCloseTimeout = 5 * time.Second
+
+// Worker is a queue.Worker with every part a production worker runs
+// beside it: the dead-letter store and its reconciler, the idempotency
+// ledger, the alert webhook, error budgets, circuit breakers and metrics
+// (served on worker.metrics_addr when set).
+type Worker struct {
+	rt      *Runtime
+	hook    *alert.Webhook // nil without alerts.webhook_url
+	dead    *dlq.Store
+	ledger  *ledger.Ledger
+	budgets *budget.Budgets
+	brk     *breaker.Set
+	metrics *metrics.Metrics
+	srv     *metrics.Server // nil without worker.metrics_addr
+	queue   *queue.Worker
+	mws     []jobs.Middleware
+	obs     []jobs.Observer
+	wc      queue.WorkerConfig // what queue.NewWorker was given
+
+	stopLoops context.CancelFunc
+	loops     sync.WaitGroup
+	started   bool
+	closeOnce sync.Once
+}
+
+// NewWorker builds a worker and starts the parts that run beside it (the
+// reconciler, the budgets' and breakers' loops, the metrics server); Run
+// (or Start) starts taking tasks. The parts run until Close, not until ctx
+// ends, so that the outcomes of the steps a stopping worker finishes are
+// still flushed. One Runtime has at most one Worker at a time (their
+// metrics would collide).
+func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
+	w := &Worker{rt: r}
+	defer func() {
+		if err != nil {
+			// Stop what was built before the failure.
+			w.closeParts()
+		}
+	}()
+	log := r.log
+	dc := r.dlqConfig()
+	dc.Registerer = r.prom
+	bc := r.budgetConfig()
+	if u := r.cfg.Alerts.WebhookURL; u != "" {
+		if w.hook, err = alert.New(alert.Config{URL: u, Logger: &log, Registerer: r.prom}); err != nil {
+			return nil, &ConfigError{err}
+		}
+		dc.Alerter = w.hook
+		// Budget changes are logged by the budget package; with a webhook
+		// they are also posted, like dead letters.
+		bc.OnChange = budgetAlerts(func(v any) { w.hook.Send(v) })
+	}
+	if w.dead, err = dlq.New(r.rdb, dc); err != nil {
+		return nil, &ConfigError{err}
+	}
+	if w.ledger, err = ledger.New(r.rdb, r.ledgerConfig()); err != nil {
+		return nil, &ConfigError{err}
+	}
+	if w.budgets, err = budget.New(r.rdb, bc); err != nil {
+		return nil, &ConfigError{err}
+	}
+	w.brk = r.breakers
+	if w.metrics, err = metrics.New(metrics.Config{Registerer: r.prom}); err != nil {
+		return nil, err
+	}
+	wc := r.workerConfig()
+	w.mws, w.obs = w.chain()
+	wc.Middleware, wc.Observers = w.mws, w.obs
+	w.wc = wc
+	if w.queue, err = queue.NewWorker(r.rdb, r.reg, wc); err != nil {
+		return nil, &ConfigError{err}
+	}
+	if err := metrics.RegisterHeld(r.prom, w.queue.Held); err != nil {
+		return nil, err
+	}
+	if addr := r.cfg.Worker.MetricsAddr; addr != "" {
+		if w.srv, err = metrics.Listen(addr, r.MetricsHandler()); err != nil {
+			return nil, err
+		}
+		r.log.Info().Str("addr", w.srv.Addr().String()).Str("url", "http://"+w.srv.Addr().String()+metrics.Path).Msg("metrics listening")
+	}
+	r.warnSharedPauseQueues()
+	w.startLoops(ctx)
+	return w, nil
+}
+
+// chain is the worker's chain after queue's built-ins, outermost first,
+// and its observers, in one place:
+//
+//   - the ledger answers a repeated delivery of finished work (it is a
+//     success) before the breaker could snooze it;
+//   - the breaker sits next to the handler it protects;
+//   - the program's middleware last, closest to the handler;
+//   - observers, in order, after the queue decided the attempt's outcome:
+//     dead-letter capture, metrics, budget counting, the ledger's record of
+//     a success (folded into asynq's completion where queue can), then the
+//     program's observers.
+func (w *Worker) chain() (mws []jobs.Middleware, obs []jobs.Observer) {
+	mws = append([]jobs.Middleware{w.ledger.Middleware(), w.brk.Middleware()}, w.rt.opts.Middleware...)
+	obs = append([]jobs.Observer{w.dead.Observer(), w.metrics.Observer(), w.budgets.Observer(), w.ledger.Observer()}, w.rt.opts.Observers...)
+	return mws, obs
+}
+
+// Middleware returns the worker's chain after queue's built-ins, outermost
+// first (for harnesses that run it on a queue.Worker of their own).
+func (w *Worker) Middleware() []jobs.Middleware { return w.mws }
+
+// Observers returns the worker's observers, in order (for harnesses that
+// run them on a queue.Worker of their own).
+func (w *Worker) Observers() []jobs.Observer { return w.obs }
+
+// QueueConfig returns the queue.WorkerConfig the worker was built with,
+// its chain and observers included (for harnesses such as agentq bench).
+func (w *Worker) QueueConfig() queue.WorkerConfig { return w.wc }
+
+// startLoops starts what runs beside the worker until Close.
+func (w *Worker) startLoops(ctx context.Context) {
+	lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w.stopLoops = stop
+	run := func(f func(context.Context)) {
+		w.loops.Add(1)
+		go func() { defer w.loops.Done(); f(lctx) }()
+	}
+	run(w.dead.RunReconciler)
+	run(w.budgets.Run)
+	run(w.brk.Run)
+	if w.srv != nil {
+		log := w.rt.log
+		run(func(ctx context.Context) {
+			if err := w.srv.Serve(ctx); err != nil {
+				log.Error().Err(err).Msg("metrics server stopped")
+			}
+		})
+	}
+}
+
+// Run takes tasks until ctx ends, then shuts down gracefully (running
+// steps get worker.shutdown_timeout) and closes the parts.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.Close()
+	r := w.rt
+	r.log.Info().Str("redis", queue.MaskURL(r.cfg.RedisURLOrDefault())).Int("concurrency", r.cfg.Worker.Concurrency).
+		Interface("queues", workerQueues(r.cfg)).Strs("kinds", r.reg.Kinds()).Msg("worker starting")
+	return w.queue.Run(ctx)
+}
+
+// Start starts taking tasks in the background; Close stops.
+func (w *Worker) Start() error {
+	if err := w.queue.Start(); err != nil {
+		return err
+	}
+	w.started = true
+	return nil
+}
+
+// Held returns the number of handlers still running after their attempt
+// ended (see queue.Worker.Held).
+func (w *Worker) Held() int { return w.queue.Held() }
+
+// Close stops taking tasks (waiting for running steps) and then the parts,
+// in order: the budgets', breakers' and metrics loops after a last flush of
+// counted outcomes, the reconciler, the ledger (flushed), and the alert
+// webhook, which gets five seconds for queued alerts. Close is idempotent.
+func (w *Worker) Close() {
+	w.closeOnce.Do(func() {
+		if w.started {
+			w.queue.Shutdown()
+		}
+		w.closeParts()
+	})
+}
+
+// closeParts stops what NewWorker built, in order; it tolerates a worker
+// NewWorker did not finish.
+func (w *Worker) closeParts() {
+	if w.stopLoops != nil {
+		w.stopLoops()
+		w.loops.Wait()
+	}
+	if w.ledger != nil {
+		w.ledger.Close()
+	}
+	if w.hook != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), alertsCloseTimeout)
+		defer cancel()
+		w.hook.Close(ctx)
+	}
+}
