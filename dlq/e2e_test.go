@@ -2,7 +2,9 @@ package dlq_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -139,6 +141,7 @@ type freezeProxy struct {
 	ln     net.Listener
 	target string
 	marker []byte
+	armed  atomic.Bool // the marker freezes only while armed
 	frozen atomic.Bool
 	froze  chan struct{}
 	once   sync.Once
@@ -150,6 +153,7 @@ func newFreezeProxy(t *testing.T, target string, marker string) *freezeProxy {
 		t.Fatal(err)
 	}
 	p := &freezeProxy{ln: ln, target: target, marker: []byte(marker), froze: make(chan struct{})}
+	p.armed.Store(true)
 	var conns sync.WaitGroup
 	go func() {
 		for {
@@ -199,7 +203,7 @@ func (p *freezeProxy) handle(c net.Conn) {
 			continue
 		}
 		chunk := buf[:n]
-		if bytes.Contains(append(prev, chunk...), p.marker) {
+		if p.armed.Load() && bytes.Contains(append(prev, chunk...), p.marker) {
 			p.frozen.Store(true)
 			_, _ = s.Write(chunk)
 			p.once.Do(func() { close(p.froze) })
@@ -214,21 +218,37 @@ func (p *freezeProxy) handle(c net.Conn) {
 
 // TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect kills a worker
 // with SIGKILL while it holds two tasks: A mid-call at the tool, B right
-// after its success was recorded in the ledger but before asynq heard of
-// it. A new worker gets both back once asynq's recoverer sees their leases
-// expired (about a minute): A calls the tool again (the tool dedupes the
-// key), B is answered from the ledger without calling the tool. Both end in
-// success; no side effect happens twice.
+// after its handler succeeded, its connection to Redis frozen just after it
+// sent the ledger's record of B's success. A new worker gets A back once
+// its lease expires: A calls the tool again (the tool dedupes the key). No
+// side effect happens twice, and how B ends depends on the completion fold:
+//
+//   - off: the record went alone, before asynq's completion; B is still
+//     active, comes back and is answered from the ledger without calling
+//     the tool;
+//   - auto: the record went inside asynq's completion script, so Redis ran
+//     both at once: B is done, recorded, and never runs again.
 func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits about a minute for asynq's lease expiry")
 	}
 	t.Parallel()
+	for _, fold := range []string{"off", "auto"} {
+		t.Run("completion fold "+fold, func(t *testing.T) {
+			t.Parallel()
+			killNineMidRun(t, fold)
+		})
+	}
+}
+
+func killNineMidRun(t *testing.T, fold string) {
 	srv := redistest.Start(t)
 	tl := newTool(t)
 	direct := "AGENTQ_REDIS_URL=" + srv.URL
 	proxy := newFreezeProxy(t, srv.Addr, "}:ledger")
-	w1 := startWorker(t, "worker1", fmt.Sprintf("AGENTQ_REDIS_URL=redis://%s/%d", proxy.addr(), srv.DB))
+	proxy.armed.Store(false)
+	w1 := startWorker(t, "worker1", fmt.Sprintf("AGENTQ_REDIS_URL=redis://%s/%d", proxy.addr(), srv.DB),
+		"AGENTQ_WORKER_COMPLETION_FOLD="+fold)
 
 	enqueue := func(id, key string) string {
 		payload := fmt.Sprintf(`{"method":"POST","url":"%s/effect?id=%s","body":{"article":%q}}`, tl.URL, id, id)
@@ -238,6 +258,16 @@ func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 		}
 		return strings.TrimSpace(r.Stdout)
 	}
+	// A first keyed step through the proxy: the worker's scripts are
+	// loaded, so the frozen write below is the one that carries B's record
+	// (not an EVALSHA answered NOSCRIPT).
+	taskW := enqueue("W", "publish-W")
+	for deadline := time.Now().Add(30 * time.Second); !w1.succeeded(taskW); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("worker 1 never finished the warm-up step")
+		}
+	}
+	proxy.armed.Store(true)
 	aStarted := tl.hold("A")
 	taskA := enqueue("A", "publish-A")
 	select {
@@ -253,16 +283,28 @@ func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 	}
 	w1.Kill(t)
 
-	insp := asynq.NewInspectorFromRedisClient(srv.Client(t))
-	for _, id := range []string{taskA, taskB} {
+	rdb := srv.Client(t)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	active := []string{taskA, taskB}
+	if fold == "auto" {
+		active = active[:1]
+		if info, err := insp.GetTaskInfo("default", taskB); !errors.Is(err, asynq.ErrTaskNotFound) {
+			t.Fatalf("task B after the kill: %+v, %v; want it done: its record and its completion were one script", info, err)
+		}
+	}
+	for _, id := range active {
 		info, err := insp.GetTaskInfo("default", id)
 		if err != nil || info.State != asynq.TaskStateActive {
 			t.Fatalf("task %s after the kill: %+v, %v; want it active with its worker dead", id, info, err)
 		}
 	}
+	if keys, err := rdb.Keys(context.Background(), "agentq:{*}:ledger").Result(); err != nil || len(keys) != 2 {
+		t.Fatalf("ledger keys after the kill: %v, %v; want W's and B's records", keys, err)
+	}
 	w2 := startWorker(t, "worker2", direct)
+	bDone := func() bool { return fold == "auto" || w2.succeeded(taskB) }
 	deadline := time.Now().Add(3 * time.Minute)
-	for !(w2.succeeded(taskA) && w2.succeeded(taskB)) {
+	for !(w2.succeeded(taskA) && bDone()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("tasks did not end in success within 3 minutes (A %v, B %v)", w2.succeeded(taskA), w2.succeeded(taskB))
 		}
@@ -279,12 +321,18 @@ func TestE2EKillNineMidRunLosesNothingAndRepeatsNoSideEffect(t *testing.T) {
 	if callsB != 1 {
 		t.Fatalf("B was called %d times; the ledger should have answered its redelivery", callsB)
 	}
-	skipped := false
+	skipped, ranB := false, false
 	for _, l := range w2.lines("handler not called") {
 		skipped = skipped || l["task_id"] == taskB
 	}
-	if !skipped {
+	for _, l := range w2.lines("attempt") {
+		ranB = ranB || l["task_id"] == taskB
+	}
+	switch {
+	case fold == "off" && !skipped:
 		t.Fatal("worker 2 did not log answering B from the ledger")
+	case fold == "auto" && ranB:
+		t.Fatal("worker 2 ran B again, though its completion reached Redis with its record")
 	}
 	for _, l := range w2.lines("attempt") {
 		if (l["task_id"] == taskA || l["task_id"] == taskB) && l["outcome"] == "success" && l["attempt"].(float64) < 2 {
