@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 )
@@ -130,11 +128,11 @@ func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replaye
 	// or scheduled again (run from asynqmon, or requeued by a shutdown that
 	// the record did not see) would run twice.
 	if archived != "" && archived != taskID {
-		if info, ierr := s.insp.GetTaskInfo(r.Queue, archived); ierr == nil && info.State != asynq.TaskStateArchived {
+		if state, ierr := s.insp.State(ctx, r.Queue, archived); ierr == nil && state != queue.TaskGone && state != queue.TaskArchived {
 			uctx, cancel := writeCtx(ctx)
 			_ = unclaimScript.Run(uctx, s.rdb, []string{recordKey(id), liveKey()}, id, taskID, ms(s.cfg.Now())).Err()
 			cancel()
-			return out, &ActiveOriginalError{ID: id, TaskID: archived, State: info.State.String()}
+			return out, &ActiveOriginalError{ID: id, TaskID: archived, State: state.String()}
 		}
 	}
 	enq, err := s.cfg.Client.Enqueue(ctx, r.Kind, payload, opts)
@@ -153,11 +151,9 @@ func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replaye
 	}
 	out.Existing = enq.Duplicate
 	if archived != "" && archived != taskID {
-		switch derr := s.insp.DeleteTask(r.Queue, archived); {
-		case derr == nil:
-			out.ArchiveDeleted = true
-		case errors.Is(derr, asynq.ErrTaskNotFound), errors.Is(derr, asynq.ErrQueueNotFound):
-		default:
+		deleted, derr := s.insp.DeleteTask(ctx, r.Queue, archived)
+		out.ArchiveDeleted = deleted
+		if derr != nil {
 			out.Warning = fmt.Sprintf("archived task %s was not deleted from asynq: %v", archived, derr)
 		}
 	}

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/agentq/agentq/queue"
 )
 
@@ -19,7 +17,7 @@ func TestReplayLifecycleThroughTheWorker(t *testing.T) {
 	b.failing.Store(true)
 	b.startWorker(t)
 	orig := b.enqueue(t, "flip", queue.EnqueueOptions{Key: "pay-42", RunID: "run-r"})
-	waitFor(t, 10*time.Second, "the first death", func() bool { return b.taskState(t, orig) == asynq.TaskStateArchived })
+	waitFor(t, 10*time.Second, "the first death", func() bool { return b.taskState(t, orig) == queue.TaskArchived })
 	recs, _ := b.store.List(ctx, Filter{})
 	if len(recs) != 1 || recs[0].Attempts != 3 {
 		t.Fatalf("records = %+v", recs)
