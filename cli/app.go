@@ -8,6 +8,8 @@ import (
 	"maps"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -29,6 +31,9 @@ type app struct {
 	m   *Main
 	// configFile is the --config given, for the commands agentq prints.
 	configFile string
+	// prom is the process's metrics registry: every component registers
+	// here (nothing registers globally), and /metrics serves it.
+	prom       *prometheus.Registry
 	rel        *reliability // set by startReliability in worker processes
 	guards     *guards      // set by startGuards in worker processes
 }
@@ -38,7 +43,7 @@ func (m *Main) newApp(cfg config.Config, logTo io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, reg: queue.NewRegistry(), m: m}
+	a := &app{cfg: cfg, log: log, reg: queue.NewRegistry(), m: m, prom: newPromRegistry()}
 	if err := handlers.Register(a.reg, a.handlersConfig()); err != nil {
 		return nil, err
 	}
@@ -48,6 +53,14 @@ func (m *Main) newApp(cfg config.Config, logTo io.Writer) (*app, error) {
 		}
 	}
 	return a, nil
+}
+
+// newPromRegistry is a process's own metrics registry with the Go runtime
+// and process collectors that prometheus.DefaultRegisterer would hold.
+func newPromRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
 }
 
 func (a *app) handlersConfig() handlers.Config {

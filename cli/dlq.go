@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
@@ -37,7 +36,7 @@ func (a *app) dlqConfig() dlq.Config {
 	return dlq.Config{
 		Redactor:          redact.New(a.cfg.HTTP.RedactHeaders, a.cfg.HTTP.RedactFields),
 		Logger:            &log,
-		Registerer:        prometheus.DefaultRegisterer,
+		Registerer:        a.prom,
 		RetentionAge:      d.RetentionAge,
 		RetentionCount:    d.RetentionCount,
 		ReconcileInterval: d.ReconcileInterval,
@@ -49,7 +48,7 @@ func (a *app) dlqConfig() dlq.Config {
 // ledgerConfig is the idempotency ledger's configuration.
 func (a *app) ledgerConfig() ledger.Config {
 	log := a.log
-	return ledger.Config{Logger: &log, Registerer: prometheus.DefaultRegisterer, Retention: a.cfg.Ledger.Retention}
+	return ledger.Config{Logger: &log, Registerer: a.prom, Retention: a.cfg.Ledger.Retention}
 }
 
 // reliability is what a worker process runs besides the worker: the
@@ -72,7 +71,7 @@ func (a *app) startReliability(ctx context.Context, rdb redis.UniversalClient) (
 	dc := a.dlqConfig()
 	if u := a.cfg.Alerts.WebhookURL; u != "" {
 		log := a.log
-		hook, err := alert.New(alert.Config{URL: u, Logger: &log, Registerer: prometheus.DefaultRegisterer})
+		hook, err := alert.New(alert.Config{URL: u, Logger: &log, Registerer: a.prom})
 		if err != nil {
 			return nil, usageError{err}
 		}

@@ -98,7 +98,7 @@ type guards struct {
 // the steps a shutting-down worker finishes are still flushed; call close
 // after the worker has stopped.
 func (a *app) startGuards(ctx context.Context, rdb redis.UniversalClient) (*guards, error) {
-	g := &guards{prom: prometheus.NewRegistry()}
+	g := &guards{prom: a.prom}
 	var err error
 	if g.budgets, err = budget.New(rdb, a.budgetConfig()); err != nil {
 		return nil, usageError{err}
@@ -145,10 +145,11 @@ func (g *guards) close() {
 	g.wg.Wait()
 }
 
-// handler serves the guards' metrics and those registered globally (the
-// dead-letter store's, the ledger's, Go runtime and process metrics).
+// handler serves the process's registry: the guards' metrics, the
+// dead-letter store's, the ledger's, the alerts', Go runtime and process
+// metrics.
 func (g *guards) handler() http.Handler {
-	return metrics.Handler(prometheus.Gatherers{g.prom, prometheus.DefaultGatherer})
+	return metrics.Handler(g.prom)
 }
 
 func (a *app) registerState(reg prometheus.Registerer, b *budget.Budgets, br *breaker.Set) error {
@@ -201,11 +202,10 @@ func (a *app) dashboardHandlers(rdb redis.UniversalClient) (map[string]http.Hand
 	if err != nil {
 		return nil, usageError{err}
 	}
-	reg := prometheus.NewRegistry()
-	if err := a.registerState(reg, b, br); err != nil {
+	if err := a.registerState(a.prom, b, br); err != nil {
 		return nil, fmt.Errorf("dashboard metrics: %w", err)
 	}
-	return map[string]http.Handler{metrics.Path: metrics.Handler(prometheus.Gatherers{reg, prometheus.DefaultGatherer})}, nil
+	return map[string]http.Handler{metrics.Path: metrics.Handler(a.prom)}, nil
 }
 
 // warnSharedPauseQueues warns about a workflow whose budget pauses a queue
