@@ -33,9 +33,9 @@ type app struct {
 	configFile string
 	// prom is the process's metrics registry: every component registers
 	// here (nothing registers globally), and /metrics serves it.
-	prom       *prometheus.Registry
-	rel        *reliability // set by startReliability in worker processes
-	guards     *guards      // set by startGuards in worker processes
+	prom   *prometheus.Registry
+	rel    *reliability // set by startReliability in worker processes
+	guards *guards      // set by startGuards in worker processes
 }
 
 func (m *Main) newApp(cfg config.Config, logTo io.Writer) (*app, error) {
