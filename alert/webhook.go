@@ -1,6 +1,6 @@
 // Package alert owns agentq's outbound alerts: a webhook sender that POSTs
-// JSON from a bounded in-memory queue, retries with backoff, and never
-// blocks the caller. An alert that cannot be queued or delivered is dropped,
+// JSON from a bounded in-memory queue, retries with jobs.RetryPolicy's
+// backoff (honouring Retry-After), and never blocks the caller. An alert that cannot be queued or delivered is dropped,
 // counted and logged, never silently lost.
 package alert
 
@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/agentq/agentq/internal/promreg"
+	"github.com/agentq/agentq/jobs"
 )
 
 // Config defaults.
@@ -29,10 +31,11 @@ const (
 	QueueSizeDefault = 256
 	// MaxAttemptsDefault is how often one alert is tried.
 	MaxAttemptsDefault = 5
-	// BackoffDefault is the delay before the first retry; it doubles.
-	BackoffDefault = time.Second
-	// MaxBackoffDefault caps the delay between tries.
-	MaxBackoffDefault = 30 * time.Second
+	// RetryBaseDefault is the backoff's base delay: the first retry waits
+	// up to it, each further one up to twice as long.
+	RetryBaseDefault = time.Second
+	// RetryMaxDefault caps one delay between tries, a Retry-After included.
+	RetryMaxDefault = 30 * time.Second
 	// TimeoutDefault bounds one POST.
 	TimeoutDefault = 10 * time.Second
 )
@@ -44,12 +47,12 @@ type Config struct {
 	// QueueSize bounds the alerts waiting for delivery; more are dropped.
 	// Default QueueSizeDefault (256).
 	QueueSize int
-	// MaxAttempts is how often one alert is tried before it is dropped.
-	// Default MaxAttemptsDefault (5).
-	MaxAttempts int
-	// Backoff is the delay before the first retry; it doubles up to
-	// MaxBackoff. Defaults BackoffDefault (1s) and MaxBackoffDefault (30s).
-	Backoff, MaxBackoff time.Duration
+	// Retry is how often one alert is tried before it is dropped, and how
+	// far apart: the delays are jobs.RetryPolicy.Delay's (full-jitter
+	// exponential backoff; a 429 or 5xx's Retry-After is the floor of the
+	// next delay, capped at Max). Zero fields take the defaults:
+	// MaxAttemptsDefault (5), RetryBaseDefault (1s), RetryMaxDefault (30s).
+	Retry jobs.RetryPolicy
 	// Timeout bounds one POST. Default TimeoutDefault (10s).
 	Timeout time.Duration
 	// Client sends the POSTs. Default a client with Timeout.
@@ -60,13 +63,16 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// After waits between tries; tests inject it. Default time.After.
 	After func(d time.Duration) <-chan time.Time
+	// RandN returns a uniform int64 in [0, n); it decides the jitter.
+	// Default math/rand/v2's Int64N.
+	RandN func(n int64) int64
+	// Now reads the clock for an HTTP-date Retry-After. Default time.Now.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
 	c.QueueSize = cmp.Or(c.QueueSize, QueueSizeDefault)
-	c.MaxAttempts = cmp.Or(c.MaxAttempts, MaxAttemptsDefault)
-	c.Backoff = cmp.Or(c.Backoff, BackoffDefault)
-	c.MaxBackoff = cmp.Or(c.MaxBackoff, MaxBackoffDefault)
+	c.Retry = c.Retry.Merge(jobs.RetryPolicy{MaxAttempts: MaxAttemptsDefault, Base: RetryBaseDefault, Max: RetryMaxDefault})
 	c.Timeout = cmp.Or(c.Timeout, TimeoutDefault)
 	if c.Client == nil {
 		c.Client = &http.Client{Timeout: c.Timeout}
@@ -77,6 +83,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.After == nil {
 		c.After = time.After
+	}
+	if c.RandN == nil {
+		c.RandN = rand.Int64N
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -90,10 +102,9 @@ func (c Config) validate() error {
 		return errors.New("url must be an absolute http:// or https:// URL")
 	case c.QueueSize < 1:
 		return fmt.Errorf("queue_size must be at least 1, got %d", c.QueueSize)
-	case c.MaxAttempts < 1:
-		return fmt.Errorf("max_attempts must be at least 1, got %d", c.MaxAttempts)
-	case c.Backoff <= 0 || c.MaxBackoff < c.Backoff:
-		return fmt.Errorf("backoff (%v) must be positive and not above max_backoff (%v)", c.Backoff, c.MaxBackoff)
+	}
+	if err := c.Retry.Validate(); err != nil {
+		return fmt.Errorf("retry: %w", err)
 	}
 	return nil
 }
@@ -207,41 +218,40 @@ func (w *Webhook) run() {
 	}
 }
 
-// deliver tries one alert up to MaxAttempts times. 2xx is delivered; 429,
-// 5xx and network errors are retried; any other status is refused.
+// deliver tries one alert up to Retry.MaxAttempts times. 2xx is delivered;
+// 429, 5xx and network errors are retried after Retry.Delay; any other
+// status is refused.
 func (w *Webhook) deliver(b []byte) {
-	delay := w.cfg.Backoff
-	var last string
-	for attempt := 1; attempt <= w.cfg.MaxAttempts; attempt++ {
-		retry, why := w.post(b)
-		if why == "" {
+	var last error
+	for attempt := 1; attempt <= w.cfg.Retry.MaxAttempts; attempt++ {
+		retry, err := w.post(b)
+		if err == nil {
 			w.sent.Inc()
 			return
 		}
-		last = why
-		if !retry {
-			break
-		}
-		if attempt == w.cfg.MaxAttempts {
+		last = err
+		if !retry || attempt == w.cfg.Retry.MaxAttempts {
 			break
 		}
 		select {
-		case <-w.cfg.After(delay):
+		case <-w.cfg.After(w.cfg.Retry.Delay(attempt-1, err, w.cfg.RandN)):
 		case <-w.stop:
-			w.drop("shutdown", "shutting down during retries; last error: "+last)
+			w.drop("shutdown", "shutting down during retries; last error: "+last.Error())
 			return
 		}
-		delay = min(2*delay, w.cfg.MaxBackoff)
 	}
-	w.drop("failed", "delivery failed: "+last)
+	w.drop("failed", "delivery failed: "+last.Error())
 }
 
-func (w *Webhook) post(b []byte) (retry bool, why string) {
+// post sends one alert. It returns nil when delivered, else the error (a
+// jobs.RetryAfter when the webhook asked for a delay) and whether a retry
+// may help. Errors name the URL's host only: the rest may hold a token.
+func (w *Webhook) post(b []byte) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(b))
 	if err != nil {
-		return false, "bad request"
+		return false, errors.New("bad request")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "agentq")
@@ -252,15 +262,19 @@ func (w *Webhook) post(b []byte) (retry bool, why string) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return true, "POST to " + w.host + ": " + err.Error()
+		return true, errors.New("POST to " + w.host + ": " + err.Error())
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return false, ""
+		return false, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return true, fmt.Sprintf("POST to %s: %s", w.host, resp.Status)
+		err := fmt.Errorf("POST to %s: %s", w.host, resp.Status)
+		if d, ok := jobs.ParseRetryAfter(resp.Header.Get("Retry-After"), w.cfg.Now()); ok {
+			err = jobs.RetryAfter(d, err)
+		}
+		return true, err
 	}
-	return false, fmt.Sprintf("POST to %s refused: %s", w.host, resp.Status)
+	return false, fmt.Errorf("POST to %s refused: %s", w.host, resp.Status)
 }

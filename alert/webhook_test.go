@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/agentq/agentq/jobs"
 )
 
 type syncBuffer struct {
@@ -153,9 +155,82 @@ func TestRefusedAlertIsNotRetried(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	for _, cfg := range []Config{{}, {URL: "ftp://x"}, {URL: "/relative"}, {URL: "http://x", QueueSize: -1}, {URL: "http://x", Backoff: time.Minute}} {
+	for _, cfg := range []Config{{}, {URL: "ftp://x"}, {URL: "/relative"}, {URL: "http://x", QueueSize: -1}, {URL: "http://x", Retry: jobs.RetryPolicy{Base: time.Minute}}, {URL: "http://x", Retry: jobs.RetryPolicy{MaxAttempts: -1}}} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) = nil error", cfg)
 		}
+	}
+}
+
+func TestRetriesFollowTheRetryPolicy(t *testing.T) {
+	t.Parallel()
+	// The webhook answers 503 with Retry-After 7s, 429 with Retry-After one
+	// hour (above Max), 503 with none, then 200.
+	answers := []struct {
+		status     int
+		retryAfter string
+	}{{503, "7"}, {429, "3600"}, {503, ""}, {200, ""}}
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := answers[min(int(calls.Add(1))-1, len(answers)-1)]
+		if a.retryAfter != "" {
+			w.Header().Set("Retry-After", a.retryAfter)
+		}
+		w.WriteHeader(a.status)
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	var waits []time.Duration
+	after := func(d time.Duration) <-chan time.Time {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return now(d)
+	}
+	reg := prometheus.NewRegistry()
+	// randN at its top: every jitter is at its widest.
+	w, err := New(Config{URL: srv.URL, After: after, RandN: func(n int64) int64 { return n - 1 }, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Send("x")
+	w.Close(context.Background())
+	want := []time.Duration{
+		7*time.Second + 1750*time.Millisecond,  // Retry-After 7s is the floor, plus a quarter
+		30*time.Second - 7500*time.Millisecond, // an hour is capped at Max (30s), jittered below it
+		4 * time.Second,                        // no Retry-After: backoff, third try: up to 1s * 2^2
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls.Load() != 4 || counter(t, reg, "agentq_alerts_sent_total", "") != 1 {
+		t.Fatalf("%d calls, sent %v", calls.Load(), counter(t, reg, "agentq_alerts_sent_total", ""))
+	}
+	if len(waits) != len(want) {
+		t.Fatalf("waits = %v, want %v", waits, want)
+	}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("wait %d = %v, want %v (all: %v)", i, waits[i], want[i], waits)
+		}
+	}
+}
+
+func TestRetriesStopAtMaxAttempts(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	w, err := New(Config{URL: srv.URL, After: now, Retry: jobs.RetryPolicy{MaxAttempts: 3}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Send("x")
+	w.Close(context.Background())
+	if calls.Load() != 3 || counter(t, reg, "agentq_alerts_dropped_total", "failed") != 1 {
+		t.Fatalf("calls %d, dropped{failed} %v; want 3 tries then a drop", calls.Load(), counter(t, reg, "agentq_alerts_dropped_total", "failed"))
 	}
 }

@@ -29,7 +29,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -277,7 +276,7 @@ func (e *ExhaustedError) Error() string {
 // for concurrent use.
 type Budgets struct {
 	rdb  redis.UniversalClient
-	insp *asynq.Inspector
+	insp *queue.Inspector
 	cfg  Config
 	log  zerolog.Logger
 	id   string // prefix of flush ids and lock token
@@ -307,7 +306,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Budgets, error) {
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
 	return &Budgets{
-		rdb: rdb, insp: asynq.NewInspectorFromRedisClient(rdb), cfg: cfg,
+		rdb: rdb, insp: queue.NewInspector(rdb), cfg: cfg,
 		log: cfg.Logger.With().Str("component", "budget").Logger(), id: hex.EncodeToString(raw[:]),
 		pending: map[string]series{}, cache: map[string]Status{},
 	}, nil
@@ -419,7 +418,7 @@ type snapshot struct {
 	counts  series
 	stale   []string // counter fields older than the window
 	total   int64    // failures ever flushed
-	paused  bool     // asynq's pause marker exists
+	paused  bool     // the queue is paused (by anyone)
 	pausedB bool     // this package paused it
 	hold    int64    // total failures at a manual resume; -1 for none
 	alerted bool
@@ -430,19 +429,26 @@ func (b *Budgets) read(ctx context.Context, names []string, now time.Time, withS
 	pipe := b.rdb.Pipeline()
 	type cmds struct {
 		counts, state *redis.MapStringStringCmd
-		paused        *redis.IntCmd
 	}
 	cs := make([]cmds, len(names))
+	var queues []string
+	var queueOf []int // index in queues of names[i]'s queue, -1 for none
 	for i, name := range names {
 		cs[i].counts = pipe.HGetAll(ctx, countsKey(name))
 		if withState {
 			cs[i].state = pipe.HGetAll(ctx, stateKey(name))
+			queueOf = append(queueOf, -1)
 			if q := b.cfg.Workflows[name].Queue; q != "" {
-				cs[i].paused = pipe.Exists(ctx, asynqPausedKey(q))
+				queueOf[i] = len(queues)
+				queues = append(queues, q)
 			}
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read budgets: %w", err)
+	}
+	paused, err := b.insp.Paused(ctx, queues...)
+	if err != nil {
 		return nil, fmt.Errorf("read budgets: %w", err)
 	}
 	out := make([]snapshot, len(names))
@@ -459,8 +465,8 @@ func (b *Budgets) read(ctx context.Context, names []string, now time.Time, withS
 		if v, ok := st[holdField]; ok {
 			out[i].hold, _ = strconv.ParseInt(v, 10, 64)
 		}
-		if cs[i].paused != nil {
-			out[i].paused = cs[i].paused.Val() > 0
+		if queueOf[i] >= 0 {
+			out[i].paused = paused[queueOf[i]]
 		}
 	}
 	return out, nil
@@ -663,7 +669,7 @@ func (b *Budgets) act(ctx context.Context, st Status, sn snapshot) (Status, erro
 		var errs []error
 		if sn.pausedB {
 			if sn.paused {
-				if err := b.insp.UnpauseQueue(st.Queue); err != nil && !strings.Contains(err.Error(), "not paused") {
+				if _, err := b.insp.Unpause(ctx, st.Queue); err != nil {
 					return st, fmt.Errorf("resume queue %q of workflow %q: %w", st.Queue, name, err)
 				}
 				st.Paused, st.PausedByBudget, st.State = false, false, StateOK
@@ -721,7 +727,7 @@ func (b *Budgets) act(ctx context.Context, st Status, sn snapshot) (Status, erro
 	if _, err := pipe.Exec(ctx); err != nil {
 		return st, fmt.Errorf("budget state of %q: %w", name, err)
 	}
-	if err := b.insp.PauseQueue(st.Queue); err != nil && !strings.Contains(err.Error(), "already paused") {
+	if _, err := b.insp.Pause(ctx, st.Queue); err != nil {
 		_ = b.rdb.HDel(ctx, key, pausedField).Err()
 		return st, fmt.Errorf("pause queue %q of workflow %q: %w", st.Queue, name, err)
 	}
@@ -755,7 +761,7 @@ func (b *Budgets) Resume(ctx context.Context, workflow string) (wasPaused bool, 
 	}
 	sn := sns[0]
 	if sn.paused {
-		if err := b.insp.UnpauseQueue(p.Queue); err != nil && !strings.Contains(err.Error(), "not paused") {
+		if _, err := b.insp.Unpause(ctx, p.Queue); err != nil {
 			return false, Status{}, fmt.Errorf("resume queue %q: %w", p.Queue, err)
 		}
 	}
@@ -789,7 +795,7 @@ func (b *Budgets) Reset(ctx context.Context, workflow string) (before Status, re
 		return before, false, fmt.Errorf("reset budget of %q: %w", workflow, err)
 	}
 	if sns[0].pausedB && sns[0].paused {
-		if err := b.insp.UnpauseQueue(p.Queue); err != nil && !strings.Contains(err.Error(), "not paused") {
+		if _, err := b.insp.Unpause(ctx, p.Queue); err != nil {
 			return before, false, fmt.Errorf("resume queue %q: %w", p.Queue, err)
 		}
 		resumed = true

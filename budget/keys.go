@@ -39,13 +39,6 @@ func flushKey(workflow, id string) string {
 // lockKey is taken by the one checker that acts in an evaluation slot.
 func lockKey(slot int64) string { return "agentq:{budget}:lock:" + strconv.FormatInt(slot, 10) }
 
-// asynqPausedKey is asynq's marker of a paused queue (asynq v0.26 layout,
-// internal/base.PausedKey). It is only read, with EXISTS, so that the
-// checker does not run asynq's heavy queue statistics every few seconds;
-// pausing and resuming go through asynq's Inspector. The budget tests drive
-// a real asynq, so a change of layout fails them.
-func asynqPausedKey(queue string) string { return "asynq:{" + queue + "}:paused" }
-
 // Fields of countsKey and stateKey.
 const (
 	eventsPrefix   = "e:"

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -641,8 +640,8 @@ type replayResult struct {
 	firstErr error
 }
 
-// replayAll replays ids, at most rate per second when set, else with a few
-// replays in flight; a bar shows progress on a terminal.
+// replayAll replays ids with dlq's ReplayMany (a few in flight, at most
+// --rate per second when set); a bar shows progress on a terminal.
 func (m *Main) replayAll(ctx context.Context, s *dlqSession, ids []string, o dlq.ReplayOptions, f *replayFlags) replayResult {
 	res := replayResult{replaySummary: replaySummary{DryRun: o.DryRun, Selected: len(ids), Replayed: []dlq.Replayed{}, Failed: []replayFail{}}}
 	var bar *progressbar.ProgressBar
@@ -651,73 +650,31 @@ func (m *Main) replayAll(ctx context.Context, s *dlqSession, ids []string, o dlq
 			progressbar.OptionSetDescription("replay"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 	}
-	var mu sync.Mutex
-	out := make([]*dlq.Replayed, len(ids))
-	errs := make([]error, len(ids))
-	do := func(i int) {
-		r, err := s.store.Replay(ctx, ids[i], o)
-		mu.Lock()
-		if err != nil {
-			errs[i] = err
-		} else {
-			out[i] = &r
-		}
-		if bar != nil {
-			_ = bar.Add(1)
-		}
-		mu.Unlock()
+	var progress func()
+	if bar != nil {
+		progress = func() { _ = bar.Add(1) }
 	}
-	if interval, _ := replayInterval(f.rate); interval > 0 {
-		next := time.Now()
-		for i := range ids {
-			if d := time.Until(next); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-				}
-			}
-			if ctx.Err() != nil {
-				errs[i] = ctx.Err()
-				continue
-			}
-			next = next.Add(interval)
-			do(i)
-		}
-	} else {
-		const inFlight = 16
-		work := make(chan int)
-		var wg sync.WaitGroup
-		for range min(inFlight, len(ids)) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range work {
-					do(i)
-				}
-			}()
-		}
-		for i := range ids {
-			work <- i
-		}
-		close(work)
-		wg.Wait()
+	outcomes, err := s.store.ReplayMany(ctx, ids, o, dlq.ReplayManyOptions{Rate: f.rate, Progress: progress})
+	if err != nil {
+		res.Failed = append(res.Failed, replayFail{Error: err.Error()})
+		res.firstErr = usageError{err}
+		return res
 	}
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	for i := range ids {
-		switch {
-		case errs[i] != nil:
-			res.Failed = append(res.Failed, replayFail{ID: ids[i], Error: errs[i].Error()})
-			if res.firstErr == nil {
-				res.firstErr = errs[i]
-				var ie *dlq.InvalidReplayError
-				if errors.As(errs[i], &ie) || errors.Is(errs[i], dlq.ErrNotFound) {
-					res.firstErr = usageError{errs[i]}
-				}
+	for _, oc := range outcomes {
+		if oc.Err == nil {
+			res.Replayed = append(res.Replayed, oc.Replayed)
+			continue
+		}
+		res.Failed = append(res.Failed, replayFail{ID: oc.ID, Error: oc.Err.Error()})
+		if res.firstErr == nil {
+			res.firstErr = oc.Err
+			var ie *dlq.InvalidReplayError
+			if errors.As(oc.Err, &ie) || errors.Is(oc.Err, dlq.ErrNotFound) {
+				res.firstErr = usageError{oc.Err}
 			}
-		case out[i] != nil:
-			res.Replayed = append(res.Replayed, *out[i])
 		}
 	}
 	return res

@@ -288,13 +288,13 @@ func TestBadValues(t *testing.T) {
 		{"no queues", testBundle{file: "worker:\n  queues: {}\n"},
 			`config: worker.queues: must name at least one queue (from {file}, line 2)`},
 		{"redis scheme", testBundle{env: []string{"AGENTQ_REDIS_URL=http://cache:6379"}},
-			`config: redis.url: unsupported scheme "http" (use redis://, rediss://, redis-sentinel:// or redis-socket://) (from AGENTQ_REDIS_URL)`},
+			`config: redis.url: unsupported scheme "http" (use redis://, rediss://, unix://, redis-sentinel:// or redis-socket://) (from AGENTQ_REDIS_URL)`},
 		{"redis db", testBundle{args: []string{"--redis-url=redis://cache:6379/abc"}},
-			`config: redis.url: database "abc" in redis://cache:6379/abc is not a number (from --redis-url)`},
+			`config: redis.url: redis://cache:6379/abc: invalid database number: "abc" (from --redis-url)`},
 		{"redis no scheme", testBundle{env: []string{"AGENTQ_REDIS_URL=cache:6379"}},
-			`config: redis.url: cache:6379 is not a URL (use redis://, rediss://, redis-sentinel:// or redis-socket://) (from AGENTQ_REDIS_URL)`},
+			`config: redis.url: cache:6379 is not a URL (use redis://, rediss://, unix://, redis-sentinel:// or redis-socket://) (from AGENTQ_REDIS_URL)`},
 		{"sentinel without master", testBundle{env: []string{"AGENTQ_REDIS_URL=redis-sentinel://s1:26379,s2:26379/0"}},
-			`config: redis.url: redis-sentinel://s1:26379,s2:26379/0 has no master name (add ?master=NAME) (from AGENTQ_REDIS_URL)`},
+			`config: redis.url: redis-sentinel://s1:26379,s2:26379/0: a redis-sentinel URL needs ?master=NAME (from AGENTQ_REDIS_URL)`},
 		{"cluster addr", testBundle{env: []string{"AGENTQ_REDIS_CLUSTER_ADDRS=a:7000,b"}},
 			`config: redis.cluster_addrs: "b" is not host:port (from AGENTQ_REDIS_CLUSTER_ADDRS)`},
 		{"cluster with url host", testBundle{env: []string{"AGENTQ_REDIS_CLUSTER_ADDRS=a:7000", "AGENTQ_REDIS_URL=redis://a:7000/0"}},
@@ -472,16 +472,18 @@ func TestRedisURL(t *testing.T) {
 		{"redis-socket:///var/run/redis.sock", false, ""},
 		{"rediss://user:pw@", true, ""},
 		{"redis://", true, ""},
-		{"redis:///0", false, "has no host"},
-		{"redis://cache:6379/-1", false, `database "-1"`},
+		{"redis:///0", false, ""},
+		{"redis://cache:6379/-1", false, "database -1 is negative"},
 		{"redis://cache:abc/0", false, `is not a valid URL: invalid port ":abc" after host`},
-		{"redis-sentinel://s1:26379,:26379/0?master=m", false, `sentinel address ":26379" has no host`},
+		{"redis-sentinel://s1:26379,:26379/0?master=m", false, `addr param: :26379`},
 		{"redis-sentinel://s1:26379,s2/0?master=m", false, `is not a valid URL: invalid port`},
-		{"redis-sentinel:///0?master=m", false, "has no sentinel addresses"},
+		{"redis-sentinel:///0?master=m", false, "needs sentinel addresses"},
 		{"redis-socket://host/x.sock", false, "must give an absolute socket path"},
-		{"redis-socket:///x.sock?db=a", false, `database "a"`},
+		{"redis-socket:///x.sock?db=a", false, `invalid database number`},
 		{"redis-socket:///x.sock", true, "cannot be used with redis.cluster_addrs"},
-		{"unix:///x.sock", false, `unsupported scheme "unix"`},
+		{"unix:///x.sock", false, ""},
+		{"unix://host/x.sock", false, "must give an absolute socket path and no host"},
+		{"redis://cache:6379/0?nonsense=1", false, "unexpected option: nonsense"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -552,7 +554,7 @@ workflows:
 var secretBundle = testBundle{
 	file: `
 redis:
-  url: redis://app:url-secret-1@cache:6379/0?sentinel_password=url-secret-2
+  url: redis://app:url-secret-1@cache:6379/0?master_name=mymaster&password=url-secret-2
   password: pw-secret-3
 dashboard:
   basic_auth_user: admin
@@ -569,7 +571,7 @@ func TestSecretsMaskedInOutput(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, secretBundle)
 	wantMasked := []string{
-		"redis://app:****@cache:6379/0?sentinel_password=****",
+		"redis://app:****@cache:6379/0?master_name=mymaster&password=****",
 		"https://hooks.example.com/****?token=****&channel=****",
 	}
 	writers := map[string]func(Config, *bytes.Buffer) error{
@@ -665,6 +667,7 @@ func TestSecretsAbsentFromErrors(t *testing.T) {
 		{"redis url unescaped slash in password", testBundle{env: []string{"AGENTQ_REDIS_URL=redis://app:ab/" + secret + "@cache:6379/0"}}},
 		{"redis url bad db", testBundle{env: []string{"AGENTQ_REDIS_URL=redis://app:" + secret + "@cache:6379/x"}}},
 		{"redis url secret query", testBundle{env: []string{"AGENTQ_REDIS_URL=redis-sentinel://s1:1/0?sentinel_password=" + secret}}},
+		{"redis url secret in a failover query", testBundle{env: []string{"AGENTQ_REDIS_URL=redis://s1:1/0?master_name=m&password=" + secret + "&bogus=1"}}},
 		{"redis url no scheme", testBundle{env: []string{"AGENTQ_REDIS_URL=app:" + secret + "@cache:6379"}}},
 		{"cluster with url host", testBundle{env: []string{"AGENTQ_REDIS_CLUSTER_ADDRS=a:1", "AGENTQ_REDIS_URL=redis://u:" + secret + "@cache/0"}}},
 		{"webhook bad scheme", testBundle{env: []string{"AGENTQ_ALERTS_WEBHOOK_URL=ftp://hooks.example.com/x?token=" + secret}}},

@@ -169,9 +169,9 @@ func secretTemplate(t *testing.T, secret string, shape uint8) []byte {
 	q := url.QueryEscape(secret)
 	urls := []string{
 		"redis://" + user + "@cache:6379/0",
-		"rediss://" + user + "@cache:6380/1?sentinel_password=" + q,
-		"redis-sentinel://:" + url.PathEscape(secret) + "@s1:26379,s2:26379/0?master=mymaster&sentinel_password=" + q,
-		"redis-socket://" + user + "@/tmp/redis.sock?db=2&password=" + q,
+		"rediss://" + user + "@s1:26380/1?master_name=mymaster&password=" + q,
+		"redis-sentinel://:" + url.PathEscape(secret) + "@s1:26379,s2:26379/0?master=mymaster",
+		"unix://" + user + "@/tmp/redis.sock?db=2",
 	}
 	doc := map[string]any{
 		"redis":     map[string]any{"url": urls[int(shape)%len(urls)], "password": secret},

@@ -66,7 +66,7 @@ func (c Config) validate(source func(key string) string) error {
 	ch := &checker{source: source}
 
 	r := c.Redis
-	ch.redisURL("redis.url", r.URL, len(r.ClusterAddrs) > 0)
+	ch.redisURL("redis.url", r.URL, r.ClusterAddrs)
 	for _, a := range r.ClusterAddrs {
 		ch.hostPort("redis.cluster_addrs", a, true)
 	}
@@ -318,76 +318,15 @@ func (ch *checker) file(key, path string) {
 	}
 }
 
-func (ch *checker) redisURL(key, raw string, cluster bool) {
-	if reason := checkRedisURL(raw, cluster); reason != "" {
-		ch.fail(key, "%s", reason)
-	}
-}
-
-// checkRedisURL returns why raw is not a usable redis.url, or "". Messages show the
-// URL masked.
-func checkRedisURL(raw string, cluster bool) string {
+// redisURL checks redis.url with queue's own parser (go-redis's ParseURL,
+// ParseClusterURL and ParseFailoverURL): one rule for what a Redis URL is.
+func (ch *checker) redisURL(key, raw string, clusterAddrs []string) {
 	if raw == "" {
-		return ""
+		return
 	}
-	shown := maskURL(raw, false)
-	const schemes = "use redis://, rediss://, redis-sentinel:// or redis-socket://"
-	if !strings.Contains(raw, "://") {
-		return fmt.Sprintf("%s is not a URL (%s)", shown, schemes)
+	if err := (queue.RedisConfig{URL: raw, ClusterAddrs: clusterAddrs}).Validate(); err != nil {
+		ch.fail(key, "%s", strings.TrimPrefix(err.Error(), key+": "))
 	}
-	u, reason := parseURL(raw)
-	if reason != "" {
-		return fmt.Sprintf("%s is not a valid URL: %s", shown, reason)
-	}
-	switch u.Scheme {
-	case "redis", "rediss":
-		if cluster {
-			if u.Host != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-				return fmt.Sprintf("%s must give only the scheme and credentials (e.g. %s://user:%s@) when redis.cluster_addrs is set", shown, u.Scheme, mask)
-			}
-			return ""
-		}
-		if u.Hostname() == "" {
-			return fmt.Sprintf("%s has no host", shown)
-		}
-		return checkDB(strings.TrimPrefix(u.Path, "/"), shown)
-	case "redis-sentinel":
-		if cluster {
-			return fmt.Sprintf("%s cannot be used with redis.cluster_addrs", shown)
-		}
-		if u.Host == "" {
-			return fmt.Sprintf("%s has no sentinel addresses", shown)
-		}
-		for a := range strings.SplitSeq(u.Host, ",") {
-			if r := checkHostPort(a, true); r != "" {
-				return fmt.Sprintf("sentinel address %s", r)
-			}
-		}
-		if u.Query().Get("master") == "" {
-			return fmt.Sprintf("%s has no master name (add ?master=NAME)", shown)
-		}
-		return checkDB(strings.TrimPrefix(u.Path, "/"), shown)
-	case "redis-socket":
-		if cluster {
-			return fmt.Sprintf("%s cannot be used with redis.cluster_addrs", shown)
-		}
-		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-			return fmt.Sprintf("%s must give an absolute socket path: redis-socket:///path/to/redis.sock", shown)
-		}
-		return checkDB(u.Query().Get("db"), shown)
-	}
-	return fmt.Sprintf("unsupported scheme %q (%s)", u.Scheme, schemes)
-}
-
-// checkDB checks a database number; empty means 0.
-func checkDB(db, shown string) string {
-	if db == "" {
-		return ""
-	}
-	if n, err := strconv.Atoi(db); err != nil || n < 0 {
-		return fmt.Sprintf("database %q in %s is not a number", db, shown)
-	}
-	return ""
 }
 
 // parseURL parses raw, returning why it fails without quoting the URL: url.Parse's

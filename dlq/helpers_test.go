@@ -197,16 +197,13 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	t.Fatalf("timed out after %v waiting for %s", within, what)
 }
 
-func (b *bundle) taskState(t *testing.T, id string) asynq.TaskState {
+func (b *bundle) taskState(t *testing.T, id string) queue.TaskState {
 	t.Helper()
-	info, err := b.insp.GetTaskInfo(queue.QueueDefault, id)
-	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		return gone
-	}
+	state, err := queue.NewInspector(b.rdb).State(context.Background(), queue.QueueDefault, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State
+	return state
 }
 
 func (b *bundle) get(t *testing.T, id string) Record {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/jobs"
@@ -51,7 +49,7 @@ type Swept struct {
 // workers and with other sweeps.
 func (s *Store) Sweep(ctx context.Context) (Swept, error) {
 	var sw Swept
-	queues, err := s.insp.Queues()
+	queues, err := s.insp.Queues(ctx)
 	if err != nil {
 		return sw, fmt.Errorf("dlq: sweep: list queues: %w", err)
 	}
@@ -70,65 +68,51 @@ func (s *Store) Sweep(ctx context.Context) (Swept, error) {
 
 func (s *Store) sweepArchive(ctx context.Context, q string) (int, error) {
 	recorded := 0
-	var cursor uint64
-	for {
-		page, next, err := s.rdb.ZScan(ctx, queue.AsynqArchivedKey(q), cursor, "", pageSize).Result()
+	err := s.insp.EachArchived(ctx, q, pageSize, func(ids []string) error {
+		keys := make([]string, len(ids))
+		args := make([]any, 0, len(ids)+1)
+		args = append(args, keyPrefix)
+		for i, id := range ids {
+			keys[i] = taskKey(q, id)
+			args = append(args, id)
+		}
+		known, err := knownScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
 		if err != nil {
-			return recorded, fmt.Errorf("dlq: sweep archive of %q: %w", q, err)
+			return fmt.Errorf("dlq: sweep archive of %q: %w", q, err)
 		}
-		// ZSCAN returns member, score, member, score...
-		ids := make([]string, 0, len(page)/2)
-		for i := 0; i < len(page); i += 2 {
-			ids = append(ids, page[i])
-		}
-		if len(ids) > 0 {
-			keys := make([]string, len(ids))
-			args := make([]any, 0, len(ids)+1)
-			args = append(args, keyPrefix)
-			for i, id := range ids {
-				keys[i] = taskKey(q, id)
-				args = append(args, id)
+		for i, id := range ids {
+			if known[i] == 1 {
+				continue
 			}
-			known, err := knownScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+			ok, err := s.recordArchived(ctx, q, id)
 			if err != nil {
-				return recorded, fmt.Errorf("dlq: sweep archive of %q: %w", q, err)
+				return err
 			}
-			for i, id := range ids {
-				if known[i] == 1 {
-					continue
-				}
-				ok, err := s.recordArchived(ctx, q, id)
-				if err != nil {
-					return recorded, err
-				}
-				if ok {
-					recorded++
-				}
+			if ok {
+				recorded++
 			}
 		}
-		cursor = next
-		if cursor == 0 {
-			return recorded, nil
-		}
+		return nil
+	})
+	if err != nil {
+		return recorded, fmt.Errorf("dlq: sweep: %w", err)
 	}
+	return recorded, nil
 }
 
 // recordArchived records an archived task the worker did not report.
 func (s *Store) recordArchived(ctx context.Context, q, id string) (bool, error) {
-	info, err := s.insp.GetTaskInfo(q, id)
-	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("dlq: sweep: read task %s: %w", id, err)
+	info, err := s.insp.Task(ctx, q, id)
+	if err != nil {
+		return false, fmt.Errorf("dlq: sweep: %w", err)
 	}
-	if info.State != asynq.TaskStateArchived {
+	if info.State != queue.TaskArchived {
 		return false, nil
 	}
 	class, note := ClassManual, "archived outside agentq's worker (asynqmon, Inspector or another client)"
 	attempt := info.Retried
 	msg := info.LastErr
-	if info.LastErr == asynq.ErrLeaseExpired.Error() {
+	if info.LeaseExpired {
 		class = ClassLeaseExpired
 		note = "archived by asynq after its lease expired: the worker running its last attempt crashed or lost Redis"
 		attempt = info.Retried + 1
@@ -143,7 +127,7 @@ func (s *Store) recordArchived(ctx context.Context, q, id string) (bool, error) 
 	}
 	h := info.Headers
 	_, mode, err := s.Dead(ctx, Death{
-		Queue: q, TaskID: id, Kind: info.Type, Workflow: h[jobs.HeaderWorkflow], RunID: h[jobs.HeaderRunID],
+		Queue: q, TaskID: id, Kind: info.Kind, Workflow: h[jobs.HeaderWorkflow], RunID: h[jobs.HeaderRunID],
 		Key: h[jobs.HeaderKey], ReplayOf: h[jobs.HeaderReplayOf], Payload: info.Payload, Headers: h,
 		MaxAttempts: max(info.MaxRetry, 1), Source: SourceReconciler, Note: note,
 		Final: Attempt{At: at, Attempt: attempt, TaskID: id, Class: class, Error: s.redact(msg)},
@@ -154,7 +138,7 @@ func (s *Store) recordArchived(ctx context.Context, q, id string) (bool, error) 
 	if mode != modeCreated && mode != modeAppended {
 		return false, nil
 	}
-	s.log.Warn().Str("task_id", id).Str("queue", q).Str("kind", info.Type).Str("run_id", h[jobs.HeaderRunID]).
+	s.log.Warn().Str("task_id", id).Str("queue", q).Str("kind", info.Kind).Str("run_id", h[jobs.HeaderRunID]).
 		Str("class", string(class)).Str("mode", mode).Msg("reconciler recorded a dead letter the worker never reported: " + note)
 	return true, nil
 }
@@ -192,7 +176,7 @@ func (s *Store) sweepLive(ctx context.Context, sw *Swept) error {
 type liveRecord struct {
 	id, status, queue, archived, replayTask string
 	failedAt                                time.Time
-	inArchive                               *redis.FloatCmd
+	inArchive                               bool
 }
 
 func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
@@ -221,25 +205,29 @@ func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
 	}
 	// One round trip tells which dead records still have their task in
 	// asynq's archive: the common case, which needs nothing more.
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, r := range recs {
-			if r.status == string(StatusDead) && r.archived != "" {
-				r.inArchive = p.ZScore(ctx, queue.AsynqArchivedKey(r.queue), r.archived)
-			}
+	var dead []*liveRecord
+	var refs []queue.TaskRef
+	for _, r := range recs {
+		if r.status == string(StatusDead) && r.archived != "" {
+			dead = append(dead, r)
+			refs = append(refs, queue.TaskRef{Queue: r.queue, ID: r.archived})
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	}
+	in, err := s.insp.InArchive(ctx, refs)
+	if err != nil {
 		return fmt.Errorf("dlq: sweep records: %w", err)
+	}
+	for i, r := range dead {
+		r.inArchive = in[i]
 	}
 	full := map[string]bool{}
 	for _, r := range recs {
 		switch Status(r.status) {
 		case StatusDead:
-			if r.inArchive == nil || r.inArchive.Err() == nil {
+			if r.archived == "" || r.inArchive {
 				continue
 			}
-			state, err := s.taskState(r.queue, r.archived)
+			state, err := s.taskState(ctx, r.queue, r.archived)
 			if err != nil {
 				return err
 			}
@@ -248,7 +236,7 @@ func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
 				if err != nil {
 					return err
 				}
-				if trimmed || s.cfg.Now().Sub(r.failedAt) > asynqArchiveAge {
+				if trimmed || s.cfg.Now().Sub(r.failedAt) > queue.ArchiveMaxAge {
 					s.unwatch(ctx, r.id, r.archived)
 					continue
 				}
@@ -259,8 +247,8 @@ func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
 					"archived task "+r.archived+" left asynq without running again here: deleted (asynqmon), or run and finished unseen") {
 					sw.Deleted++
 				}
-			case asynq.TaskStateArchived:
-			case asynq.TaskStateCompleted:
+			case queue.TaskArchived:
+			case queue.TaskCompleted:
 				if s.mark(ctx, r.id, StatusDead, "archived_task", r.archived, StatusResolved,
 					"archived task "+r.archived+" was run again (asynqmon) and completed") {
 					sw.Resolved++
@@ -272,16 +260,16 @@ func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
 				}
 			}
 		case StatusRerun:
-			state, err := s.taskState(r.queue, r.archived)
+			state, err := s.taskState(ctx, r.queue, r.archived)
 			if err != nil {
 				return err
 			}
-			if (state == gone || state == asynq.TaskStateCompleted) && s.mark(ctx, r.id, StatusRerun, "archived_task", r.archived, StatusResolved,
+			if (state == gone || state == queue.TaskCompleted) && s.mark(ctx, r.id, StatusRerun, "archived_task", r.archived, StatusResolved,
 				"task "+r.archived+" run again from asynqmon left asynq without failing") {
 				sw.Resolved++
 			}
 		case StatusReplayed:
-			state, err := s.taskState(r.queue, r.replayTask)
+			state, err := s.taskState(ctx, r.queue, r.replayTask)
 			if err != nil {
 				return err
 			}
@@ -289,7 +277,7 @@ func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
 			case state == gone && s.mark(ctx, r.id, StatusReplayed, "replay_task", r.replayTask, StatusDeleted,
 				"replay task "+r.replayTask+" left asynq without an outcome (deleted?); replay again if needed"):
 				sw.Deleted++
-			case state == asynq.TaskStateCompleted && s.mark(ctx, r.id, StatusReplayed, "replay_task", r.replayTask, StatusResolved,
+			case state == queue.TaskCompleted && s.mark(ctx, r.id, StatusReplayed, "replay_task", r.replayTask, StatusResolved,
 				"replay task "+r.replayTask+" completed"):
 				sw.Resolved++
 			}
@@ -298,26 +286,18 @@ func (s *Store) checkLive(ctx context.Context, ids []string, sw *Swept) error {
 	return nil
 }
 
-// asynqArchiveMax is how many tasks asynq keeps in a queue's archive: when
-// it archives one more, it deletes the oldest beyond 9,999 (asynq v0.26,
-// internal/rdb maxArchiveSize). It also deletes archived tasks after 90 days.
-const asynqArchiveMax = 10000 - 1
-
-// asynqArchiveAge is how long asynq keeps an archived task.
-const asynqArchiveAge = 90 * 24 * time.Hour
-
 // archiveTrims reports whether asynq trims the archive of q now (it is
 // full), caching the answer per sweep in full.
 func (s *Store) archiveTrims(ctx context.Context, full map[string]bool, q string) (bool, error) {
 	if v, ok := full[q]; ok {
 		return v, nil
 	}
-	n, err := s.rdb.ZCard(ctx, queue.AsynqArchivedKey(q)).Result()
+	trims, err := s.insp.ArchiveTrims(ctx, q)
 	if err != nil {
-		return false, fmt.Errorf("dlq: sweep: size of the archive of %q: %w", q, err)
+		return false, fmt.Errorf("dlq: sweep: %w", err)
 	}
-	full[q] = n >= asynqArchiveMax
-	return full[q], nil
+	full[q] = trims
+	return trims, nil
 }
 
 // unwatch notes that asynq trimmed a dead record's archived task: the record
@@ -335,21 +315,15 @@ func (s *Store) unwatch(ctx context.Context, id, archived string) {
 }
 
 // gone is the state of a task asynq does not hold.
-const gone asynq.TaskState = 0
+const gone = queue.TaskGone
 
 // taskState returns the task's state in asynq, or gone.
-func (s *Store) taskState(q, id string) (asynq.TaskState, error) {
-	if id == "" {
-		return gone, nil
+func (s *Store) taskState(ctx context.Context, q, id string) (queue.TaskState, error) {
+	state, err := s.insp.State(ctx, q, id)
+	if err != nil {
+		return gone, fmt.Errorf("dlq: sweep: %w", err)
 	}
-	info, err := s.insp.GetTaskInfo(q, id)
-	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		return gone, nil
-	case err != nil:
-		return gone, fmt.Errorf("dlq: sweep: read task %s: %w", id, err)
-	}
-	return info.State, nil
+	return state, nil
 }
 
 // mark changes a record's status if it is still what the sweep saw, and

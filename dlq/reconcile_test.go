@@ -80,7 +80,7 @@ func TestSweepRecordsATaskArchivedByLeaseExpiry(t *testing.T) {
 	// its lease expired and it has no retry left. The worker's middleware
 	// never sees it.
 	b.startWorker(t)
-	waitFor(t, 10*time.Second, "the recoverer to archive the task", func() bool { return b.taskState(t, info.ID) == asynq.TaskStateArchived })
+	waitFor(t, 10*time.Second, "the recoverer to archive the task", func() bool { return b.taskState(t, info.ID) == queue.TaskArchived })
 	if n, _ := b.store.Count(ctx); n != 0 {
 		t.Fatalf("%d records before the sweep; the middleware cannot have seen this death", n)
 	}
@@ -106,7 +106,7 @@ func TestSweepReflectsAsynqmonRunAndDelete(t *testing.T) {
 	run3 := b.enqueue(t, "flip", queue.EnqueueOptions{Key: "run3"})   // dies at attempt 3
 	spent := b.enqueue(t, "fail", queue.EnqueueOptions{Key: "spent"})
 	for _, id := range []string{del, run1, run3, spent} {
-		waitFor(t, 10*time.Second, "archive of "+id, func() bool { return b.taskState(t, id) == asynq.TaskStateArchived })
+		waitFor(t, 10*time.Second, "archive of "+id, func() bool { return b.taskState(t, id) == queue.TaskArchived })
 	}
 	w.Shutdown()
 	ids := map[string]string{}
@@ -275,7 +275,7 @@ func TestPurgeTombstonesAndDeletesTheArchivedTask(t *testing.T) {
 	// Archived again by hand under the same id would be a new death; the
 	// tombstone only stops the reconciler from resurrecting the purged one
 	// while asynq still held it. Simulate asynq holding it still:
-	if err := b.rdb.ZAdd(ctx, queue.AsynqArchivedKey("default"), redis.Z{Score: 1, Member: task}).Err(); err != nil {
+	if err := b.rdb.ZAdd(ctx, "asynq:{default}:archived", redis.Z{Score: 1, Member: task}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if sw, err := b.store.Sweep(ctx); err != nil || sw.Recorded != 0 {

@@ -1,14 +1,18 @@
 package dlq
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
@@ -130,11 +134,11 @@ func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replaye
 	// or scheduled again (run from asynqmon, or requeued by a shutdown that
 	// the record did not see) would run twice.
 	if archived != "" && archived != taskID {
-		if info, ierr := s.insp.GetTaskInfo(r.Queue, archived); ierr == nil && info.State != asynq.TaskStateArchived {
+		if state, ierr := s.insp.State(ctx, r.Queue, archived); ierr == nil && state != queue.TaskGone && state != queue.TaskArchived {
 			uctx, cancel := writeCtx(ctx)
 			_ = unclaimScript.Run(uctx, s.rdb, []string{recordKey(id), liveKey()}, id, taskID, ms(s.cfg.Now())).Err()
 			cancel()
-			return out, &ActiveOriginalError{ID: id, TaskID: archived, State: info.State.String()}
+			return out, &ActiveOriginalError{ID: id, TaskID: archived, State: state.String()}
 		}
 	}
 	enq, err := s.cfg.Client.Enqueue(ctx, r.Kind, payload, opts)
@@ -153,11 +157,9 @@ func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replaye
 	}
 	out.Existing = enq.Duplicate
 	if archived != "" && archived != taskID {
-		switch derr := s.insp.DeleteTask(r.Queue, archived); {
-		case derr == nil:
-			out.ArchiveDeleted = true
-		case errors.Is(derr, asynq.ErrTaskNotFound), errors.Is(derr, asynq.ErrQueueNotFound):
-		default:
+		deleted, derr := s.insp.DeleteTask(ctx, r.Queue, archived)
+		out.ArchiveDeleted = deleted
+		if derr != nil {
 			out.Warning = fmt.Sprintf("archived task %s was not deleted from asynq: %v", archived, derr)
 		}
 	}
@@ -175,4 +177,78 @@ type ActiveOriginalError struct {
 
 func (e *ActiveOriginalError) Error() string {
 	return fmt.Sprintf("dead letter %s: its task %s is %s in asynq again (run from asynqmon, or requeued); replay refused so the step does not run twice", e.ID, e.TaskID, e.State)
+}
+
+// ReplayInFlightDefault is how many replays of one ReplayMany run at once.
+const ReplayInFlightDefault = 16
+
+// ReplayManyOptions bound a bulk replay.
+type ReplayManyOptions struct {
+	// Rate bounds the replays started per second (a token bucket of one:
+	// the first starts at once, then one every 1/Rate). Default 0: no bound.
+	Rate float64
+	// InFlight bounds the replays running at once.
+	// Default ReplayInFlightDefault (16).
+	InFlight int
+	// Progress, when set, is called once after each replay, never from two
+	// goroutines at once.
+	Progress func()
+}
+
+// CheckReplayRate refuses a replay rate that is not a finite, non-negative
+// number of replays per second.
+func CheckReplayRate(r float64) error {
+	if math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
+		return fmt.Errorf("rate must be a finite, non-negative number of replays per second, got %v", r)
+	}
+	return nil
+}
+
+// ReplayOutcome is the result of one replay of ReplayMany: Err is nil when
+// Replayed holds what was done.
+type ReplayOutcome struct {
+	ID       string
+	Replayed Replayed
+	Err      error
+}
+
+// ReplayMany replays ids as Replay does, at most m.InFlight at once and m.Rate
+// per second, and returns one outcome per id, in the order of ids. One
+// failed replay does not stop the others; when ctx ends, the replays not
+// yet started fail with ctx's error. It returns an error only for invalid
+// options.
+func (s *Store) ReplayMany(ctx context.Context, ids []string, o ReplayOptions, m ReplayManyOptions) ([]ReplayOutcome, error) {
+	if err := CheckReplayRate(m.Rate); err != nil {
+		return nil, fmt.Errorf("dlq: replay: %w", err)
+	}
+	if m.InFlight < 0 {
+		return nil, fmt.Errorf("dlq: replay: in_flight must not be negative, got %d", m.InFlight)
+	}
+	limit := rate.Inf
+	if m.Rate > 0 {
+		limit = rate.Limit(m.Rate)
+	}
+	lim := rate.NewLimiter(limit, 1)
+	out := make([]ReplayOutcome, len(ids))
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(cmp.Or(m.InFlight, ReplayInFlightDefault))
+	for i, id := range ids {
+		g.Go(func() error {
+			out[i].ID = id
+			if err := lim.Wait(ctx); err != nil {
+				out[i].Err = cmp.Or(ctx.Err(), err)
+			} else {
+				out[i].Replayed, out[i].Err = s.Replay(ctx, id, o)
+			}
+			if m.Progress != nil {
+				mu.Lock()
+				m.Progress()
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // every goroutine returns nil: failures are per id
+	return out, nil
 }

@@ -3,11 +3,11 @@ package dlq
 import (
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hibiken/asynq"
 
 	"github.com/agentq/agentq/queue"
 )
@@ -19,7 +19,7 @@ func TestReplayLifecycleThroughTheWorker(t *testing.T) {
 	b.failing.Store(true)
 	b.startWorker(t)
 	orig := b.enqueue(t, "flip", queue.EnqueueOptions{Key: "pay-42", RunID: "run-r"})
-	waitFor(t, 10*time.Second, "the first death", func() bool { return b.taskState(t, orig) == asynq.TaskStateArchived })
+	waitFor(t, 10*time.Second, "the first death", func() bool { return b.taskState(t, orig) == queue.TaskArchived })
 	recs, _ := b.store.List(ctx, Filter{})
 	if len(recs) != 1 || recs[0].Attempts != 3 {
 		t.Fatalf("records = %+v", recs)
@@ -197,5 +197,82 @@ func TestReplayRefusesWhileTheOriginalIsLiveAgain(t *testing.T) {
 	}
 	if _, err := b.insp.GetTaskInfo("default", "live-r1"); err == nil {
 		t.Fatal("a replay task was enqueued")
+	}
+}
+
+func TestReplayManyThrottlesAndReportsEachID(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	ctx := context.Background()
+	var ids []string
+	for _, task := range []string{"m1", "m2", "m3", "m4"} {
+		ids = append(ids, b.deadDirect(t, Death{TaskID: task}))
+	}
+	ids = append(ids[:2], append([]string{"404"}, ids[2:]...)...)
+	progress := 0
+	const perSecond = 20
+	start := time.Now()
+	out, err := b.store.ReplayMany(ctx, ids, ReplayOptions{}, ReplayManyOptions{Rate: perSecond, InFlight: 2, Progress: func() { progress++ }})
+	elapsed := time.Since(start)
+	if err != nil || len(out) != len(ids) || progress != len(ids) {
+		t.Fatalf("ReplayMany = %d outcomes, %d progress calls, %v", len(out), progress, err)
+	}
+	for i, o := range out {
+		if o.ID != ids[i] {
+			t.Fatalf("outcome %d is for %s, want %s: out of order", i, o.ID, ids[i])
+		}
+		if ids[i] == "404" {
+			if !errors.Is(o.Err, ErrNotFound) {
+				t.Fatalf("unknown id: %v", o.Err)
+			}
+			continue
+		}
+		if o.Err != nil || o.Replayed.TaskID == "" || b.get(t, ids[i]).Status != StatusReplayed {
+			t.Fatalf("replay of %s = %+v, %v", ids[i], o.Replayed, o.Err)
+		}
+	}
+	// Five replays started at 20/s, the first at once: four waits of 50ms.
+	if least := time.Duration(len(ids)-1) * time.Second / perSecond; elapsed < least-5*time.Millisecond {
+		t.Fatalf("%d replays at %d/s took %v, below %v: not throttled", len(ids), perSecond, elapsed, least)
+	}
+	if n := b.pending(t); n != 4 {
+		t.Fatalf("%d replay tasks pending, want 4", n)
+	}
+}
+
+func TestReplayManyStopsWithItsContext(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	id := b.deadDirect(t, Death{TaskID: "c1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out, err := b.store.ReplayMany(ctx, []string{id, id}, ReplayOptions{}, ReplayManyOptions{Rate: 1})
+	if err != nil || len(out) != 2 || !errors.Is(out[0].Err, context.Canceled) || !errors.Is(out[1].Err, context.Canceled) {
+		t.Fatalf("ReplayMany after cancel = %+v, %v", out, err)
+	}
+	if st := b.get(t, id).Status; st != StatusDead {
+		t.Fatalf("record is %s after a cancelled replay", st)
+	}
+}
+
+func TestReplayManyRefusesBadOptions(t *testing.T) {
+	t.Parallel()
+	s := &Store{}
+	for _, tc := range []struct {
+		name string
+		m    ReplayManyOptions
+		want string
+	}{
+		{"negative rate", ReplayManyOptions{Rate: -1}, "rate must be a finite, non-negative number"},
+		{"NaN rate", ReplayManyOptions{Rate: math.NaN()}, "got NaN"},
+		{"infinite rate", ReplayManyOptions{Rate: math.Inf(1)}, "got +Inf"},
+		{"negative in flight", ReplayManyOptions{InFlight: -1}, "in_flight must not be negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.ReplayMany(context.Background(), []string{"1"}, ReplayOptions{}, tc.m)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -161,7 +160,7 @@ func (c Config) validate() error {
 // Store is the dead-letter store. It is safe for concurrent use.
 type Store struct {
 	rdb  redis.UniversalClient
-	insp *asynq.Inspector
+	insp *queue.Inspector
 	cfg  Config
 	log  zerolog.Logger
 
@@ -176,7 +175,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("dlq: %w", err)
 	}
 	s := &Store{
-		rdb: rdb, insp: asynq.NewInspectorFromRedisClient(rdb), cfg: cfg,
+		rdb: rdb, insp: queue.NewInspector(rdb), cfg: cfg,
 		log: cfg.Logger.With().Str("component", "dlq").Logger(),
 		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentq_dlq_recorded_total",
@@ -575,9 +574,7 @@ func (s *Store) Purge(ctx context.Context, ids ...string) ([]Purged, error) {
 		if p.Status != StatusDead || p.ArchivedTask == "" {
 			continue
 		}
-		if derr := s.insp.DeleteTask(p.Queue, p.ArchivedTask); derr == nil {
-			out[i].ArchiveDeleted = true
-		}
+		out[i].ArchiveDeleted, _ = s.insp.DeleteTask(ctx, p.Queue, p.ArchivedTask)
 	}
 	return out, err
 }

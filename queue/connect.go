@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -91,7 +92,7 @@ func (c RedisConfig) where() string {
 	if len(c.ClusterAddrs) > 0 {
 		return "cluster " + strings.Join(c.ClusterAddrs, ",")
 	}
-	return MaskURL(cmpStr(c.URL, RedisURLDefault))
+	return MaskURL(cmp.Or(c.URL, RedisURLDefault))
 }
 
 // try makes one client and PINGs it within timeout.

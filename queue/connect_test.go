@@ -114,7 +114,7 @@ func TestConnectWaitPermanentErrorsReturnAtOnce(t *testing.T) {
 		{name: "no password", url: "redis://" + srv.Addr + "/0", want: "NOAUTH"},
 		{name: "wrong user", url: "redis://nobody:right-pw@" + srv.Addr + "/0", want: "WRONGPASS"},
 		{name: "unknown db", url: "redis://:right-pw@" + srv.Addr + "/99", want: "DB index"},
-		{name: "bad url", url: "redis://h:1/x", want: `database "x"`},
+		{name: "bad url", url: "redis://h:1/x", want: `invalid database number: "x"`},
 		{name: "bad scheme", url: "http://h:1/", want: "unsupported scheme"},
 	}
 	for _, tc := range tests {

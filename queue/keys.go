@@ -48,10 +48,13 @@ func asynqRetryKey(q string) string          { return asynqQueuePrefix(q) + "ret
 func asynqProcessedTotalKey(q string) string { return asynqQueuePrefix(q) + "processed" }
 func asynqFailedTotalKey(q string) string    { return asynqQueuePrefix(q) + "failed" }
 
-// AsynqArchivedKey is asynq's sorted set of the archived task ids of queue
-// q (asynq v0.26, internal/base.ArchivedKey), for the packages that read
-// what asynq archived (dlq's reconciler) without knowing its layout.
-func AsynqArchivedKey(q string) string { return asynqQueuePrefix(q) + "archived" }
+// asynqArchivedKey is asynq's sorted set of the archived task ids of queue
+// q (asynq v0.26, internal/base.ArchivedKey), read by the Inspector.
+func asynqArchivedKey(q string) string { return asynqQueuePrefix(q) + "archived" }
+
+// asynqPausedKey is asynq's marker of a paused queue (asynq v0.26,
+// internal/base.PausedKey), set and read by the Inspector.
+func asynqPausedKey(q string) string { return asynqQueuePrefix(q) + "paused" }
 
 func asynqProcessedKey(q string, t time.Time) string {
 	return asynqQueuePrefix(q) + "processed:" + t.UTC().Format("2006-01-02")

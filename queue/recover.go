@@ -622,7 +622,7 @@ func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cut
 		delay   time.Duration
 	)
 	if archived {
-		script, dest, score = archiveScript, AsynqArchivedKey(q), now.Unix()
+		script, dest, score = archiveScript, asynqArchivedKey(q), now.Unix()
 		own = []any{now.AddDate(0, 0, -asynqArchivedDays).Unix(), asynqMaxArchiveSize}
 	} else {
 		delay = s.delay(m.retried, asynq.ErrLeaseExpired, asynq.NewTaskWithHeaders(m.typ, m.payload, m.headers))

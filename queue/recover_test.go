@@ -186,7 +186,7 @@ func TestSweeperMatchesAsynqRecoverer(t *testing.T) {
 		}
 	}
 	// Timestamps agree within the seconds between the two recoveries.
-	for _, k := range []string{asynqRetryKey(q), AsynqArchivedKey(q)} {
+	for _, k := range []string{asynqRetryKey(q), asynqArchivedKey(q)} {
 		a, b := rdbTheirs.ZRangeWithScores(context.Background(), k, 0, -1).Val(), rdbOurs.ZRangeWithScores(context.Background(), k, 0, -1).Val()
 		if len(a) != 1 || len(b) != 1 || b[0].Score-a[0].Score > 10 || a[0].Score-b[0].Score > 10 {
 			t.Errorf("%s: asynq %v, ours %v: want one member each, scores within 10s", k, a, b)

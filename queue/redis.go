@@ -1,14 +1,18 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
-	"strconv"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,16 +21,30 @@ import (
 
 // RedisConfig says how to reach Redis: one server, Sentinel or Cluster.
 type RedisConfig struct {
-	// URL is redis://[user:pass@]host:port/db, rediss:// for TLS,
-	// redis-sentinel://[:pass@]h1:p1,h2:p2/db?master=NAME or
-	// redis-socket:///path?db=N. Default "redis://127.0.0.1:6379/0".
+	// URL says where Redis is, in go-redis's URL forms (redis.ParseURL,
+	// redis.ParseClusterURL, redis.ParseFailoverURL):
+	//
+	//	redis://[user:pass@]host:port/db           one server; rediss:// for TLS
+	//	unix://[user:pass@]/path/redis.sock?db=N   one server on a Unix socket
+	//	redis://[user:pass@]h1:p1?addr=h2:p2&addr=h3:p3
+	//	                                           Redis Cluster seeds
+	//	redis://[suser:spass@]s1:p1/db?master_name=NAME&addr=s2:p2[&password=PASS]
+	//	                                           Sentinel: the userinfo is the
+	//	                                           sentinels', password= the master's
+	//
+	// go-redis's query options apply (dial_timeout=3s, pool_size=20,
+	// client_name=..., skip_verify=true ...) and unknown ones are refused.
+	// The earlier forms redis-sentinel://[:pass@]h1:p1,h2:p2/db?master=NAME
+	// (one password for sentinels and master) and redis-socket:///path?db=N
+	// are still accepted. Default "redis://127.0.0.1:6379/0".
 	URL string
 	// Username overrides the URL's user. Default "".
 	Username string
-	// Password overrides the URL's password; secret. Default "".
+	// Password overrides the URL's password (for Sentinel: the master's and
+	// the sentinels'); secret. Default "".
 	Password string
 	// ClusterAddrs selects Redis Cluster with these seed addresses; the URL
-	// then only gives credentials and TLS. Default none.
+	// then only gives credentials, TLS and options. Default none.
 	ClusterAddrs []string
 	// TLSEnabled turns TLS on without a rediss:// URL. Default false.
 	TLSEnabled bool
@@ -35,80 +53,166 @@ type RedisConfig struct {
 	// CertFile and KeyFile are a client certificate. Default none.
 	CertFile, KeyFile string
 	// ServerName overrides the name verified in the server's certificate.
-	// Default: the host of the URL.
+	// Default: the host of the URL (of the first cluster seed; for Sentinel,
+	// the host of each connection).
 	ServerName string
 	// InsecureSkipVerify disables certificate checks. Default false.
 	InsecureSkipVerify bool
-	// DialTimeout, ReadTimeout and WriteTimeout bound network calls.
+	// DialTimeout, ReadTimeout and WriteTimeout bound network calls; they
+	// override the URL's dial_timeout, read_timeout and write_timeout.
 	// Defaults 5s, 3s, 3s.
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
-	// PoolSize is the connection pool size. Default go-redis's (10 per CPU).
+	// PoolSize is the connection pool size; it overrides the URL's
+	// pool_size. Default go-redis's (10 per CPU).
 	PoolSize int
 }
 
 // RedisURLDefault is the Redis used when none is configured.
 const RedisURLDefault = "redis://127.0.0.1:6379/0"
 
-// UniversalOptions turns the config into go-redis options.
+// Redis timeouts used when neither RedisConfig nor the URL sets them.
+const (
+	RedisDialTimeoutDefault  = 5 * time.Second
+	RedisReadTimeoutDefault  = 3 * time.Second
+	RedisWriteTimeoutDefault = 3 * time.Second
+)
+
+const redisSchemes = "use redis://, rediss://, unix://, redis-sentinel:// or redis-socket://"
+
+// UniversalOptions turns the config into go-redis options. The URL is
+// parsed by go-redis (see RedisConfig.URL): a URL with master_name gives
+// Sentinel options (MasterName set), one with addr= or ClusterAddrs gives
+// Cluster options (IsClusterMode set), any other one server. For a Unix
+// socket, Addrs holds the path and Dialer dials it, so that
+// redis.NewUniversalClient works on the result as it is. It reads the TLS
+// files; errors name the config key and never show a password.
 func (c RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
-	raw := c.URL
-	if raw == "" {
-		raw = RedisURLDefault
-	}
-	u, err := url.Parse(raw)
+	o, host, err := c.parse()
 	if err != nil {
-		return nil, fmt.Errorf("redis.url: cannot parse %s", MaskURL(raw))
+		return nil, err
 	}
-	o := &redis.UniversalOptions{
-		DialTimeout: cmpDur(c.DialTimeout, 5*time.Second), ReadTimeout: cmpDur(c.ReadTimeout, 3*time.Second),
-		WriteTimeout: cmpDur(c.WriteTimeout, 3*time.Second), PoolSize: c.PoolSize,
+	if o.TLSConfig != nil || c.TLSEnabled || c.CAFile != "" || c.CertFile != "" {
+		if o.TLSConfig, err = c.tlsConfig(o.TLSConfig, host); err != nil {
+			return nil, err
+		}
 	}
-	if u.User != nil {
-		o.Username = u.User.Username()
-		o.Password, _ = u.User.Password()
+	return o, nil
+}
+
+// Validate checks the URL and how it combines with the other fields,
+// without reading the TLS files: it refuses what UniversalOptions would,
+// the TLS files aside, with the same messages.
+func (c RedisConfig) Validate() error {
+	_, _, err := c.parse()
+	return err
+}
+
+// parse builds the options from the URL and the fields; host is the name
+// a TLS certificate is checked against ("" for each connection's host).
+func (c RedisConfig) parse() (o *redis.UniversalOptions, host string, err error) {
+	raw := cmp.Or(c.URL, RedisURLDefault)
+	shown := MaskURL(raw)
+	if !strings.Contains(raw, "://") {
+		if i := strings.LastIndexByte(raw, '@'); i >= 0 {
+			// Not a URL, so MaskURL cannot find the user info: hide all of it.
+			shown = "****" + raw[i:]
+		}
+		return nil, "", fmt.Errorf("redis.url: %s is not a URL (%s)", shown, redisSchemes)
 	}
-	useTLS := c.TLSEnabled
-	host := u.Hostname()
+	u, reason := parseRawURL(raw)
+	if reason != "" {
+		return nil, "", fmt.Errorf("redis.url: %s is not a valid URL: %s", shown, reason)
+	}
+	secrets := urlSecrets(u, c.Password)
+	fail := func(err error) error {
+		msg := strings.TrimPrefix(err.Error(), "redis: ")
+		return fmt.Errorf("redis.url: %s: %s", shown, maskSecrets(msg, secrets))
+	}
+	legacySentinel := false
 	switch u.Scheme {
-	case "redis", "rediss":
-		useTLS = useTLS || u.Scheme == "rediss"
-		o.Addrs = []string{u.Host}
-		if u.Port() == "" {
-			o.Addrs = []string{host + ":6379"}
-		}
-		if o.DB, err = dbFromPath(u.Path); err != nil {
-			return nil, err
-		}
-	case "redis-sentinel":
-		o.Addrs = strings.Split(u.Host, ",")
-		o.MasterName = u.Query().Get("master")
-		if o.MasterName == "" {
-			return nil, fmt.Errorf("redis.url: a redis-sentinel URL needs ?master=NAME")
-		}
-		o.SentinelUsername, o.SentinelPassword = o.Username, o.Password
-		if o.DB, err = dbFromPath(u.Path); err != nil {
-			return nil, err
-		}
-		host = ""
 	case "redis-socket":
-		if u.Path == "" {
-			return nil, fmt.Errorf("redis.url: a redis-socket URL needs a path")
+		u.Scheme = "unix"
+	case "redis-sentinel":
+		if u, err = sentinelURL(u); err != nil {
+			return nil, "", fail(err)
 		}
-		o.Addrs = []string{u.Path}
-		if db := u.Query().Get("db"); db != "" {
-			if o.DB, err = strconv.Atoi(db); err != nil {
-				return nil, fmt.Errorf("redis.url: db=%q is not a number", db)
-			}
+		legacySentinel = true
+	case "redis", "rediss", "unix":
+	default:
+		return nil, "", fmt.Errorf("redis.url: unsupported scheme %q (%s)", u.Scheme, redisSchemes)
+	}
+	q := u.Query()
+	o = &redis.UniversalOptions{}
+	switch {
+	case u.Scheme == "unix":
+		if len(c.ClusterAddrs) > 0 {
+			return nil, "", fmt.Errorf("redis.url: %s is a Unix socket, which cannot be used with redis.cluster_addrs", shown)
+		}
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			return nil, "", fmt.Errorf("redis.url: %s must give an absolute socket path and no host: unix:///path/to/redis.sock", shown)
+		}
+		so, err := redis.ParseURL(u.String())
+		if err != nil {
+			return nil, "", fail(err)
+		}
+		copyOptions(o, so)
+		o.Addrs = []string{so.Addr}
+		o.Dialer = unixDialer(o)
+	case q.Has("master_name"):
+		if len(c.ClusterAddrs) > 0 {
+			return nil, "", fmt.Errorf("redis.url: %s names a Sentinel master, which cannot be used with redis.cluster_addrs", shown)
+		}
+		fo, err := redis.ParseFailoverURL(u.String())
+		if err != nil {
+			return nil, "", fail(err)
+		}
+		if fo.MasterName == "" {
+			return nil, "", fmt.Errorf("redis.url: %s has an empty master_name", shown)
+		}
+		copyOptions(o, fo)
+		o.Addrs = fo.SentinelAddrs
+		if legacySentinel {
+			// redis-sentinel:// gives one credential for sentinels and master.
+			o.Username = cmp.Or(o.Username, fo.SentinelUsername)
+			o.Password = cmp.Or(o.Password, fo.SentinelPassword)
+		}
+	case len(c.ClusterAddrs) > 0 && c.URL != "" && (u.Host != "" || (u.Path != "" && u.Path != "/") || q.Has("addr")):
+		// The seeds come from one place: an address in the URL beside
+		// cluster_addrs would be silently ignored.
+		return nil, "", fmt.Errorf("redis.url: %s must give only the scheme and credentials (e.g. %s://user:%s@) when redis.cluster_addrs is set", shown, u.Scheme, "****")
+	case len(c.ClusterAddrs) > 0 || q.Has("addr"):
+		co, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, "", fail(err)
+		}
+		copyOptions(o, co)
+		o.IsClusterMode = true
+		if len(c.ClusterAddrs) > 0 {
+			o.Addrs = slices.Clone(c.ClusterAddrs)
+		}
+		host = o.Addrs[0]
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
 		}
 	default:
-		return nil, fmt.Errorf("redis.url: unsupported scheme %q (use redis://, rediss://, redis-sentinel:// or redis-socket://)", u.Scheme)
+		so, err := redis.ParseURL(u.String())
+		if err != nil {
+			return nil, "", fail(err)
+		}
+		copyOptions(o, so)
+		o.Addrs = []string{so.Addr}
+		host = u.Hostname()
+		if host == "" {
+			host = "localhost"
+		}
 	}
-	if len(c.ClusterAddrs) > 0 {
-		o.Addrs = c.ClusterAddrs
-		o.IsClusterMode = true
-		o.DB = 0
-		host, _, _ = strings.Cut(c.ClusterAddrs[0], ":")
+	if o.DB < 0 {
+		return nil, "", fmt.Errorf("redis.url: %s: database %d is negative", shown, o.DB)
 	}
+	o.DialTimeout = cmp.Or(c.DialTimeout, o.DialTimeout, RedisDialTimeoutDefault)
+	o.ReadTimeout = cmp.Or(c.ReadTimeout, o.ReadTimeout, RedisReadTimeoutDefault)
+	o.WriteTimeout = cmp.Or(c.WriteTimeout, o.WriteTimeout, RedisWriteTimeoutDefault)
+	o.PoolSize = cmp.Or(c.PoolSize, o.PoolSize)
 	if c.Username != "" {
 		o.Username = c.Username
 	}
@@ -118,40 +222,170 @@ func (c RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 			o.SentinelPassword = c.Password
 		}
 	}
-	if useTLS || c.CAFile != "" || c.CertFile != "" {
-		tc := &tls.Config{ServerName: host, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in
-		if c.ServerName != "" {
-			tc.ServerName = c.ServerName
-		}
-		if c.CAFile != "" {
-			pem, err := readTLSFile("redis.tls.ca_file", c.CAFile)
-			if err != nil {
-				return nil, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("redis.tls.ca_file: %s holds no PEM certificate", c.CAFile)
-			}
-			tc.RootCAs = pool
-		}
-		if c.CertFile != "" || c.KeyFile != "" {
-			certPEM, err := readTLSFile("redis.tls.cert_file", c.CertFile)
-			if err != nil {
-				return nil, err
-			}
-			keyPEM, err := readTLSFile("redis.tls.key_file", c.KeyFile)
-			if err != nil {
-				return nil, err
-			}
-			cert, err := tls.X509KeyPair(certPEM, keyPEM)
-			if err != nil {
-				return nil, fmt.Errorf("redis.tls.cert_file/key_file: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		o.TLSConfig = tc
+	return o, host, nil
+}
+
+// sentinelURL rewrites redis-sentinel://[cred@]h1:p1,h2:p2/db?master=NAME
+// into go-redis's failover form redis://[cred@]h1:p1/db?addr=h2:p2&master_name=NAME.
+func sentinelURL(u *url.URL) (*url.URL, error) {
+	q := u.Query()
+	master := q.Get("master")
+	if master == "" {
+		return nil, errors.New("a redis-sentinel URL needs ?master=NAME")
 	}
-	return o, nil
+	if u.Host == "" {
+		return nil, errors.New("a redis-sentinel URL needs sentinel addresses")
+	}
+	hosts := strings.Split(u.Host, ",")
+	q.Del("master")
+	q.Set("master_name", master)
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	v := *u
+	v.Scheme, v.Host, v.RawQuery = "redis", hosts[0], q.Encode()
+	return &v, nil
+}
+
+// copyOptions copies every field of src (a *redis.Options, ClusterOptions
+// or FailoverOptions, as go-redis's URL parsers return them) into dst's
+// field of the same name and type: go-redis's UniversalOptions mirrors
+// them, so every option a URL can set carries over.
+func copyOptions(dst *redis.UniversalOptions, src any) {
+	d := reflect.ValueOf(dst).Elem()
+	sv := reflect.ValueOf(src).Elem()
+	for i := range sv.NumField() {
+		f := sv.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		df := d.FieldByName(f.Name)
+		if df.IsValid() && df.CanSet() && df.Type() == f.Type {
+			df.Set(sv.Field(i))
+		}
+	}
+}
+
+// unixDialer dials o's address as a Unix socket.
+func unixDialer(o *redis.UniversalOptions) func(ctx context.Context, _, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: o.DialTimeout}
+		return d.DialContext(ctx, "unix", addr)
+	}
+}
+
+// tlsConfig builds the TLS settings: the URL's (skip_verify) and the
+// config's, with the CA and client certificate files read.
+func (c RedisConfig) tlsConfig(fromURL *tls.Config, host string) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: host, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in
+	if fromURL != nil && fromURL.InsecureSkipVerify {
+		tc.InsecureSkipVerify = true
+	}
+	if c.ServerName != "" {
+		tc.ServerName = c.ServerName
+	}
+	if c.CAFile != "" {
+		pem, err := readTLSFile("redis.tls.ca_file", c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis.tls.ca_file: %s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		certPEM, err := readTLSFile("redis.tls.cert_file", c.CertFile)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := readTLSFile("redis.tls.key_file", c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// parseRawURL parses raw, returning why it fails without quoting the URL:
+// url.Parse's errors quote it, password included.
+func parseRawURL(raw string) (*url.URL, string) {
+	u, err := url.Parse(raw)
+	if err == nil {
+		return u, ""
+	}
+	// Parse again without the user info, so the reason cannot hold the password.
+	if _, err2 := url.Parse(stripUserinfo(raw)); err2 != nil {
+		var ue *url.Error
+		if errors.As(err2, &ue) {
+			return nil, ue.Err.Error()
+		}
+		return nil, "cannot be parsed"
+	}
+	return nil, "the user name or password is malformed (escape special characters with %XX)"
+}
+
+// splitUserinfo splits raw around the user info of its authority:
+// raw == before + userinfo + "@" + after. ok is false when it has none.
+func splitUserinfo(raw string) (before, userinfo, after string, ok bool) {
+	start := strings.Index(raw, "//")
+	if start < 0 {
+		return raw, "", "", false
+	}
+	start += 2
+	end := strings.IndexAny(raw[start:], "/?#")
+	if end < 0 {
+		end = len(raw) - start
+	}
+	at := strings.LastIndex(raw[start:start+end], "@")
+	if at < 0 {
+		return raw, "", "", false
+	}
+	return raw[:start], raw[start : start+at], raw[start+at+1:], true
+}
+
+// stripUserinfo drops the user info of raw's authority.
+func stripUserinfo(raw string) string {
+	before, _, after, ok := splitUserinfo(raw)
+	if !ok {
+		return raw
+	}
+	return before + after
+}
+
+// secretQuery are the query parameters that hold a password.
+var secretQuery = []string{"password", "sentinel_password"}
+
+// urlSecrets are the secrets a URL and the config hold: the userinfo's
+// password (or a bare token), the password query parameters, and the
+// Password field.
+func urlSecrets(u *url.URL, password string) []string {
+	var out []string
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			out = append(out, pw)
+		} else {
+			out = append(out, u.User.Username())
+		}
+	}
+	q := u.Query()
+	for _, k := range secretQuery {
+		out = append(out, q[k]...)
+	}
+	return append(out, password)
+}
+
+func maskSecrets(s string, secrets []string) string {
+	for _, sec := range secrets {
+		s = maskSecret(s, sec)
+	}
+	return s
 }
 
 // maxTLSFileBytes bounds what is read of a TLS CA, certificate or key file
@@ -180,43 +414,11 @@ func readTLSFile(key, path string) ([]byte, error) {
 	return b, nil
 }
 
-func cmpDur(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
-func dbFromPath(p string) (int, error) {
-	p = strings.Trim(p, "/")
-	if p == "" {
-		return 0, nil
-	}
-	db, err := strconv.Atoi(p)
-	if err != nil || db < 0 {
-		return 0, fmt.Errorf("redis.url: database %q is not a non-negative number", p)
-	}
-	return db, nil
-}
-
-// network returns "unix" for a socket URL, else "tcp".
-func (c RedisConfig) network() string {
-	if strings.HasPrefix(c.URL, "redis-socket:") {
-		return "unix"
-	}
-	return "tcp"
-}
-
 // NewRedis returns a go-redis client for c. It does not connect yet.
 func (c RedisConfig) NewRedis() (redis.UniversalClient, error) {
 	o, err := c.UniversalOptions()
 	if err != nil {
 		return nil, err
-	}
-	if c.network() == "unix" {
-		ro := o.Simple()
-		ro.Network = "unix"
-		return redis.NewClient(ro), nil
 	}
 	return redis.NewUniversalClient(o), nil
 }
@@ -232,20 +434,13 @@ func (c RedisConfig) Connect(ctx context.Context, timeout time.Duration) (redis.
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()
-		where := MaskURL(cmpStr(c.URL, RedisURLDefault))
+		where := MaskURL(cmp.Or(c.URL, RedisURLDefault))
 		if len(c.ClusterAddrs) > 0 {
 			where = "cluster " + strings.Join(c.ClusterAddrs, ",")
 		}
 		return nil, fmt.Errorf("cannot reach Redis at %s: %s (set redis.url or AGENTQ_REDIS_URL)", where, maskSecret(err.Error(), c.Password))
 	}
 	return rdb, nil
-}
-
-func cmpStr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func maskSecret(s, secret string) string {
@@ -269,26 +464,42 @@ func (o ConnOpt) MakeRedisClient() any {
 	return rdb
 }
 
-// MaskURL returns u with any password replaced by "****". A userinfo with
-// no password is a bare credential (redis://TOKEN@host, as some hosted
-// Redis services hand out) and is masked whole, as the redact package
-// masks it; an ACL username with a password (redis://user:pw@h) stays
-// readable.
+// MaskURL returns u with any password replaced by "****": the userinfo's,
+// and the values of the password and sentinel_password query parameters. A
+// userinfo with no password is a bare credential (redis://TOKEN@host, as
+// some hosted Redis services hand out) and is masked whole, as the redact
+// package masks it; an ACL username with a password (redis://user:pw@h)
+// stays readable. The rest of u is kept as written.
 func MaskURL(u string) string {
 	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
-		if err != nil {
-			return "<unparseable URL>"
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	out := u
+	if before, _, after, ok := splitUserinfo(u); ok && p.User != nil {
+		switch _, hasPW := p.User.Password(); {
+		case hasPW:
+			out = before + url.User(p.User.Username()).String() + ":****@" + after
+		case p.User.Username() != "":
+			out = before + "****@" + after
 		}
-		return u
 	}
-	if _, ok := p.User.Password(); ok {
-		p.User = url.UserPassword(p.User.Username(), "xxxxx")
-		return strings.Replace(p.String(), "xxxxx", "****", 1)
+	if p.RawQuery == "" {
+		return out
 	}
-	if p.User.Username() != "" {
-		p.User = url.User("xxxxx")
-		return strings.Replace(p.String(), "xxxxx", "****", 1)
+	// Mask the secret parameters where they stand, keeping the order.
+	head, query, _ := strings.Cut(out, "?")
+	query, frag, hasFrag := strings.Cut(query, "#")
+	parts := strings.Split(query, "&")
+	for i, kv := range parts {
+		k, _, ok := strings.Cut(kv, "=")
+		if key, err := url.QueryUnescape(k); ok && err == nil && slices.Contains(secretQuery, key) {
+			parts[i] = k + "=****"
+		}
 	}
-	return u
+	out = head + "?" + strings.Join(parts, "&")
+	if hasFrag {
+		out += "#" + frag
+	}
+	return out
 }

@@ -16,6 +16,13 @@ func FuzzRedisURL(f *testing.F) {
 		"redis://u:s3cretpw@[::1", "redis://u:s3cret%zz@h/", "http://u:s3cretpw@h/", "redis://:@/", "",
 		"redis://u:pw@h:6379/0?x=%zz", "redis-sentinel://h:1/0", "redis://h:port/0", "redis://u:s3cretpw@h/-1",
 		"redis://s3cretTOKEN@h:6379/0",
+		// go-redis's forms: options, unix, cluster seeds, Sentinel.
+		"redis://h:1/0?pool_size=7&dial_timeout=2s", "redis://h:1/0?dial_timeout=zz", "redis://h:1/0?unknown=1",
+		"unix://:s3cretpw@/tmp/r.sock?db=1", "unix://", "rediss://h:1/0?skip_verify=true",
+		"redis://u:s3cretpw@c1:7000?addr=c2:7001&addr=c3:7002", "redis://c1:7000?addr=nohost",
+		"redis://su:s3cretpw@s1:26379/2?master_name=m&addr=s2:26379&password=m4sterpw",
+		"redis://s1:1/0?master_name=m&password=m4sterpw&max_retries=x", "redis://s1:1/0?master_name=",
+		"redis-sentinel:///0?master=m", "redis://h:1/0/1",
 	} {
 		f.Add(s)
 	}
@@ -29,7 +36,25 @@ func FuzzRedisURL(f *testing.F) {
 			t.Fatalf("UniversalOptions(%q) accepted it with no address: %+v", raw, o)
 		}
 		u, perr := url.Parse(raw)
-		if perr != nil || u.User == nil {
+		if perr != nil {
+			return
+		}
+		// A password in the query (Sentinel's master password) is masked
+		// too, wherever it is long and unique enough to be told apart.
+		for _, k := range []string{"password", "sentinel_password"} {
+			for _, qpw := range u.Query()[k] {
+				if len(qpw) < 4 || strings.Count(raw, qpw) > 1 {
+					continue
+				}
+				if strings.Contains(masked, qpw) {
+					t.Fatalf("MaskURL(%q) = %q shows the %s parameter", raw, masked, k)
+				}
+				if err != nil && strings.Contains(err.Error(), qpw) {
+					t.Fatalf("UniversalOptions(%q) error %q shows the %s parameter", raw, err, k)
+				}
+			}
+		}
+		if u.User == nil {
 			return
 		}
 		pw, ok := u.User.Password()
@@ -46,7 +71,8 @@ func FuzzRedisURL(f *testing.F) {
 		if strings.Contains(masked, pw) {
 			t.Fatalf("MaskURL(%q) = %q shows the password", raw, masked)
 		}
-		if err != nil && strings.Contains(err.Error(), pw) {
+		// The messages' own words ("redis.url", the scheme list) do not count.
+		if err != nil && strings.Contains(err.Error(), pw) && !strings.Contains("redis.url: "+redisSchemes, pw) {
 			t.Fatalf("UniversalOptions(%q) error %q shows the password", raw, err)
 		}
 	})

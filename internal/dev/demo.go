@@ -3,13 +3,11 @@ package dev
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/jobs"
@@ -63,7 +61,7 @@ func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *T
 	}
 	steps = append(steps, DemoStep{Name: "search again, same idempotency key", TaskID: dup.ID, Outcome: "not enqueued (duplicate)"})
 
-	insp := asynq.NewInspectorFromRedisClient(rdb)
+	insp := queue.NewInspector(rdb)
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	settled := func() bool {
@@ -71,11 +69,11 @@ func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *T
 		for i := range steps[:4] {
 			s := &steps[i]
 			s.Calls = ts.Calls(s.path, s.id)
-			info, err := insp.GetTaskInfo(q, s.TaskID)
+			info, err := insp.Task(ctx, q, s.TaskID)
 			switch {
-			case errors.Is(err, asynq.ErrTaskNotFound):
+			case err == nil && info.State == queue.TaskGone:
 				s.Outcome = "succeeded"
-			case err == nil && info.State == asynq.TaskStateArchived:
+			case err == nil && info.State == queue.TaskArchived:
 				s.Outcome, s.Error = "dead-lettered", info.LastErr
 			default:
 				s.Outcome, all = "pending", false
