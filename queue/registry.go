@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -78,12 +79,20 @@ func Register[A jobs.Args](r *Registry, schema string, fn func(ctx context.Conte
 			return fmt.Errorf("register %q: schema: %w", name, err)
 		}
 	}
+	// An empty object decodes into a struct as its zero value: skip the
+	// decoder (and the stack it grows on every attempt's fresh goroutine).
+	emptyIsZero := reflect.TypeFor[A]().Kind() == reflect.Struct
 	e.decode = func(raw []byte) (any, error) {
 		var a A
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&a); err != nil {
-			return nil, err
+		if !emptyIsZero || !isEmptyObject(raw) {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&a); err != nil {
+				return nil, err
+			}
+			if dec.More() {
+				return nil, errors.New("payload holds more than one JSON value")
+			}
 		}
 		if v, ok := any(a).(jobs.Validator); ok {
 			if err := v.Validate(); err != nil {
@@ -106,6 +115,15 @@ func Register[A jobs.Args](r *Registry, schema string, fn func(ctx context.Conte
 	}
 	r.kinds[name] = e
 	return nil
+}
+
+// isEmptyObject reports whether raw is "{}", spaces allowed.
+func isEmptyObject(raw []byte) bool {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '{' || raw[len(raw)-1] != '}' {
+		return false
+	}
+	return len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
 }
 
 // Kinds returns the registered kind names, sorted.

@@ -312,7 +312,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	a := &attempt{}
 	s := &a.step
 	fillStep(ctx, t, s)
-	defer w.held.track(ctx, s)()
+	defer w.held.watch(ctx, s).returned()
 	start := w.cfg.Now()
 	err := w.chain.ProcessStep(ctx, s)
 	if ctx.Err() != nil && jobs.Classify(err) != jobs.ClassAbandoned {
