@@ -87,6 +87,7 @@ type Runtime struct {
 	name     string
 	opts     Options
 	log      zerolog.Logger
+	flushLog func() error // writes buffered log lines; nil with Options.Logger
 	reg      *queue.Registry
 	rdb      redis.UniversalClient
 	ownRedis bool
@@ -115,11 +116,11 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 	if opts.Logger != nil {
 		r.log = *opts.Logger
 	} else {
-		log, err := logging.New(cmp.Or[io.Writer](opts.LogTo, os.Stderr), cfg.Log.Level, cfg.Log.Format)
+		log, flush, err := logging.NewFlushed(cmp.Or[io.Writer](opts.LogTo, os.Stderr), cfg.Log.Level, cfg.Log.Format)
 		if err != nil {
 			return nil, &ConfigError{err}
 		}
-		r.log = log
+		r.log, r.flushLog = log, flush
 	}
 	if err := handlers.Register(r.reg, handlersConfig(cfg)); err != nil {
 		return nil, err
@@ -213,12 +214,19 @@ func (r *Runtime) rejects() bool {
 	return false
 }
 
-// Close closes the Redis client the Runtime made. Stop workers first.
+// Close closes the Redis client the Runtime made and writes the log lines
+// it buffered (JSON lines to a file or pipe wait up to 100 ms). Stop
+// workers first.
 func (r *Runtime) Close() error {
+	var err error
 	if r.ownRedis && r.rdb != nil {
-		return r.rdb.Close()
+		err = r.rdb.Close()
 	}
-	return nil
+	if r.flushLog != nil {
+		// Lines logged after Close are written at once.
+		err = errors.Join(err, r.flushLog())
+	}
+	return err
 }
 
 // Config returns the configuration the Runtime was built from.

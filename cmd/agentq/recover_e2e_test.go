@@ -155,7 +155,7 @@ func TestEndToEndWorkerBadRedisConfigFailsAtOnce(t *testing.T) {
 	}{
 		{name: "wrong password", url: "redis://:wrong-pw@" + srv.Addr + "/0", want: "WRONGPASS"},
 		{name: "unknown db", url: "redis://:right-pw@" + srv.Addr + "/99", want: "DB index"},
-		{name: "unparseable url", url: "redis://h:1/x", want: `database "x"`},
+		{name: "unparseable url", url: "redis://h:1/x", want: `invalid database number: "x"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

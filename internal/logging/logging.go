@@ -34,6 +34,25 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
+// NewFlushed is New for a process's own log (a worker's, a dashboard's):
+// JSON lines to a file or a pipe go through a Buffered writer, so that a
+// line per attempt does not cost a system call each. Call flush before the
+// process exits; it is a no-op when nothing is buffered (a terminal, the
+// console format).
+func NewFlushed(w io.Writer, level, format string) (log zerolog.Logger, flush func() error, err error) {
+	nop := func() error { return nil }
+	f := strings.ToLower(format)
+	if IsTerminal(w) || (f != "" && f != "auto" && f != "json") {
+		log, err = New(w, level, format)
+		return log, nop, err
+	}
+	b := NewBuffered(w, FlushIntervalDefault)
+	if log, err = New(b, level, format); err != nil {
+		return log, nop, err
+	}
+	return log, b.Close, nil
+}
+
 // ParseLevel maps a level name to zerolog's level.
 func ParseLevel(level string) (zerolog.Level, error) {
 	switch strings.ToLower(level) {
