@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -88,15 +89,17 @@ type Runtime struct {
 	opts     Options
 	log      zerolog.Logger
 	flushLog func() error // writes buffered log lines; nil with Options.Logger
-	reg      *queue.Registry
-	rdb      redis.UniversalClient
-	ownRedis bool
-	prom     prometheus.Registerer
-	gather   prometheus.Gatherer
-	budgets  *budget.Budgets
-	breakers *breaker.Set
-	client   *queue.Client
-	dead     *dlq.Store
+	// workerBuilt is set by the one NewWorker call a Runtime allows.
+	workerBuilt atomic.Bool
+	reg         *queue.Registry
+	rdb         redis.UniversalClient
+	ownRedis    bool
+	prom        prometheus.Registerer
+	gather      prometheus.Gatherer
+	budgets     *budget.Budgets
+	breakers    *breaker.Set
+	client      *queue.Client
+	dead        *dlq.Store
 }
 
 // ConfigError is a configuration a part refuses: no retry helps.

@@ -254,3 +254,52 @@ func TestProgramObserversSeeTheDecidedResult(t *testing.T) {
 		t.Errorf("observer saw %+v, want dead, permanent, with the dead letter already recorded", s)
 	}
 }
+
+// TestWorkerLifecycle: a Runtime builds one Worker; Close from another
+// goroutine ends Run, with the queue shut down first.
+func TestWorkerLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setup(t, agentq.Options{})
+	w, err := b.rt.NewWorker(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w2, err := b.rt.NewWorker(context.Background()); err == nil || !strings.Contains(err.Error(), "already built its Worker") {
+		if w2 != nil {
+			w2.Close()
+		}
+		t.Fatalf("second NewWorker: %v, want the one-Worker error", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	// Run has started the queue once a step runs.
+	if _, err := b.rt.Client().Enqueue(context.Background(), "noop", []byte(`{}`), queue.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := queue.ProcessedTotal(context.Background(), b.rt.Redis(), queue.QueueDefault)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never processed the step")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Close: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	if err := w.Start(); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
+}

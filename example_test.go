@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
@@ -53,10 +54,13 @@ func Example() {
 	defer rt.Close()
 
 	// The payload is validated before it reaches Redis; a second enqueue
-	// with the same key within enqueue.dedupe_window is a duplicate.
+	// with the same key (and queue) within enqueue.dedupe_window is a
+	// duplicate. The key names this run, so that running the program again
+	// enqueues afresh.
+	key := "summarize/report/" + time.Now().UTC().Format("20060102T150405.000000000")
 	for range 2 {
 		res, err := rt.Client().EnqueueArgs(ctx, SummarizeArgs{DocURL: "https://example.com/report"},
-			queue.EnqueueOptions{Key: "summarize/report"})
+			queue.EnqueueOptions{Key: key})
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package agentq
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -38,7 +39,9 @@ type Worker struct {
 
 	stopLoops context.CancelFunc
 	loops     sync.WaitGroup
+	mu        sync.Mutex // orders Start and Close
 	started   bool
+	closed    chan struct{} // closed by Close
 	closeOnce sync.Once
 }
 
@@ -46,10 +49,13 @@ type Worker struct {
 // reconciler, the budgets' and breakers' loops, the metrics server); Run
 // (or Start) starts taking tasks. The parts run until Close, not until ctx
 // ends, so that the outcomes of the steps a stopping worker finishes are
-// still flushed. One Runtime has at most one Worker at a time (their
-// metrics would collide).
+// still flushed. A Runtime builds one Worker (its metrics are registered
+// once); a second call is an error: build another Runtime for another.
 func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
-	w := &Worker{rt: r}
+	if !r.workerBuilt.CompareAndSwap(false, true) {
+		return nil, errors.New("agentq: this Runtime already built its Worker; build another Runtime for another Worker")
+	}
+	w := &Worker{rt: r, closed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			// Stop what was built before the failure.
@@ -155,16 +161,31 @@ func (w *Worker) startLoops(ctx context.Context) {
 
 // Run takes tasks until ctx ends, then shuts down gracefully (running
 // steps get worker.shutdown_timeout) and closes the parts.
+// Close from another goroutine also ends Run.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.Close()
 	r := w.rt
 	r.log.Info().Str("redis", queue.MaskURL(r.cfg.RedisURLOrDefault())).Int("concurrency", r.cfg.Worker.Concurrency).
 		Interface("queues", workerQueues(r.cfg)).Strs("kinds", r.reg.Kinds()).Msg("worker starting")
-	return w.queue.Run(ctx)
+	if err := w.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-w.closed:
+	}
+	return nil
 }
 
 // Start starts taking tasks in the background; Close stops.
 func (w *Worker) Start() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-w.closed:
+		return errors.New("agentq: worker is closed")
+	default:
+	}
 	if err := w.queue.Start(); err != nil {
 		return err
 	}
@@ -182,10 +203,13 @@ func (w *Worker) Held() int { return w.queue.Held() }
 // webhook, which gets five seconds for queued alerts. Close is idempotent.
 func (w *Worker) Close() {
 	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
 		if w.started {
 			w.queue.Shutdown()
 		}
 		w.closeParts()
+		close(w.closed)
 	})
 }
 

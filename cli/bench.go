@@ -95,7 +95,7 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 	f := cmd.Flags()
 	f.IntVar(&opts.Tasks, "tasks", bench.TasksDefault, "tasks per throughput run")
 	f.IntVar(&opts.Reps, "reps", bench.RepsDefault, "pairs of runs (raw asynq, agentq) per row; the ratio is their median")
-	f.IntVar(&opts.Loops, "loops", 0, "K, the dequeue loops of the K-loop rows (default twice GOMAXPROCS, at most --concurrency)")
+	f.IntVar(&opts.Loops, "loops", 0, "K, the dequeue loops of the K-loop rows (default the worker's: twice GOMAXPROCS, 2 to 8, at most --concurrency)")
 	f.IntVar(&opts.Rate, "rate", bench.RateDefault, "steady rate of the latency phase, tasks/s")
 	f.DurationVar(&opts.LatencyFor, "latency-for", 5*time.Second, "length of the latency phase")
 	f.IntVar(&opts.Concurrency, "concurrency", bench.ConcurrencyDefault, "worker concurrency, the same for both")

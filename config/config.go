@@ -155,7 +155,7 @@ type Worker struct {
 	RecoverGrace time.Duration `mapstructure:"recover_grace"`
 	// Loops is how many dequeue loops (asynq servers) share Concurrency in one
 	// worker process; asynqmon lists each as a server with the same host and pid.
-	// 0 sizes it to the machine: GOMAXPROCS+1, at least 2, at most 8 and at most
+	// 0 sizes it to the machine: twice GOMAXPROCS, at least 2, at most 8 and at most
 	// Concurrency. Default: 0.
 	Loops int `mapstructure:"loops"`
 	// CompletionFold is "auto" to write the idempotency ledger's success record in

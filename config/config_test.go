@@ -223,7 +223,7 @@ func TestBadValues(t *testing.T) {
 		{"recover grace too short", testBundle{env: []string{"AGENTQ_WORKER_RECOVER_GRACE=1s"}},
 			`config: worker.recover_grace: must be at least 5s (room for clock skew between workers and Redis), got 1s (from AGENTQ_WORKER_RECOVER_GRACE)`},
 		{"more loops than concurrency", testBundle{env: []string{"AGENTQ_WORKER_LOOPS=4", "AGENTQ_WORKER_CONCURRENCY=2"}},
-			`config: worker.loops: must not exceed worker.concurrency (2): each loop needs at least one slot, got 4 (from AGENTQ_WORKER_LOOPS)`},
+			`config: worker.loops: must not exceed concurrency (2): each loop needs at least one slot, got 4 (from AGENTQ_WORKER_LOOPS)`},
 		{"negative loops", testBundle{file: "worker:\n  loops: -1\n"},
 			`config: worker.loops: must not be negative (0 sizes it to the machine), got -1 (from {file}, line 2)`},
 		{"unknown completion fold", testBundle{env: []string{"AGENTQ_WORKER_COMPLETION_FOLD=maybe"}},

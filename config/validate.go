@@ -120,7 +120,8 @@ func (c Config) validate(source func(key string) string) error {
 	if w.RecoverInterval < 0 {
 		ch.fail("worker.recover_interval", "must not be negative (0 turns the lease sweeper off), got %v", w.RecoverInterval)
 	}
-	if w.RecoverGrace < queue.RecoverGraceMin {
+	if w.RecoverInterval > 0 && w.RecoverGrace < queue.RecoverGraceMin {
+		// As queue: the grace matters only while the sweeper runs.
 		ch.fail("worker.recover_grace", "must be at least %v (room for clock skew between workers and Redis), got %v", queue.RecoverGraceMin, w.RecoverGrace)
 	}
 	if w.MetricsAddr != "" {
@@ -128,8 +129,8 @@ func (c Config) validate(source func(key string) string) error {
 	}
 	if w.Loops < 0 {
 		ch.fail("worker.loops", "must not be negative (0 sizes it to the machine), got %d", w.Loops)
-	} else if w.Loops > w.Concurrency && w.Concurrency >= 1 {
-		ch.fail("worker.loops", "must not exceed worker.concurrency (%d): each loop needs at least one slot, got %d", w.Concurrency, w.Loops)
+	} else if w.Loops > 0 && w.Concurrency >= 1 {
+		ch.component("worker.loops", queue.WorkerConfig{Concurrency: w.Concurrency, Loops: w.Loops}.Validate())
 	}
 	ch.component("worker.completion_fold", queue.WorkerConfig{CompletionFold: w.CompletionFold}.Validate())
 

@@ -216,7 +216,14 @@ func (in *Inspector) InArchive(ctx context.Context, tasks []TaskRef) ([]bool, er
 	}
 	out := make([]bool, len(tasks))
 	for i, c := range cmds {
-		out[i] = c.Err() == nil
+		switch err := c.Err(); {
+		case err == nil:
+			out[i] = true
+		case !errors.Is(err, redis.Nil):
+			// Pipelined reports the first error only: a later one is not
+			// an answer either.
+			return nil, fmt.Errorf("queue: read the archive: %w", err)
+		}
 	}
 	return out, nil
 }

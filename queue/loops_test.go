@@ -36,7 +36,7 @@ func TestSplitConcurrency(t *testing.T) {
 
 func TestDefaultLoops(t *testing.T) {
 	t.Parallel()
-	byCPU := min(max(2, runtime.GOMAXPROCS(0)+1), loopsDefaultMax)
+	byCPU := min(max(2, 2*runtime.GOMAXPROCS(0)), loopsDefaultMax)
 	for _, tc := range []struct {
 		name        string
 		concurrency int
@@ -49,8 +49,8 @@ func TestDefaultLoops(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := defaultLoops(tc.concurrency); got != tc.want {
-				t.Fatalf("defaultLoops(%d) = %d, want %d", tc.concurrency, got, tc.want)
+			if got := LoopsDefault(tc.concurrency); got != tc.want {
+				t.Fatalf("LoopsDefault(%d) = %d, want %d", tc.concurrency, got, tc.want)
 			}
 			cfg := WorkerConfig{Concurrency: tc.concurrency}.withDefaults()
 			if err := cfg.validate(); err != nil || cfg.Loops != tc.want {
@@ -67,7 +67,7 @@ func TestWorkerConfigLoopsValidation(t *testing.T) {
 		cfg  WorkerConfig
 		want string
 	}{
-		{"more loops than slots", WorkerConfig{Concurrency: 2, Loops: 3}, "loops (3) must not exceed concurrency (2)"},
+		{"more loops than slots", WorkerConfig{Concurrency: 2, Loops: 3}, "loops must not exceed concurrency (2): each loop needs at least one slot, got 3"},
 		{"negative loops", WorkerConfig{Loops: -1}, "loops must be at least 1, got -1"},
 		{"bad completion fold", WorkerConfig{CompletionFold: "on"}, `completion_fold must be "auto" or "off", got "on"`},
 		{"fold off", WorkerConfig{CompletionFold: CompletionFoldOff, Concurrency: 4, Loops: 4}, ""},

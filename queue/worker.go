@@ -22,7 +22,8 @@ const (
 	ConcurrencyDefault = 10
 	// PollIntervalDefault is how long an idle worker waits before looking
 	// for work again. asynq's own default (1s) gives ~0.5s median pickup
-	// latency; 10ms gives a p99 near 10ms for ~100 cheap polls/s when idle.
+	// latency; 10ms gives a p99 near 10ms for ~100 cheap polls/s per queue
+	// when idle (the first loop; extra loops poll 10 times less often).
 	PollIntervalDefault = 10 * time.Millisecond
 	// DelayedCheckIntervalDefault is how often due retries and scheduled
 	// tasks are moved to their queue.
@@ -161,8 +162,8 @@ type WorkerConfig struct {
 	HeldAfter time.Duration
 	// Loops is how many dequeue loops (asynq servers) share Concurrency
 	// (loops.go); at most Concurrency. asynqmon shows each as a server with
-	// the same host and pid. Default GOMAXPROCS+1, at least 2, at most 8
-	// and at most Concurrency.
+	// the same host and pid. Default LoopsDefault(Concurrency): twice
+	// GOMAXPROCS, at least 2, at most 8 and at most Concurrency.
 	Loops int
 	// CompletionFold is "auto" to commit completion writes (the ledger's
 	// success record) in asynq's own completion script where that is exact

@@ -52,9 +52,10 @@ const (
 	RepsDefault = 3
 )
 
-// LoopsDefault is the default K of the K-loop rows: twice GOMAXPROCS (4 on
-// the 2-CPU machine of issue 8, where raw asynq peaked at 4 servers).
-func LoopsDefault() int { return 2 * runtime.GOMAXPROCS(0) }
+// LoopsDefault is the default K of the K-loop rows at the default
+// concurrency: the worker's own default (queue.LoopsDefault), so the row
+// measures what `agentq worker` runs.
+func LoopsDefault() int { return queue.LoopsDefault(ConcurrencyDefault) }
 
 // asynqTaskCheckIntervalDefault is asynq's own TaskCheckInterval, used when
 // its Config leaves the field zero (asynq does not export it).
@@ -131,7 +132,7 @@ func (o Options) withDefaults() Options {
 	o.Concurrency = cmp.Or(o.Concurrency, ConcurrencyDefault)
 	o.Enqueuers = cmp.Or(o.Enqueuers, EnqueuersDefault)
 	o.Reps = cmp.Or(o.Reps, RepsDefault)
-	o.Loops = cmp.Or(o.Loops, min(LoopsDefault(), o.Concurrency))
+	o.Loops = cmp.Or(o.Loops, queue.LoopsDefault(o.Concurrency))
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
