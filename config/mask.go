@@ -100,19 +100,3 @@ func maskURL(raw string, allQuery bool) string {
 	}
 	return out
 }
-
-// stripUserinfo removes the user info from raw, for reporting parse errors.
-func stripUserinfo(raw string) string {
-	scheme, rest := "", raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		scheme, rest = raw[:i+3], raw[i+3:]
-	}
-	head, query, hasQuery := strings.Cut(rest, "?")
-	if at := strings.LastIndex(head, "@"); at >= 0 {
-		head = head[at+1:]
-	}
-	if hasQuery {
-		head += "?" + query
-	}
-	return scheme + head
-}

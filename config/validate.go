@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"maps"
 	"net"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/agentq/agentq/handlers"
 	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/redact"
 )
 
 // FieldError is a bad configuration value. Its message names the key, the value
@@ -330,30 +330,12 @@ func (ch *checker) redisURL(key, raw string, clusterAddrs []string) {
 	}
 }
 
-// parseURL parses raw, returning why it fails without quoting the URL: url.Parse's
-// errors quote it, password included.
-func parseURL(raw string) (*url.URL, string) {
-	u, err := url.Parse(raw)
-	if err == nil {
-		return u, ""
-	}
-	// Parse again without the user info, so the reason cannot hold the password.
-	if _, err2 := url.Parse(stripUserinfo(raw)); err2 != nil {
-		var ue *url.Error
-		if errors.As(err2, &ue) {
-			return nil, ue.Err.Error()
-		}
-		return nil, "cannot be parsed"
-	}
-	return nil, "the user name or password is malformed (escape special characters with %XX)"
-}
-
 func (ch *checker) webhookURL(key, raw string) {
 	if raw == "" {
 		return
 	}
 	shown := maskURL(raw, true)
-	u, reason := parseURL(raw)
+	u, reason := redact.ParseURL(raw)
 	switch {
 	case reason != "":
 		ch.fail(key, "%s is not a valid URL: %s", shown, reason)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentq/agentq/redact"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -119,7 +120,7 @@ func (c RedisConfig) parse() (o *redis.UniversalOptions, host string, err error)
 		}
 		return nil, "", fmt.Errorf("redis.url: %s is not a URL (%s)", shown, redisSchemes)
 	}
-	u, reason := parseRawURL(raw)
+	u, reason := redact.ParseURL(raw)
 	if reason != "" {
 		return nil, "", fmt.Errorf("redis.url: %s is not a valid URL: %s", shown, reason)
 	}
@@ -313,24 +314,6 @@ func (c RedisConfig) tlsConfig(fromURL *tls.Config, host string) (*tls.Config, e
 	return tc, nil
 }
 
-// parseRawURL parses raw, returning why it fails without quoting the URL:
-// url.Parse's errors quote it, password included.
-func parseRawURL(raw string) (*url.URL, string) {
-	u, err := url.Parse(raw)
-	if err == nil {
-		return u, ""
-	}
-	// Parse again without the user info, so the reason cannot hold the password.
-	if _, err2 := url.Parse(stripUserinfo(raw)); err2 != nil {
-		var ue *url.Error
-		if errors.As(err2, &ue) {
-			return nil, ue.Err.Error()
-		}
-		return nil, "cannot be parsed"
-	}
-	return nil, "the user name or password is malformed (escape special characters with %XX)"
-}
-
 // splitUserinfo splits raw around the user info of its authority:
 // raw == before + userinfo + "@" + after. ok is false when it has none.
 func splitUserinfo(raw string) (before, userinfo, after string, ok bool) {
@@ -348,15 +331,6 @@ func splitUserinfo(raw string) (before, userinfo, after string, ok bool) {
 		return raw, "", "", false
 	}
 	return raw[:start], raw[start : start+at], raw[start+at+1:], true
-}
-
-// stripUserinfo drops the user info of raw's authority.
-func stripUserinfo(raw string) string {
-	before, _, after, ok := splitUserinfo(raw)
-	if !ok {
-		return raw
-	}
-	return before + after
 }
 
 // secretQuery are the query parameters that hold a password.
