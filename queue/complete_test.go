@@ -235,7 +235,7 @@ func TestCompletionFold(t *testing.T) {
 			t.Parallel()
 			rdb := redistest.Start(t).Client(t)
 			var logs syncBuffer
-			c := newCompletions(rdb, zerolog.New(&logs), true)
+			c := startCompletions(t, rdb, zerolog.New(&logs))
 			id := "fold_" + v.name
 			enqueueRaw(t, rdb, id, v.opts...)
 			loadScripts(t, rdb)
@@ -297,6 +297,8 @@ func TestCompletionFoldAddsNoRoundTrip(t *testing.T) {
 			t.Parallel()
 			rdb := redistest.Start(t).Client(t)
 			c := newCompletions(rdb, zerolog.Nop(), tc.fold)
+			c.start()
+			t.Cleanup(c.stop)
 			for i := range n {
 				enqueueRaw(t, rdb, fmt.Sprintf("rt_%d", i))
 			}
@@ -341,7 +343,7 @@ func TestCompletionFoldNoScript(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.StartExclusive(t).Client(t)
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	c := startCompletions(t, rdb, zerolog.Nop())
 	enqueueRaw(t, rdb, "noscript")
 	loadScripts(t, rdb)
 	wire := &wireLog{}
@@ -392,7 +394,7 @@ func TestCompletionFoldKeepsEntryOnNetworkError(t *testing.T) {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	c := startCompletions(t, rdb, zerolog.Nop())
 	if !c.hook(QueueDefault, "net")(testWrite("net")) {
 		t.Fatal("the hook refused the write")
 	}
@@ -419,7 +421,7 @@ func TestCompletionFoldVerifiesAtRunTime(t *testing.T) {
 	old := asynqVersion
 	asynqVersion = func() (string, bool) { return asynqVersionUnknown, false }
 	t.Cleanup(func() { asynqVersion = old })
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	c := startCompletions(t, rdb, zerolog.Nop())
 	if c.hook(QueueDefault, "x") != nil {
 		t.Fatal("hook before asynq's dequeue was seen, want nil")
 	}
@@ -479,28 +481,27 @@ func TestCompletionFoldGate(t *testing.T) {
 }
 
 // TestCompletionSafetyNet: an entry no completion consumed is written
-// directly once it is completionGrace old, and at stop.
+// directly once its attempt returned completionGrace ago, and at stop.
 func TestCompletionSafetyNet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
 	var logs syncBuffer
-	c := newCompletions(rdb, zerolog.New(&logs), true)
-	now := time.Unix(1_000_000, 0)
-	c.now = func() time.Time { return now }
+	c, clock := clockedCompletions(t, rdb, zerolog.New(&logs))
 	w := testWrite("lost")
 	if !c.hook(QueueDefault, "lost")(w) {
 		t.Fatal("the hook refused the write")
 	}
-	if n := c.writeOverdue(ctx, now.Add(-c.grace), false); n != 0 {
-		t.Fatalf("wrote %d entries before the grace passed, want 0", n)
+	c.release(QueueDefault, "lost")
+	if n, err := c.writeOverdue(ctx, clock.now(), false); n != 0 || err != nil {
+		t.Fatalf("wrote %d entries (%v) before the grace passed, want 0", n, err)
 	}
 	if rdb.Exists(ctx, w.Key).Val() != 0 {
 		t.Fatal("written before the grace passed")
 	}
-	now = now.Add(c.grace)
-	if n := c.writeOverdue(ctx, now.Add(-c.grace), false); n != 1 {
-		t.Fatalf("wrote %d entries after the grace, want 1", n)
+	clock.add(c.grace)
+	if n, err := c.writeOverdue(ctx, clock.now(), false); n != 1 || err != nil {
+		t.Fatalf("wrote %d entries (%v) after the grace, want 1", n, err)
 	}
 	checkWritten(t, rdb, w)
 	if c.pendingLen() != 0 || !strings.Contains(logs.String(), "completion fold missed; wrote it directly") {
@@ -511,7 +512,6 @@ func TestCompletionSafetyNet(t *testing.T) {
 	if !c.hook(QueueDefault, "at-stop")(w2) {
 		t.Fatal("the hook refused the write")
 	}
-	c.start()
 	c.stop()
 	checkWritten(t, rdb, w2)
 	if c.pendingLen() != 0 {
@@ -524,8 +524,8 @@ func TestCompletionSafetyNet(t *testing.T) {
 func TestCompletionPendingBounded(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	defer rdb.Close()
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	t.Cleanup(func() { _ = rdb.Close() })
+	c := startCompletions(t, rdb, zerolog.Nop())
 	c.max = 2
 	for i, want := range []bool{true, true, false} {
 		if got := c.hook(QueueDefault, fmt.Sprint(i))(testWrite("x")); got != want {
@@ -606,4 +606,45 @@ func TestWorkerFoldsCompletionWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startCompletions returns a running completion fold on rdb, stopped at
+// the test's end.
+func startCompletions(t *testing.T, rdb *redis.Client, log zerolog.Logger) *completions {
+	t.Helper()
+	c := newCompletions(rdb, log, true)
+	c.backoff = time.Millisecond
+	c.start()
+	t.Cleanup(c.stop)
+	return c
+}
+
+// testClock is a clock the test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// clockedCompletions is startCompletions on a clock the test moves, with
+// no background sweep: the test calls writeOverdue itself.
+func clockedCompletions(t *testing.T, rdb *redis.Client, log zerolog.Logger) (*completions, *testClock) {
+	t.Helper()
+	clock := &testClock{t: time.Unix(1_000_000, 0)}
+	c := newCompletions(rdb, log, true)
+	c.now, c.sweep, c.backoff = clock.now, time.Hour, time.Millisecond
+	c.start()
+	t.Cleanup(c.stop)
+	return c, clock
 }
