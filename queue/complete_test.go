@@ -235,7 +235,7 @@ func TestCompletionFold(t *testing.T) {
 			t.Parallel()
 			rdb := redistest.Start(t).Client(t)
 			var logs syncBuffer
-			c := newCompletions(rdb, zerolog.New(&logs), true)
+			c := startCompletions(t, rdb, zerolog.New(&logs))
 			id := "fold_" + v.name
 			enqueueRaw(t, rdb, id, v.opts...)
 			loadScripts(t, rdb)
@@ -297,6 +297,8 @@ func TestCompletionFoldAddsNoRoundTrip(t *testing.T) {
 			t.Parallel()
 			rdb := redistest.Start(t).Client(t)
 			c := newCompletions(rdb, zerolog.Nop(), tc.fold)
+			c.start()
+			t.Cleanup(c.stop)
 			for i := range n {
 				enqueueRaw(t, rdb, fmt.Sprintf("rt_%d", i))
 			}
@@ -341,7 +343,7 @@ func TestCompletionFoldNoScript(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.StartExclusive(t).Client(t)
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	c := startCompletions(t, rdb, zerolog.Nop())
 	enqueueRaw(t, rdb, "noscript")
 	loadScripts(t, rdb)
 	wire := &wireLog{}
@@ -392,7 +394,7 @@ func TestCompletionFoldKeepsEntryOnNetworkError(t *testing.T) {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	c := startCompletions(t, rdb, zerolog.Nop())
 	if !c.hook(QueueDefault, "net")(testWrite("net")) {
 		t.Fatal("the hook refused the write")
 	}
@@ -419,7 +421,7 @@ func TestCompletionFoldVerifiesAtRunTime(t *testing.T) {
 	old := asynqVersion
 	asynqVersion = func() (string, bool) { return asynqVersionUnknown, false }
 	t.Cleanup(func() { asynqVersion = old })
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	c := startCompletions(t, rdb, zerolog.Nop())
 	if c.hook(QueueDefault, "x") != nil {
 		t.Fatal("hook before asynq's dequeue was seen, want nil")
 	}
@@ -479,28 +481,27 @@ func TestCompletionFoldGate(t *testing.T) {
 }
 
 // TestCompletionSafetyNet: an entry no completion consumed is written
-// directly once it is completionGrace old, and at stop.
+// directly once its attempt returned completionGrace ago, and at stop.
 func TestCompletionSafetyNet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
 	var logs syncBuffer
-	c := newCompletions(rdb, zerolog.New(&logs), true)
-	now := time.Unix(1_000_000, 0)
-	c.now = func() time.Time { return now }
+	c, clock := clockedCompletions(t, rdb, zerolog.New(&logs))
 	w := testWrite("lost")
 	if !c.hook(QueueDefault, "lost")(w) {
 		t.Fatal("the hook refused the write")
 	}
-	if n := c.writeOverdue(ctx, now.Add(-c.grace), false); n != 0 {
-		t.Fatalf("wrote %d entries before the grace passed, want 0", n)
+	c.release(QueueDefault, "lost")
+	if n, err := c.writeOverdue(ctx, clock.now(), false); n != 0 || err != nil {
+		t.Fatalf("wrote %d entries (%v) before the grace passed, want 0", n, err)
 	}
 	if rdb.Exists(ctx, w.Key).Val() != 0 {
 		t.Fatal("written before the grace passed")
 	}
-	now = now.Add(c.grace)
-	if n := c.writeOverdue(ctx, now.Add(-c.grace), false); n != 1 {
-		t.Fatalf("wrote %d entries after the grace, want 1", n)
+	clock.add(c.grace)
+	if n, err := c.writeOverdue(ctx, clock.now(), false); n != 1 || err != nil {
+		t.Fatalf("wrote %d entries (%v) after the grace, want 1", n, err)
 	}
 	checkWritten(t, rdb, w)
 	if c.pendingLen() != 0 || !strings.Contains(logs.String(), "completion fold missed; wrote it directly") {
@@ -511,7 +512,6 @@ func TestCompletionSafetyNet(t *testing.T) {
 	if !c.hook(QueueDefault, "at-stop")(w2) {
 		t.Fatal("the hook refused the write")
 	}
-	c.start()
 	c.stop()
 	checkWritten(t, rdb, w2)
 	if c.pendingLen() != 0 {
@@ -524,8 +524,8 @@ func TestCompletionSafetyNet(t *testing.T) {
 func TestCompletionPendingBounded(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	defer rdb.Close()
-	c := newCompletions(rdb, zerolog.Nop(), true)
+	t.Cleanup(func() { _ = rdb.Close() })
+	c := startCompletions(t, rdb, zerolog.Nop())
 	c.max = 2
 	for i, want := range []bool{true, true, false} {
 		if got := c.hook(QueueDefault, fmt.Sprint(i))(testWrite("x")); got != want {
@@ -606,4 +606,295 @@ func TestWorkerFoldsCompletionWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startCompletions returns a running completion fold on rdb, stopped at
+// the test's end.
+func startCompletions(t *testing.T, rdb *redis.Client, log zerolog.Logger) *completions {
+	t.Helper()
+	c := newCompletions(rdb, log, true)
+	c.backoff = time.Millisecond
+	c.start()
+	t.Cleanup(c.stop)
+	return c
+}
+
+// testClock is a clock the test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// clockedCompletions is startCompletions on a clock the test moves, with
+// no background sweep: the test calls writeOverdue itself.
+func clockedCompletions(t *testing.T, rdb *redis.Client, log zerolog.Logger) (*completions, *testClock) {
+	t.Helper()
+	clock := &testClock{t: time.Unix(1_000_000, 0)}
+	c := newCompletions(rdb, log, true)
+	c.now, c.sweep, c.backoff = clock.now, time.Hour, time.Millisecond
+	c.start()
+	t.Cleanup(c.stop)
+	return c, clock
+}
+
+// TestCompletionFoldOnlyWhileRunning: the fold takes writes only between
+// start and stop, while the safety net runs; before and after, the hook is
+// nil (or, captured earlier, refuses) and the caller writes synchronously.
+// A Worker that was never started offers no hook.
+func TestCompletionFoldOnlyWhileRunning(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	c := newCompletions(rdb, zerolog.Nop(), true)
+	if c.hook(QueueDefault, "early") != nil {
+		t.Fatal("hook before start, want nil")
+	}
+	c.start()
+	at := c.hook(QueueDefault, "running")
+	if at == nil || !at(testWrite("running")) {
+		t.Fatal("hook while running refused the write")
+	}
+	c.stop()
+	checkWritten(t, rdb, testWrite("running"))
+	if c.hook(QueueDefault, "late") != nil {
+		t.Fatal("hook after stop, want nil")
+	}
+	if at(testWrite("late")) {
+		t.Fatal("a hook captured while running accepted a write after stop")
+	}
+	if n := c.pendingLen(); n != 0 {
+		t.Fatalf("%d entries pending after stop, want 0", n)
+	}
+	c.start()
+	if c.hook(QueueDefault, "restart") != nil {
+		t.Fatal("hook after start following stop, want nil")
+	}
+
+	t.Run("worker never started", func(t *testing.T) {
+		l := zerolog.Nop()
+		w, err := NewWorker(rdb, NewRegistry(), WorkerConfig{Logger: &l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.atCompletion(&jobs.Step{Queue: QueueDefault, TaskID: "x"}) != nil {
+			t.Fatal("a Worker that was never started offers a completion hook")
+		}
+	})
+}
+
+// TestCompletionFoldWriteRefused: Redis refuses the fold's write (the
+// record's key holds a string): the fold logs it, and asynq's own command
+// completes the task at once.
+func TestCompletionFoldWriteRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	var logs syncBuffer
+	c := startCompletions(t, rdb, zerolog.New(&logs))
+	const id = "refused"
+	w := testWrite(id)
+	if err := rdb.Set(ctx, w.Key, "a string", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	enqueueRaw(t, rdb, id)
+	loadScripts(t, rdb)
+	wire := &wireLog{}
+	rdb.AddHook(wire)
+	runAsynq(t, rdb, 1, func(_ context.Context, q, id string) error {
+		if !c.hook(q, id)(w) {
+			t.Error("the hook refused the write")
+		}
+		return nil
+	})
+	trips := wire.roundTrips(id)
+	if len(trips) != 2 || trips[0][1] != completionByName(t, "done").fold.Hash() || trips[1][1] != completionByName(t, "done").script.Hash() {
+		t.Fatalf("round trips naming the task: %v; want the fold's EVALSHA, then asynq's own", trips)
+	}
+	if _, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(QueueDefault, id); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Fatalf("task info: %v; want the task completed (gone)", err)
+	}
+	if typ := rdb.Type(ctx, w.Key).Val(); typ != "string" {
+		t.Fatalf("the record's key is a %s, want the string it was", typ)
+	}
+	got := logs.String()
+	if !strings.Contains(got, "completion write refused by Redis: WRONGTYPE") || !strings.Contains(got, `"task_id":"refused"`) ||
+		!strings.Contains(got, "record not written") {
+		t.Fatalf("log %s; want the refusal with the task id", got)
+	}
+	if strings.Contains(got, w.Value) {
+		t.Fatalf("log %s names the record's value", got)
+	}
+	if n := c.pendingLen(); n != 0 {
+		t.Fatalf("%d entries pending, want 0", n)
+	}
+}
+
+// TestCompletionFoldOneHookPerClient: completions started and stopped in
+// sequence on one client share one hook, which still folds for the last;
+// two running at once on one client both fold.
+func TestCompletionFoldOneHookPerClient(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	loadScripts(t, rdb)
+	for range 5 {
+		c := newCompletions(rdb, zerolog.Nop(), true)
+		c.start()
+		c.stop()
+	}
+	d := dispatcherFor(rdb, zerolog.Nop())
+	if n := d.hooked.Load(); n != 1 {
+		t.Fatalf("%d hooks installed on the client, want 1", n)
+	}
+	if n := d.registered(); n != 0 {
+		t.Fatalf("%d completions registered after all stopped, want 0", n)
+	}
+	c1 := startCompletions(t, rdb, zerolog.Nop())
+	c2 := startCompletions(t, rdb, zerolog.Nop())
+	if c1.d != d || c2.d != d || d.registered() != 2 {
+		t.Fatalf("dispatchers %p %p, registered %d; want both on %p", c1.d, c2.d, d.registered(), d)
+	}
+	by := map[string]*completions{"one_a": c1, "one_b": c2}
+	for id := range by {
+		enqueueRaw(t, rdb, id)
+	}
+	wire := &wireLog{}
+	rdb.AddHook(wire)
+	runAsynq(t, rdb, len(by), func(_ context.Context, q, id string) error {
+		if !by[id].hook(q, id)(testWrite(id)) {
+			t.Errorf("task %s: the hook refused the write", id)
+		}
+		return nil
+	})
+	for id, c := range by {
+		trips := wire.roundTrips(id)
+		if len(trips) != 1 || trips[0][1] != completionByName(t, "done").fold.Hash() {
+			t.Fatalf("task %s: round trips %v; want one EVALSHA of the fold", id, trips)
+		}
+		checkWritten(t, rdb, testWrite(id))
+		if n := c.pendingLen(); n != 0 {
+			t.Fatalf("task %s: %d entries pending, want 0", id, n)
+		}
+	}
+	if n := d.hooked.Load(); n != 1 {
+		t.Fatalf("%d hooks installed on the client, want 1", n)
+	}
+}
+
+// TestCompletionFinalFlushRetries: when Redis is unreachable at stop, the
+// final flush tries stopTries times, then logs the records lost by task id.
+func TestCompletionFinalFlushRetries(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var logs syncBuffer
+	c := newCompletions(rdb, zerolog.New(&logs), true)
+	c.backoff = time.Millisecond
+	c.start()
+	if !c.hook(QueueDefault, "lost_at_stop")(testWrite("lost_at_stop")) {
+		t.Fatal("the hook refused the write")
+	}
+	wire := &wireLog{}
+	rdb.AddHook(wire)
+	c.stop()
+	tries := 0
+	for _, args := range wire.roundTrips("lost_at_stop") {
+		if args[0] == "hset" {
+			tries++
+		}
+	}
+	if tries != stopTries {
+		t.Fatalf("%d direct writes tried at stop, want %d", tries, stopTries)
+	}
+	if got := logs.String(); !strings.Contains(got, "record lost") || !strings.Contains(got, "lost_at_stop") {
+		t.Fatalf("log %s; want \"record lost\" naming the task", got)
+	}
+	if n := c.pendingLen(); n != 0 {
+		t.Fatalf("%d entries pending after stop, want 0", n)
+	}
+}
+
+// TestCompletionGraceFromRelease: the grace before the safety net writes an
+// entry starts when its attempt returns to asynq, not when it was
+// registered: observers after the ledger's may take longer than the grace.
+func TestCompletionGraceFromRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	c, clock := clockedCompletions(t, rdb, zerolog.Nop())
+	if !c.hook(QueueDefault, "slow")(testWrite("slow")) {
+		t.Fatal("the hook refused the write")
+	}
+	clock.add(2 * c.grace) // a slow observer after the ledger's
+	if n, _ := c.writeOverdue(ctx, clock.now(), false); n != 0 {
+		t.Fatalf("wrote %d entries before the attempt returned, want 0", n)
+	}
+	c.release(QueueDefault, "slow")
+	if n, _ := c.writeOverdue(ctx, clock.now(), false); n != 0 {
+		t.Fatalf("wrote %d entries right after the attempt returned, want 0", n)
+	}
+	clock.add(c.grace)
+	if n, _ := c.writeOverdue(ctx, clock.now(), false); n != 1 {
+		t.Fatalf("wrote %d entries a grace after the attempt returned, want 1", n)
+	}
+	checkWritten(t, rdb, testWrite("slow"))
+
+	t.Run("never released", func(t *testing.T) {
+		if !c.hook(QueueDefault, "unreleased")(testWrite("unreleased")) {
+			t.Fatal("the hook refused the write")
+		}
+		clock.add(completionHold - time.Millisecond)
+		if n, _ := c.writeOverdue(ctx, clock.now(), false); n != 0 {
+			t.Fatalf("wrote %d entries before completionHold, want 0", n)
+		}
+		clock.add(time.Millisecond)
+		if n, _ := c.writeOverdue(ctx, clock.now(), false); n != 1 {
+			t.Fatalf("wrote %d entries after completionHold, want 1", n)
+		}
+	})
+
+	t.Run("worker releases", func(t *testing.T) {
+		rdb := redistest.Start(t).Client(t)
+		reg := NewRegistry()
+		if err := Register(reg, echoSchema, func(context.Context, *jobs.Step, echoArgs) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		var w *Worker
+		slow := jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) {
+			if !r.AtCompletion(testWrite("worker")) {
+				t.Error("AtCompletion refused the write")
+			}
+			clock.add(2 * w.complete.grace) // a slow observer after the ledger's
+		})
+		l := zerolog.Nop()
+		w, err := NewWorker(rdb, reg, WorkerConfig{Logger: &l, Observers: []jobs.Observer{slow}, ShutdownTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.complete.now, w.complete.sweep = clock.now, time.Hour
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Shutdown)
+		if err := w.ProcessTask(ctx, asynq.NewTask("test.echo", []byte(`{"n":1}`))); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := w.complete.writeOverdue(ctx, clock.now(), false); n != 0 || w.complete.pendingLen() != 1 {
+			t.Fatalf("wrote %d entries (pending %d) right after ProcessTask returned, want 0 (1)", n, w.complete.pendingLen())
+		}
+		clock.add(w.complete.grace)
+		if n, _ := w.complete.writeOverdue(ctx, clock.now(), false); n != 1 {
+			t.Fatalf("wrote %d entries a grace after ProcessTask returned, want 1", n)
+		}
+	})
 }

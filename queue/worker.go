@@ -333,6 +333,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	w.observe(ctx, s, r)
 	w.logResult(ctx, s, r)
+	w.complete.release(s.Queue, s.TaskID) // the completion fold's grace starts now
 	return a.toAsynq()
 }
 
