@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +27,7 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 				return err
 			}
 			defer rt.Close()
+			workerGC()
 			ctx := cmd.Context()
 			if ok, err := waitRedis(ctx, rt); !ok {
 				return err
@@ -192,4 +195,17 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		}
 	}
 	return nil
+}
+
+// WorkerGCPercent is the garbage collector's target `agentq worker` runs
+// with when GOGC is not set: a worker's live heap is small, so Go's default
+// (100) collects it very often; collecting half as often bought about 5%
+// throughput on 2 vCPUs (agentq bench, the binary row) for a heap at most
+// three times the live data instead of two. GOGC in the environment wins.
+const WorkerGCPercent = 200
+
+func workerGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(WorkerGCPercent)
+	}
 }
