@@ -125,7 +125,7 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	}
 	fmt.Fprintln(m.Stdout, res.ID)
 	if res.Duplicate {
-		fmt.Fprintf(m.Stderr, "duplicate: key %q was already enqueued as task %s within the dedupe window; nothing new was enqueued\n", res.Key, res.ID)
+		fmt.Fprintf(m.Stderr, "duplicate: key %q was already enqueued in queue %q as task %s within the dedupe window; nothing new was enqueued\n", res.Key, res.Queue, res.ID)
 	}
 	return nil
 }

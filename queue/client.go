@@ -373,9 +373,8 @@ func (c *Client) prepareChecked(kind string, payload []byte, o EnqueueOptions, c
 	case o.TaskID != "":
 		p.id = o.TaskID
 	case o.Key != "":
-		hash := keyHash(o.Key)
-		p.id = taskIDForKey(hash)
-		p.dedupe = dedupeKey(queue, hash)
+		p.id = taskIDForKey(queue, o.Key)
+		p.dedupe = dedupeKey(queue, keyHash(o.Key))
 	default:
 		p.id = uuid.NewString()
 	}

@@ -344,7 +344,7 @@ func TestIdempotencyKeyLifecycle(t *testing.T) {
 	b := setup(t, ClientConfig{DedupeWindow: time.Second})
 	ctx := context.Background()
 	r1, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "k"})
-	if err != nil || r1.Duplicate || r1.ID != taskIDForKey(keyHash("k")) {
+	if err != nil || r1.Duplicate || r1.ID != taskIDForKey("default", "k") {
 		t.Fatalf("first: %+v %v", r1, err)
 	}
 	dk := dedupeKey("default", keyHash("k"))
@@ -430,14 +430,19 @@ func TestIdempotencyKeyIsPerQueue(t *testing.T) {
 	t.Parallel()
 	b := setup(t, ClientConfig{})
 	ctx := context.Background()
+	ids := map[string]bool{}
 	for _, q := range []string{"a", "b"} {
 		r, err := b.client.Enqueue(ctx, "test.echo", []byte(`{"n":1}`), EnqueueOptions{Key: "same", Queue: q})
-		if err != nil || r.Duplicate || r.Queue != q || r.ID != taskIDForKey(keyHash("same")) {
+		if err != nil || r.Duplicate || r.Queue != q || r.ID != taskIDForKey(q, "same") {
 			t.Fatalf("queue %s: %+v %v", q, r, err)
 		}
+		ids[r.ID] = true
 		if queueSize(t, b, q) != 1 {
 			t.Fatalf("queue %s holds %d tasks", q, queueSize(t, b, q))
 		}
+	}
+	if len(ids) != 2 {
+		t.Fatalf("one key in two queues gave task ids %v, want two different ids", ids)
 	}
 }
 

@@ -24,10 +24,12 @@ func keyHash(key string) string {
 func dedupeKey(q, hash string) string { return "agentq:{" + q + "}:dedupe:" + hash }
 
 // taskIDForKey is the deterministic task id of the first enqueue of an
-// idempotency key, so that a re-enqueue after the window still collides
-// with a task that is still in asynq. It has no "-": asynqmon shows a task
-// id only up to its first dash (it expects UUIDs).
-func taskIDForKey(hash string) string { return "k_" + hash }
+// idempotency key in queue q, so that a re-enqueue after the window still
+// collides with a task that is still in asynq. The queue is part of it, as
+// of the key's scope: one key in two queues is two tasks with two ids. It
+// has no "-": asynqmon shows a task id only up to its first dash (it
+// expects UUIDs).
+func taskIDForKey(q, key string) string { return "k_" + keyHash(q+"\x00"+key) }
 
 // asynq's own keys, as asynq v0.26 builds them (internal/base), for the
 // enqueue script (enqueue.go) and the lease sweeper (recover.go). All of one

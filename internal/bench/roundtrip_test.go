@@ -60,9 +60,8 @@ func fullChain(t testing.TB, rdb redis.UniversalClient) ([]jobs.Middleware, []jo
 // worker's start until all handlers returned and the worker shut down. A
 // round trip counts for the tasks when an argument or a reply of one of its
 // commands names one of the tasks: its id (asynq's dequeue names it in its
-// reply, its completion in its keys, the ledger's write in its value) or,
-// for agentq's keyed ids ("k_" + hash), the bare key hash (the dedupe and
-// ledger keys). Round trips that name no task are the background of both
+// reply, its completion in its keys, the ledger's write in its value) or
+// its idempotency key's ledger hash (the ledger's key). Round trips that name no task are the background of both
 // systems and cost per second, not per task: heartbeats, the forwarder's
 // and recoverer's polls, agentq's lease sweeper, dead-letter reconciler,
 // budget and breaker flushes, and dequeues that found nothing; they are left
@@ -136,8 +135,8 @@ func taskRoundTrips(t *testing.T, b *bench, s *system, n int) (named, all int) {
 			t.Fatalf("%s: enqueue: %v", s.name, err)
 		}
 		names = append(names, id)
-		if hash, ok := strings.CutPrefix(id, "k_"); ok {
-			names = append(names, hash)
+		if strings.HasPrefix(id, "k_") {
+			names = append(names, ledger.KeyHash(fmt.Sprintf("rt-%d", i)))
 		}
 	}
 	var (
