@@ -2,9 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,7 +41,8 @@ ceiling; with --binary, the agentq worker binary as a child process. Each
 row pairs a raw asynq run with an agentq run, --reps times, alternating which
 goes first, and reports tasks/s, the ratio (median, min-max), Redis round
 trips per task (a go-redis hook; a pipeline is one) and commands per task
-(INFO commandstats), next to issue 8's targets. Then pickup latency p50/p99
+(INFO commandstats), next to the targets (processing >= 1.0x, keyed enqueue
+>= 0.8x, at most one extra round trip per task). Then pickup latency p50/p99
 at a steady rate.
 
 bench empties the database between phases and resets the server's command
@@ -47,8 +50,21 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 --flush is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, name := range []string{"tasks", "reps", "rate", "concurrency"} {
+				// 0 would mean "the default" to bench.Options: given on the
+				// command line it is a mistake.
+				if f := cmd.Flags().Lookup(name); f.Changed && f.Value.String() == "0" {
+					return usagef("bench: --%s must be at least 1", name)
+				}
+			}
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
+			}
+			if opts.Binary != "" && opts.Binary != binarySelf {
+				// Checked before any row runs, not after minutes of them.
+				if st, err := os.Stat(opts.Binary); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+					return usagef("bench: --binary %s is not an executable file", opts.Binary)
+				}
 			}
 			rt, err := m.openRedis(cmd, rf, false)
 			if err != nil {
@@ -61,7 +77,7 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 				return fmt.Errorf("bench: %w", err)
 			}
 			if n > 0 && !flush {
-				return usagef("bench: the database holds %d keys and bench would delete them; use an empty database (e.g. --redis-url redis://127.0.0.1:6379/15) or pass --flush", n)
+				return usagef("bench: the database holds %d keys and bench would delete them; use an empty database (e.g. --redis-url %s) or pass --flush", n, queue.MaskURL(otherDB(rt.Config().RedisURLOrDefault(), 15)))
 			}
 			if !asJSON {
 				opts.Progress = m.Stderr
@@ -151,4 +167,15 @@ func benchWorkerConfig(w queue.WorkerConfig) func(cfg *queue.WorkerConfig, loops
 		c.Loops = loops
 		*cfg = c
 	}
+}
+
+// otherDB returns redis URL u with its database set to db, for a hint; u
+// itself when it names no single server's database.
+func otherDB(u string, db int) string {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "redis" && p.Scheme != "rediss") || p.Query().Has("addr") {
+		return u
+	}
+	p.Path = "/" + strconv.Itoa(db)
+	return p.String()
 }

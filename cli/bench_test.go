@@ -22,6 +22,9 @@ func TestBenchRefusesBadOptions(t *testing.T) {
 	}{
 		{"more loops than concurrency", []string{"--loops", "20", "--concurrency", "10"}, "loops must be between 1 and concurrency (10), got 20"},
 		{"no reps", []string{"--reps", "-1"}, "reps must be at least 1, got -1"},
+		{"zero reps", []string{"--reps", "0"}, "--reps must be at least 1"},
+		{"zero tasks", []string{"--tasks", "0"}, "--tasks must be at least 1"},
+		{"missing binary", []string{"--binary", "/nonexistent/agentq"}, "--binary /nonexistent/agentq is not an executable file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,5 +65,20 @@ func TestBenchJSON(t *testing.T) {
 		if row.ExtraRoundTripsPerTask == nil {
 			t.Errorf("%s: round trips not counted", row.Name)
 		}
+	}
+}
+
+// TestBenchNonEmptyHintKeepsTheServer: the hint for a non-empty database
+// points at another database of the same server, never at a default one.
+func TestBenchNonEmptyHintKeepsTheServer(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	if err := srv.Client(t).Set(t.Context(), "somebody", "else", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, []string{"AGENTQ_REDIS_URL=" + srv.URL}, "", "bench", "--tasks", "10")
+	want := "--redis-url redis://" + srv.Addr + "/15"
+	if r.code != ExitUsage || !strings.Contains(r.err, want) {
+		t.Fatalf("exit %d stderr %q, want exit 2 and a hint with %q", r.code, r.err, want)
 	}
 }

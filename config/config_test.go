@@ -291,6 +291,8 @@ func TestBadValues(t *testing.T) {
 			`config: redis.url: unsupported scheme "http" (use redis://, rediss://, unix://, redis-sentinel:// or redis-socket://) (from AGENTQ_REDIS_URL)`},
 		{"redis db", testBundle{args: []string{"--redis-url=redis://cache:6379/abc"}},
 			`config: redis.url: redis://cache:6379/abc: invalid database number: "abc" (from --redis-url)`},
+		{"empty redis url flag", testBundle{args: []string{"--redis-url="}},
+			`config: redis.url: is empty: give a Redis URL, or leave the flag out to use redis://127.0.0.1:6379/0 (from --redis-url)`},
 		{"redis no scheme", testBundle{env: []string{"AGENTQ_REDIS_URL=cache:6379"}},
 			`config: redis.url: cache:6379 is not a URL (use redis://, rediss://, unix://, redis-sentinel:// or redis-socket://) (from AGENTQ_REDIS_URL)`},
 		{"sentinel without master", testBundle{env: []string{"AGENTQ_REDIS_URL=redis-sentinel://s1:26379,s2:26379/0"}},

@@ -323,6 +323,12 @@ func (ch *checker) file(key, path string) {
 // ParseClusterURL and ParseFailoverURL): one rule for what a Redis URL is.
 func (ch *checker) redisURL(key, raw string, clusterAddrs []string) {
 	if raw == "" {
+		// An empty environment variable is unset; an empty flag is a
+		// mistake (--redis-url "$UNSET"), and the default Redis may be
+		// somebody else's.
+		if ch.source != nil && strings.HasPrefix(ch.source(key), "--") {
+			ch.fail(key, "is empty: give a Redis URL, or leave the flag out to use %s", queue.RedisURLDefault)
+		}
 		return
 	}
 	if err := (queue.RedisConfig{URL: raw, ClusterAddrs: clusterAddrs}).Validate(); err != nil {

@@ -401,6 +401,19 @@ func newCompletions(rdb redis.UniversalClient, log zerolog.Logger, enabled bool)
 	return c
 }
 
+// state is the fold's state for a log line: "on", "off", or "pending
+// verification" until asynq's pinned dequeue script is seen (a build
+// without a module list).
+func (c *completions) state() string {
+	switch {
+	case !c.enabled:
+		return "off"
+	case c.d != nil && !c.d.verified.Load():
+		return "on once asynq's version is verified"
+	}
+	return "on"
+}
+
 // isMultiNode reports whether rdb may spread keys over several nodes.
 func isMultiNode(rdb redis.UniversalClient) bool {
 	_, single := rdb.(*redis.Client)

@@ -38,6 +38,9 @@ const (
 	// single-threaded Redis, not the loops, bounds throughput, and each loop
 	// holds a pub/sub connection and heartbeats.
 	loopsDefaultMax = 8
+	// LoopsMax is the most dequeue loops a worker runs; more workers scale
+	// further.
+	LoopsMax = 64
 	// extraLoopSlowdown is how much less often loops after the first look
 	// for work when idle and run asynq's forwarder and janitor.
 	extraLoopSlowdown = 10
@@ -70,6 +73,9 @@ func (c WorkerConfig) loopsWithDefaults() WorkerConfig {
 func (c WorkerConfig) validateLoops() error {
 	if c.Loops < 1 {
 		return fmt.Errorf("loops must be at least 1, got %d", c.Loops)
+	}
+	if c.Loops > LoopsMax {
+		return fmt.Errorf("loops must be at most %d (each is an asynq server with its own connections and pollers), got %d", LoopsMax, c.Loops)
 	}
 	if c.Loops > c.Concurrency {
 		return fmt.Errorf("loops must not exceed concurrency (%d): each loop needs at least one slot, got %d", c.Concurrency, c.Loops)
@@ -136,8 +142,8 @@ func (w *Worker) startServers() error {
 	}
 	shares := splitConcurrency(w.cfg.Concurrency, len(w.srvs))
 	w.log.Info().Int("loops", len(w.srvs)).Ints("loop_concurrency", shares).Int("concurrency", w.cfg.Concurrency).
-		Bool("completion_fold", w.complete.enabled).
-		Msg("worker starting: asynqmon shows each loop as a server with this host and pid")
+		Str("completion_fold", w.complete.state()).
+		Msg("dequeue loops started: asynqmon shows each loop as a server with this host and pid")
 	return nil
 }
 

@@ -161,3 +161,14 @@ func TestWorkerLoops(t *testing.T) {
 		t.Fatalf("after shutdown: %d servers registered (%v), want 0", len(srvs), err)
 	}
 }
+
+func TestLoopsMax(t *testing.T) {
+	t.Parallel()
+	err := WorkerConfig{Concurrency: 1000, Loops: LoopsMax + 1}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "loops must be at most 64") {
+		t.Fatalf("Validate with %d loops = %v, want the limit", LoopsMax+1, err)
+	}
+	if err := (WorkerConfig{Concurrency: 1000, Loops: LoopsMax}).Validate(); err != nil {
+		t.Fatalf("Validate with %d loops = %v, want nil", LoopsMax, err)
+	}
+}
