@@ -457,15 +457,29 @@ func foldGate(rdb redis.UniversalClient, enabled bool, version func() (string, b
 // registers nothing, when too many writes are pending or the fold has
 // stopped meanwhile: the caller then writes synchronously.
 func (c *completions) hook(queue, taskID string) func(jobs.CompletionWrite) bool {
-	if c == nil || !c.enabled || !c.d.verified.Load() || !c.live.Load() {
+	if !c.accepting() {
 		return nil
 	}
 	return func(w jobs.CompletionWrite) bool { return c.add(pendingKey{queue, taskID}, w) }
 }
 
-// atCompletion is the completion hook of step s's attempt.
-func (w *Worker) atCompletion(s *jobs.Step) func(jobs.CompletionWrite) bool {
-	return w.complete.hook(s.Queue, s.TaskID)
+// accepting reports whether the fold takes writes now.
+func (c *completions) accepting() bool {
+	return c != nil && c.enabled && c.d.verified.Load() && c.live.Load()
+}
+
+// atCompletion is the completion hook of attempt a, nil when the fold
+// takes no writes; a write it takes marks a.folded.
+func (w *Worker) atCompletion(a *attempt) func(jobs.CompletionWrite) bool {
+	if !w.complete.accepting() {
+		return nil
+	}
+	k := pendingKey{a.step.Queue, a.step.TaskID}
+	return func(cw jobs.CompletionWrite) bool {
+		ok := w.complete.add(k, cw)
+		a.folded = a.folded || ok
+		return ok
+	}
 }
 
 func (c *completions) add(k pendingKey, w jobs.CompletionWrite) bool {
@@ -628,8 +642,8 @@ func matchCompletion(args []any) (*asynqCompletion, pendingKey, bool) {
 	// KEYS[1] is asynq:{<queue>}:active, ARGV[1] the task id.
 	active, _ := args[3].(string)
 	id, _ := args[3+ac.keys].(string)
-	q, ok := strings.CutPrefix(active, "asynq:{")
-	if q, ok = strings.CutSuffix(q, "}:active"); !ok || id == "" || asynqActiveKey(q) != active {
+	q := strings.TrimSuffix(strings.TrimPrefix(active, "asynq:{"), "}:active")
+	if id == "" || asynqActiveKey(q) != active {
 		return nil, pendingKey{}, false
 	}
 	return ac, pendingKey{q, id}, true

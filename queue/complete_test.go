@@ -563,7 +563,7 @@ func TestWorkerFoldsCompletionWrite(t *testing.T) {
 			var w *Worker
 			hooked := make(chan bool, 1)
 			err := Register(reg, echoSchema, func(_ context.Context, s *jobs.Step, _ echoArgs) error {
-				at := w.atCompletion(s)
+				at := w.atCompletion(&attempt{step: *s})
 				hooked <- at != nil
 				if at != nil && !at(testWrite(s.TaskID)) {
 					t.Error("the hook refused the write")
@@ -687,7 +687,7 @@ func TestCompletionFoldOnlyWhileRunning(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w.atCompletion(&jobs.Step{Queue: QueueDefault, TaskID: "x"}) != nil {
+		if w.atCompletion(&attempt{step: jobs.Step{Queue: QueueDefault, TaskID: "x"}}) != nil {
 			t.Fatal("a Worker that was never started offers a completion hook")
 		}
 	})

@@ -327,22 +327,25 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	w.decide(r, s, err)
 	r.Started, r.Duration = start, w.cfg.Now().Sub(start)
 	if r.Outcome == jobs.OutcomeSuccess {
-		if fold := w.atCompletion(s); fold != nil {
+		if fold := w.atCompletion(a); fold != nil {
 			r.SetAtCompletion(fold)
 		}
 	}
 	w.observe(ctx, s, r)
 	w.logResult(ctx, s, r)
-	w.complete.release(s.Queue, s.TaskID) // the completion fold's grace starts now
+	if a.folded {
+		w.complete.release(s.Queue, s.TaskID) // the completion fold's grace starts now
+	}
 	return a.toAsynq()
 }
 
 // attempt is what one attempt allocates, in one allocation: its step, its
 // Result and the error that carries the Result to asynq's hooks.
 type attempt struct {
-	step jobs.Step
-	res  jobs.Result
-	oe   outcomeError
+	step   jobs.Step
+	res    jobs.Result
+	oe     outcomeError
+	folded bool // a write rides on asynq's completion of this attempt
 }
 
 // toAsynq is the only place that translates an outcome to asynq: nil for
