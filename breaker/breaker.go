@@ -328,8 +328,11 @@ func (s *Set) Do(ctx context.Context, name string, fn func(context.Context) erro
 	e := s.entry(name)
 	v, err := s.current(ctx, e)
 	if err != nil {
+		// Let the call through as if closed, and record its outcome: a
+		// call whose short deadline also cut the state read is still a
+		// failure or a success of the tool.
 		s.log.Warn().Err(err).Str("breaker", name).Msg("breaker state unknown; letting the call through")
-		return fn(ctx)
+		v = view{state: Closed}
 	}
 	now := s.cfg.Now()
 	if v.state != Closed {

@@ -432,3 +432,25 @@ func TestTimedOutCallsOpenTheBreaker(t *testing.T) {
 	}
 	wantSnooze(t, err, Open, time.Minute-LocalTTLDefault)
 }
+
+// TestCallsWhoseStateReadFailedAreRecorded: a call whose context ended
+// before the breaker could read its state is let through and its outcome
+// recorded all the same (before, it was let through unrecorded, so a tool
+// hanging past short deadlines never opened its breaker).
+func TestCallsWhoseStateReadFailedAreRecorded(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	set := tb.set(t, Settings{Failures: 2, MinCalls: 100, Cooldown: time.Minute})
+	for i := range 2 {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+		err := set.Do(ctx, "expired", func(ctx context.Context) error { return ctx.Err() })
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want the deadline", i, err)
+		}
+	}
+	tb.clock.Advance(LocalTTLDefault)
+	if ran, _ := call(set, "expired", nil); ran {
+		t.Fatal("two failed calls whose state read failed did not open the breaker")
+	}
+}

@@ -314,17 +314,25 @@ breakers:
 	if err := json.Unmarshal([]byte(out), &list); err != nil || list[0]["state"] != "closed" {
 		t.Fatalf("breaker after the probe: %s", out)
 	}
+	// The worker's info lines reach its log within 100 ms (they are
+	// batched): wait for them.
 	var firstTry, closed bool
-	for _, line := range strings.Split(logs(), "\n") {
-		var l map[string]any
-		if json.Unmarshal([]byte(line), &l) != nil {
-			continue
+	deadline := time.Now().Add(5 * time.Second)
+	for !(firstTry && closed) && time.Now().Before(deadline) {
+		for _, line := range strings.Split(logs(), "\n") {
+			var l map[string]any
+			if json.Unmarshal([]byte(line), &l) != nil {
+				continue
+			}
+			if l["task_id"] == id && l["outcome"] == "success" && l["attempt"] == 1.0 {
+				firstTry = true
+			}
+			if l["message"] == "breaker closed: the probe succeeded" {
+				closed = true
+			}
 		}
-		if l["task_id"] == id && l["outcome"] == "success" && l["attempt"] == 1.0 {
-			firstTry = true
-		}
-		if l["message"] == "breaker closed: the probe succeeded" {
-			closed = true
+		if !(firstTry && closed) {
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	if !firstTry || !closed {
