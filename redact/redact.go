@@ -795,10 +795,17 @@ func (r *Redactor) value(v any) any {
 			v[i] = r.value(e)
 		}
 	case string:
+		var out string
 		if p, err := url.Parse(v); err == nil && p.Scheme != "" && p.Host != "" {
-			return r.URL(v)
+			out = r.URL(v)
+		} else {
+			out = r.Text(v)
 		}
-		return r.Text(v)
+		// Masking may decode percent-escapes into bytes that are not
+		// UTF-8; the encoder would write them as \ufffd escapes, and a
+		// second pass the rune itself. Write the rune at once, so that
+		// masking masked JSON changes nothing.
+		return strings.ToValidUTF8(out, "\uFFFD")
 	}
 	return v
 }
