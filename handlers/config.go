@@ -58,6 +58,8 @@ type Config struct {
 	// Now is the clock used to turn a Retry-After HTTP date into a delay.
 	// Default time.Now.
 	Now func() time.Time
+	// LLM configures the llm.chat kind. Default none.
+	LLM LLMConfig
 }
 
 // Validate reports the first field that is out of range, naming it. Zero

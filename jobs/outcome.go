@@ -43,7 +43,7 @@ const (
 // Retryable reports whether errors of class c are retried.
 func (c Class) Retryable() bool {
 	switch c {
-	case ClassRetryable, ClassRateLimited, ClassTimeout, ClassPanic, ClassLeaseExpired:
+	case ClassRetryable, ClassRateLimited, ClassTimeout, ClassPanic, ClassLeaseExpired, ClassSchema:
 		return true
 	}
 	return false
@@ -163,6 +163,8 @@ func Classify(err error) Class {
 		he     *HTTPError
 		aband  *AbandonedError
 		spent  *AttemptsSpentError
+		capx   *CapExceededError
+		schema *SchemaError
 	)
 	switch {
 	case errors.As(err, &aband):
@@ -171,8 +173,12 @@ func Classify(err error) Class {
 		return ClassLeaseExpired
 	case errors.As(err, &snooze):
 		return ClassSnooze
+	case errors.As(err, &capx):
+		return ClassCapExceeded
 	case errors.As(err, &perm):
 		return ClassPermanent
+	case errors.As(err, &schema):
+		return ClassSchema
 	case errors.As(err, &pan):
 		return ClassPanic
 	case errors.As(err, &ra):

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -44,6 +45,11 @@ type Result struct {
 	// Started is when the attempt started; Duration is how long it ran.
 	Started  time.Time
 	Duration time.Duration
+	// Usage is what the attempt reported spending (Step.ReportUsage),
+	// whatever its outcome.
+	Usage Usage
+	// Output is the step's output (Step.SetOutput); nil when none.
+	Output json.RawMessage
 
 	// atCompletion, set by the queue, commits writes with the queue's own
 	// completion of the task (one round trip, atomically).

@@ -64,11 +64,18 @@ type Step struct {
 	Payload json.RawMessage
 	// Headers are the task's headers, agentq's own included.
 	Headers map[string]string
+	// Name is the run step this task is (its StepDef's name); empty when
+	// the task is not part of a run.
+	Name string
 	// Answered is set by a middleware that ended this attempt with the
 	// record of an earlier success (the idempotency ledger answering a
 	// repeated delivery) without calling the handler: observers that record
 	// successes do not record it again.
 	Answered bool
+
+	usage  Usage           // ReportUsage
+	output json.RawMessage // SetOutput
+	added  []StepDef       // AddSteps
 }
 
 // LastAttempt reports whether a failure of this attempt leaves no retries.

@@ -35,6 +35,9 @@ const (
 	TimeoutGrace = 5 * time.Second
 	// MaxKeyBytes is the longest idempotency key, run id or workflow name.
 	MaxKeyBytes = 512
+	// RunStepPayload is the payload of a run step's task whose payload the
+	// worker renders from its run's workflow (EnqueueOptions.Step).
+	RunStepPayload = "{}"
 )
 
 // Workflow is a named unit of work with its own queue and retry policy.
@@ -173,6 +176,13 @@ type EnqueueOptions struct {
 	In time.Duration
 	// ReplayOf records the dead letter this task replays (lineage).
 	ReplayOf string
+	// Step names the run step the task is (with RunID). A run step whose
+	// payload is RunStepPayload ("{}") is rendered by the worker from its
+	// run's workflow, so the kind's schema is checked then, not here.
+	Step string
+	// RunVersion is the version of the run's state the task was enqueued
+	// against (package runs); empty when none.
+	RunVersion string
 	// TaskID forces the task id (used by replay): an existing task of that
 	// id makes the enqueue a Duplicate, and Key is then not taken. Empty
 	// derives the id from Key, or picks a random UUID as asynq does.
@@ -276,11 +286,17 @@ func (c *Client) prepareChecked(kind string, payload []byte, o EnqueueOptions, c
 	if err != nil {
 		return nil, err
 	}
-	if _, err := e.validate(payload, checked); err != nil {
-		return nil, err
+	if o.Step != "" && o.RunID == "" {
+		return nil, fmt.Errorf("step %q: a run step needs a run id", o.Step)
+	}
+	if o.Step == "" || string(payload) != RunStepPayload {
+		if _, err := e.validate(payload, checked); err != nil {
+			return nil, err
+		}
 	}
 	for _, l := range [...]struct{ name, v string }{
 		{"idempotency key", o.Key}, {"run id", o.RunID}, {"workflow", o.Workflow}, {"replay_of", o.ReplayOf}, {"task id", o.TaskID},
+		{"step", o.Step}, {"run version", o.RunVersion},
 	} {
 		if err := checkOption(l.name, l.v); err != nil {
 			return nil, err
@@ -334,7 +350,7 @@ func (c *Client) prepareChecked(kind string, payload []byte, o EnqueueOptions, c
 	}
 
 	// The headers, in key order (a map in the message; the order is ours).
-	var hs [7]header
+	var hs [9]header
 	h := hs[:0]
 	add := func(k, v string) {
 		if v != "" {
@@ -350,6 +366,8 @@ func (c *Client) prepareChecked(kind string, payload []byte, o EnqueueOptions, c
 		add(jobs.HeaderRetryMax, o.RetryMax.String())
 	}
 	add(jobs.HeaderRunID, o.RunID)
+	add(jobs.HeaderRunVersion, o.RunVersion)
+	add(jobs.HeaderStep, o.Step)
 	m := taskMessage{
 		kind:    kind,
 		payload: payload,

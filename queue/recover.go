@@ -652,7 +652,7 @@ func (s *sweeper) recoverTask(ctx context.Context, q, id string, raw []byte, cut
 	if s.observe != nil {
 		s.observe(ctx, &jobs.Step{
 			TaskID: id, Kind: m.typ, Queue: q, Workflow: m.headers[jobs.HeaderWorkflow], RunID: m.headers[jobs.HeaderRunID],
-			Key: m.headers[jobs.HeaderKey], ReplayOf: m.headers[jobs.HeaderReplayOf],
+			Name: m.headers[jobs.HeaderStep], Key: m.headers[jobs.HeaderKey], ReplayOf: m.headers[jobs.HeaderReplayOf],
 			Attempt: m.retried + 1, MaxAttempts: max(m.retry, 1), Payload: m.payload, Headers: m.headers,
 		}, archived, delay)
 	}

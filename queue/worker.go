@@ -82,7 +82,7 @@ func decide(r *jobs.Result, s *jobs.Step, err error, p jobs.RetryPolicy, randN f
 		r.Outcome = jobs.OutcomeDead
 	case r.Class == jobs.ClassSnooze:
 		r.Outcome = jobs.OutcomeSnooze
-	case r.Class == jobs.ClassPermanent, s.LastAttempt():
+	case r.Class == jobs.ClassPermanent, r.Class == jobs.ClassCapExceeded, s.LastAttempt():
 		r.Outcome = jobs.OutcomeDead
 	default:
 		r.Outcome = jobs.OutcomeRetry
@@ -326,6 +326,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	r := &a.res
 	w.decide(r, s, err)
 	r.Started, r.Duration = start, w.cfg.Now().Sub(start)
+	r.Usage, r.Output = s.Usage(), s.Output()
 	if r.Outcome == jobs.OutcomeSuccess {
 		if fold := w.atCompletion(a); fold != nil {
 			r.SetAtCompletion(fold)
@@ -400,6 +401,7 @@ func fillStep(ctx context.Context, t *asynq.Task, s *jobs.Step) {
 		Headers:  h,
 		Workflow: h[jobs.HeaderWorkflow],
 		RunID:    h[jobs.HeaderRunID],
+		Name:     h[jobs.HeaderStep],
 		Key:      h[jobs.HeaderKey],
 		ReplayOf: h[jobs.HeaderReplayOf],
 	}
