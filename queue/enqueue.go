@@ -31,7 +31,9 @@ import (
 // for a new task, or 0 when the task id exists already (asynq's
 // ErrTaskIDConflict; the keyed task of an earlier window is still in Redis):
 // a duplicate too, and the key is taken for a new window either way.
-var enqueueScript = redis.NewScript(`
+var enqueueScript = redis.NewScript(enqueueSrc)
+
+const enqueueSrc = `
 if ARGV[6] ~= '' then
   redis.call('SADD', KEYS[#KEYS], ARGV[6])
 end
@@ -48,7 +50,7 @@ else
   redis.call('HSET', KEYS[1], 'msg', ARGV[1], 'state', 'pending', 'pending_since', ARGV[3])
   redis.call('LPUSH', KEYS[2], ARGV[2])
 end
-return n`)
+return n`
 
 // prepared is a validated enqueue, ready to go to Redis.
 type prepared struct {
