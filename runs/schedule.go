@@ -376,6 +376,26 @@ type scheduleEntry struct {
 	workflow string
 	clock    clock
 	input    json.RawMessage
+	// tick and until cache the latest tick at or before a recent now, and
+	// the tick after it: Prev runs once per tick, not once per look.
+	tick, until time.Time
+	hasTick     bool
+}
+
+// latest returns the latest tick at or before now, cached until the next.
+func (e *scheduleEntry) latest(now time.Time) (time.Time, bool) {
+	if e.hasTick && !now.Before(e.tick) && now.Before(e.until) {
+		return e.tick, true
+	}
+	tick, ok := e.clock.prev(now)
+	e.tick, e.hasTick = tick, ok
+	if ok {
+		e.until = e.clock.next(tick)
+		if e.until.IsZero() {
+			e.hasTick = false
+		}
+	}
+	return tick, ok
 }
 
 // NewScheduler returns a Scheduler of the workflows with a Schedule (the
@@ -448,7 +468,8 @@ func (s *Scheduler) NextTicks(now time.Time) map[string]time.Time {
 	return out
 }
 
-// Run starts the scheduled runs until ctx ends, then returns nil. It
+// Run starts the scheduled runs until ctx ends, then returns nil; call it
+// once per Scheduler. It
 // looks at every schedule at once, then sleeps until the earliest next
 // tick (at most MaxWait) and looks again. A Redis or Start error is
 // logged and retried after a backoff (1s doubling up to MaxWait); it
@@ -504,7 +525,7 @@ func (s *Scheduler) wait(now time.Time) time.Duration {
 // false on an error (to be retried).
 func (s *Scheduler) handle(ctx context.Context, e *scheduleEntry) bool {
 	now := s.now()
-	tick, ok := e.clock.prev(now)
+	tick, ok := e.latest(now)
 	if !ok {
 		return true
 	}

@@ -812,3 +812,23 @@ func FuzzSchedule(f *testing.F) {
 		}
 	})
 }
+
+func ExampleSchedule_Next() {
+	s := Schedule{Cron: "0 9 * * MON", Timezone: "Europe/Berlin"}
+	if err := s.Validate(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	now := time.Date(2026, 3, 25, 12, 0, 0, 0, time.UTC)
+	next, _ := s.Next(now)
+	prev, _, _ := s.Prev(now)
+	fmt.Println("next:", next)
+	fmt.Println("prev:", prev)
+	fmt.Println("key: ", TickKey("weekly-report", next))
+	fmt.Println(Schedule{Cron: "CRON_TZ=Europe/Berlin 0 9 * * MON"}.Validate())
+	// Output:
+	// next: 2026-03-30 09:00:00 +0200 CEST
+	// prev: 2026-03-23 09:00:00 +0100 CET
+	// key:  schedule:2026-03-30T07:00:00Z
+	// schedule.cron: "CRON_TZ=Europe/Berlin 0 9 * * MON": a CRON_TZ= or TZ= prefix is not accepted; set schedule.timezone instead
+}
