@@ -7,10 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
@@ -47,20 +45,3 @@ func Render(step string, tmpl json.RawMessage, data map[string]any) (json.RawMes
 }
 func ParseTemplates(step string, tmpl json.RawMessage) error { return nil }
 
-func (s Schedule) Validate() error                         { return nil }
-func (s Schedule) Next(after time.Time) (time.Time, error) { return time.Time{}, errStub }
-
-type Starter interface {
-	Start(ctx context.Context, workflow string, input json.RawMessage, o StartOptions) (Started, error)
-}
-type SchedulerConfig struct {
-	Logger *zerolog.Logger
-	Now    func() time.Time
-}
-type Scheduler struct{}
-
-func NewScheduler(rdb redis.UniversalClient, st Starter, workflows map[string]Workflow, cfg SchedulerConfig) (*Scheduler, error) {
-	return &Scheduler{}, nil
-}
-func (s *Scheduler) Run(ctx context.Context) error                { <-ctx.Done(); return nil }
-func (s *Scheduler) NextTicks(now time.Time) map[string]time.Time { return nil }
