@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -179,6 +180,10 @@ func compileResponseSchema(raw json.RawMessage) (*jsonschema.Schema, error) {
 	}
 	sch, err := c.Compile(responseSchemaURL)
 	if err != nil {
+		var sve *jsonschema.SchemaValidationError
+		if errors.As(err, &sve) {
+			return nil, errors.New(oneLine("is not a valid JSON Schema: "+firstViolation(sve.Err), maxExcerptBytes))
+		}
 		return nil, errors.New(oneLine(err.Error(), maxExcerptBytes))
 	}
 	return sch, nil
@@ -412,23 +417,19 @@ func checkReply(sch *jsonschema.Schema, content string) (any, error) {
 	return v, nil
 }
 
-// firstViolation names the first failing location of a jsonschema error.
+// firstViolation names the first failing location of a jsonschema error
+// and why, e.g. "at '/title': got number, want string": its first leaf,
+// reached through the first cause of each combinator ('allOf' failed) and
+// reference.
 func firstViolation(err error) string {
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
 		return err.Error()
 	}
-	for _, u := range ve.BasicOutput().Errors {
-		if u.Error == nil {
-			continue
-		}
-		msg := u.Error.String()
-		if msg == "" || strings.HasPrefix(msg, "validation failed") {
-			continue
-		}
-		return fmt.Sprintf("at %s: %s", cmp.Or(u.InstanceLocation, "/"), msg)
+	for len(ve.Causes) > 0 && ve.Causes[0] != nil {
+		ve = ve.Causes[0]
 	}
-	return err.Error()
+	return ve.Error()
 }
 
 // oneLine returns s on one line, at most n bytes, cut at a rune.
@@ -509,13 +510,28 @@ func parseChatReply(data []byte) (r *chatReply, err error) {
 // fieldError says why a field did not decode, without quoting its value.
 func fieldError(err error) string {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		if te.Field != "" {
-			return fmt.Sprintf("%s: a JSON %s where %s belongs", te.Field, te.Value, te.Type)
-		}
-		return fmt.Sprintf("a JSON %s where %s belongs", te.Value, te.Type)
+	if !errors.As(err, &te) {
+		return err.Error()
 	}
-	return err.Error()
+	want := "another type"
+	switch te.Type.Kind() {
+	case reflect.Slice:
+		want = "an array"
+	case reflect.Struct, reflect.Map:
+		want = "an object"
+	case reflect.String:
+		want = "a string"
+	case reflect.Int, reflect.Int64:
+		want = "an integer"
+	case reflect.Pointer:
+		if te.Type.Elem().Kind() == reflect.String {
+			want = "a string or null"
+		}
+	}
+	if te.Field != "" {
+		return fmt.Sprintf("%s: a JSON %s where %s belongs", te.Field, te.Value, want)
+	}
+	return fmt.Sprintf("a JSON %s where %s belongs", te.Value, want)
 }
 
 // first returns the reply's first choice, refusing a reply without one or
