@@ -302,17 +302,28 @@ func failStatus(model string) (int, bool) {
 	return 0, false
 }
 
-// maxDepth bounds example's recursion.
-const maxDepth = 16
+// Bounds of example: its recursion and the values it makes in all (object
+// properties and array items multiply).
+const (
+	maxDepth  = 16
+	maxValues = 10000
+)
 
 // example returns a value meeting simple schemas: the first of const, enum
 // and examples; an object with every property (required ones at least);
 // an array with its minItems items (one by default); text for strings, the
 // minimum (or 1) for numbers, true for booleans. anyOf and oneOf take their
-// first branch; a $ref or anything it does not know gets text.
+// first branch; a $ref or anything it does not know gets text, and so does
+// what lies deeper than maxDepth or beyond the first maxValues values.
 func example(schema any, text string, depth int) any {
+	budget := maxValues
+	return exampleOf(schema, text, depth, &budget)
+}
+
+func exampleOf(schema any, text string, depth int, budget *int) any {
+	*budget--
 	m, ok := schema.(map[string]any)
-	if !ok || depth > maxDepth {
+	if !ok || depth > maxDepth || *budget < 0 {
 		return text
 	}
 	if v, ok := m["const"]; ok {
@@ -326,7 +337,7 @@ func example(schema any, text string, depth int) any {
 	}
 	for _, k := range []string{"anyOf", "oneOf"} {
 		if b, ok := m[k].([]any); ok && len(b) > 0 {
-			return example(b[0], text, depth+1)
+			return exampleOf(b[0], text, depth+1, budget)
 		}
 	}
 	typ, _ := m["type"].(string)
@@ -348,7 +359,7 @@ func example(schema any, text string, depth int) any {
 		obj := map[string]any{}
 		props, _ := m["properties"].(map[string]any)
 		for name, p := range props {
-			obj[name] = example(p, text, depth+1)
+			obj[name] = exampleOf(p, text, depth+1, budget)
 		}
 		if req, ok := m["required"].([]any); ok {
 			for _, r := range req {
@@ -370,7 +381,7 @@ func example(schema any, text string, depth int) any {
 		}
 		arr := make([]any, n)
 		for i := range arr {
-			arr[i] = example(m["items"], text, depth+1)
+			arr[i] = exampleOf(m["items"], text, depth+1, budget)
 		}
 		return arr
 	case "integer", "number":
