@@ -241,7 +241,8 @@ func (h *HTTPCall) Redactor() *redact.Redactor { return h.redact }
 
 // Handle sends the request a describes and classifies the answer. It
 // returns nil on an expected status, however large the body (at most
-// Config.MaxResponseBytes of it is read); a permanent error for an invalid
+// Config.MaxResponseBytes of it is read), and records the answer as the
+// step's output (HTTPCallOutput); a permanent error for an invalid
 // payload, an unexpected status below 400, or a 4xx other than 408, 425 and
 // 429; an error wrapping context.DeadlineExceeded when the request times
 // out; and a retryable error otherwise.

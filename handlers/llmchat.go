@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"reflect"
@@ -101,7 +102,11 @@ type LLMChatArgs struct {
 	// set, the provider is asked for structured output
 	// (response_format json_schema, strict), the reply must parse as JSON
 	// and meet the schema, else the attempt fails with a *jobs.SchemaError,
-	// and the step's output carries the parsed value as "json".
+	// and the step's output carries the parsed value as "json". OpenAI's
+	// strict mode takes a subset of JSON Schema: every object needs
+	// "additionalProperties": false and all its properties required, or
+	// the provider answers 400, a permanent failure. The schema must be one
+	// document: a $ref may point only inside it.
 	ResponseSchema json.RawMessage `json:"response_schema,omitempty"`
 	// Timeout is the request timeout as a Go duration, e.g. "60s". Default
 	// the worker's Config.Timeout; bounded by its Config.MaxTimeout.
@@ -400,8 +405,19 @@ func (h *LLMChat) usage(name string, m LLMModel, u *chatUsage) jobs.Usage {
 		Model:     name,
 		TokensIn:  in,
 		TokensOut: out,
-		CostUSD:   float64(in)*m.InputPerMTok/1e6 + float64(out)*m.OutputPerMTok/1e6,
+		CostUSD:   costUSD(in, out, m),
 	}
+}
+
+// costUSD prices in prompt and out completion tokens by m's prices per
+// million, rounded to 1e-12 USD so that float noise (4 × 0.15 is
+// 0.6000000000000001) does not show in outputs and records.
+func costUSD(in, out int64, m LLMModel) float64 {
+	c := float64(in)*m.InputPerMTok/1e6 + float64(out)*m.OutputPerMTok/1e6
+	if r := math.Round(c*1e12) / 1e12; !math.IsInf(r, 0) && !math.IsNaN(r) {
+		return r
+	}
+	return c
 }
 
 // checkReply parses content as JSON and validates it against sch. The

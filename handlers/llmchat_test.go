@@ -1,7 +1,9 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"io"
 	"math"
@@ -737,4 +739,35 @@ func TestLLMConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ExampleLLMChat runs an llm.chat step against the fake model server: the
+// configuration maps the name steps use ("small") to a provider and its
+// prices, the step reports its usage and records its output.
+func ExampleLLMChat() {
+	fake, err := fakellm.Start("", fakellm.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer fake.Close()
+
+	chat := NewLLMChat(Config{LLM: LLMConfig{
+		Providers: map[string]LLMProvider{"local": {BaseURL: fake.URL}}, // APIKeyEnv: "OPENAI_API_KEY" for a real one
+		Models: map[string]LLMModel{
+			"small": {Provider: "local", Model: "gpt-4o-mini", InputPerMTok: 0.15, OutputPerMTok: 0.60},
+		},
+	}})
+	s := &jobs.Step{TaskID: "t-1", Kind: jobs.KindLLMChat, Attempt: 1, MaxAttempts: 3}
+	err = chat.Handle(context.Background(), s, LLMChatArgs{
+		Model:          "small",
+		Messages:       []LLMMessage{{Role: "user", Content: "name a colour"}},
+		ResponseSchema: json.RawMessage(`{"type":"object","required":["colour"],"properties":{"colour":{"type":"string"}},"additionalProperties":false}`),
+	})
+	fmt.Println("error:", err)
+	fmt.Printf("usage: %+v\n", s.Usage())
+	fmt.Println("output:", string(s.Output()))
+	// Output:
+	// error: <nil>
+	// usage: {Model:small TokensIn:4 TokensOut:5 CostUSD:3.6e-06}
+	// output: {"content":"{\"colour\":\"reply to: name a colour\"}","json":{"colour":"reply to: name a colour"},"model":"gpt-4o-mini","usage":{"tokens_in":4,"tokens_out":5,"cost_usd":0.0000036},"finish_reason":"stop"}
 }
