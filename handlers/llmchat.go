@@ -301,6 +301,9 @@ func (h *LLMChat) Handle(ctx context.Context, s *jobs.Step, a LLMChatArgs) error
 		if key = h.getenv(p.APIKeyEnv); key == "" {
 			return jobs.Permanent(fmt.Errorf("%s: provider %q: environment variable %s holding the API key is not set or empty", jobs.KindLLMChat, m.Provider, p.APIKeyEnv))
 		}
+		if strings.IndexFunc(key, invalidHeaderValueRune) >= 0 {
+			return jobs.Permanent(fmt.Errorf("%s: provider %q: environment variable %s holds an API key with a control character (a trailing newline?)", jobs.KindLLMChat, m.Provider, p.APIKeyEnv))
+		}
 	}
 	call := &callError{op: fmt.Sprintf("%s %s: POST %s", jobs.KindLLMChat, a.Model, h.http.redact.URL(endpoint))}
 
@@ -342,12 +345,15 @@ func (h *LLMChat) Handle(ctx context.Context, s *jobs.Step, a LLMChatArgs) error
 	// One byte more than the limit tells a reply cut short from one that
 	// fits exactly.
 	data, err := io.ReadAll(io.LimitReader(resp.Body, h.cfg.MaxResponseBytes+1))
-	if err != nil {
+	ok2xx := resp.StatusCode >= 200 && resp.StatusCode <= 299
+	if err != nil && ok2xx {
 		return h.http.transportError(ctx, reqCtx, call, timeout, err)
 	}
 	tooLarge := int64(len(data)) > h.cfg.MaxResponseBytes
 
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	if !ok2xx {
+		// The status decides the outcome; a body cut short only shortens
+		// the excerpt.
 		// An error answer may still carry usage (a provider that bills a
 		// cut-off generation); it is reported before the outcome.
 		if r, _ := parseChatReply(data); r != nil && r.Usage != nil {

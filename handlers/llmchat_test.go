@@ -370,6 +370,7 @@ func TestLLMChatConfigErrors(t *testing.T) {
 		Providers: map[string]LLMProvider{
 			"fake":   {BaseURL: fake.URL, APIKeyEnv: "AGENTQ_TEST_UNSET_KEY"},
 			"keyed":  {BaseURL: fake.URL, APIKeyEnv: "AGENTQ_TEST_SET_KEY"},
+			"nl":     {BaseURL: fake.URL, APIKeyEnv: "AGENTQ_TEST_NL_KEY"},
 			"broken": {BaseURL: "ftp://u:pw-s3cret@x"},
 		},
 		Models: map[string]LLMModel{
@@ -377,19 +378,21 @@ func TestLLMChatConfigErrors(t *testing.T) {
 			"orphan":  {Provider: "gone", Model: "m"},
 			"badbase": {Provider: "broken", Model: "m"},
 			"ok":      {Provider: "keyed", Model: "m"},
+			"newline": {Provider: "nl", Model: "m"},
 		},
 	}}
 	chat := NewLLMChat(cfg)
-	chat.getenv = fakeEnv(map[string]string{"AGENTQ_TEST_SET_KEY": testAPIKey})
+	chat.getenv = fakeEnv(map[string]string{"AGENTQ_TEST_SET_KEY": testAPIKey, "AGENTQ_TEST_NL_KEY": testAPIKey + "\n"})
 	tests := []struct {
 		name  string
 		model string
 		want  []string
 	}{
-		{name: "unknown model", model: "large", want: []string{`model "large" is not configured`, "configured: badbase, ok, orphan, small"}},
-		{name: "unknown provider", model: "orphan", want: []string{`provider "gone" is not configured`, "configured: broken, fake, keyed"}},
+		{name: "unknown model", model: "large", want: []string{`model "large" is not configured`, "configured: badbase, newline, ok, orphan, small"}},
+		{name: "unknown provider", model: "orphan", want: []string{`provider "gone" is not configured`, "configured: broken, fake, keyed, nl"}},
 		{name: "bad base url", model: "badbase", want: []string{"base_url", "ftp://u:****@x"}},
 		{name: "missing key", model: "small", want: []string{"AGENTQ_TEST_UNSET_KEY", "not set"}},
+		{name: "key with a newline", model: "newline", want: []string{"AGENTQ_TEST_NL_KEY", "control character"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -770,4 +773,36 @@ func ExampleLLMChat() {
 	// error: <nil>
 	// usage: {Model:small TokensIn:4 TokensOut:5 CostUSD:3.6e-06}
 	// output: {"content":"{\"colour\":\"reply to: name a colour\"}","json":{"colour":"reply to: name a colour"},"model":"gpt-4o-mini","usage":{"tokens_in":4,"tokens_out":5,"cost_usd":0.0000036},"finish_reason":"stop"}
+}
+
+// errReader yields its data, then fails.
+type errReader struct{ data io.Reader }
+
+func (r errReader) Read(p []byte) (int, error) {
+	n, err := r.data.Read(p)
+	if err == io.EOF {
+		return n, errors.New("connection reset")
+	}
+	return n, err
+}
+
+func TestLLMChatBodyCutShort(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		code      int
+		wantClass jobs.Class
+	}{{code: 400, wantClass: jobs.ClassPermanent}, {code: 429, wantClass: jobs.ClassRateLimited}, {code: 200, wantClass: jobs.ClassRetryable}} {
+		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: tt.code, Header: http.Header{},
+				Body: io.NopCloser(errReader{strings.NewReader(`{"error":`)}), Request: r}, nil
+		})}
+		chat := NewLLMChat(Config{Client: client, LLM: LLMConfig{
+			Providers: map[string]LLMProvider{"p": {BaseURL: "https://llm.example/v1"}},
+			Models:    map[string]LLMModel{"m": {Provider: "p", Model: "x"}},
+		}})
+		err := chat.Handle(t.Context(), llmStep(), chatArgs("m", "hi"))
+		if got := jobs.Classify(err); got != tt.wantClass {
+			t.Errorf("%d with its body cut: Classify = %q, want %q (err: %v)", tt.code, got, tt.wantClass, err)
+		}
+	}
 }
