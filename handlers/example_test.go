@@ -76,7 +76,7 @@ func ExampleRegister() {
 	})
 	fmt.Println("error:", err)
 	// Output:
-	// kinds: [http.call noop summarize]
+	// kinds: [http.call llm.chat noop summarize]
 	// invalid payload for "summarize": text: must not be blank
 	// invalid payload for "http.call": url: must be an absolute http or https URL, got "ftp://files.example.com/?token=****"
 	// step t-1 summary: agents retry tools

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -239,7 +241,8 @@ func (h *HTTPCall) Redactor() *redact.Redactor { return h.redact }
 
 // Handle sends the request a describes and classifies the answer. It
 // returns nil on an expected status, however large the body (at most
-// Config.MaxResponseBytes of it is read); a permanent error for an invalid
+// Config.MaxResponseBytes of it is read), and records the answer as the
+// step's output (HTTPCallOutput); a permanent error for an invalid
 // payload, an unexpected status below 400, or a 4xx other than 408, 425 and
 // 429; an error wrapping context.DeadlineExceeded when the request times
 // out; and a retryable error otherwise.
@@ -289,12 +292,26 @@ func (h *HTTPCall) Handle(ctx context.Context, s *jobs.Step, a HTTPCallArgs) err
 
 	limit := h.cfg.MaxResponseBytes
 	if h.expected(a.ExpectStatus, resp.StatusCode) {
-		// The tool has done the work and the body is not used: read at most
-		// limit bytes and drop the rest by closing the body, never failing
-		// the step for its size, which a retry or a replay would only
-		// repeat.
-		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, limit)); err != nil {
+		// The tool has done the work: keep at most maxOutputBodyBytes (and
+		// a byte more, to tell a cut body) for the step's output, read at
+		// most limit bytes in all and drop the rest by closing the body,
+		// never failing the step for its size, which a retry or a replay
+		// would only repeat.
+		keep := min(limit, maxOutputBodyBytes+1)
+		data, err := io.ReadAll(io.LimitReader(resp.Body, keep))
+		if err == nil {
+			_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, limit-int64(len(data))))
+		}
+		if err != nil {
 			return h.transportError(ctx, reqCtx, call, timeout, err)
+		}
+		if s == nil {
+			return nil
+		}
+		if err := s.SetOutput(h.output(resp, data)); err != nil {
+			// Not reached: the output is built from strings and checked
+			// JSON. The call is done; failing it would repeat it.
+			_ = s.SetOutput(HTTPCallOutput{Status: resp.StatusCode})
 		}
 		return nil
 	}
@@ -310,6 +327,84 @@ func (h *HTTPCall) Handle(ctx context.Context, s *jobs.Step, a HTTPCallArgs) err
 		return jobs.Permanent(err)
 	}
 	return err
+}
+
+// Bounds of an http.call step's output.
+const (
+	// maxOutputBodyBytes bounds the response body kept as output (64 KiB).
+	maxOutputBodyBytes = 64 << 10
+	// maxOutputHeaders bounds the response headers kept as output; the
+	// first by name are kept.
+	maxOutputHeaders = 64
+	// maxOutputHeaderBytes bounds one header's value kept as output.
+	maxOutputHeaderBytes = 1 << 10
+)
+
+// HTTPCallOutput is the output an http.call step records on success
+// (Step.SetOutput); later steps of its run see it as
+// .steps.<name>.output.
+type HTTPCallOutput struct {
+	// Status is the response status.
+	Status int `json:"status"`
+	// Headers are the response headers by lower-case name, values of one
+	// name joined with ", ", secret ones masked (Config.RedactHeaders and
+	// package redact's defaults, such as Set-Cookie), each value cut to
+	// 1 KiB, at most 64 names (the first by name).
+	Headers map[string]string `json:"headers"`
+	// Body is the response body: its JSON value when the response is JSON
+	// (a JSON Content-Type, or none and a body that parses) of at most
+	// 64 KiB; else its text, invalid UTF-8 replaced, cut to 64 KiB. The
+	// body is the tool's data and is not masked.
+	Body any `json:"body"`
+	// BodyTruncated reports a body longer than 64 KiB (or than
+	// Config.MaxResponseBytes), of which Body holds the start as text.
+	BodyTruncated bool `json:"body_truncated,omitempty"`
+}
+
+// output builds the step's output from a response and the start of its
+// body, read up to maxOutputBodyBytes+1 bytes.
+func (h *HTTPCall) output(resp *http.Response, data []byte) HTTPCallOutput {
+	out := HTTPCallOutput{Status: resp.StatusCode, Headers: map[string]string{}}
+	names := slices.Sorted(maps.Keys(resp.Header))
+	for _, name := range names[:min(len(names), maxOutputHeaders)] {
+		lower := strings.ToLower(name)
+		value := h.redact.Header(name, strings.Join(resp.Header.Values(name), ", "))
+		out.Headers[lower] = truncateUTF8(strings.ToValidUTF8(value, "\uFFFD"), maxOutputHeaderBytes)
+	}
+	truncated := len(data) > maxOutputBodyBytes ||
+		(int64(len(data)) == h.cfg.MaxResponseBytes && resp.ContentLength != int64(len(data)))
+	if !truncated && utf8.Valid(data) && json.Valid(data) && jsonBody(resp.Header.Get("Content-Type"), data) {
+		out.Body = json.RawMessage(data)
+		return out
+	}
+	out.Body = truncateUTF8(strings.ToValidUTF8(string(data), "\uFFFD"), maxOutputBodyBytes)
+	out.BodyTruncated = truncated
+	return out
+}
+
+// jsonBody reports whether a body is to be read as JSON: its Content-Type
+// is JSON (application/json, or a +json type), or it has none and the body
+// is not empty.
+func jsonBody(contentType string, data []byte) bool {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return false
+	}
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// truncateUTF8 cuts s to at most n bytes at a rune boundary.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // idempotencyKey returns the step's idempotency key, else its task id; both

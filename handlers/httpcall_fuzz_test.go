@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -61,7 +62,7 @@ func FuzzHTTPCallAnswer(f *testing.F) {
 				// A followed redirect: answer it plainly.
 				return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
 			}
-			h := http.Header{}
+			h := http.Header{"Set-Cookie": {"sid=" + fuzzSecretHeader}, "X-Echo": {"Bearer " + fuzzSecretHeader, location}}
 			if retryAfter != "" {
 				h["Retry-After"] = []string{retryAfter}
 			}
@@ -73,9 +74,24 @@ func FuzzHTTPCallAnswer(f *testing.F) {
 		call := NewHTTPCall(Config{Client: client, Now: func() time.Time { return testNow }})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := call.Handle(ctx, step(), HTTPCallArgs{Method: http.MethodPost, URL: "http://tool.example/"})
+		s := step()
+		err := call.Handle(ctx, s, HTTPCallArgs{Method: http.MethodPost, URL: "http://tool.example/"})
 		if err == nil {
+			// The output: JSON, headers masked (the body is the tool's
+			// data and is kept as it is).
+			var out HTTPCallOutput
+			if err := json.Unmarshal(s.Output(), &out); err != nil {
+				t.Fatalf("status %d: output %q: %v", code, s.Output(), err)
+			}
+			for name, v := range out.Headers {
+				if strings.Contains(v, fuzzSecretHeader) {
+					t.Fatalf("status %d: output header %s shows the planted secret: %q", code, name, v)
+				}
+			}
 			return
+		}
+		if s.Output() != nil {
+			t.Fatalf("status %d: a failed call recorded output %s", code, s.Output())
 		}
 		msg := err.Error()
 		for _, secret := range []string{fuzzSecretField, fuzzSecretHeader, fuzzSecretURL} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/redact"
@@ -632,5 +634,139 @@ func TestExcerptWindow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestHandleOutput(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("a", maxOutputBodyBytes+10)
+	tests := []struct {
+		name          string
+		code          int
+		expect        []int
+		headers       []string
+		body          string
+		limit         int64
+		want          string // the output's body as JSON
+		wantTruncated bool
+	}{
+		{name: "JSON", code: 200, headers: []string{"Content-Type", "application/json; charset=utf-8"},
+			body: `{"id": 7, "tags": ["a"]}`, want: `{"id":7,"tags":["a"]}`},
+		{name: "+json", code: 201, headers: []string{"Content-Type", "application/problem+json"}, body: `[1,2]`, want: `[1,2]`},
+		// net/http would sniff text/plain; the nil value stops it.
+		{name: "JSON without a content type", code: 200, headers: []string{"Content-Type", ""}, body: `{"ok":true}`, want: `{"ok":true}`},
+		{name: "text", code: 200, headers: []string{"Content-Type", "text/plain"}, body: `{"looks":"like json"}`,
+			want: `"{\"looks\":\"like json\"}"`},
+		{name: "broken JSON is text", code: 200, headers: []string{"Content-Type", "application/json"}, body: `{"a":`, want: `"{\"a\":"`},
+		{name: "invalid UTF-8 is replaced", code: 200, headers: []string{"Content-Type", "text/plain"}, body: "a\xffb", want: "\"a\uFFFDb\""},
+		{name: "empty", code: 204, want: `""`},
+		{name: "expected 404", code: 404, expect: []int{404}, headers: []string{"Content-Type", "application/json"},
+			body: `{"error":"gone"}`, want: `{"error":"gone"}`},
+		{name: "larger than 64 KiB", code: 200, headers: []string{"Content-Type", "application/json"}, body: `"` + big + `"`,
+			want: `"` + `\"` + big[:maxOutputBodyBytes-1] + `"`, wantTruncated: true},
+		{name: "cut by max_response_bytes", code: 200, headers: []string{"Content-Type", "application/json"}, limit: 8,
+			body: `{"a":"0123456789"}`, want: `"{\"a\":\"01"`, wantTruncated: true},
+		{name: "exactly max_response_bytes", code: 200, headers: []string{"Content-Type", "application/json"}, limit: 8,
+			body: `{"a":12}`, want: `{"a":12}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, Config{MaxResponseBytes: tt.limit}, func(w http.ResponseWriter, r *http.Request) {
+				for i := 0; i+1 < len(tt.headers); i += 2 {
+					if tt.headers[i+1] == "" {
+						w.Header()[tt.headers[i]] = nil
+						continue
+					}
+					w.Header().Set(tt.headers[i], tt.headers[i+1])
+				}
+				w.WriteHeader(tt.code)
+				_, _ = io.WriteString(w, tt.body)
+			})
+			s := step()
+			if err := b.call.Handle(t.Context(), s, HTTPCallArgs{URL: b.srv.URL, ExpectStatus: tt.expect}); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			var out struct {
+				Status        int
+				Headers       map[string]string
+				Body          json.RawMessage
+				BodyTruncated bool `json:"body_truncated"`
+			}
+			if err := json.Unmarshal(s.Output(), &out); err != nil {
+				t.Fatalf("output %s: %v", s.Output(), err)
+			}
+			if out.Status != tt.code {
+				t.Errorf("status = %d, want %d", out.Status, tt.code)
+			}
+			if string(out.Body) != tt.want {
+				got := string(out.Body)
+				t.Errorf("body = %.80s... (%d bytes), want %.80s... (%d bytes)", got, len(got), tt.want, len(tt.want))
+			}
+			if out.BodyTruncated != tt.wantTruncated {
+				t.Errorf("body_truncated = %v, want %v", out.BodyTruncated, tt.wantTruncated)
+			}
+		})
+	}
+}
+
+func TestHandleOutputHeaders(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{RedactHeaders: []string{"X-Session"}}, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/plain")
+		h.Add("Set-Cookie", "sid=S3cretCookie")
+		h.Set("X-Session", "S3cretSession")
+		h.Set("X-Note", "see Bearer S3cretBearerT0ken")
+		h.Add("X-Multi", "a")
+		h.Add("X-Multi", "b")
+		h.Set("X-Long", strings.Repeat("é", maxOutputHeaderBytes))
+		for i := range 100 {
+			h.Set(fmt.Sprintf("X-Z%03d", i), "v")
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	s := step()
+	if err := b.call.Handle(t.Context(), s, HTTPCallArgs{URL: b.srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(s.Output()), "S3cret") {
+		t.Errorf("output leaks a secret header: %s", s.Output())
+	}
+	var out HTTPCallOutput
+	if err := json.Unmarshal(s.Output(), &out); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"content-type": "text/plain",
+		"set-cookie":   redact.Mask,
+		"x-session":    redact.Mask,
+		"x-multi":      "a, b",
+	}
+	for k, v := range want {
+		if out.Headers[k] != v {
+			t.Errorf("headers[%q] = %q, want %q", k, out.Headers[k], v)
+		}
+	}
+	if v := out.Headers["x-long"]; len(v) > maxOutputHeaderBytes || !utf8.ValidString(v) || v == "" {
+		t.Errorf("x-long is %d bytes (valid UTF-8: %v), want at most %d", len(v), utf8.ValidString(v), maxOutputHeaderBytes)
+	}
+	if len(out.Headers) != maxOutputHeaders {
+		t.Errorf("%d headers kept, want %d", len(out.Headers), maxOutputHeaders)
+	}
+	if out.Body != "ok" {
+		t.Errorf("body = %v, want ok", out.Body)
+	}
+}
+
+func TestHandleNoOutputOnFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{}, status(503))
+	s := step()
+	if err := b.call.Handle(t.Context(), s, HTTPCallArgs{URL: b.srv.URL}); err == nil {
+		t.Fatal("Handle succeeded on a 503")
+	}
+	if s.Output() != nil {
+		t.Errorf("a failed call recorded output %s", s.Output())
 	}
 }

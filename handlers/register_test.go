@@ -15,7 +15,7 @@ func TestRegister(t *testing.T) {
 	if err := Register(reg, Config{}); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	if got, want := strings.Join(reg.Kinds(), ","), "http.call,noop"; got != want {
+	if got, want := strings.Join(reg.Kinds(), ","), "http.call,llm.chat,noop"; got != want {
 		t.Fatalf("Kinds = %s, want %s", got, want)
 	}
 	if err := Register(reg, Config{}); err == nil || !strings.Contains(err.Error(), "already registered") {
