@@ -100,13 +100,13 @@ type LLMChatArgs struct {
 	MaxTokens int `json:"max_tokens,omitempty"`
 	// ResponseSchema is a JSON Schema (an object) the reply must meet. When
 	// set, the provider is asked for structured output
-	// (response_format json_schema, strict), the reply must parse as JSON
-	// and meet the schema, else the attempt fails with a *jobs.SchemaError,
-	// and the step's output carries the parsed value as "json". OpenAI's
-	// strict mode takes a subset of JSON Schema: every object needs
-	// "additionalProperties": false and all its properties required, or
-	// the provider answers 400, a permanent failure. The schema must be one
-	// document: a $ref may point only inside it.
+	// (response_format json_schema, not in the provider's strict mode,
+	// which takes only a subset of JSON Schema and answers 400 to the rest);
+	// agentq checks the reply against the whole schema itself: it must
+	// parse as JSON and meet the schema, else the attempt fails with a
+	// *jobs.SchemaError (class schema, retried), and the step's output
+	// carries the parsed value as "json". The schema must be one document:
+	// a $ref may point only inside it.
 	ResponseSchema json.RawMessage `json:"response_schema,omitempty"`
 	// Timeout is the request timeout as a Go duration, e.g. "60s". Default
 	// the worker's Config.Timeout; bounded by its Config.MaxTimeout.
@@ -309,7 +309,7 @@ func (h *LLMChat) Handle(ctx context.Context, s *jobs.Step, a LLMChatArgs) error
 
 	cr := chatRequest{Model: m.Model, Messages: a.Messages, Temperature: a.Temperature, MaxTokens: a.MaxTokens}
 	if sch != nil {
-		cr.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: jsonSchema{Name: "output", Schema: a.ResponseSchema, Strict: true}}
+		cr.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: jsonSchema{Name: "output", Schema: a.ResponseSchema}}
 	}
 	body, err := json.Marshal(cr)
 	if err != nil {

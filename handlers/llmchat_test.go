@@ -336,7 +336,7 @@ func TestLLMChatResponseSchema(t *testing.T) {
 			}
 			found = true
 			rf := body.ResponseFormat
-			if rf.Type != "json_schema" || rf.JSONSchema.Name != "output" || !rf.JSONSchema.Strict {
+			if rf.Type != "json_schema" || rf.JSONSchema.Name != "output" || rf.JSONSchema.Strict {
 				t.Errorf("response_format = %+v, want json_schema named output, strict", rf)
 			}
 			var got, want any
