@@ -30,14 +30,17 @@ func (m *Main) benchCommand(rf *rootFlags) *cobra.Command {
 		builtins bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [--tasks N] [--reps N] [--loops K] [--binary PATH|self] [--json]",
+		Use:   "bench [--tasks N] [--reps N] [--loops K] [--runs=false] [--binary PATH|self] [--json]",
 		Short: "Measure raw asynq against agentq's full path on one Redis",
 		Long: `Measure, in one run on one Redis at one concurrency, raw asynq against
 agentq's full path (enqueue with an idempotency key, the whole chain of agentq
 worker: dead-letter capture, metrics, budgets, idempotency ledger, breakers,
 the per-attempt log line) on no-op tasks. Rows: enqueue plain, keyed and
 batched; processing with 1 loop and K loops; raw asynq's own K-server
-ceiling; with --binary, the agentq worker binary as a child process. Each
+ceiling; "runs, 3 steps": steps/s of --tasks/3 runs of a three-noop-step
+workflow through the run engine against as many plain noop tasks, and the
+round trips per step (--runs=false leaves it out); with --binary, the agentq
+worker binary as a child process. Each
 row pairs a raw asynq run with an agentq run, --reps times, alternating which
 goes first, and reports tasks/s, the ratio (median, min-max), Redis round
 trips per task (a go-redis hook; a pipeline is one) and commands per task
@@ -115,6 +118,7 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 	f.IntVar(&opts.Rate, "rate", bench.RateDefault, "steady rate of the latency phase, tasks/s")
 	f.DurationVar(&opts.LatencyFor, "latency-for", 5*time.Second, "length of the latency phase")
 	f.IntVar(&opts.Concurrency, "concurrency", bench.ConcurrencyDefault, "worker concurrency, the same for both")
+	f.BoolVar(&opts.Runs, "runs", true, `add the row "runs, 3 steps": three-step runs of noop steps through the run engine against plain noop tasks`)
 	f.StringVar(&opts.Binary, "binary", "", `also drive the "worker" command of this agentq binary as a child process ("self": this program)`)
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&flush, "flush", false, "allow bench to empty a non-empty database")

@@ -45,7 +45,7 @@ func TestBenchJSON(t *testing.T) {
 	bin := binarytest.Build(t)
 	srv := redistest.StartExclusive(t)
 	r := run(t, []string{"AGENTQ_REDIS_URL=" + srv.URL}, "", "bench", "--tasks", "100", "--reps", "1", "--loops", "2",
-		"--latency-for", "50ms", "--rate", "100", "--binary", bin, "--json")
+		"--latency-for", "50ms", "--rate", "100", "--binary", bin, "--runs=false", "--json")
 	if r.code != ExitOK {
 		t.Fatalf("exit %d: %s", r.code, r.err)
 	}
@@ -80,5 +80,34 @@ func TestBenchNonEmptyHintKeepsTheServer(t *testing.T) {
 	want := "--redis-url redis://" + srv.Addr + "/15"
 	if r.code != ExitUsage || !strings.Contains(r.err, want) {
 		t.Fatalf("exit %d stderr %q, want exit 2 and a hint with %q", r.code, r.err, want)
+	}
+}
+
+// TestBenchRunsRow: agentq bench has the runs row by default, before the
+// binary row; with the run engine's temporary stub it fails naming the row.
+func TestBenchRunsRow(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartExclusive(t)
+	r := run(t, []string{"AGENTQ_REDIS_URL=" + srv.URL}, "", "bench", "--tasks", "30", "--reps", "1", "--loops", "2",
+		"--latency-for", "50ms", "--rate", "100", "--json")
+	if r.code != ExitOK && strings.Contains(r.err, "not built yet") {
+		if !strings.Contains(r.err, "runs, 3 steps") {
+			t.Fatalf("the stub's failure does not name the row: %s", r.err)
+		}
+		t.Skipf("the run engine is the stub: %s", r.err)
+	}
+	if r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(r.out), &rep); err != nil {
+		t.Fatalf("bench --json printed no report: %v\n%s", err, r.out)
+	}
+	if len(rep.Rows) != 7 || rep.Rows[6].Name != "runs, 3 steps" {
+		t.Fatalf("rows = %+v, want 7 ending with the runs row", rep.Rows)
+	}
+	row := rep.Rows[6]
+	if row.Runs[0].Agentq.Tasks != 30 || row.Ratio.Median <= 0 || row.AgentqRoundTripsPerTask == nil {
+		t.Fatalf("runs row = %+v", row)
 	}
 }

@@ -197,10 +197,10 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATUS\tQUEUE\tKIND\tWORKFLOW\tRUN\tCLASS\tATTEMPTS\tFAILED\tERROR")
+			fmt.Fprintln(tw, "ID\tSTATUS\tQUEUE\tKIND\tWORKFLOW\tRUN\tSTEP\tCLASS\tATTEMPTS\tFAILED\tERROR")
 			for _, r := range recs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, printable(r.Queue), printable(r.Kind),
-					printable(dash(r.Workflow)), printable(dash(r.RunID)), r.Class, r.Attempts, ago(r.FailedAt), clip(r.Error, 60))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, printable(r.Queue), printable(r.Kind),
+					printable(dash(r.Workflow)), printable(dash(r.RunID)), printable(dash(r.Step)), r.Class, r.Attempts, ago(r.FailedAt), clip(r.Error, 60))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -361,6 +361,7 @@ func writeRecord(w io.Writer, r dlq.Record, replay string) error {
 	row("kind", r.Kind)
 	row("workflow", r.Workflow)
 	row("run id", r.RunID)
+	row("step", r.Step)
 	row("key", r.Key)
 	row("class", string(r.Class))
 	row("error", r.Error)

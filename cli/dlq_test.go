@@ -46,7 +46,7 @@ func setupDLQ(t *testing.T) *dlqBundle {
 		{Queue: "default", TaskID: "t-a", Kind: "http.call", RunID: "run-1", Key: "ka",
 			Payload: []byte(`{"url":"http://127.0.0.1:1/x","headers":{"Authorization":"Bearer s3cr3t"}}`),
 			Final:   dlq.Attempt{At: now.Add(-3 * time.Hour), Attempt: 3, Class: jobs.ClassRetryable, Error: "http 503 Service Unavailable"}},
-		{Queue: "default", TaskID: "t-b", Kind: "http.call", RunID: "run-1", Key: "kb",
+		{Queue: "default", TaskID: "t-b", Kind: "http.call", RunID: "run-1", Step: "fetch", Key: "kb",
 			Payload: []byte(`{"url":"http://127.0.0.1:1/y"}`),
 			Final:   dlq.Attempt{At: now.Add(-time.Hour), Attempt: 1, Class: jobs.ClassPermanent, Error: "http 400 Bad Request"}},
 		{Queue: "critical", TaskID: "t-c", Kind: "noop", Workflow: "research", Payload: []byte(`{}`),
@@ -88,10 +88,13 @@ func TestDLQListSelectorsAndJSON(t *testing.T) {
 	if len(all) != 3 {
 		t.Fatalf("list = %v", all)
 	}
-	for _, f := range []string{"id", "queue", "kind", "workflow", "run_id", "key", "payload", "error", "attempts", "failed_at", "status"} {
+	for _, f := range []string{"id", "queue", "kind", "workflow", "run_id", "step", "key", "payload", "error", "attempts", "failed_at", "status"} {
 		if _, ok := all[0][f]; !ok {
 			t.Errorf("list --json lacks %q: %v", f, all[0])
 		}
+	}
+	if all[1]["step"] != "fetch" || all[0]["step"] != "" {
+		t.Errorf("list --json steps = %v, %v; want fetch, empty", all[1]["step"], all[0]["step"])
 	}
 	// Newest failure first; secrets in payloads are masked in output.
 	if all[0]["id"] != b.ids["t-c"] || all[2]["id"] != b.ids["t-a"] {
@@ -128,6 +131,16 @@ func TestDLQListSelectorsAndJSON(t *testing.T) {
 	if r.code != ExitOK || !strings.Contains(r.out, "ID") || !strings.Contains(r.out, "http 503") {
 		t.Fatalf("table: exit %d out %q", r.code, r.out)
 	}
+	lines := strings.Split(r.out, "\n")
+	if head := strings.Fields(lines[0]); len(head) < 7 || head[5] != "RUN" || head[6] != "STEP" {
+		t.Fatalf("table header %q, want RUN then STEP", lines[0])
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) > 6 && f[0] == b.ids["t-b"] && (f[5] != "run-1" || f[6] != "fetch") {
+			t.Fatalf("row of t-b = %q, want run run-1 step fetch", l)
+		}
+	}
 }
 
 func TestDLQShowAndStats(t *testing.T) {
@@ -144,6 +157,13 @@ func TestDLQShowAndStats(t *testing.T) {
 	r = b.run(t, "dlq", "show", b.ids["t-a"])
 	if r.code != ExitOK || !strings.Contains(r.out, " dlq replay "+b.ids["t-a"]) || !strings.Contains(r.out, "attempts:") {
 		t.Fatalf("show text: %q", r.out)
+	}
+	r = b.run(t, "dlq", "show", b.ids["t-b"])
+	if r.code != ExitOK || !strings.Contains(r.out, "step:") || !strings.Contains(r.out, "fetch") {
+		t.Fatalf("show text of a run step lacks its step: %q", r.out)
+	}
+	if r = b.run(t, "dlq", "show", b.ids["t-a"]); strings.Contains(r.out, "step:") {
+		t.Fatalf("show text of a task in no run shows a step: %q", r.out)
 	}
 	r = b.run(t, "dlq", "stats", "--json")
 	var st dlq.Stats

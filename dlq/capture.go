@@ -19,6 +19,7 @@ type Alert struct {
 	Kind     string     `json:"kind"`
 	Workflow string     `json:"workflow,omitempty"`
 	RunID    string     `json:"run_id,omitempty"`
+	Step     string     `json:"step,omitempty"` // the run step; empty when none
 	TaskID   string     `json:"task_id"`
 	Class    jobs.Class `json:"class"`
 	Error    string     `json:"error"`
@@ -57,7 +58,7 @@ func (s *Store) Observer() jobs.Observer {
 			werr := s.AddAttempt(wctx, st.Queue, st.TaskID, s.attempt(st, r))
 			cancel()
 			if werr != nil {
-				s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Int("attempt", st.Attempt).
+				s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("step", st.Name).Int("attempt", st.Attempt).
 					Err(werr).Msg("failed attempt not recorded in the dead-letter history")
 			}
 		case jobs.OutcomeDead:
@@ -90,12 +91,12 @@ func (s *Store) captureDeath(ctx context.Context, st *jobs.Step, r *jobs.Result)
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
 	id, mode, werr := s.Dead(wctx, Death{
-		Queue: st.Queue, TaskID: st.TaskID, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, Key: st.Key,
+		Queue: st.Queue, TaskID: st.TaskID, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, Step: st.Name, Key: st.Key,
 		ReplayOf: st.ReplayOf, Payload: st.Payload, Headers: st.Headers, MaxAttempts: st.MaxAttempts,
 		Final: final, Source: SourceWorker,
 	})
 	if werr != nil {
-		s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("workflow", st.Workflow).
+		s.log.Error().Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("step", st.Name).Str("workflow", st.Workflow).
 			Str("kind", st.Kind).Str("queue", st.Queue).Str("class", string(class)).Err(werr).
 			Msg("dead letter not recorded; the reconciler will record it from asynq's archive")
 		return
@@ -105,16 +106,16 @@ func (s *Store) captureDeath(ctx context.Context, st *jobs.Step, r *jobs.Result)
 	if mode == modeAppended {
 		verb = "dead letter dead again"
 	}
-	s.log.Warn().Str("dlq_id", id).Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("workflow", st.Workflow).
+	s.log.Warn().Str("dlq_id", id).Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("step", st.Name).Str("workflow", st.Workflow).
 		Str("kind", st.Kind).Str("queue", st.Queue).Str("class", string(class)).Int("attempt", st.Attempt).
 		Str("error", final.Error).Str("replay", cmd).
 		Msg(verb + "; replay with: " + cmd)
 	if s.cfg.Alerter != nil {
 		s.cfg.Alerter.Send(Alert{
 			Event: "dead_letter",
-			Text: fmt.Sprintf("agentq: %s %s (task %s, run %s) died on attempt %d: %s. Replay: %s",
-				st.Kind, verbNoun(mode), st.TaskID, orNone(st.RunID), st.Attempt, final.Error, cmd),
-			ID: id, Queue: st.Queue, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, TaskID: st.TaskID,
+			Text: fmt.Sprintf("agentq: %s %s (task %s, run %s%s) died on attempt %d: %s. Replay: %s",
+				st.Kind, verbNoun(mode), st.TaskID, orNone(st.RunID), stepPart(st.Name), st.Attempt, final.Error, cmd),
+			ID: id, Queue: st.Queue, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, Step: st.Name, TaskID: st.TaskID,
 			Class: class, Error: final.Error, Attempt: st.Attempt, FailedAt: final.At.UTC(), Replay: cmd,
 		})
 	}
@@ -125,6 +126,14 @@ func verbNoun(mode string) string {
 		return "replay"
 	}
 	return "step"
+}
+
+// stepPart names a run step in the alert's text; empty when none.
+func stepPart(step string) string {
+	if step == "" {
+		return ""
+	}
+	return ", step " + step
 }
 
 func orNone(s string) string {

@@ -128,7 +128,7 @@ func (s *Store) recordArchived(ctx context.Context, q, id string) (bool, error) 
 	h := info.Headers
 	_, mode, err := s.Dead(ctx, Death{
 		Queue: q, TaskID: id, Kind: info.Kind, Workflow: h[jobs.HeaderWorkflow], RunID: h[jobs.HeaderRunID],
-		Key: h[jobs.HeaderKey], ReplayOf: h[jobs.HeaderReplayOf], Payload: info.Payload, Headers: h,
+		Step: h[jobs.HeaderStep], Key: h[jobs.HeaderKey], ReplayOf: h[jobs.HeaderReplayOf], Payload: info.Payload, Headers: h,
 		MaxAttempts: max(info.MaxRetry, 1), Source: SourceReconciler, Note: note,
 		Final: Attempt{At: at, Attempt: attempt, TaskID: id, Class: class, Error: s.redact(msg)},
 	})
@@ -139,7 +139,7 @@ func (s *Store) recordArchived(ctx context.Context, q, id string) (bool, error) 
 		return false, nil
 	}
 	s.log.Warn().Str("task_id", id).Str("queue", q).Str("kind", info.Kind).Str("run_id", h[jobs.HeaderRunID]).
-		Str("class", string(class)).Str("mode", mode).Msg("reconciler recorded a dead letter the worker never reported: " + note)
+		Str("step", h[jobs.HeaderStep]).Str("class", string(class)).Str("mode", mode).Msg("reconciler recorded a dead letter the worker never reported: " + note)
 	return true, nil
 }
 

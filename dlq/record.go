@@ -147,7 +147,10 @@ type Record struct {
 	Kind     string `json:"kind"`
 	Workflow string `json:"workflow"`
 	RunID    string `json:"run_id"`
-	Key      string `json:"key"`
+	// Step is the run step the task was (jobs.Step.Name); empty when the
+	// task is in no run. A replay is the same step of the same run.
+	Step string `json:"step"`
+	Key  string `json:"key"`
 	// Payload is the payload of the last task that died; a replay sends it.
 	Payload json.RawMessage `json:"payload"`
 	// Headers are that task's headers.
@@ -187,7 +190,7 @@ type Record struct {
 var recordFields = []string{
 	"id", "task_id", "queue", "kind", "workflow", "run_id", "key", "payload", "headers", "max_attempts",
 	"status", "class", "error", "attempts", "first_failed_at", "failed_at", "archived_task", "replays",
-	"replay_task", "replay_of", "replayed_at", "resolved_at", "source", "note",
+	"replay_task", "replay_of", "replayed_at", "resolved_at", "source", "note", "step",
 }
 
 func msTime(s string) time.Time {
@@ -223,7 +226,7 @@ func recordFromValues(vals []any) (Record, bool) {
 		Status: Status(get(10)), Class: jobs.Class(get(11)), Error: get(12),
 		FirstFailedAt: msTime(get(14)), FailedAt: msTime(get(15)), ArchivedTask: get(16),
 		ReplayTask: get(18), ReplayOf: get(19), ReplayedAt: msTimePtr(get(20)), ResolvedAt: msTimePtr(get(21)),
-		Source: get(22), Note: get(23),
+		Source: get(22), Note: get(23), Step: get(24),
 	}
 	if p := get(7); json.Valid([]byte(p)) {
 		r.Payload = json.RawMessage(p)
@@ -234,6 +237,11 @@ func recordFromValues(vals []any) (Record, bool) {
 	}
 	if h := get(8); h != "" {
 		_ = json.Unmarshal([]byte(h), &r.Headers)
+	}
+	if r.Step == "" && r.RunID != "" {
+		// A record written before records had a step field: its task's
+		// headers name the step.
+		r.Step = r.Headers[jobs.HeaderStep]
 	}
 	r.MaxAttempts, _ = strconv.Atoi(get(9))
 	r.Attempts, _ = strconv.Atoi(get(13))

@@ -62,11 +62,20 @@ func (e *InvalidReplayError) Error() string {
 func (e *InvalidReplayError) Unwrap() error { return e.Err }
 
 // enqueueOptions rebuilds a record's enqueue: same queue, workflow, run,
-// key and per-task settings, the whole attempt budget, and lineage.
+// run step, key and per-task settings, the whole attempt budget, and
+// lineage. A run step's replay is still that step of that run (the run
+// engine continues the run when it succeeds); its run version is not
+// carried: the one it died with is stale, and the engine knows the replay
+// by its step and replay_of. A run step's payload "{}"
+// (queue.RunStepPayload) is rendered by the worker, so the enqueue does
+// not check it against the kind's schema.
 func enqueueOptions(r Record) queue.EnqueueOptions {
 	o := queue.EnqueueOptions{
 		Queue: r.Queue, Workflow: r.Workflow, RunID: r.RunID, Key: r.Key, ReplayOf: r.ID,
 		MaxAttempts: r.MaxAttempts,
+	}
+	if r.RunID != "" {
+		o.Step = r.Step // a step without its run is refused by the enqueue
 	}
 	dur := func(name string) time.Duration {
 		d, err := time.ParseDuration(r.Headers[name])
@@ -163,8 +172,8 @@ func (s *Store) Replay(ctx context.Context, id string, o ReplayOptions) (Replaye
 			out.Warning = fmt.Sprintf("archived task %s was not deleted from asynq: %v", archived, derr)
 		}
 	}
-	s.log.Info().Str("dlq_id", id).Str("task_id", taskID).Str("run_id", r.RunID).Str("kind", r.Kind).
-		Str("queue", r.Queue).Bool("edited_payload", o.Payload != nil).Msg("dead letter replayed")
+	s.log.Info().Str("dlq_id", id).Str("task_id", taskID).Str("run_id", r.RunID).Str("step", r.Step).
+		Str("kind", r.Kind).Str("queue", r.Queue).Bool("edited_payload", o.Payload != nil).Msg("dead letter replayed")
 	return out, nil
 }
 

@@ -16,10 +16,11 @@ import "github.com/redis/go-redis/v9"
 // KEYS: seq, idx, live, pending(queue, task), task(queue, task)
 // ARGV: prefix, now, source, queue, task, kind, workflow, run_id, key,
 // replay_of, payload, headers, max_attempts, class, error, failed_at,
-// attempt_json, note
+// attempt_json, note, step
 // Returns {record id, "created"|"appended"|"seen"|"tombstone"}.
 var deadScript = redis.NewScript(`
 local p, now, source, task, replayOf = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[10]
+local step = ARGV[19] or ''
 local target = false
 if replayOf ~= '' and redis.call('EXISTS', p .. 'r:' .. replayOf) == 1 then
   if source == 'reconciler' then
@@ -58,7 +59,7 @@ redis.call('RPUSH', hk, ARGV[17])
 redis.call('DEL', KEYS[4])
 if mode == 'created' then
   redis.call('HSET', rk, 'id', rid, 'task_id', task, 'queue', ARGV[4], 'kind', ARGV[6], 'workflow', ARGV[7],
-    'run_id', ARGV[8], 'key', ARGV[9], 'replay_of', replayOf, 'first_failed_at', string.format('%d', first), 'created_at', now,
+    'run_id', ARGV[8], 'step', step, 'key', ARGV[9], 'replay_of', replayOf, 'first_failed_at', string.format('%d', first), 'created_at', now,
     'source', source, 'replays', 0)
 else
   local old = tonumber(redis.call('HGET', rk, 'first_failed_at'))

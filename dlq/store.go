@@ -236,9 +236,11 @@ func (s *Store) AddAttempt(ctx context.Context, queueName, taskID string, a Atte
 // Death is a task that ended without success.
 type Death struct {
 	Queue, TaskID, Kind, Workflow, RunID, Key, ReplayOf string
-	Payload                                             []byte
-	Headers                                             map[string]string
-	MaxAttempts                                         int
+	// Step is the run step the task was; empty when none.
+	Step        string
+	Payload     []byte
+	Headers     map[string]string
+	MaxAttempts int
 	// Final is the last attempt; its Class and Error become the record's.
 	Final Attempt
 	// Source is SourceWorker or SourceReconciler.
@@ -268,7 +270,7 @@ func (s *Store) Dead(ctx context.Context, d Death) (id, mode string, err error) 
 	args := []any{
 		keyPrefix, ms(s.cfg.Now()), cmp.Or(d.Source, SourceWorker), d.Queue, d.TaskID, d.Kind, d.Workflow, d.RunID,
 		d.Key, d.ReplayOf, string(d.Payload), string(headers), d.MaxAttempts, string(d.Final.Class), d.Final.Error,
-		ms(d.Final.At), d.Final.encode(), d.Note,
+		ms(d.Final.At), d.Final.encode(), d.Note, d.Step,
 	}
 	res, err := deadScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil {

@@ -496,7 +496,12 @@ func notBeforeWholeSecond(now time.Time, d time.Duration) time.Duration {
 // isFailure is asynq's IsFailure: a snooze spends no attempt.
 func isFailure(err error) bool { return jobs.Classify(err) != jobs.ClassSnooze }
 
-// logResult writes the attempt's one log line.
+// logResult writes the attempt's one log line. Its fields are always
+// task_id, kind, queue, workflow, run_id, step (the run step's name, "" when
+// the task is in no run), attempt, max_attempts and outcome; duration_ms
+// when the worker timed the attempt; tokens_in, tokens_out, cost_usd and
+// model when the attempt reported usage; class and error (or cause, for an
+// abandoned attempt) on failure; retry_in_ms for a retry or snooze.
 func (w *Worker) logResult(ctx context.Context, s *jobs.Step, r *jobs.Result) {
 	var ev *zerolog.Event
 	switch r.Outcome {
@@ -511,10 +516,16 @@ func (w *Worker) logResult(ctx context.Context, s *jobs.Step, r *jobs.Result) {
 		return
 	}
 	ev = ev.Str("task_id", s.TaskID).Str("kind", s.Kind).Str("queue", s.Queue).
-		Str("workflow", s.Workflow).Str("run_id", s.RunID).
+		Str("workflow", s.Workflow).Str("run_id", s.RunID).Str("step", s.Name).
 		Int("attempt", s.Attempt).Int("max_attempts", s.MaxAttempts)
 	if !r.Started.IsZero() {
 		ev = ev.Int64("duration_ms", r.Duration.Milliseconds())
+	}
+	if !r.Usage.IsZero() {
+		// What the attempt spent, whatever its outcome: a failed model
+		// call's tokens are real cost.
+		ev = ev.Int64("tokens_in", r.Usage.TokensIn).Int64("tokens_out", r.Usage.TokensOut).
+			Float64("cost_usd", r.Usage.CostUSD).Str("model", r.Usage.Model)
 	}
 	ev = ev.Str("outcome", string(r.Outcome))
 	switch {

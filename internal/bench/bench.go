@@ -9,8 +9,9 @@
 // repeats the pair (Options.Reps), alternating which goes first, so that one
 // noisy run does not decide: a row reports the median and the range of the
 // per-pair ratios. Rows: enqueue plain, keyed and batched; processing with
-// one dequeue loop, with K loops, raw asynq's own K-server ceiling, and the
-// `agentq worker` binary as a child process. Each run counts the Redis
+// one dequeue loop, with K loops, raw asynq's own K-server ceiling, the
+// `agentq worker` binary as a child process, and (Options.Runs) three-step
+// runs through the run engine against plain tasks, both on agentq. Each run counts the Redis
 // commands (INFO commandstats, Lua scripts' inner calls included) and, on
 // the in-process rows, the round trips (a go-redis hook on the client both
 // systems use: a pipeline is one). Pickup latency at a steady rate is
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
@@ -107,6 +109,13 @@ type Options struct {
 	// caller's production worker sets. Default none: the worker's own
 	// default loops.
 	WorkerConfig func(cfg *queue.WorkerConfig, loops int)
+	// Runs adds the row "runs, 3 steps": steps per second of Tasks/3 runs
+	// of the workflow bench3 (three noop steps) through the run engine
+	// (package runs: its middleware outermost, its observer after
+	// Observers), against as many plain noop tasks, both with Loops loops
+	// and the full chain; and the round trips per step against a plain
+	// task's. Default false: no runs row.
+	Runs bool
 	// Binary, when set, is the path of an agentq binary: the binary row
 	// runs its `worker` command as a child process. Default none: no
 	// binary row.
@@ -320,6 +329,9 @@ func (b *bench) rows() []row {
 			runAgentq: func(ctx context.Context) (Throughput, error) { return b.processPhase(ctx, b.rawK) },
 		},
 	}
+	if b.opts.Runs {
+		rows = append(rows, b.runsRow())
+	}
 	if b.opts.Binary != "" {
 		rows = append(rows, row{
 			name: "process, agentq binary", raw: "asynq, 1 server", agentq: "agentq worker process, full chain",
@@ -338,6 +350,9 @@ type bench struct {
 	qc   *queue.Client
 	opts Options
 	rt   *roundTrips
+	log  zerolog.Logger
+	// runsQC is the run engine's client: it knows the workflow bench3.
+	runsQC *queue.Client
 	// The systems under test: raw asynq with one server at agentq's poll
 	// interval, at asynq's default one, and with Loops servers; agentq
 	// enqueueing without a key, and with a key and one or Loops loops.

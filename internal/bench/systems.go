@@ -29,7 +29,11 @@ func newBench(rdb *redis.Client, reg *queue.Registry, opts Options) (*bench, err
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	b := &bench{rdb: rdb, reg: reg, qc: qc, opts: opts, rt: &roundTrips{}}
+	runsQC, err := queue.NewClient(rdb, reg, queue.ClientConfig{Workflows: map[string]queue.Workflow{runsWorkflow: {}}})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	b := &bench{rdb: rdb, reg: reg, qc: qc, opts: opts, rt: &roundTrips{}, log: log, runsQC: runsQC}
 	rdb.AddHook(b.rt)
 	c, k := opts.Concurrency, opts.Loops
 	b.raw1 = rawSystem(rdb, c, 1, queue.PollIntervalDefault)

@@ -1,5 +1,6 @@
 // Package metrics owns agentq's Prometheus metrics: the per-step counters
-// and duration histogram the worker middleware records, the error-budget
+// and duration histogram the worker middleware records, the tokens and cost
+// attempts report, the error-budget
 // and breaker gauges read from Redis at scrape time, the /metrics handler,
 // and the small server that serves it from a worker (worker.metrics_addr).
 // Every collector is registered with a prometheus.Registerer the caller
@@ -12,7 +13,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,13 +41,31 @@ type Config struct {
 	// Buckets are the step duration histogram's buckets in seconds.
 	// Default DurationBuckets.
 	Buckets []float64
+	// MaxLabelValues bounds the distinct values of each of the workflow,
+	// step and model labels of the token and cost counters; later values
+	// are counted under OtherLabel. Workflows and the models of llm.chat
+	// come from config, but a handler may name any model and a planner step
+	// may add steps under names of its own. Default MaxLabelValuesDefault
+	// (256).
+	MaxLabelValues int
 }
+
+// MaxLabelValuesDefault is the default of Config.MaxLabelValues.
+const MaxLabelValuesDefault = 256
+
+// OtherLabel is the label value that stands for every value past
+// Config.MaxLabelValues.
+const OtherLabel = "_other"
 
 // Metrics records what the worker does with each step.
 type Metrics struct {
 	attempts, successes, deadLetters, retries, snoozes *prometheus.CounterVec
 	failures                                           *prometheus.CounterVec
 	duration                                           *prometheus.HistogramVec
+	tokens, cost                                       *prometheus.CounterVec
+
+	// Bounded label values of the token and cost counters.
+	workflows, steps, models *boundedLabel
 
 	// hot caches the series a success touches, per workflow and kind: one
 	// map read per attempt instead of three label lookups.
@@ -71,7 +92,7 @@ func (m *Metrics) series(workflow, kind string) *hotSeries {
 	return v.(*hotSeries)
 }
 
-// New registers the step metrics with cfg.Registerer. All are labelled by
+// New registers the step metrics with cfg.Registerer. These are labelled by
 // workflow ("" for none) and kind:
 //
 //	agentq_attempts_total             attempts that ran (snoozes included)
@@ -81,12 +102,31 @@ func (m *Metrics) series(workflow, kind string) *hotSeries {
 //	agentq_dead_letters_total         failures that ended the task
 //	agentq_snoozes_total              attempts rescheduled without spending an attempt
 //	agentq_step_duration_seconds      duration of attempts that were not snoozed
+//
+// What attempts report spending (jobs.Result.Usage), failed and abandoned
+// attempts included, is labelled by workflow, run step ("" outside a run)
+// and model:
+//
+//	agentq_tokens_total{direction}    tokens, direction "in" (prompt) or "out" (completion)
+//	agentq_cost_usd_total             cost in US dollars
+//
+// No metric is labelled by run id: run ids are unbounded, and every run
+// would leave series behind; a run's own numbers are in `agentq run show`.
+// The attempt counters are not labelled by step either: a new label would
+// change the series that existing queries and dashboards select, and a
+// run's per-step outcomes are in `agentq run show`.
 func New(cfg Config) (*Metrics, error) {
 	if cfg.Registerer == nil {
 		return nil, errors.New("metrics: nil Registerer")
 	}
 	if cfg.Buckets == nil {
 		cfg.Buckets = DurationBuckets
+	}
+	if cfg.MaxLabelValues < 0 {
+		return nil, fmt.Errorf("metrics: max_label_values must not be negative, got %d", cfg.MaxLabelValues)
+	}
+	if cfg.MaxLabelValues == 0 {
+		cfg.MaxLabelValues = MaxLabelValuesDefault
 	}
 	labels := []string{"workflow", "kind"}
 	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
@@ -102,8 +142,21 @@ func New(cfg Config) (*Metrics, error) {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "agentq_step_duration_seconds", Help: "Duration of attempts that were not snoozed.", Buckets: cfg.Buckets,
 		}, labels),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentq_tokens_total",
+			Help: "Tokens attempts reported spending (llm.chat, Step.ReportUsage), failed ones included, by workflow, run step, model and direction (in: prompt, out: completion). " +
+				"Not labelled by run (unbounded): a run's own numbers are in `agentq run show`.",
+		}, []string{"workflow", "step", "model", "direction"}),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentq_cost_usd_total",
+			Help: "Cost in US dollars attempts reported spending, failed ones included, by workflow, run step and model. " +
+				"Not labelled by run (unbounded): a run's own numbers are in `agentq run show`.",
+		}, []string{"workflow", "step", "model"}),
+		workflows: newBoundedLabel(cfg.MaxLabelValues),
+		steps:     newBoundedLabel(cfg.MaxLabelValues),
+		models:    newBoundedLabel(cfg.MaxLabelValues),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.successes, m.failures, m.retries, m.deadLetters, m.snoozes, m.duration} {
+	for _, c := range []prometheus.Collector{m.attempts, m.successes, m.failures, m.retries, m.deadLetters, m.snoozes, m.duration, m.tokens, m.cost} {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
@@ -121,6 +174,11 @@ func (m *Metrics) Observer() jobs.Observer {
 }
 
 func (m *Metrics) observe(s *jobs.Step, r *jobs.Result) {
+	if !r.Usage.IsZero() {
+		// Spent whatever became of the attempt, an abandoned one too: the
+		// queue's own decision about it reaches the observer with no usage.
+		m.observeUsage(s, r.Usage)
+	}
 	if r.Outcome == jobs.OutcomeAbandoned {
 		return
 	}
@@ -142,6 +200,49 @@ func (m *Metrics) observe(s *jobs.Step, r *jobs.Result) {
 	if !r.Started.IsZero() {
 		hs.duration.Observe(r.Duration.Seconds())
 	}
+}
+
+func (m *Metrics) observeUsage(s *jobs.Step, u jobs.Usage) {
+	wf, step, model := m.workflows.value(s.Workflow), m.steps.value(s.Name), m.models.value(u.Model)
+	if u.TokensIn > 0 {
+		m.tokens.WithLabelValues(wf, step, model, "in").Add(float64(u.TokensIn))
+	}
+	if u.TokensOut > 0 {
+		m.tokens.WithLabelValues(wf, step, model, "out").Add(float64(u.TokensOut))
+	}
+	if u.CostUSD > 0 {
+		m.cost.WithLabelValues(wf, step, model).Add(u.CostUSD)
+	}
+}
+
+// boundedLabel admits up to limit distinct values of a label; later values
+// become OtherLabel, so that a label fed from outside (a handler's model
+// name, a step a planner added) cannot grow the series without bound.
+// Values are made valid UTF-8, which Prometheus requires.
+type boundedLabel struct {
+	limit int64
+	n     atomic.Int64
+	seen  sync.Map // string -> struct{}
+}
+
+func newBoundedLabel(limit int) *boundedLabel { return &boundedLabel{limit: int64(limit)} }
+
+func (b *boundedLabel) value(v string) string {
+	if _, ok := b.seen.Load(v); ok {
+		return v
+	}
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	if _, ok := b.seen.Load(v); ok {
+		return v
+	}
+	if b.n.Add(1) > b.limit {
+		b.n.Add(-1)
+		return OtherLabel
+	}
+	if _, loaded := b.seen.LoadOrStore(v, struct{}{}); loaded {
+		b.n.Add(-1) // another attempt admitted it first
+	}
+	return v
 }
 
 // StateConfig says where the gauges of budgets and breakers come from. They
