@@ -617,7 +617,7 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 		case st.Status == StepSucceeded:
 			v = repaired
 			return nil, nil
-		case st.Status == StepReplaced || st.Status == StepSkipped:
+		case st.Status == StepReplaced:
 			v = answered
 			return nil, nil
 		case d.Status == StatusCancelled:
@@ -631,6 +631,9 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 				capErr = &jobs.CapExceededError{Cap: "unknown", Limit: "?", Value: "?"}
 			}
 			return skip("step " + st.Def.Name + " not run: " + d.Reason), nil
+		case st.Status == StepSkipped:
+			v = answered
+			return nil, nil
 		case d.Status == StatusFailed && (s.ReplayOf == "" || st.Status != StepDead),
 			d.Status == StatusSucceeded:
 			v = answered
