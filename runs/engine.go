@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -45,6 +46,10 @@ type Runs struct {
 	cfg    Config
 	wfs    map[string]Workflow
 	log    zerolog.Logger
+	// counted holds the attempts (their *jobs.Step) whose start the
+	// middleware counted, until the observer sees them: a snoozed attempt
+	// is not an attempt, and the observer takes it back.
+	counted sync.Map
 }
 
 // New returns Runs on rdb that enqueues steps with client and deletes the
@@ -300,7 +305,7 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 	if err := r.rdb.ZAddNX(ctx, indexKey(), redis.Z{Score: float64(now.UnixMilli()), Member: id}).Err(); err != nil {
 		return Started{}, fmt.Errorf("start run of %s: index: %w", workflow, err)
 	}
-	v, err := r.write(ctx, 0, c)
+	v, _, err := r.write(ctx, 0, c)
 	if errors.Is(err, errConflict) {
 		l, err := r.load(ctx, id)
 		if err != nil {
@@ -360,11 +365,26 @@ func (r *Runs) enqueue(ctx context.Context, d *doc, i int, v int64) error {
 		return errors.New("runs: enqueue needs a queue client")
 	}
 	st := d.Steps[i]
-	_, err := r.client.Enqueue(ctx, st.Def.Kind, []byte(queue.RunStepPayload), queue.EnqueueOptions{
+	o := queue.EnqueueOptions{
 		Queue: st.Queue, Workflow: d.Workflow, RunID: d.ID, Step: st.Def.Name, Key: stepKey(d.ID, st.Def.Name),
 		RunVersion: strconv.FormatInt(v, 10), MaxAttempts: st.Def.MaxAttempts, RetryBase: st.Def.RetryBase,
 		RetryMax: st.Def.RetryMax, Timeout: st.Def.Timeout,
-	})
+	}
+	res, err := r.client.Enqueue(ctx, st.Def.Kind, []byte(queue.RunStepPayload), o)
+	if err == nil && res.Duplicate && r.insp != nil {
+		// A queued step whose task is archived or completed: the task is
+		// an earlier run's of the same id (a keyed run started again after
+		// the first one's retention), since this run's step would not be
+		// queued any more. Make room for this run's.
+		if state, serr := r.insp.State(ctx, res.Queue, res.ID); serr == nil && (state == queue.TaskArchived || state == queue.TaskCompleted) {
+			if _, err = r.insp.DeleteTask(ctx, res.Queue, res.ID); err == nil {
+				r.log.Warn().Str("run_id", d.ID).Str("step", st.Def.Name).Str("task_id", res.ID).Str("state", state.String()).
+					Msg("a queued run step's task id was held by an old task; deleted it and enqueued the step")
+				o.TaskID = res.ID // the key is still taken within the dedupe window
+				_, err = r.client.Enqueue(ctx, st.Def.Kind, []byte(queue.RunStepPayload), o)
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("run %s: enqueue step %q: %w", d.ID, st.Def.Name, err)
 	}
@@ -419,10 +439,9 @@ func (r *Runs) update(ctx context.Context, id string, l *loaded, fn func(l *load
 		if c.doc == nil {
 			c.doc = d
 		}
-		v, err := r.write(ctx, l.version, c)
+		v, raw, err := r.write(ctx, l.version, c)
 		if err == nil {
-			after := &loaded{version: v, doc: c.doc, outputs: l.outputs}
-			after.raw, _ = json.Marshal(c.doc)
+			after := &loaded{version: v, raw: raw, doc: c.doc, outputs: l.outputs}
 			if len(c.outputs) > 0 {
 				after.outputs = maps.Clone(l.outputs)
 				for k, o := range c.outputs {
@@ -676,6 +695,9 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 	if err != nil {
 		return err
 	}
+	if v == runIt {
+		r.counted.Store(s, struct{}{})
+	}
 	switch v {
 	case repaired:
 		if err := r.ensureQueued(ctx, up.after.doc, up.after.version); err != nil {
@@ -699,8 +721,16 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 	if err := next.ProcessStep(ctx, s); err != nil {
 		return err
 	}
-	return r.succeeded(ctx, s, up.after, r.cfg.Now().Sub(start))
+	// The step's side effect is done: storing its success must not fail
+	// because the attempt's deadline is near.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	return r.succeeded(sctx, s, up.after, r.cfg.Now().Sub(start))
 }
+
+// storeTimeout bounds the storing of a step's success and the enqueue of
+// the next step after the handler returned.
+const storeTimeout = 10 * time.Second
 
 // render renders step i's payload from the run's input and the outputs of
 // its succeeded steps, and checks it against the kind's schema.
@@ -895,9 +925,10 @@ func (r *Runs) Observer() jobs.Observer {
 		if s.RunID == "" || s.Name == "" {
 			return
 		}
+		_, counted := r.counted.LoadAndDelete(s)
 		switch res.Outcome {
 		case jobs.OutcomeRetry, jobs.OutcomeSnooze, jobs.OutcomeDead:
-			r.observeFailure(context.WithoutCancel(ctx), s, res)
+			r.observeFailure(context.WithoutCancel(ctx), s, res, counted)
 		}
 	})
 }
@@ -906,7 +937,7 @@ func (r *Runs) Observer() jobs.Observer {
 // there is no redelivery to repair it.
 const fallbackEnqueueTries = 3
 
-func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Result) {
+func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Result, counted bool) {
 	usage := res.Usage
 	var rec *recordedError
 	if errors.As(res.Err, &rec) {
@@ -936,6 +967,11 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 		d.addUsage(i, usage)
 		st.LastError, st.LastClass = res.Message, res.Class
 		c := &change{doc: d}
+		if res.Outcome == jobs.OutcomeSnooze && counted && st.Totals.Attempts > 0 {
+			// A snooze spends no attempt: take back the one counted.
+			st.Totals.Attempts--
+			d.Totals.Attempts--
+		}
 		if res.Outcome != jobs.OutcomeDead {
 			st.Status = StepRetrying
 			if res.Outcome == jobs.OutcomeRetry {

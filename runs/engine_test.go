@@ -154,6 +154,8 @@ func (b *bundle) handle(ctx context.Context, s *jobs.Step, a echoArgs) error {
 		}
 	case "fail":
 		return errors.New("transient trouble")
+	case "snooze":
+		return jobs.Snooze(time.Minute)
 	case "cost":
 		s.ReportUsage(jobs.Usage{Model: "m1", TokensIn: 100, TokensOut: 50, CostUSD: 0.5})
 		return s.SetOutput(map[string]string{"text": a.Text + "$"})
@@ -924,4 +926,30 @@ func FuzzNormalizeInput(f *testing.F) {
 			t.Fatalf("accepted %q as %q, not an object", in, out)
 		}
 	})
+}
+
+func TestKeyedRunStartedAgainAfterRetention(t *testing.T) {
+	t.Parallel()
+	wf := Workflow{Queue: testQueue, Steps: []jobs.StepDef{
+		{Name: "a", Kind: "test.echo", Payload: json.RawMessage(`{"text":"a","mode":"dead"}`), MaxAttempts: 1},
+	}}
+	b := setup(t, map[string]Workflow{"once": wf}, nil)
+	b.startWorker(t)
+	ctx := context.Background()
+	first, err := b.runs.Start(ctx, "once", nil, StartOptions{Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, first.RunID, StatusFailed)
+	// The run's state expires; its dead task stays in asynq's archive.
+	b.rdb.Del(ctx, stateKey(first.RunID), historyKey(first.RunID))
+	b.healed.Store(true)
+	again, err := b.runs.Start(ctx, "once", nil, StartOptions{Key: "k"})
+	if err != nil || again.Duplicate || again.RunID != first.RunID {
+		t.Fatalf("start after the first run expired: %+v, %v", again, err)
+	}
+	run := b.waitStatus(t, again.RunID, StatusSucceeded)
+	if len(b.callsOf("a")) != 2 || stepOf(t, run, "a").Attempts != 1 {
+		t.Fatalf("run %+v, calls %d", run, len(b.callsOf("a")))
+	}
 }

@@ -176,18 +176,18 @@ type change struct {
 var errConflict = errors.New("run state changed concurrently")
 
 // write writes c over the state at version from ("0": the run must not
-// exist) in one script and returns the new version; errConflict when the
-// state is no longer at from.
-func (r *Runs) write(ctx context.Context, from int64, c *change) (int64, error) {
+// exist) in one script and returns the new version and the document
+// written; errConflict when the state is no longer at from.
+func (r *Runs) write(ctx context.Context, from int64, c *change) (int64, []byte, error) {
 	d := c.doc
 	d.Updated = r.cfg.Now().UTC()
 	docJSON, err := json.Marshal(d)
 	if err != nil {
-		return 0, fmt.Errorf("run %s: encode state: %w", d.ID, err)
+		return 0, nil, fmt.Errorf("run %s: encode state: %w", d.ID, err)
 	}
 	sum, err := json.Marshal(d.summary())
 	if err != nil {
-		return 0, fmt.Errorf("run %s: encode summary: %w", d.ID, err)
+		return 0, nil, fmt.Errorf("run %s: encode summary: %w", d.ID, err)
 	}
 	ttl := "0"
 	if d.Status.Terminal() {
@@ -201,25 +201,25 @@ func (r *Runs) write(ctx context.Context, from int64, c *change) (int64, error) 
 	for _, ev := range c.events {
 		b, err := json.Marshal(ev)
 		if err != nil {
-			return 0, fmt.Errorf("run %s: encode event: %w", d.ID, err)
+			return 0, nil, fmt.Errorf("run %s: encode event: %w", d.ID, err)
 		}
 		args = append(args, b)
 	}
 	res, err := casScript.Run(ctx, r.rdb, []string{stateKey(d.ID), historyKey(d.ID)}, args...).Int64Slice()
 	if err != nil {
-		return 0, fmt.Errorf("run %s: write state: %w", d.ID, err)
+		return 0, nil, fmt.Errorf("run %s: write state: %w", d.ID, err)
 	}
 	if len(res) != 2 {
-		return 0, fmt.Errorf("run %s: write state: unexpected reply %v", d.ID, res)
+		return 0, nil, fmt.Errorf("run %s: write state: unexpected reply %v", d.ID, res)
 	}
 	if res[0] != 1 {
-		return res[1], errConflict
+		return res[1], nil, errConflict
 	}
 	for _, ev := range c.events {
 		r.log.Info().Str("run_id", d.ID).Str("workflow", d.Workflow).Str("step", ev.Step).
 			Str("status", string(d.Status)).Str("event", ev.Kind).Int64("version", res[1]).Msg(ev.Text)
 	}
-	return res[1], nil
+	return res[1], docJSON, nil
 }
 
 // load reads a run's state in one round trip; ErrNotFound when absent.

@@ -94,7 +94,7 @@ func TestHistoryIsBounded(t *testing.T) {
 	for i := range historyMax + 50 {
 		c.events = append(c.events, Event{Kind: "step_retry", Step: "a", Text: string(rune('a' + i%26))})
 	}
-	if _, err := b.runs.write(ctx, l.version, c); err != nil {
+	if _, _, err := b.runs.write(ctx, l.version, c); err != nil {
 		t.Fatal(err)
 	}
 	run := b.get(t, st.RunID)
@@ -102,7 +102,7 @@ func TestHistoryIsBounded(t *testing.T) {
 		t.Fatalf("history holds %d events, want the newest %d", len(run.History), historyMax)
 	}
 	// A write computed from an old version is refused and changes nothing.
-	if _, err := b.runs.write(ctx, l.version, &change{doc: l.doc}); !errors.Is(err, errConflict) {
+	if _, _, err := b.runs.write(ctx, l.version, &change{doc: l.doc}); !errors.Is(err, errConflict) {
 		t.Fatalf("stale write: %v", err)
 	}
 	if b.get(t, st.RunID).Version != run.Version {
@@ -158,5 +158,27 @@ func TestAttemptsCapCountsEveryAttempt(t *testing.T) {
 	run := b.get(t, st.RunID)
 	if run.Status != StatusCapped || run.Attempts != 2 || len(b.callsOf("a")) != 2 || stepOf(t, run, "a").LastError != "transient trouble" {
 		t.Fatalf("run %+v, a %+v", run, stepOf(t, run, "a"))
+	}
+}
+
+func TestSnoozeSpendsNoAttempt(t *testing.T) {
+	t.Parallel()
+	wf := Workflow{Queue: testQueue, Caps: Caps{MaxAttempts: 1}, Steps: []jobs.StepDef{
+		{Name: "a", Kind: "test.echo", Payload: json.RawMessage(`{"text":"a","mode":"snooze"}`)},
+	}}
+	b := setup(t, map[string]Workflow{"sleepy": wf}, nil)
+	st, err := b.runs.Start(context.Background(), "sleepy", nil, StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, res := b.deliver(t, st.RunID, "a"); res.Outcome != jobs.OutcomeSnooze {
+			t.Fatalf("delivery %d: %+v, want a snooze (not the attempts cap)", i, res)
+		}
+	}
+	run := b.get(t, st.RunID)
+	if run.Status != StatusRunning || run.Attempts != 0 || run.StepsStarted != 1 || len(b.callsOf("a")) != 3 ||
+		stepOf(t, run, "a").Status != StepRetrying {
+		t.Fatalf("run %+v a %+v", run, stepOf(t, run, "a"))
 	}
 }
