@@ -200,11 +200,29 @@ func (b *bundle) deliver(t *testing.T, runID, step string, mod ...func(*jobs.Ste
 		m(s)
 	}
 	err := b.chain.ProcessStep(ctx, s)
-	res := queue.Decide(s, err, jobs.RetryPolicy{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond},
-		func(int64) int64 { return 0 })
-	res.Usage, res.Output = s.Usage(), s.Output()
+	res := workerResult(s, err)
 	b.runs.Observer().Observe(ctx, s, &res)
 	return s, res
+}
+
+// workerResult is the Result the worker hands its observers for an
+// attempt of s that ended with err, for the outcomes these tests meet (the
+// queue's own Decide is the queue's alone to call).
+func workerResult(s *jobs.Step, err error) jobs.Result {
+	r := jobs.Result{Err: err, Class: jobs.Classify(err), Usage: s.Usage(), Output: s.Output()}
+	switch {
+	case err == nil:
+		r.Outcome = jobs.OutcomeSuccess
+		return r
+	case r.Class == jobs.ClassSnooze:
+		r.Outcome = jobs.OutcomeSnooze
+	case r.Class == jobs.ClassPermanent, r.Class == jobs.ClassCapExceeded, s.LastAttempt():
+		r.Outcome = jobs.OutcomeDead
+	default:
+		r.Outcome = jobs.OutcomeRetry
+	}
+	r.Message = err.Error()
+	return r
 }
 
 func (b *bundle) pending(t *testing.T) []string {
