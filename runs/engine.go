@@ -134,37 +134,43 @@ func planOf(defs []jobs.StepDef) ([]stepRec, error) {
 			return nil, fmt.Errorf("step %q: max_attempts, retry_base, retry_max and timeout must not be negative", d.Name)
 		}
 	}
-	fallbackOf := map[string]string{} // fallback -> the step it replaces
+	isFallback := map[string]bool{}
 	for _, d := range defs {
 		if d.Fallback == "" {
 			continue
 		}
-		j, ok := byName[d.Fallback]
-		switch {
-		case !ok:
+		if _, ok := byName[d.Fallback]; !ok {
 			return nil, fmt.Errorf("step %q: fallback %q is not a step of the list", d.Name, d.Fallback)
-		case d.Fallback == d.Name:
+		}
+		if d.Fallback == d.Name {
 			return nil, fmt.Errorf("step %q: a step cannot be its own fallback", d.Name)
-		case defs[j].Fallback != "":
-			return nil, fmt.Errorf("step %q: its fallback %q has a fallback of its own (fallbacks do not chain)", d.Name, d.Fallback)
 		}
-		if other, dup := fallbackOf[d.Fallback]; dup {
-			return nil, fmt.Errorf("step %q: fallback %q is already the fallback of step %q", d.Name, d.Fallback, other)
-		}
-		fallbackOf[d.Fallback] = d.Name
+		isFallback[d.Fallback] = true
 	}
+	// Each step, then the fallbacks it may reach (a fallback's fallback
+	// too) not listed yet; a fallback runs at most once, in the role of
+	// the first step that dies with it pending, and then moves next to it.
 	recs := make([]stepRec, 0, len(defs))
+	listed := make(map[string]bool, len(defs))
 	for _, d := range defs {
-		if _, isFallback := fallbackOf[d.Name]; isFallback {
+		if isFallback[d.Name] {
 			continue
 		}
 		recs = append(recs, stepRec{Def: d, Status: StepPending})
-		if d.Fallback != "" {
-			recs = append(recs, stepRec{Def: defs[byName[d.Fallback]], Status: StepPending, Role: d.Name})
+		listed[d.Name] = true
+		for name := d.Fallback; name != "" && !listed[name]; name = defs[byName[name]].Fallback {
+			recs = append(recs, stepRec{Def: defs[byName[name]], Status: StepPending, Only: true})
+			listed[name] = true
 		}
 	}
 	if len(recs) == 0 {
 		return nil, errors.New("every step is another's fallback: nothing runs first")
+	}
+	for _, d := range defs {
+		if !listed[d.Name] { // in a fallback cycle no step reaches
+			recs = append(recs, stepRec{Def: d, Status: StepPending, Only: true})
+			listed[d.Name] = true
+		}
 	}
 	return recs, nil
 }
@@ -173,7 +179,7 @@ func planOf(defs []jobs.StepDef) ([]stepRec, error) {
 func mainSteps(recs []stepRec) int {
 	n := 0
 	for _, r := range recs {
-		if r.Role == "" {
+		if !r.Only {
 			n++
 		}
 	}
@@ -223,7 +229,7 @@ func normalizeInput(in json.RawMessage) (json.RawMessage, error) {
 	if !utf8.ValidString(trimmed) {
 		return nil, errors.New("input is not valid UTF-8")
 	}
-	v, err := decodeJSON([]byte(trimmed))
+	v, err := decodeValue([]byte(trimmed))
 	if err != nil {
 		return nil, fmt.Errorf("input is not valid JSON: %w", err)
 	}
@@ -343,7 +349,7 @@ func (r *Runs) queueOf(wf Workflow, def jobs.StepDef) string {
 // fallback, -1 for none.
 func (d *doc) next(i int) int {
 	for j := i + 1; j < len(d.Steps); j++ {
-		if d.Steps[j].Role == "" && d.Steps[j].Status == StepPending {
+		if !d.Steps[j].Only && d.Steps[j].Status == StepPending {
 			return j
 		}
 	}
@@ -636,7 +642,8 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 		case st.Status == StepSucceeded:
 			v = repaired
 			return nil, nil
-		case st.Status == StepReplaced:
+		case st.Status == StepReplaced, st.Only && st.Role == "":
+			// Replaced, or a fallback that replaces nothing (yet).
 			v = answered
 			return nil, nil
 		case d.Status == StatusCancelled:
@@ -736,7 +743,7 @@ const storeTimeout = 10 * time.Second
 // its succeeded steps, and checks it against the kind's schema.
 func (r *Runs) render(l *loaded, d *doc, i int) (json.RawMessage, error) {
 	st := d.Steps[i]
-	input, err := decodeJSON(d.Input)
+	input, err := decodeValue(d.Input)
 	if err != nil {
 		return nil, jobs.Permanent(fmt.Errorf("step %q: run input: %w", st.Def.Name, err))
 	}
@@ -747,19 +754,22 @@ func (r *Runs) render(l *loaded, d *doc, i int) (json.RawMessage, error) {
 		}
 		var out any
 		if raw := l.outputs[o.Def.Name]; len(raw) > 0 {
-			if out, err = decodeJSON(raw); err != nil {
+			if out, err = decodeValue(raw); err != nil {
 				return nil, jobs.Permanent(fmt.Errorf("step %q: output of step %q: %w", st.Def.Name, o.Def.Name, err))
 			}
 		}
 		entry := map[string]any{"output": out}
 		steps[o.Def.Name] = entry
-		if o.Role != "" {
-			steps[o.Role] = entry // a fallback's output stands in for the step it replaced
+		for _, name := range o.Stands {
+			steps[name] = entry // a fallback's output stands in for the steps it replaced
 		}
 	}
 	data := map[string]any{"input": input, "run_id": d.ID, "steps": steps}
 	p, err := Render(st.Def.Name, st.Def.Payload, data)
 	if err != nil {
+		if !strings.Contains(err.Error(), strconv.Quote(st.Def.Name)) {
+			err = fmt.Errorf("step %q: payload template: %w", st.Def.Name, err)
+		}
 		return nil, jobs.Permanent(err)
 	}
 	if r.client != nil && r.client.Registry() != nil {
@@ -798,7 +808,6 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, took time
 		c := &change{doc: d}
 		d.addUsage(i, usage)
 		st.Status, st.Ended, st.Duration = StepSucceeded, now, took
-		st.FallbackFor = st.Role
 		if out != nil {
 			c.outputs = map[string][]byte{s.Name: out}
 			st.Summary = outputSummary(out)
@@ -905,10 +914,8 @@ func (r *Runs) insertSteps(d *doc, i int, defs []jobs.StepDef) ([]string, error)
 		recs[k].Queue = r.queueOf(wf, recs[k].Def)
 	}
 	pos := i + 1
-	if d.Steps[i].Role == "" {
-		for pos < len(d.Steps) && d.Steps[pos].Role == d.Steps[i].Def.Name {
-			pos++
-		}
+	for pos < len(d.Steps) && d.Steps[pos].Only && d.Steps[pos].Role == "" {
+		pos++ // fallbacks listed after this step, not run
 	}
 	d.Steps = slices.Insert(d.Steps, pos, recs...)
 	return names, nil
@@ -990,12 +997,11 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 		case res.Class == jobs.ClassCapExceeded && errors.As(res.Err, &ce):
 			ev, cev := r.capRun(d, s.Name, ce, now)
 			c.events, capEv = append(c.events, ev), cev
-		case st.Role == "" && st.Def.Fallback != "" && r.pendingFallback(d, i) >= 0:
-			fallback = r.pendingFallback(d, i)
+		case d.pendingFallback(i) >= 0:
 			st.Status, st.Replacement = StepReplaced, st.Def.Fallback
-			d.Steps[fallback].FallbackFor = s.Name
 			c.events = append(c.events, Event{At: now, Kind: "fallback", Step: s.Name,
 				Text: "step " + s.Name + " replaced by its fallback " + st.Def.Fallback})
+			fallback = activateFallback(d, i)
 			c.events = append(c.events, r.markQueued(d, fallback, now))
 		default:
 			d.Status, d.Ended = StatusFailed, now
@@ -1027,13 +1033,33 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 	}
 }
 
-// pendingFallback returns the index of step i's fallback when it is in the
-// plan and has not run, -1 otherwise.
-func (r *Runs) pendingFallback(d *doc, i int) int {
-	for j := i + 1; j < len(d.Steps) && d.Steps[j].Role == d.Steps[i].Def.Name; j++ {
-		if d.Steps[j].Status == StepPending {
-			return j
-		}
+// pendingFallback returns the index of step i's fallback when it has one
+// that has not run, -1 otherwise.
+func (d *doc) pendingFallback(i int) int {
+	name := d.Steps[i].Def.Fallback
+	if name == "" {
+		return -1
 	}
-	return -1
+	k := d.step(name)
+	if k < 0 || !d.Steps[k].Only || d.Steps[k].Status != StepPending || d.Steps[k].Role != "" {
+		return -1
+	}
+	return k
+}
+
+// activateFallback makes step i's pending fallback stand in for it: the
+// fallback moves right after step i (the run goes on after step i once it
+// succeeds) and its output will stand in for step i's and for those step
+// i stood in for. It returns the fallback's new index.
+func activateFallback(d *doc, i int) int {
+	k := d.pendingFallback(i)
+	fb := d.Steps[k]
+	fb.Role = d.Steps[i].Def.Name
+	fb.Stands = append([]string{fb.Role}, d.Steps[i].Stands...)
+	d.Steps = slices.Delete(d.Steps, k, k+1)
+	if k < i {
+		i--
+	}
+	d.Steps = slices.Insert(d.Steps, i+1, fb)
+	return i + 1
 }

@@ -43,18 +43,18 @@ type call struct {
 	attempt               int
 }
 
-type clock struct {
+type testClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time {
+func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *clock) Advance(d time.Duration) {
+func (c *testClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
@@ -832,8 +832,8 @@ func TestStepsAddedAtRunTime(t *testing.T) {
 func TestPayloadErrorsArePermanent(t *testing.T) {
 	t.Parallel()
 	wfs := map[string]Workflow{
-		"missing": {Queue: testQueue, Steps: []jobs.StepDef{
-			{Name: "a", Kind: "test.echo", Payload: json.RawMessage(`{"text":"{{.steps.nope.output.text}}"}`)}}},
+		"broken": {Queue: testQueue, Steps: []jobs.StepDef{
+			{Name: "a", Kind: "test.echo", Payload: json.RawMessage(`{"text":"{{.input.x"}`)}}},
 		"schema": {Queue: testQueue, Steps: []jobs.StepDef{
 			{Name: "a", Kind: "test.echo", Payload: json.RawMessage(`{"text":"{{.input.empty}}"}`)}}},
 		"big": {Queue: testQueue, Steps: []jobs.StepDef{
@@ -842,7 +842,7 @@ func TestPayloadErrorsArePermanent(t *testing.T) {
 	b := setup(t, wfs, func(c *Config) { c.MaxOutputBytes = 64 })
 	ctx := context.Background()
 	for _, tc := range []struct{ workflow, want string }{
-		{"missing", "nope"},
+		{"broken", "text"},
 		{"schema", "/text"},
 		{"big", "100 bytes, over the limit of 64"},
 	} {
@@ -902,8 +902,8 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"no steps", Config{Workflows: map[string]Workflow{"w": {}}}, "workflows.w: no steps"},
 		{"dup step", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", ""), step("a", "")}}}}, `"a" is used twice`},
 		{"unknown fallback", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", "z")}}}}, `fallback "z"`},
-		{"chained fallback", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", "b"), step("b", "c"), step("c", "")}}}}, "do not chain"},
-		{"shared fallback", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", "f"), step("b", "f"), step("f", "")}}}}, "already the fallback"},
+		{"own fallback", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", "a")}}}}, "its own fallback"},
+		{"only fallbacks", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", "b"), step("b", "a")}}}}, "nothing runs first"},
 		{"bad template", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{{Name: "a", Kind: "k", Payload: json.RawMessage(`{`)}}}}}, "not valid JSON"},
 		{"negative cap", Config{Workflows: map[string]Workflow{"w": {Caps: Caps{MaxTokens: -1}, Steps: []jobs.StepDef{step("a", "")}}}}, "max_tokens"},
 		{"too many steps", Config{MaxSteps: 1, Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", ""), step("b", "")}}}}, "over max_steps 1"},
@@ -936,7 +936,7 @@ func FuzzNormalizeInput(f *testing.F) {
 		if err != nil {
 			return
 		}
-		v, err := decodeJSON(out)
+		v, err := decodeValue(out)
 		if err != nil {
 			t.Fatalf("accepted %q as %q, which does not decode: %v", in, out, err)
 		}
@@ -969,5 +969,61 @@ func TestKeyedRunStartedAgainAfterRetention(t *testing.T) {
 	run := b.waitStatus(t, again.RunID, StatusSucceeded)
 	if len(b.callsOf("a")) != 2 || stepOf(t, run, "a").Attempts != 1 {
 		t.Fatalf("run %+v, calls %d", run, len(b.callsOf("a")))
+	}
+}
+
+func TestFallbackChainsAndSharedFallbacks(t *testing.T) {
+	t.Parallel()
+	wf := Workflow{Queue: testQueue, Steps: []jobs.StepDef{
+		{Name: "a", Kind: "test.echo", Payload: json.RawMessage(`{"text":"a","mode":"{{.input.a}}"}`), Fallback: "b"},
+		{Name: "b", Kind: "test.echo", Payload: json.RawMessage(`{"text":"b","mode":"{{.input.b}}"}`), Fallback: "c"},
+		{Name: "c", Kind: "test.echo", Payload: json.RawMessage(`{"text":"c"}`)},
+		{Name: "d", Kind: "test.echo", Payload: json.RawMessage(`{"text":"d","mode":"{{.input.d}}"}`), Fallback: "c"},
+		{Name: "last", Kind: "test.echo", Payload: json.RawMessage(`{"text":"{{.steps.a.output.text}}/{{.steps.d.output.text}}"}`)},
+	}}
+	b := setup(t, map[string]Workflow{"chain": wf}, nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, input string
+		deliveries  []string
+		status      Status
+		order       string // name:status:fallback_for, in Get's order
+		last        string
+	}{
+		{"fallback of a fallback", `{"a":"dead","b":"dead","d":""}`, []string{"a", "b", "c", "d", "last"}, StatusSucceeded,
+			"a:replaced: b:replaced:a c:succeeded:b d:succeeded: last:succeeded:", "c!/d!!"},
+		{"shared fallback for the later step", `{"a":"","b":"","d":"dead"}`, []string{"a", "d", "c", "last"}, StatusSucceeded,
+			"a:succeeded: b:pending: d:replaced: c:succeeded:d last:succeeded:", "a!/c!!"},
+		{"each its own fallback", `{"a":"dead","b":"","d":"dead"}`, []string{"a", "b", "d", "c", "last"}, StatusSucceeded,
+			"a:replaced: b:succeeded:a d:replaced: c:succeeded:d last:succeeded:", "b!/c!!"},
+		{"shared fallback used up", `{"a":"dead","b":"dead","d":"dead"}`, []string{"a", "b", "c", "d"}, StatusFailed,
+			"a:replaced: b:replaced:a c:succeeded:b d:dead: last:pending:", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := b.runs.Start(ctx, "chain", json.RawMessage(tc.input), StartOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range tc.deliveries {
+				run := b.get(t, st.RunID)
+				if s := stepOf(t, run, step); s.Status != StepQueued {
+					t.Fatalf("before delivering %s: it is %s; run %+v", step, s.Status, run.Steps)
+				}
+				b.deliver(t, st.RunID, step, func(s *jobs.Step) { s.Workflow = "chain" })
+			}
+			run := b.get(t, st.RunID)
+			var order []string
+			for _, s := range run.Steps {
+				order = append(order, s.Name+":"+string(s.Status)+":"+s.FallbackFor)
+			}
+			if got := strings.Join(order, " "); run.Status != tc.status || got != tc.order {
+				t.Fatalf("run %s (%s) steps %s, want %s steps %s", run.Status, run.Reason, got, tc.status, tc.order)
+			}
+			if tc.last != "" {
+				if got := outputText(t, stepOf(t, run, "last")); got != tc.last {
+					t.Fatalf("last rendered %q, want %q", got, tc.last)
+				}
+			}
+		})
 	}
 }

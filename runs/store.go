@@ -61,10 +61,13 @@ type stepRec struct {
 	Status StepStatus   `json:"status"`
 	Queue  string       `json:"queue"`
 	TaskID string       `json:"task_id,omitempty"`
-	// Role names the step this one is the fallback of: it runs only in
-	// that role.
+	// Only marks a step that is some step's fallback: it runs only in
+	// that role. Role names the step it replaced once it did, Stands every
+	// step whose output its output stands in for (Role, and the steps Role
+	// stood in for: fallbacks of fallbacks).
+	Only        bool              `json:"fallback_only,omitempty"`
 	Role        string            `json:"role,omitempty"`
-	FallbackFor string            `json:"fallback_for,omitempty"`
+	Stands      []string          `json:"stands_for,omitempty"`
 	Replacement string            `json:"replacement,omitempty"`
 	Added       bool              `json:"added,omitempty"`
 	Counted     bool              `json:"counted,omitempty"` // counted in steps started
@@ -282,13 +285,10 @@ func (r *Runs) Get(ctx context.Context, id string) (*Run, error) {
 	for _, st := range d.Steps {
 		ss := StepState{
 			Name: st.Def.Name, Kind: st.Def.Kind, Queue: st.Queue, Status: st.Status, TaskID: st.TaskID,
-			FallbackFor: st.FallbackFor, Replacement: st.Replacement, Added: st.Added,
+			FallbackFor: st.Role, Replacement: st.Replacement, Added: st.Added,
 			Started: st.Started, Ended: st.Ended, Duration: st.Duration, Totals: st.Totals, ByModel: st.ByModel,
 			Output: l.outputs[st.Def.Name], OutputSummary: st.Summary,
 			LastError: st.LastError, LastClass: st.LastClass, DeadLetter: st.DeadLetter,
-		}
-		if ss.FallbackFor == "" {
-			ss.FallbackFor = st.Role
 		}
 		run.Steps = append(run.Steps, ss)
 	}
@@ -376,9 +376,9 @@ func (r *Runs) List(ctx context.Context, o ListOptions) ([]Summary, error) {
 	return out, nil
 }
 
-// decodeJSON decodes raw with numbers kept as json.Number (so that a big
+// decodeValue decodes raw with numbers kept as json.Number (so that a big
 // integer renders as written).
-func decodeJSON(raw []byte) (any, error) {
+func decodeValue(raw []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

@@ -12,7 +12,7 @@ import (
 
 func TestListNewestFirstWithFilters(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	b := setup(t, map[string]Workflow{"other": threeSteps()}, func(c *Config) { c.Now = clk.Now; c.Retention = 48 * time.Hour })
 	ctx := context.Background()
 	var ids []string
@@ -112,7 +112,7 @@ func TestHistoryIsBounded(t *testing.T) {
 
 func TestDurationCapBeforeAttempt(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	b := setup(t, nil, func(c *Config) { c.Now = clk.Now })
 	ctx := context.Background()
 	st, err := b.runs.Start(ctx, "three", json.RawMessage(`{"topic":"d"}`), StartOptions{Caps: Caps{MaxDuration: time.Minute}})
