@@ -50,6 +50,12 @@ type Runs struct {
 	// middleware counted, until the observer sees them: a snoozed attempt
 	// is not an attempt, and the observer takes it back.
 	counted sync.Map
+	// apart makes a state change and the enqueue it decides two calls, as
+	// on Redis Cluster, even on a single Redis (tests of the repair of a
+	// crash between the two).
+	apart bool
+	// cache keeps the states this process wrote (cache.go).
+	cache stateCache
 }
 
 // New returns Runs on rdb that enqueues steps with client and deletes the
@@ -311,7 +317,8 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 	if err := r.rdb.ZAddNX(ctx, indexKey(), redis.Z{Score: float64(now.UnixMilli()), Member: id}).Err(); err != nil {
 		return Started{}, fmt.Errorf("start run of %s: index: %w", workflow, err)
 	}
-	v, _, err := r.write(ctx, 0, c)
+	c.next = &first
+	v, _, enqueued, err := r.write(ctx, 0, c)
 	if errors.Is(err, errConflict) {
 		l, err := r.load(ctx, id)
 		if err != nil {
@@ -324,6 +331,9 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 	}
 	if err != nil {
 		return Started{}, err
+	}
+	if enqueued {
+		return Started{RunID: id}, nil
 	}
 	if err := r.enqueue(ctx, d, first, v); err != nil {
 		hint := ""
@@ -371,11 +381,7 @@ func (r *Runs) enqueue(ctx context.Context, d *doc, i int, v int64) error {
 		return errors.New("runs: enqueue needs a queue client")
 	}
 	st := d.Steps[i]
-	o := queue.EnqueueOptions{
-		Queue: st.Queue, Workflow: d.Workflow, RunID: d.ID, Step: st.Def.Name, Key: stepKey(d.ID, st.Def.Name),
-		RunVersion: strconv.FormatInt(v, 10), MaxAttempts: st.Def.MaxAttempts, RetryBase: st.Def.RetryBase,
-		RetryMax: st.Def.RetryMax, Timeout: st.Def.Timeout,
-	}
+	o := r.stepOptions(d, i, v)
 	res, err := r.client.Enqueue(ctx, st.Def.Kind, []byte(queue.RunStepPayload), o)
 	if err == nil && res.Duplicate && r.insp != nil {
 		// A queued step whose task is archived or completed: the task is
@@ -395,6 +401,16 @@ func (r *Runs) enqueue(ctx context.Context, d *doc, i int, v int64) error {
 		return fmt.Errorf("run %s: enqueue step %q: %w", d.ID, st.Def.Name, err)
 	}
 	return nil
+}
+
+// stepOptions are the enqueue options of step i of d, queued at version v.
+func (r *Runs) stepOptions(d *doc, i int, v int64) queue.EnqueueOptions {
+	st := d.Steps[i]
+	return queue.EnqueueOptions{
+		Queue: st.Queue, Workflow: d.Workflow, RunID: d.ID, Step: st.Def.Name, Key: stepKey(d.ID, st.Def.Name),
+		RunVersion: strconv.FormatInt(v, 10), MaxAttempts: st.Def.MaxAttempts, RetryBase: st.Def.RetryBase,
+		RetryMax: st.Def.RetryMax, Timeout: st.Def.Timeout,
+	}
 }
 
 // ensureQueued enqueues every queued step of d again (a repair: the
@@ -419,6 +435,9 @@ type updated struct {
 	// written (before when nothing was written).
 	before, after *loaded
 	wrote         bool
+	// enqueued is set when the change's next step (change.next) was
+	// enqueued with the write.
+	enqueued bool
 }
 
 // update computes a change of run id's state with fn from l (or the state
@@ -445,7 +464,7 @@ func (r *Runs) update(ctx context.Context, id string, l *loaded, fn func(l *load
 		if c.doc == nil {
 			c.doc = d
 		}
-		v, raw, err := r.write(ctx, l.version, c)
+		v, raw, enqueued, err := r.write(ctx, l.version, c)
 		if err == nil {
 			after := &loaded{version: v, raw: raw, doc: c.doc, outputs: l.outputs}
 			if len(c.outputs) > 0 {
@@ -454,7 +473,8 @@ func (r *Runs) update(ctx context.Context, id string, l *loaded, fn func(l *load
 					after.outputs[k] = o
 				}
 			}
-			return updated{before: l, after: after, wrote: true}, nil
+			r.cache.put(id, after)
+			return updated{before: l, after: after, wrote: true, enqueued: enqueued}, nil
 		}
 		if !errors.Is(err, errConflict) {
 			return updated{before: l}, err
@@ -610,7 +630,10 @@ func (e *recordedError) Error() string { return e.err.Error() }
 func (e *recordedError) Unwrap() error { return e.err }
 
 func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) error {
-	l, err := r.load(ctx, s.RunID)
+	l, err := r.cache.get(s), error(nil)
+	if l == nil {
+		l, err = r.load(ctx, s.RunID)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return jobs.Permanent(fmt.Errorf("step %q: run %s is not stored (never started, or past its retention)", s.Name, s.RunID))
 	}
@@ -841,6 +864,7 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, took time
 			// dead-letters it with cap_exceeded, so the stop shows where
 			// the run stopped.
 			c.events = append(c.events, r.markQueued(d, nextStep, now))
+			c.next = &nextStep
 			if over != nil && d.Status != StatusCapped {
 				ev, cev := r.capRun(d, s.Name, over, now)
 				c.events, capEv = append(c.events, ev), cev
@@ -858,7 +882,7 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, took time
 		return nil
 	}
 	r.notifyCapped(ctx, capEv)
-	if nextStep >= 0 {
+	if nextStep >= 0 && !up.enqueued {
 		if err := r.enqueue(ctx, up.after.doc, nextStep, up.after.version); err != nil {
 			return &recordedError{err}
 		}

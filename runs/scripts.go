@@ -17,7 +17,9 @@ import "github.com/redis/go-redis/v9"
 //
 // It returns {1, new version} when it wrote, {0, current version} when the
 // version did not match (nothing written).
-var casScript = redis.NewScript(`
+var casScript = redis.NewScript(casSrc)
+
+const casSrc = `
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if cur ~= tonumber(ARGV[1]) then
   return {0, cur}
@@ -40,4 +42,4 @@ else
   redis.call('PERSIST', KEYS[1])
   redis.call('PERSIST', KEYS[2])
 end
-return {1, v}`)
+return {1, v}`

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/queue"
 )
 
 // historyMax is how many events a run's history keeps (the newest).
@@ -173,6 +174,10 @@ type change struct {
 	doc     *doc
 	events  []Event
 	outputs map[string][]byte
+	// next, when set, is the step whose task is enqueued with the write:
+	// in the same script on a single Redis (queue.Client.EnqueueWith), so
+	// a step's success and the next step's task are one round trip.
+	next *int
 }
 
 // errConflict is a compare-and-set that found another version.
@@ -181,16 +186,20 @@ var errConflict = errors.New("run state changed concurrently")
 // write writes c over the state at version from ("0": the run must not
 // exist) in one script and returns the new version and the document
 // written; errConflict when the state is no longer at from.
-func (r *Runs) write(ctx context.Context, from int64, c *change) (int64, []byte, error) {
+//
+// With c.next set, the step's task is enqueued with the write (enqueued
+// reports it did; when it did not although the write happened, on Redis
+// Cluster or for a task id an old task holds, the caller enqueues it).
+func (r *Runs) write(ctx context.Context, from int64, c *change) (v int64, raw []byte, enqueued bool, err error) {
 	d := c.doc
 	d.Updated = r.cfg.Now().UTC()
 	docJSON, err := json.Marshal(d)
 	if err != nil {
-		return 0, nil, fmt.Errorf("run %s: encode state: %w", d.ID, err)
+		return 0, nil, false, fmt.Errorf("run %s: encode state: %w", d.ID, err)
 	}
 	sum, err := json.Marshal(d.summary())
 	if err != nil {
-		return 0, nil, fmt.Errorf("run %s: encode summary: %w", d.ID, err)
+		return 0, nil, false, fmt.Errorf("run %s: encode summary: %w", d.ID, err)
 	}
 	ttl := "0"
 	if d.Status.Terminal() {
@@ -204,25 +213,44 @@ func (r *Runs) write(ctx context.Context, from int64, c *change) (int64, []byte,
 	for _, ev := range c.events {
 		b, err := json.Marshal(ev)
 		if err != nil {
-			return 0, nil, fmt.Errorf("run %s: encode event: %w", d.ID, err)
+			return 0, nil, false, fmt.Errorf("run %s: encode event: %w", d.ID, err)
 		}
 		args = append(args, b)
 	}
-	res, err := casScript.Run(ctx, r.rdb, []string{stateKey(d.ID), historyKey(d.ID)}, args...).Int64Slice()
-	if err != nil {
-		return 0, nil, fmt.Errorf("run %s: write state: %w", d.ID, err)
+	keys := []string{stateKey(d.ID), historyKey(d.ID)}
+	var res []int64
+	if c.next != nil && r.client != nil && !r.apart {
+		st := d.Steps[*c.next]
+		reply, qr, enq, qerr := r.client.EnqueueWith(ctx, queue.Pre{Src: casSrc, Keys: keys, Args: args},
+			st.Def.Kind, []byte(queue.RunStepPayload), r.stepOptions(d, *c.next, from+1))
+		if reply == nil {
+			if qerr == nil {
+				qerr = errors.New("no reply")
+			}
+			return 0, nil, false, fmt.Errorf("run %s: write state: %w", d.ID, qerr)
+		}
+		for _, x := range reply {
+			n, _ := x.(int64)
+			res = append(res, n)
+		}
+		enqueued = enq && qerr == nil && !qr.Duplicate
+	} else {
+		res, err = casScript.Run(ctx, r.rdb, keys, args...).Int64Slice()
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("run %s: write state: %w", d.ID, err)
+		}
 	}
 	if len(res) != 2 {
-		return 0, nil, fmt.Errorf("run %s: write state: unexpected reply %v", d.ID, res)
+		return 0, nil, false, fmt.Errorf("run %s: write state: unexpected reply %v", d.ID, res)
 	}
 	if res[0] != 1 {
-		return res[1], nil, errConflict
+		return res[1], nil, false, errConflict
 	}
 	for _, ev := range c.events {
 		r.log.Info().Str("run_id", d.ID).Str("workflow", d.Workflow).Str("step", ev.Step).
 			Str("status", string(d.Status)).Str("event", ev.Kind).Int64("version", res[1]).Msg(ev.Text)
 	}
-	return res[1], docJSON, nil
+	return res[1], docJSON, enqueued, nil
 }
 
 // load reads a run's state in one round trip; ErrNotFound when absent.

@@ -94,7 +94,7 @@ func TestHistoryIsBounded(t *testing.T) {
 	for i := range historyMax + 50 {
 		c.events = append(c.events, Event{Kind: "step_retry", Step: "a", Text: string(rune('a' + i%26))})
 	}
-	if _, _, err := b.runs.write(ctx, l.version, c); err != nil {
+	if _, _, _, err := b.runs.write(ctx, l.version, c); err != nil {
 		t.Fatal(err)
 	}
 	run := b.get(t, st.RunID)
@@ -102,7 +102,7 @@ func TestHistoryIsBounded(t *testing.T) {
 		t.Fatalf("history holds %d events, want the newest %d", len(run.History), historyMax)
 	}
 	// A write computed from an old version is refused and changes nothing.
-	if _, _, err := b.runs.write(ctx, l.version, &change{doc: l.doc}); !errors.Is(err, errConflict) {
+	if _, _, _, err := b.runs.write(ctx, l.version, &change{doc: l.doc}); !errors.Is(err, errConflict) {
 		t.Fatalf("stale write: %v", err)
 	}
 	if b.get(t, st.RunID).Version != run.Version {
