@@ -14,5 +14,5 @@ type FieldError struct{ Path, Reason string }
 
 func (e *FieldError) Error() string                                { return e.Path + ": " + e.Reason }
 func (w Workflow) Validate(knownKind func(kind string) bool) error { return nil }
-func (w Workflow) Plan() []jobs.StepDef                           { return w.Steps }
-func ParseTemplates(step string, tmpl json.RawMessage) error      { return nil }
+func (w Workflow) Plan() []jobs.StepDef                            { return w.Steps }
+func ParseTemplates(step string, tmpl json.RawMessage) error       { return nil }
