@@ -18,7 +18,7 @@ var secretParams = []string{
 // Masked returns a copy of c with secrets replaced by "****": password and token
 // fields, the password in any URL (redis://user:****@host:6379/0), secret query
 // parameters of redis.url, and the path and every query value of
-// alerts.webhook_url. The copy
+// alerts.webhook_url, the password in llm.providers' base URLs. The copy
 // shares no maps or slices with c.
 func (c Config) Masked() Config {
 	m := c
@@ -32,7 +32,22 @@ func (c Config) Masked() Config {
 	m.HTTP.RedactFields = slices.Clone(c.HTTP.RedactFields)
 	m.Alerts.WebhookURL = maskURL(c.Alerts.WebhookURL, true)
 	m.Workflows = maps.Clone(c.Workflows)
+	for name, w := range m.Workflows {
+		w.Schedule.Input = slices.Clone(w.Schedule.Input)
+		w.Steps = slices.Clone(w.Steps)
+		for i := range w.Steps {
+			w.Steps[i].Payload = slices.Clone(w.Steps[i].Payload)
+		}
+		m.Workflows[name] = w
+	}
 	m.Breakers.Overrides = maps.Clone(c.Breakers.Overrides)
+	m.LLM.Providers = maps.Clone(c.LLM.Providers)
+	for name, p := range m.LLM.Providers {
+		p.BaseURL = maskURL(p.BaseURL, false)
+		m.LLM.Providers[name] = p
+	}
+	m.LLM.Models = maps.Clone(c.LLM.Models)
+	m.origins = maps.Clone(c.origins)
 	return m
 }
 
