@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -95,7 +96,11 @@ func toNode(v reflect.Value, omitZero bool) *yaml.Node {
 	case reflect.Int, reflect.Int64:
 		return scalarNode("!!int", strconv.FormatInt(v.Int(), 10))
 	case reflect.Float64:
-		return scalarNode("!!float", formatFloat(v.Float()))
+		f := formatFloat(v.Float())
+		if !strings.ContainsAny(f, ".eEnN") {
+			f += ".0" // 45.0: a plain 45 would print as "!!float 45"
+		}
+		return scalarNode("!!float", f)
 	}
 	panic(fmt.Sprintf("config: cannot write a %s", v.Type()))
 }
