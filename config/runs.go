@@ -252,6 +252,9 @@ func (c *jsonConv) scalar(n *yaml.Node, key string) error {
 		if err := n.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 			return c.fail(n, key, fmt.Sprintf("%s is not a finite number: JSON has no NaN or infinity (quote it for text)", n.Value))
 		}
+		if f == 0 {
+			f = 0 // -0 is 0 in JSON, and prints back as 0
+		}
 		b, _ := json.Marshal(f)
 		c.buf.Write(b)
 		return nil
@@ -337,9 +340,6 @@ func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
 		return scalarNode("!!str", t), nil
 	case json.Number:
 		s := string(t)
-		if s == "-0" {
-			return scalarNode("!!float", "-0.0"), nil
-		}
 		if _, err := strconv.ParseInt(s, 10, 64); err == nil {
 			return scalarNode("!!int", s), nil
 		}

@@ -267,3 +267,34 @@ func TestLLMBaseURLMasked(t *testing.T) {
 		t.Error("Masked changed the config")
 	}
 }
+
+func TestPayloadSecretsMasked(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, testBundle{file: `http:
+  redact_fields: [ssn]
+workflows:
+  a:
+    steps:
+      - name: call
+        kind: http.call
+        payload:
+          url: https://api.example.com/x
+          headers: {Authorization: "Bearer sk-live-1", Accept: json}
+          body: {ssn: 123-45, keep: visible}
+`})
+	var y bytes.Buffer
+	if err := cfg.WriteYAML(&y); err != nil {
+		t.Fatal(err)
+	}
+	out := y.String()
+	if strings.Contains(out, "sk-live-1") || strings.Contains(out, "123-45") || !strings.Contains(out, "keep: visible") || !strings.Contains(out, "Accept: json") {
+		t.Errorf("output:\n%s", out)
+	}
+	if !strings.Contains(string(cfg.Workflows["a"].Steps[0].Payload), "sk-live-1") {
+		t.Error("Masked changed the config")
+	}
+	back := mustLoad(t, testBundle{file: out})
+	if !reflect.DeepEqual(withoutOrigins(back), withoutOrigins(cfg.Masked())) {
+		t.Errorf("masked output loads back as %s", back.Workflows["a"].Steps[0].Payload)
+	}
+}
