@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/agentq/agentq/budget"
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/jobs"
@@ -54,5 +56,21 @@ func TestWorkerQueuesServeRunQueues(t *testing.T) {
 	cfg.Worker.Queues = map[string]int{"only": 1}
 	if q := workerQueues(cfg, wfs); len(q) != 1 {
 		t.Errorf("explicit worker.queues = %v, want it as given", q)
+	}
+}
+
+// TestOnCappedPostsWithWebhook: a run over a cap is posted when a worker
+// set the alert sender, and only logged otherwise.
+func TestOnCappedPostsWithWebhook(t *testing.T) {
+	t.Parallel()
+	r := &Runtime{log: zerolog.Nop()}
+	e := runs.CapEvent{RunID: "r1", Workflow: "w", Err: &jobs.CapExceededError{Cap: "max_tokens", Limit: "10", Value: "12"}}
+	r.onCapped(context.Background(), e) // no sender: logged only
+	var got []any
+	send := func(v any) { got = append(got, v) }
+	r.capAlert.Store(&send)
+	r.runsConfig().OnCapped(context.Background(), e)
+	if len(got) != 1 || got[0].(capAlert).Cap != "max_tokens" || got[0].(capAlert).Event != "run_capped" {
+		t.Fatalf("posted %#v", got)
 	}
 }
