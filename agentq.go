@@ -3,7 +3,8 @@
 // and what a Go program calls. New builds a Runtime; its Client enqueues
 // (with error budgets' admission), its NewWorker runs steps through the
 // whole chain (dead-letter capture, metrics, error budgets, idempotency
-// ledger, circuit breakers, your middleware) and stops the parts in order.
+// ledger, agent runs, circuit breakers, your middleware) and stops the
+// parts in order. Runs starts, reads and cancels agent runs.
 //
 // The cli package is the agentq command line on top of this package.
 package agentq
@@ -18,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +37,7 @@ import (
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/redact"
+	"github.com/agentq/agentq/runs"
 )
 
 // NameDefault is Options.Name's default: the agentq command line.
@@ -66,6 +69,10 @@ type Options struct {
 	Middleware []jobs.Middleware
 	// Observers receive every decided attempt, after agentq's own.
 	Observers []jobs.Observer
+	// Workflows are run workflows defined in code, by name, next to the
+	// config file's (workflows.<name>.steps); a name defined in both is an
+	// error. Their steps' kinds must be registered. Default: none.
+	Workflows map[string]runs.Workflow
 	// Registerer receives every metric of the runtime. Default: a fresh
 	// registry with Go and process collectors, served by MetricsHandler.
 	// One Runtime registers its metrics once: two runtimes (or two
@@ -100,6 +107,15 @@ type Runtime struct {
 	breakers    *breaker.Set
 	client      *queue.Client
 	dead        *dlq.Store
+	// runWfs are the run workflows, the config file's and Options'.
+	runWfs map[string]runs.Workflow
+	// runs is built by the first Runs call.
+	runsOnce sync.Once
+	runs     *runs.Runs
+	runsErr  error
+	// capAlert, set by the worker with an alert webhook, posts a run
+	// going over a cap.
+	capAlert atomic.Pointer[func(any)]
 }
 
 // ConfigError is a configuration a part refuses: no retry helps.
@@ -132,6 +148,10 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 		if err := opts.Register(r.reg); err != nil {
 			return nil, fmt.Errorf("register custom kinds: %w", err)
 		}
+	}
+	var err error
+	if r.runWfs, err = runWorkflows(cfg, opts.Workflows, r.reg); err != nil {
+		return nil, &ConfigError{err}
 	}
 	if err := r.metricsRegistry(); err != nil {
 		return nil, err
@@ -309,15 +329,25 @@ func (r *Runtime) Name() string { return r.name }
 // default list, a worker also serves enqueue.queue and every workflow's
 // queue (priority 1); an explicit worker.queues is taken as given, so
 // dedicated workers stay dedicated.
-func workerQueues(cfg config.Config) map[string]int {
+func workerQueues(cfg config.Config, runWfs map[string]runs.Workflow) map[string]int {
 	queues := maps.Clone(cfg.Worker.Queues)
 	if !maps.Equal(queues, config.Default().Worker.Queues) {
 		return queues
 	}
 	queues[cfg.Enqueue.Queue] = max(queues[cfg.Enqueue.Queue], 1)
+	add := func(q string) {
+		if q != "" && queues[q] == 0 {
+			queues[q] = 1
+		}
+	}
 	for _, wf := range cfg.Workflows {
-		if wf.Queue != "" && queues[wf.Queue] == 0 {
-			queues[wf.Queue] = 1
+		add(wf.Queue)
+	}
+	// Run workflows: code-defined ones, and steps with queues of their own.
+	for _, wf := range runWfs {
+		add(wf.Queue)
+		for _, s := range wf.Steps {
+			add(s.Queue)
 		}
 	}
 	return queues

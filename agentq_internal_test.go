@@ -2,10 +2,16 @@ package agentq
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/agentq/agentq/budget"
+	"github.com/agentq/agentq/config"
+	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/runs"
 )
 
 func TestBudgetAlerts(t *testing.T) {
@@ -21,5 +27,50 @@ func TestBudgetAlerts(t *testing.T) {
 	a, ok := got[0].(budgetAlert)
 	if !ok || a.Event != "budget_exhausted" || a.Workflow != "publish" || a.Failures != 4 || a.Window != "1m0s" || a.Text != "agentq: workflow publish exhausted" {
 		t.Fatalf("alert = %#v", got[0])
+	}
+}
+
+func TestCapAlert(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	a := newCapAlert(runs.CapEvent{RunID: "r1", Workflow: "article", Step: "draft", At: at,
+		Err: &jobs.CapExceededError{Cap: "max_cost_usd", Limit: "$45.00", Value: "$45.20"}})
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"event":"run_capped","text":"agentq: run r1 of workflow article is over its cap max_cost_usd: $45.20, limit $45.00; no further step starts (step draft dead-lettered)","run_id":"r1","workflow":"article","step":"draft","cap":"max_cost_usd","limit":"$45.00","value":"$45.20","at":"2026-12-01T09:00:00Z"}`
+	if string(b) != want {
+		t.Errorf("alert = %s\nwant    %s", b, want)
+	}
+}
+
+func TestWorkerQueuesServeRunQueues(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	wfs := map[string]runs.Workflow{"a": {Queue: "articles", Steps: []jobs.StepDef{{Name: "s", Kind: "noop", Queue: "fast"}}}}
+	q := workerQueues(cfg, wfs)
+	if q["articles"] != 1 || q["fast"] != 1 || q["default"] != 1 {
+		t.Errorf("queues = %v, want default, articles and fast", q)
+	}
+	cfg.Worker.Queues = map[string]int{"only": 1}
+	if q := workerQueues(cfg, wfs); len(q) != 1 {
+		t.Errorf("explicit worker.queues = %v, want it as given", q)
+	}
+}
+
+// TestOnCappedPostsWithWebhook: a run over a cap is posted when a worker
+// set the alert sender, and only logged otherwise.
+func TestOnCappedPostsWithWebhook(t *testing.T) {
+	t.Parallel()
+	r := &Runtime{log: zerolog.Nop()}
+	e := runs.CapEvent{RunID: "r1", Workflow: "w", Err: &jobs.CapExceededError{Cap: "max_tokens", Limit: "10", Value: "12"}}
+	r.onCapped(context.Background(), e) // no sender: logged only
+	var got []any
+	send := func(v any) { got = append(got, v) }
+	r.capAlert.Store(&send)
+	r.runsConfig().OnCapped(context.Background(), e)
+	if len(got) != 1 || got[0].(capAlert).Cap != "max_tokens" || got[0].(capAlert).Event != "run_capped" {
+		t.Fatalf("posted %#v", got)
 	}
 }

@@ -2,6 +2,7 @@ package agentq
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/redact"
+	"github.com/agentq/agentq/runs"
 )
 
 // This file turns the effective configuration into the components' own
@@ -27,6 +29,60 @@ func handlersConfig(cfg config.Config) handlers.Config {
 		MaxResponseBytes: cfg.HTTP.MaxResponseBytes,
 		RedactHeaders:    cfg.HTTP.RedactHeaders,
 		RedactFields:     cfg.HTTP.RedactFields,
+		LLM:              cfg.LLM.Handlers(),
+	}
+}
+
+// runsConfig is the run engine's configuration: the run workflows, the
+// runs keys, and OnCapped, which logs a run going over a cap and, in a
+// worker with alerts.webhook_url, posts it.
+func (r *Runtime) runsConfig() runs.Config {
+	log := r.log
+	return runs.Config{
+		Workflows:      r.runWfs,
+		Retention:      r.cfg.Runs.Retention,
+		MaxOutputBytes: r.cfg.Runs.MaxOutputBytes,
+		MaxSteps:       r.cfg.Runs.MaxSteps,
+		OnCapped:       r.onCapped,
+		Logger:         &log,
+	}
+}
+
+// capAlert is the JSON posted to alerts.webhook_url when a run goes over
+// one of its caps.
+type capAlert struct {
+	Event    string    `json:"event"`
+	Text     string    `json:"text"`
+	RunID    string    `json:"run_id"`
+	Workflow string    `json:"workflow"`
+	Step     string    `json:"step,omitempty"`
+	Cap      string    `json:"cap"`
+	Limit    string    `json:"limit"`
+	Value    string    `json:"value"`
+	At       time.Time `json:"at"`
+}
+
+// newCapAlert is the alert of e.
+func newCapAlert(e runs.CapEvent) capAlert {
+	a := capAlert{Event: "run_capped", RunID: e.RunID, Workflow: e.Workflow, Step: e.Step, At: e.At}
+	if e.Err != nil {
+		a.Cap, a.Limit, a.Value = e.Err.Cap, e.Err.Limit, e.Err.Value
+	}
+	a.Text = fmt.Sprintf("agentq: run %s of workflow %s is over its cap %s: %s, limit %s; no further step starts", e.RunID, e.Workflow, a.Cap, a.Value, a.Limit)
+	if e.Step != "" {
+		a.Text += fmt.Sprintf(" (step %s dead-lettered)", e.Step)
+	}
+	return a
+}
+
+// onCapped logs a run going over a cap and posts it when a worker set an
+// alert webhook.
+func (r *Runtime) onCapped(_ context.Context, e runs.CapEvent) {
+	a := newCapAlert(e)
+	r.log.Warn().Str("run_id", a.RunID).Str("workflow", a.Workflow).Str("step", a.Step).Str("cap", a.Cap).
+		Str("limit", a.Limit).Str("value", a.Value).Msg("run over its cap")
+	if send := r.capAlert.Load(); send != nil {
+		(*send)(a)
 	}
 }
 
@@ -44,10 +100,18 @@ func retryPolicy(r config.Retry) jobs.RetryPolicy {
 	return jobs.RetryPolicy{MaxAttempts: r.MaxAttempts, Base: r.Base, Max: r.Max}
 }
 
-func workflows(cfg config.Config) map[string]queue.Workflow {
-	out := make(map[string]queue.Workflow, len(cfg.Workflows))
+// workflows are the workflows the client and worker know: the config
+// file's, and the run workflows defined in code (Options.Workflows), whose
+// queue they take.
+func workflows(cfg config.Config, runWfs map[string]runs.Workflow) map[string]queue.Workflow {
+	out := make(map[string]queue.Workflow, len(cfg.Workflows)+len(runWfs))
 	for name, wf := range cfg.Workflows {
 		out[name] = queue.Workflow{Queue: wf.Queue, Retry: retryPolicy(wf.Retry)}
+	}
+	for name, wf := range runWfs {
+		if _, ok := out[name]; !ok {
+			out[name] = queue.Workflow{Queue: wf.Queue}
+		}
 	}
 	return out
 }
@@ -58,7 +122,7 @@ func (r *Runtime) clientConfig() queue.ClientConfig {
 		MaxPayloadBytes: r.cfg.Enqueue.MaxPayloadBytes,
 		Queue:           r.cfg.Enqueue.Queue,
 		Retry:           retryPolicy(r.cfg.Retry),
-		Workflows:       workflows(r.cfg),
+		Workflows:       workflows(r.cfg, r.runWfs),
 	}
 }
 
@@ -69,13 +133,13 @@ func (r *Runtime) workerConfig() queue.WorkerConfig {
 	log := r.log
 	return queue.WorkerConfig{
 		Concurrency:          w.Concurrency,
-		Queues:               workerQueues(r.cfg),
+		Queues:               workerQueues(r.cfg, r.runWfs),
 		StrictPriority:       w.StrictPriority,
 		PollInterval:         w.PollInterval,
 		DelayedCheckInterval: w.DelayedCheckInterval,
 		ShutdownTimeout:      w.ShutdownTimeout,
 		Retry:                retryPolicy(r.cfg.Retry),
-		Workflows:            workflows(r.cfg),
+		Workflows:            workflows(r.cfg, r.runWfs),
 		Logger:               &log,
 		Redact:               redact.New(r.cfg.HTTP.RedactHeaders, r.cfg.HTTP.RedactFields).Text,
 		Recover:              w.Recover(),

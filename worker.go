@@ -14,6 +14,7 @@ import (
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 // alertsCloseTimeout is how long a stopping worker gives queued alerts.
@@ -21,7 +22,8 @@ const alertsCloseTimeout = 5 * time.Second
 
 // Worker is a queue.Worker with every part a production worker runs
 // beside it: the dead-letter store and its reconciler, the idempotency
-// ledger, the alert webhook, error budgets, circuit breakers and metrics
+// ledger, the alert webhook, error budgets, circuit breakers, agent runs
+// and their scheduler (when a run workflow has a schedule), and metrics
 // (served on worker.metrics_addr when set).
 type Worker struct {
 	rt      *Runtime
@@ -32,6 +34,8 @@ type Worker struct {
 	brk     *breaker.Set
 	metrics *metrics.Metrics
 	srv     *metrics.Server // nil without worker.metrics_addr
+	runs    *runs.Runs
+	sched   *runs.Scheduler // nil when no run workflow has a schedule
 	queue   *queue.Worker
 	mws     []jobs.Middleware
 	obs     []jobs.Observer
@@ -74,6 +78,9 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 		// Budget changes are logged by the budget package; with a webhook
 		// they are also posted, like dead letters.
 		bc.OnChange = budgetAlerts(func(v any) { w.hook.Send(v) })
+		// So are runs going over a cap (Runtime.onCapped logs them).
+		send := func(v any) { w.hook.Send(v) }
+		r.capAlert.Store(&send)
 	}
 	if w.dead, err = dlq.New(r.rdb, dc); err != nil {
 		return nil, &ConfigError{err}
@@ -87,6 +94,15 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 	w.brk = r.breakers
 	if w.metrics, err = metrics.New(metrics.Config{Registerer: r.prom}); err != nil {
 		return nil, err
+	}
+	if w.runs, err = r.Runs(); err != nil {
+		return nil, err
+	}
+	if r.scheduled() {
+		slog := log.With().Str("component", "scheduler").Logger()
+		if w.sched, err = runs.NewScheduler(r.rdb, w.runs, r.runWfs, runs.SchedulerConfig{Logger: &slog}); err != nil {
+			return nil, &ConfigError{err}
+		}
 	}
 	wc := r.workerConfig()
 	w.mws, w.obs = w.chain()
@@ -113,16 +129,20 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 // and its observers, in one place:
 //
 //   - the ledger answers a repeated delivery of finished work (it is a
-//     success) before the breaker could snooze it;
+//     success) before anything after it could refuse or snooze it;
+//   - the runs middleware renders a run step's payload and checks its
+//     run's caps and state before the attempt;
 //   - the breaker sits next to the handler it protects;
 //   - the program's middleware last, closest to the handler;
 //   - observers, in order, after the queue decided the attempt's outcome:
 //     dead-letter capture, metrics, budget counting, the ledger's record of
-//     a success (folded into asynq's completion where queue can), then the
+//     a success (folded into asynq's completion where queue can), the
+//     runs' record of the step (output, usage, the next step), then the
 //     program's observers.
 func (w *Worker) chain() (mws []jobs.Middleware, obs []jobs.Observer) {
-	mws = append([]jobs.Middleware{w.ledger.Middleware(), w.brk.Middleware()}, w.rt.opts.Middleware...)
-	obs = append([]jobs.Observer{w.dead.Observer(), w.metrics.Observer(), w.budgets.Observer(), w.ledger.Observer()}, w.rt.opts.Observers...)
+	mws = append([]jobs.Middleware{w.ledger.Middleware(), w.runs.Middleware(), w.brk.Middleware()}, w.rt.opts.Middleware...)
+	obs = append([]jobs.Observer{w.dead.Observer(), w.metrics.Observer(), w.budgets.Observer(), w.ledger.Observer(),
+		w.runs.Observer()}, w.rt.opts.Observers...)
 	return mws, obs
 }
 
@@ -149,6 +169,14 @@ func (w *Worker) startLoops(ctx context.Context) {
 	run(w.dead.RunReconciler)
 	run(w.budgets.Run)
 	run(w.brk.Run)
+	if w.sched != nil {
+		log := w.rt.log
+		run(func(ctx context.Context) {
+			if err := w.sched.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error().Err(err).Msg("run scheduler stopped")
+			}
+		})
+	}
 	if w.srv != nil {
 		log := w.rt.log
 		run(func(ctx context.Context) {
@@ -166,7 +194,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.Close()
 	r := w.rt
 	r.log.Info().Str("redis", queue.MaskURL(r.cfg.RedisURLOrDefault())).Int("concurrency", r.cfg.Worker.Concurrency).
-		Interface("queues", workerQueues(r.cfg)).Strs("kinds", r.reg.Kinds()).Msg("worker starting")
+		Interface("queues", workerQueues(r.cfg, r.runWfs)).Strs("kinds", r.reg.Kinds()).Msg("worker starting")
 	if err := w.Start(); err != nil {
 		return err
 	}
@@ -199,8 +227,9 @@ func (w *Worker) Held() int { return w.queue.Held() }
 
 // Close stops taking tasks (waiting for running steps) and then the parts,
 // in order: the budgets', breakers' and metrics loops after a last flush of
-// counted outcomes, the reconciler, the ledger (flushed), and the alert
-// webhook, which gets five seconds for queued alerts. Close is idempotent.
+// counted outcomes, the reconciler and the run scheduler, the ledger
+// (flushed), and the alert webhook, which gets five seconds for queued
+// alerts. Close is idempotent.
 func (w *Worker) Close() {
 	w.closeOnce.Do(func() {
 		w.mu.Lock()
@@ -224,6 +253,7 @@ func (w *Worker) closeParts() {
 		w.ledger.Close()
 	}
 	if w.hook != nil {
+		w.rt.capAlert.Store(nil) // runs going over a cap now are only logged
 		ctx, cancel := context.WithTimeout(context.Background(), alertsCloseTimeout)
 		defer cancel()
 		w.hook.Close(ctx)

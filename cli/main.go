@@ -186,6 +186,7 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 		m.dlqCommand(rf),
 		m.budgetCommand(rf),
 		m.breakerCommand(rf),
+		m.runCommand(rf),
 	)
 	// Added here rather than when the command runs, so that it is a group
 	// like the others below.

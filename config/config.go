@@ -2,6 +2,8 @@ package config
 
 import (
 	"cmp"
+	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/agentq/agentq/breaker"
@@ -11,6 +13,7 @@ import (
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 // DefaultRedisURL is the Redis address used by commands that need a server when
@@ -43,9 +46,80 @@ type Config struct {
 	// Breakers sets the circuit breakers kept per dependency (an http.call's URL
 	// host, or a name a handler gives). Defaults: see Breakers.
 	Breakers Breakers `mapstructure:"breakers"`
+	// Runs sets how agent runs are kept. Defaults: see Runs.
+	Runs Runs `mapstructure:"runs"`
+	// LLM names the model providers and models llm.chat steps use; it is read
+	// from the config file only. Default: none.
+	LLM LLM `mapstructure:"llm"`
 	// Workflows holds per-workflow settings by workflow name; it is read from the
 	// config file only. Default: none.
 	Workflows map[string]Workflow `mapstructure:"workflows"`
+
+	// origins maps the keys of run workflows (steps, caps, schedule and
+	// every value of a payload) to where the config file sets them,
+	// "agentq.yaml, line 14"; see Origin.
+	origins map[string]string
+}
+
+// Runs sets how agent runs are kept.
+type Runs struct {
+	// Retention is how long a finished run's state is kept. Default: 720h (30 days).
+	Retention time.Duration `mapstructure:"retention"`
+	// MaxOutputBytes bounds a step's stored output; a larger output fails the
+	// attempt (permanent). Default: 262144 (256 KiB).
+	MaxOutputBytes int `mapstructure:"max_output_bytes"`
+	// MaxSteps bounds the steps of any run, steps added at run time included,
+	// whatever its caps. Default: 100.
+	MaxSteps int `mapstructure:"max_steps"`
+}
+
+// LLM is llm.providers and llm.models: the OpenAI-compatible endpoints
+// llm.chat calls and the model names its steps use. Names may hold dots.
+type LLM struct {
+	// Providers are the endpoints by name. Default: none.
+	Providers map[string]LLMProvider `mapstructure:"providers"`
+	// Models are the model names steps use (payload "model"). Default: none.
+	Models map[string]LLMModel `mapstructure:"models"`
+}
+
+// LLMProvider is one OpenAI-compatible chat completions endpoint.
+type LLMProvider struct {
+	// BaseURL is the API root, e.g. https://api.openai.com/v1. Default: "".
+	BaseURL string `mapstructure:"base_url"`
+	// APIKeyEnv names the environment variable holding the API key, read when
+	// a step runs; empty sends no key. Default: "".
+	APIKeyEnv string `mapstructure:"api_key_env"`
+}
+
+// LLMModel is one model name steps use.
+type LLMModel struct {
+	// Provider names an entry of llm.providers. Default: "".
+	Provider string `mapstructure:"provider"`
+	// Model is the provider's model id, e.g. gpt-4o-mini. Default: "".
+	Model string `mapstructure:"model"`
+	// InputPerMTok is the price in US dollars per million prompt tokens. Default: 0.
+	InputPerMTok float64 `mapstructure:"input_per_mtok"`
+	// OutputPerMTok is the price in US dollars per million completion tokens. Default: 0.
+	OutputPerMTok float64 `mapstructure:"output_per_mtok"`
+}
+
+// Handlers returns llm.chat's configuration (handlers.Config.LLM).
+func (l LLM) Handlers() handlers.LLMConfig {
+	var out handlers.LLMConfig
+	if len(l.Providers) > 0 {
+		out.Providers = make(map[string]handlers.LLMProvider, len(l.Providers))
+		for name, p := range l.Providers {
+			out.Providers[name] = handlers.LLMProvider{BaseURL: p.BaseURL, APIKeyEnv: p.APIKeyEnv}
+		}
+	}
+	if len(l.Models) > 0 {
+		out.Models = make(map[string]handlers.LLMModel, len(l.Models))
+		for name, m := range l.Models {
+			out.Models[name] = handlers.LLMModel{Provider: m.Provider, Model: m.Model,
+				InputPerMTok: m.InputPerMTok, OutputPerMTok: m.OutputPerMTok}
+		}
+	}
+	return out
 }
 
 // Redis says how to reach the Redis server.
@@ -243,6 +317,126 @@ type Workflow struct {
 	Retry Retry `mapstructure:"retry"`
 	// Budget is the workflow's error budget; an SLO of 0 means none. Default: none.
 	Budget Budget `mapstructure:"budget"`
+	// Caps bound each run of the workflow; they need Steps. Default: none.
+	Caps Caps `mapstructure:"caps"`
+	// Schedule starts runs of the workflow on a cron schedule; it needs
+	// Steps. Default: none.
+	Schedule Schedule `mapstructure:"schedule"`
+	// Steps make the workflow one agent runs can start (`agentq run start`):
+	// its steps, run in order. Default: none.
+	Steps []Step `mapstructure:"steps"`
+}
+
+// Caps bound a run; zero means no cap (runs.Caps).
+type Caps struct {
+	// MaxCostUSD bounds the run's cost in US dollars. Default: 0 (none).
+	MaxCostUSD float64 `mapstructure:"max_cost_usd"`
+	// MaxTokens bounds the run's tokens, in and out. Default: 0 (none).
+	MaxTokens int64 `mapstructure:"max_tokens"`
+	// MaxDuration bounds the run's wall time from its start. Default: 0 (none).
+	MaxDuration time.Duration `mapstructure:"max_duration"`
+	// MaxSteps bounds how many steps start, fallbacks and added steps
+	// included. Default: 0 (none but runs.max_steps).
+	MaxSteps int `mapstructure:"max_steps"`
+	// MaxAttempts bounds the attempts of all the run's steps together. Default: 0 (none).
+	MaxAttempts int `mapstructure:"max_attempts"`
+}
+
+// Schedule starts a workflow's runs on a cron schedule (runs.Schedule).
+type Schedule struct {
+	// Cron is a five-field cron expression ("0 9 * * MON") or a descriptor
+	// (@hourly, @every 10m). Default: "" (no schedule).
+	Cron string `mapstructure:"cron"`
+	// Timezone is the IANA zone the expression is read in. Default: "" (UTC).
+	Timezone string `mapstructure:"timezone"`
+	// Input is each run's input, written as YAML and kept as JSON. Default: {}.
+	Input json.RawMessage `mapstructure:"input"`
+}
+
+// Step is one step of a workflow (jobs.StepDef).
+type Step struct {
+	// Name is unique within the workflow; templates see its output as
+	// .steps.<name>.output. Default: "".
+	Name string `mapstructure:"name"`
+	// Kind is the task kind that runs it, e.g. llm.chat. Default: "".
+	Kind string `mapstructure:"kind"`
+	// Queue overrides the workflow's queue. Default: "" (the workflow's).
+	Queue string `mapstructure:"queue"`
+	// MaxAttempts overrides the workflow's retry.max_attempts. Default: 0 (inherit).
+	MaxAttempts int `mapstructure:"max_attempts"`
+	// RetryBase overrides the workflow's retry.base. Default: 0 (inherit).
+	RetryBase time.Duration `mapstructure:"retry_base"`
+	// RetryMax overrides the workflow's retry.max. Default: 0 (inherit).
+	RetryMax time.Duration `mapstructure:"retry_max"`
+	// Timeout bounds one attempt. Default: 0 (the kind's).
+	Timeout time.Duration `mapstructure:"timeout"`
+	// Fallback names the step run instead of this one when this one is
+	// dead-lettered. Default: "" (none).
+	Fallback string `mapstructure:"fallback"`
+	// Payload is the payload template, written as YAML and kept as JSON;
+	// its string values are Go templates over .input, .run_id and
+	// .steps.<name>.output. Default: none.
+	Payload json.RawMessage `mapstructure:"payload"`
+}
+
+// IsRun reports whether the workflow defines steps, so runs of it can start.
+func (w Workflow) IsRun() bool { return len(w.Steps) > 0 }
+
+// Run returns the workflow named name as package runs defines it. Its
+// queue is as written (empty uses enqueue.queue); its retry policy is the
+// client's, by workflow name.
+func (w Workflow) Run(name string) runs.Workflow {
+	rw := runs.Workflow{
+		Name:  name,
+		Queue: w.Queue,
+		Caps: runs.Caps{MaxCostUSD: w.Caps.MaxCostUSD, MaxTokens: w.Caps.MaxTokens, MaxDuration: w.Caps.MaxDuration,
+			MaxSteps: w.Caps.MaxSteps, MaxAttempts: w.Caps.MaxAttempts},
+	}
+	for _, s := range w.Steps {
+		rw.Steps = append(rw.Steps, jobs.StepDef{Name: s.Name, Kind: s.Kind, Queue: s.Queue, Payload: s.Payload,
+			Fallback: s.Fallback, MaxAttempts: s.MaxAttempts, RetryBase: s.RetryBase, RetryMax: s.RetryMax, Timeout: s.Timeout})
+	}
+	if !isZeroSchedule(w.Schedule) {
+		rw.Schedule = &runs.Schedule{Cron: w.Schedule.Cron, Timezone: w.Schedule.Timezone, Input: w.Schedule.Input}
+	}
+	return rw
+}
+
+func isZeroSchedule(s Schedule) bool { return s.Cron == "" && s.Timezone == "" && len(s.Input) == 0 }
+
+// RunWorkflows returns the workflows that define steps, as package runs
+// defines them, by name; nil when none does.
+func (c Config) RunWorkflows() map[string]runs.Workflow {
+	var out map[string]runs.Workflow
+	for name, w := range c.Workflows {
+		if !w.IsRun() {
+			continue
+		}
+		if out == nil {
+			out = map[string]runs.Workflow{}
+		}
+		out[name] = w.Run(name)
+	}
+	return out
+}
+
+// Origin returns where the config file sets key, "agentq.yaml, line 14",
+// for the keys of run workflows (workflows.<name>.steps[1].fallback,
+// workflows.<name>.steps[0].payload.messages[0].content, ...). A key the
+// file does not set itself gives the origin of the nearest enclosing key
+// it does set; "" when there is none (a Config not loaded from a file).
+func (c Config) Origin(key string) string {
+	for key != "" {
+		if o, ok := c.origins[key]; ok {
+			return o
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i <= 0 {
+			return ""
+		}
+		key = key[:i]
+	}
+	return ""
 }
 
 // Budget is a workflow's error budget: over a sliding Window, at most (1 - SLO) of
@@ -333,6 +527,7 @@ func Default() Config {
 		HTTP:      HTTP{Timeout: handlers.TimeoutDefault, MaxResponseBytes: handlers.MaxResponseBytesDefault},
 		DLQ:       DLQ{ReconcileInterval: dlq.ReconcileIntervalDefault, Grace: dlq.GraceDefault},
 		Ledger:    Ledger{Retention: ledger.RetentionDefault},
+		Runs:      Runs{Retention: runs.RetentionDefault, MaxOutputBytes: runs.MaxOutputBytesDefault, MaxSteps: runs.MaxStepsDefault},
 		Breakers: Breakers{
 			Failures:    breaker.FailuresDefault,
 			FailureRate: breaker.FailureRateDefault,

@@ -542,7 +542,7 @@ workflows:
 	}
 	for _, tt := range tests {
 		got, ok := cfg.Workflow(tt.name)
-		if got != tt.want || ok != tt.wantOK {
+		if !reflect.DeepEqual(got, tt.want) || ok != tt.wantOK {
 			t.Errorf("Workflow(%q) = %+v, %v; want %+v, %v", tt.name, got, ok, tt.want, tt.wantOK)
 		}
 	}
@@ -779,6 +779,9 @@ func TestKeys(t *testing.T) {
 		{"AGENTQ_DASHBOARD_BEARER_TOKEN", "t", func(c Config) any { return c.Dashboard.BearerToken }, "t"},
 		{"AGENTQ_WORKER_RECOVER_INTERVAL", "0s", func(c Config) any { return c.Worker.RecoverInterval }, time.Duration(0)},
 		{"AGENTQ_WORKER_RECOVER_GRACE", "20s", func(c Config) any { return c.Worker.RecoverGrace }, 20 * time.Second},
+		{"AGENTQ_RUNS_RETENTION", "48h", func(c Config) any { return c.Runs.Retention }, 48 * time.Hour},
+		{"AGENTQ_RUNS_MAX_OUTPUT_BYTES", "1024", func(c Config) any { return c.Runs.MaxOutputBytes }, 1024},
+		{"AGENTQ_RUNS_MAX_STEPS", "7", func(c Config) any { return c.Runs.MaxSteps }, 7},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -789,8 +792,8 @@ func TestKeys(t *testing.T) {
 			}
 		})
 	}
-	if n := len(fields); n != 53 {
-		t.Errorf("Config has %d keys, want 53: update this count and the tests when adding keys", n)
+	if n := len(fields); n != 56 {
+		t.Errorf("Config has %d keys, want 56: update this count and the tests when adding keys", n)
 	}
 }
 

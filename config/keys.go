@@ -43,6 +43,14 @@ const workflowsKey = "workflows"
 // overridesKey is the file-only key holding per-dependency breaker settings.
 const overridesKey = "breakers.overrides"
 
+// providersKey and modelsKey are the file-only keys naming llm.chat's
+// providers and models.
+const (
+	llmKey       = "llm"
+	providersKey = "llm.providers"
+	modelsKey    = "llm.models"
+)
+
 // fields lists every key but workflows, derived from the mapstructure tags of Config so
 // that a new field is a new key (file, environment and flags) without more code.
 var fields = collectFields(reflect.TypeFor[Config](), "", nil)
@@ -58,7 +66,7 @@ var fieldByKey = func() map[string]field {
 
 // sections holds every key prefix that names a group of keys ("redis", "redis.tls").
 var sections = func() map[string]bool {
-	m := map[string]bool{}
+	m := map[string]bool{llmKey: true} // llm holds file-only keys only
 	for _, f := range fields {
 		parts := strings.Split(f.key, ".")
 		for i := 1; i < len(parts); i++ {
@@ -74,12 +82,17 @@ var (
 	queuesType    = reflect.TypeFor[map[string]int]()
 	workflowsType = reflect.TypeFor[map[string]Workflow]()
 	overridesType = reflect.TypeFor[map[string]Breaker]()
+	providersType = reflect.TypeFor[map[string]LLMProvider]()
+	modelsType    = reflect.TypeFor[map[string]LLMModel]()
 )
 
 func collectFields(t reflect.Type, prefix string, index []int) []field {
 	var out []field
 	for i := range t.NumField() {
 		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
 		name := sf.Tag.Get("mapstructure")
 		if name == "" {
 			panic(fmt.Sprintf("config: field %s.%s has no mapstructure tag", t.Name(), sf.Name))
@@ -90,6 +103,8 @@ func collectFields(t reflect.Type, prefix string, index []int) []field {
 			continue // file-only, decoded by decodeWorkflows
 		case sf.Type == overridesType:
 			continue // file-only, decoded by decodeOverrides
+		case sf.Type == providersType, sf.Type == modelsType:
+			continue // file-only, decoded by decodeLLM
 		case sf.Type == durationType:
 			f.kind = kindDuration
 		case sf.Type == stringsType:

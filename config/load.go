@@ -68,6 +68,10 @@ type loader struct {
 	file      string     // the config file read, "" if none
 	workflows *yaml.Node // the file's workflows mapping, nil if none
 	overrides *yaml.Node // the file's breakers.overrides mapping, nil if none
+	providers *yaml.Node // the file's llm.providers mapping, nil if none
+	models    *yaml.Node // the file's llm.models mapping, nil if none
+	// runOrigins are the origins of run workflows' keys (Config.Origin).
+	runOrigins map[string]string
 }
 
 // Load builds the effective configuration from, in increasing precedence, Default,
@@ -85,7 +89,7 @@ func Load(opts Options) (Config, error) {
 // load is Load with the config file already read: path names it in messages,
 // and is "" when there is none.
 func load(opts Options, path string, data []byte) (Config, error) {
-	l := &loader{v: viper.New(), origins: map[string]origin{}}
+	l := &loader{v: viper.New(), origins: map[string]origin{}, runOrigins: map[string]string{}}
 	def := reflect.ValueOf(Default())
 	for _, f := range fields {
 		l.v.SetDefault(f.key, def.FieldByIndex(f.index).Interface())
@@ -218,6 +222,15 @@ func (l *loader) walk(m *yaml.Node, prefix string) []error {
 				l.overrides = v
 				l.origins[overridesKey] = origin{layer: layerFile, where: where, node: v}
 			}
+		case key == providersKey, key == modelsKey:
+			if !isNull(v) {
+				if key == providersKey {
+					l.providers = v
+				} else {
+					l.models = v
+				}
+				l.origins[key] = origin{layer: layerFile, where: where, node: v}
+			}
 		case isKey(key):
 			if !isNull(v) {
 				l.origins[key] = origin{layer: layerFile, where: where, node: v}
@@ -256,6 +269,18 @@ func suggest(key string) string {
 				candidates = append(candidates, workflowsKey+"."+name+"."+k)
 			}
 		}
+	} else if rest, ok := strings.CutPrefix(key, providersKey+"."); ok {
+		if i := strings.LastIndex(rest, "."); i >= 0 {
+			for _, f := range providerFields {
+				candidates = append(candidates, providersKey+"."+rest[:i]+"."+f.key)
+			}
+		}
+	} else if rest, ok := strings.CutPrefix(key, modelsKey+"."); ok {
+		if i := strings.LastIndex(rest, "."); i >= 0 {
+			for _, f := range modelFields {
+				candidates = append(candidates, modelsKey+"."+rest[:i]+"."+f.key)
+			}
+		}
 	} else if rest, ok := strings.CutPrefix(key, overridesKey+"."); ok {
 		// breakers.overrides.<name>.<key>: dependency names hold dots, so the
 		// key is the last part.
@@ -269,7 +294,7 @@ func suggest(key string) string {
 			candidates = append(candidates, f.key)
 		}
 		candidates = append(candidates, slices.Collect(maps.Keys(sections))...)
-		candidates = append(candidates, workflowsKey, overridesKey)
+		candidates = append(candidates, workflowsKey, overridesKey, providersKey, modelsKey)
 	}
 	return closest(key, candidates)
 }
@@ -396,6 +421,13 @@ func (l *loader) decode() (cfg Config, failed map[string]bool, err error) {
 	ovs, oerrs := l.decodeOverrides()
 	cfg.Breakers.Overrides = ovs
 	werrs = append(werrs, oerrs...)
+	var perrs, merrs []error
+	cfg.LLM.Providers, perrs = decodeNamed[LLMProvider](l, l.providers, providersKey, providerFields)
+	cfg.LLM.Models, merrs = decodeNamed[LLMModel](l, l.models, modelsKey, modelFields)
+	werrs = append(append(werrs, perrs...), merrs...)
+	if len(l.runOrigins) > 0 {
+		cfg.origins = l.runOrigins
+	}
 	for _, e := range werrs {
 		if fe, ok := e.(*FieldError); ok {
 			failed[fe.Key] = true
@@ -415,7 +447,12 @@ func workflowKey(name string) string {
 
 // workflowKeys are the keys of one workflow, relative to workflows.<name>.
 var workflowKeys = []string{"queue", "retry.base", "retry.max", "retry.max_attempts",
-	"budget.slo", "budget.window", "budget.min_events", "budget.on_exhausted"}
+	"budget.slo", "budget.window", "budget.min_events", "budget.on_exhausted",
+	"caps.max_cost_usd", "caps.max_tokens", "caps.max_duration", "caps.max_steps", "caps.max_attempts",
+	"schedule.cron", "schedule.timezone", "schedule.input", "steps"}
+
+// workflowSections are the mappings inside a workflow.
+var workflowSections = []string{"retry", "budget", "caps", "schedule"}
 
 // workflowKinds gives the kind of each of workflowKeys.
 var workflowKinds = map[string]kind{
@@ -427,6 +464,13 @@ var workflowKinds = map[string]kind{
 	"budget.window":       kindDuration,
 	"budget.min_events":   kindInt,
 	"budget.on_exhausted": kindString,
+	"caps.max_cost_usd":   kindFloat,
+	"caps.max_tokens":     kindInt64,
+	"caps.max_duration":   kindDuration,
+	"caps.max_steps":      kindInt,
+	"caps.max_attempts":   kindInt,
+	"schedule.cron":       kindString,
+	"schedule.timezone":   kindString,
 }
 
 // decodeWorkflows reads the file's workflows mapping. It is read from the node, not
@@ -456,6 +500,23 @@ func (l *loader) decodeWorkflows() (map[string]Workflow, []error) {
 			key := prefix + "." + rel
 			where := fmt.Sprintf("%s, line %d", l.file, vn.Line)
 			l.origins[key] = origin{layer: layerFile, where: where, node: vn}
+			if isRunKey(rel) {
+				l.runOrigins[key] = where
+			}
+			switch rel {
+			case "steps":
+				var serrs []error
+				w.Steps, serrs = l.decodeSteps(vn, key)
+				errs = append(errs, serrs...)
+				return
+			case "schedule.input":
+				in, err := l.toJSON(vn, key)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				w.Schedule.Input = in
+				return
+			}
 			val, problem := convert(workflowKinds[rel], nodeValue(vn), vn, false)
 			if problem != "" {
 				errs = append(errs, &FieldError{Key: key, Source: where, Reason: problem})
@@ -478,9 +539,26 @@ func (l *loader) decodeWorkflows() (map[string]Workflow, []error) {
 				w.Budget.MinEvents = val.(int)
 			case "budget.on_exhausted":
 				w.Budget.OnExhausted = val.(string)
+			case "caps.max_cost_usd":
+				w.Caps.MaxCostUSD = val.(float64)
+			case "caps.max_tokens":
+				w.Caps.MaxTokens = val.(int64)
+			case "caps.max_duration":
+				w.Caps.MaxDuration = val.(time.Duration)
+			case "caps.max_steps":
+				w.Caps.MaxSteps = val.(int)
+			case "caps.max_attempts":
+				w.Caps.MaxAttempts = val.(int)
+			case "schedule.cron":
+				w.Schedule.Cron = val.(string)
+			case "schedule.timezone":
+				w.Schedule.Timezone = val.(string)
 			}
 		}
 		errs = append(errs, l.walkWorkflow(v, prefix, "", set)...)
+		if w.IsRun() || w.Caps != (Caps{}) || !isZeroSchedule(w.Schedule) {
+			l.runOrigins[prefix] = l.source(prefix)
+		}
 		out[k.Value] = w
 	}
 	if len(out) == 0 {
@@ -508,7 +586,10 @@ func (l *loader) walkWorkflow(m *yaml.Node, prefix, rel string, set func(rel str
 		k, v := m.Content[i], resolveAlias(m.Content[i+1])
 		r := rel + k.Value
 		switch {
-		case rel == "" && (r == "retry" || r == "budget"):
+		case rel == "" && slices.Contains(workflowSections, r):
+			if isRunKey(r + ".") {
+				l.runOrigins[prefix+"."+r] = fmt.Sprintf("%s, line %d", l.file, k.Line)
+			}
 			errs = append(errs, l.walkWorkflow(v, prefix, r+".", set)...)
 		case slices.Contains(workflowKeys, r):
 			if !isNull(v) {

@@ -1,9 +1,15 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/agentq/agentq/redact"
 )
 
 // mask replaces secret values in output.
@@ -18,7 +24,9 @@ var secretParams = []string{
 // Masked returns a copy of c with secrets replaced by "****": password and token
 // fields, the password in any URL (redis://user:****@host:6379/0), secret query
 // parameters of redis.url, and the path and every query value of
-// alerts.webhook_url. The copy
+// alerts.webhook_url, the password in llm.providers' base URLs, and the
+// values of secret fields and headers (package redact's names and
+// http.redact_*) in step payloads and schedule inputs. The copy
 // shares no maps or slices with c.
 func (c Config) Masked() Config {
 	m := c
@@ -32,8 +40,68 @@ func (c Config) Masked() Config {
 	m.HTTP.RedactFields = slices.Clone(c.HTTP.RedactFields)
 	m.Alerts.WebhookURL = maskURL(c.Alerts.WebhookURL, true)
 	m.Workflows = maps.Clone(c.Workflows)
+	red := redact.New(c.HTTP.RedactHeaders, c.HTTP.RedactFields)
+	secret := func(name string) bool { return red.SecretField(name) || red.SecretHeader(name) }
+	for name, w := range m.Workflows {
+		w.Schedule.Input = maskJSON(w.Schedule.Input, secret)
+		w.Steps = slices.Clone(w.Steps)
+		for i := range w.Steps {
+			w.Steps[i].Payload = maskJSON(w.Steps[i].Payload, secret)
+		}
+		m.Workflows[name] = w
+	}
 	m.Breakers.Overrides = maps.Clone(c.Breakers.Overrides)
+	m.LLM.Providers = maps.Clone(c.LLM.Providers)
+	for name, p := range m.LLM.Providers {
+		p.BaseURL = maskURL(p.BaseURL, false)
+		m.LLM.Providers[name] = p
+	}
+	m.LLM.Models = maps.Clone(c.LLM.Models)
+	m.origins = maps.Clone(c.origins)
 	return m
+}
+
+// maskJSON returns a copy of the JSON document raw with the value of every
+// object key secret names replaced by "****", keeping key order; raw
+// itself when it is not JSON.
+func maskJSON(raw json.RawMessage, secret func(string) bool) json.RawMessage {
+	if len(raw) == 0 {
+		return slices.Clone(raw)
+	}
+	n := jsonToNode(raw)
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value == string(raw) {
+		return slices.Clone(raw) // not JSON
+	}
+	if !maskNode(n, secret) {
+		return slices.Clone(raw)
+	}
+	var b bytes.Buffer
+	if err := writeJSONNode(&b, n); err != nil {
+		return slices.Clone(raw)
+	}
+	return b.Bytes()
+}
+
+// maskNode masks n's secret values in place and reports whether it masked
+// any.
+func maskNode(n *yaml.Node, secret func(string) bool) bool {
+	masked := false
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if secret(n.Content[i].Value) {
+				n.Content[i+1] = scalarNode("!!str", mask)
+				masked = true
+				continue
+			}
+			masked = maskNode(n.Content[i+1], secret) || masked
+		}
+	case yaml.SequenceNode:
+		for _, e := range n.Content {
+			masked = maskNode(e, secret) || masked
+		}
+	}
+	return masked
 }
 
 func maskSecret(s string) string {

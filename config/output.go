@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -51,12 +52,15 @@ func toNode(v reflect.Value, omitZero bool) *yaml.Node {
 	if v.Type() == durationType {
 		return scalarNode("!!str", formatDuration(time.Duration(v.Int())))
 	}
+	if v.Type() == rawJSONType {
+		return jsonToNode(v.Bytes())
+	}
 	switch v.Kind() {
 	case reflect.Struct:
 		n := &yaml.Node{Kind: yaml.MappingNode}
 		for i := range v.NumField() {
 			fv := v.Field(i)
-			if omitZero && fv.IsZero() {
+			if !v.Type().Field(i).IsExported() || (omitZero && fv.IsZero()) {
 				continue
 			}
 			n.Content = append(n.Content, scalarNode("!!str", v.Type().Field(i).Tag.Get("mapstructure")), toNode(fv, omitZero))
@@ -70,7 +74,7 @@ func toNode(v reflect.Value, omitZero bool) *yaml.Node {
 		keys := v.MapKeys()
 		slices.SortFunc(keys, func(a, b reflect.Value) int { return cmp.Compare(a.String(), b.String()) })
 		for _, k := range keys {
-			n.Content = append(n.Content, scalarNode("!!str", k.String()), toNode(v.MapIndex(k), v.Type() == workflowsType || v.Type() == overridesType))
+			n.Content = append(n.Content, scalarNode("!!str", k.String()), toNode(v.MapIndex(k), omitsZero(v.Type())))
 		}
 		if len(keys) == 0 {
 			n.Style = yaml.FlowStyle
@@ -92,10 +96,22 @@ func toNode(v reflect.Value, omitZero bool) *yaml.Node {
 	case reflect.Int, reflect.Int64:
 		return scalarNode("!!int", strconv.FormatInt(v.Int(), 10))
 	case reflect.Float64:
-		return scalarNode("!!float", formatFloat(v.Float()))
+		f := formatFloat(v.Float())
+		if !strings.ContainsAny(f, ".eEnN") {
+			f += ".0" // 45.0: a plain 45 would print as "!!float 45"
+		}
+		return scalarNode("!!float", f)
 	}
 	panic(fmt.Sprintf("config: cannot write a %s", v.Type()))
 }
+
+// omitsZero reports whether the values of a map of type t leave out zero
+// fields: they inherit, or are not set.
+func omitsZero(t reflect.Type) bool {
+	return t == workflowsType || t == overridesType || t == providersType || t == modelsType
+}
+
+var rawJSONType = reflect.TypeFor[json.RawMessage]()
 
 func scalarNode(tag, value string) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: value}

@@ -19,6 +19,7 @@ import (
 	"github.com/agentq/agentq/ledger"
 	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/redact"
+	"github.com/agentq/agentq/runs"
 )
 
 // FieldError is a bad configuration value. Its message names the key, the value
@@ -181,10 +182,113 @@ func (c Config) validate(source func(key string) string) error {
 		ch.breaker(key, b.Overrides[name], true)
 	}
 
+	if ch.positive("runs.retention", c.Runs.Retention) && c.Runs.Retention < time.Minute {
+		ch.fail("runs.retention", "must be at least 1m (finished runs are kept this long for run show), got %s", formatDuration(c.Runs.Retention))
+	}
+	ch.atLeast("runs.max_output_bytes", int64(c.Runs.MaxOutputBytes), 1)
+	if c.Runs.MaxOutputBytes > MaxPayloadBytesLimit {
+		ch.fail("runs.max_output_bytes", "must be at most %d (64 MiB), got %d", MaxPayloadBytesLimit, c.Runs.MaxOutputBytes)
+	}
+	ch.atLeast("runs.max_steps", int64(c.Runs.MaxSteps), 1)
+
+	ch.llm(c.LLM)
+
 	for _, name := range slices.Sorted(maps.Keys(c.Workflows)) {
 		ch.workflow(name, c.Workflows[name], c.Retry)
+		ch.runWorkflow(c, name, c.Workflows[name])
 	}
 	return errors.Join(ch.errs...)
+}
+
+// llm checks llm.providers and llm.models: names, then handlers' own rules
+// for llm.chat's configuration when handlers has them.
+func (ch *checker) llm(l LLM) {
+	for _, name := range slices.Sorted(maps.Keys(l.Providers)) {
+		if strings.TrimSpace(name) == "" {
+			ch.fail(providersKey+`.""`, "provider name must not be empty")
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(l.Models)) {
+		if strings.TrimSpace(name) == "" {
+			ch.fail(modelsKey+`.""`, "model name must not be empty")
+		}
+	}
+	// handlers.LLMConfig.Validate holds the rules (base URLs, a model's
+	// provider, prices); this builds with or without it.
+	if v, ok := any(l.Handlers()).(interface{ Validate() error }); ok {
+		for _, err := range unwrapJoined(v.Validate()) {
+			ch.fail(llmKey, "%v", err)
+		}
+	}
+}
+
+// runWorkflow checks what a workflow defines for runs: caps and a schedule
+// need steps, and the steps are checked with package runs' rules (names,
+// fallbacks, templates, caps, schedule). Kinds are not checked here: a Go
+// program registers its own, so agentq.New checks them against its
+// registry. Each problem names the key of the value and, loaded from a
+// file, its line.
+func (ch *checker) runWorkflow(c Config, name string, w Workflow) {
+	prefix := workflowKey(name)
+	if !w.IsRun() {
+		if w.Caps != (Caps{}) {
+			ch.failAt(c, prefix+".caps", "needs steps: caps bound the runs of a workflow that defines steps")
+		}
+		if !isZeroSchedule(w.Schedule) {
+			ch.failAt(c, prefix+".schedule", "needs steps: a schedule starts runs of a workflow that defines steps")
+		}
+		return
+	}
+	for _, err := range RunErrors(c, name, w.Run(name).Validate(func(string) bool { return true })) {
+		ch.errs = append(ch.errs, err)
+	}
+}
+
+// flatten returns the errors joined in err, however deeply.
+func flatten(err error) []error {
+	var out []error
+	for _, e := range unwrapJoined(err) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, inner := range j.Unwrap() {
+				out = append(out, flatten(inner)...)
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// failAt is fail with the source taken from c's origins (nearest key).
+func (ch *checker) failAt(c Config, key, format string, args ...any) {
+	e := &FieldError{Key: key, Reason: fmt.Sprintf(format, args...), Source: c.Origin(key)}
+	if e.Source == "" && ch.source != nil {
+		e.Source = ch.source(key)
+	}
+	ch.errs = append(ch.errs, e)
+}
+
+// RunErrors turns err, from package runs' validation of the workflow
+// named name (runs.Workflow.Validate), into one *FieldError per problem:
+// each *runs.FieldError's path, relative to the workflow, becomes the key
+// workflows.<name>.<path>, with where the config file sets it. Other
+// errors are kept under the workflow's key. agentq.New uses it for the
+// kinds it checks.
+func RunErrors(c Config, name string, err error) []error {
+	prefix := workflowKey(name)
+	var out []error
+	for _, e := range flatten(err) {
+		key, reason := prefix, e.Error()
+		var fe *runs.FieldError
+		if errors.As(e, &fe) {
+			reason = fe.Reason
+			if fe.Path != "" {
+				key = prefix + "." + fe.Path
+			}
+		}
+		out = append(out, &FieldError{Key: key, Source: c.Origin(key), Reason: reason})
+	}
+	return out
 }
 
 // breaker checks one set of breaker settings under prefix with the breaker
