@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentq/agentq/internal/bench"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 // binarySelf is the --binary value that names the running program.
@@ -69,7 +70,9 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 					return usagef("bench: --binary %s is not an executable file", opts.Binary)
 				}
 			}
-			rt, err := m.openRedis(cmd, rf, false)
+			// The runtime knows the runs row's workflow, so the row measures
+			// the worker's own chain and run engine.
+			rt, err := m.openRedisWith(cmd, rf, false, map[string]runs.Workflow{bench.RunsWorkflowName: bench.RunsWorkflow()})
 			if err != nil {
 				return err
 			}
@@ -99,6 +102,9 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 				}
 				defer w.Close()
 				opts.Middleware, opts.Observers = w.Middleware(), w.Observers()
+				if opts.Engine, err = rt.Runs(); err != nil {
+					return err
+				}
 				opts.WorkerConfig = benchWorkerConfig(w.QueueConfig())
 			}
 			rep, err := bench.Run(ctx, rdb, rt.Registry(), opts)

@@ -14,6 +14,7 @@ import (
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/internal/logging"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 // options are the runtime options of Main's commands: the program named
@@ -35,7 +36,14 @@ func (m *Main) options(configFile string) agentq.Options {
 
 // newRuntime builds the runtime of one command from cfg.
 func (m *Main) newRuntime(cfg config.Config, configFile string, quiet bool) (*agentq.Runtime, error) {
+	return m.newRuntimeWith(cfg, configFile, quiet, nil)
+}
+
+// newRuntimeWith is newRuntime with workflows defined in code beside the
+// configured ones.
+func (m *Main) newRuntimeWith(cfg config.Config, configFile string, quiet bool, wfs map[string]runs.Workflow) (*agentq.Runtime, error) {
 	opts := m.options(configFile)
+	opts.Workflows = wfs
 	if quiet {
 		// Commands that print their results log warnings and errors only.
 		log, err := logging.New(m.Stderr, cfg.Log.Level, cfg.Log.Format)
@@ -66,7 +74,16 @@ func (m *Main) open(cmd *cobra.Command, rf *rootFlags, quiet bool) (*agentq.Runt
 // openRedis is open, then a check that Redis answers; the caller closes
 // the runtime.
 func (m *Main) openRedis(cmd *cobra.Command, rf *rootFlags, quiet bool) (*agentq.Runtime, error) {
-	rt, err := m.open(cmd, rf, quiet)
+	return m.openRedisWith(cmd, rf, quiet, nil)
+}
+
+// openRedisWith is openRedis with workflows defined in code.
+func (m *Main) openRedisWith(cmd *cobra.Command, rf *rootFlags, quiet bool, wfs map[string]runs.Workflow) (*agentq.Runtime, error) {
+	cfg, err := m.load(cmd, rf)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := m.newRuntimeWith(cfg, rf.configFile, quiet, wfs)
 	if err != nil {
 		return nil, err
 	}

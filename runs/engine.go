@@ -318,7 +318,7 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 		return Started{}, fmt.Errorf("start run of %s: index: %w", workflow, err)
 	}
 	c.next = &first
-	v, _, enqueued, err := r.write(ctx, 0, c)
+	v, raw, enqueued, err := r.write(ctx, 0, c)
 	if errors.Is(err, errConflict) {
 		l, err := r.load(ctx, id)
 		if err != nil {
@@ -332,6 +332,9 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 	if err != nil {
 		return Started{}, err
 	}
+	// A worker that starts runs (the scheduler, a Go program) takes their
+	// first steps without reading them.
+	r.cache.put(id, &loaded{version: v, raw: raw, doc: d, outputs: map[string]json.RawMessage{}})
 	if enqueued {
 		return Started{RunID: id}, nil
 	}

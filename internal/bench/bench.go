@@ -36,6 +36,7 @@ import (
 
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 // Options defaults.
@@ -103,6 +104,11 @@ type Options struct {
 	// Observers receive every attempt's result on the agentq side, as
 	// `agentq worker`'s do. Default none.
 	Observers []jobs.Observer
+	// Engine is the run engine whose middleware and observer are in
+	// Middleware and Observers (a runtime's that knows RunsWorkflow); the
+	// runs row measures it. Default nil: the row builds its own engine and
+	// puts its middleware outermost and its observer after Observers.
+	Engine *runs.Runs
 	// WorkerConfig, when set, is called last on the agentq worker's
 	// config, before the worker is built, with the dequeue loops the run
 	// asks for (1, or Loops): it sets the loops and whatever else the

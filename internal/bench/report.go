@@ -257,7 +257,7 @@ func (r Report) WriteText(w io.Writer) error {
 			row.RawCommandsPerTask, row.AgentqCommandsPerTask, strings.Join(targets, "; "))
 	}
 	if slices.ContainsFunc(r.Rows, func(row Row) bool { return row.Name == runsRowName }) {
-		fmt.Fprintf(ew, "\n%s: the raw asynq column is agentq's plain noop tasks, the agentq column steps/s of three-step runs through the run engine; round trips and commands are per step, the engine enqueueing each next step included.\n", runsRowName)
+		fmt.Fprintf(ew, "\n%s: the raw asynq column is agentq's plain noop tasks, the agentq column steps/s of three-step runs through the run engine; round trips are per step with each side's enqueues included (a plain task's enqueue; a run's start and the engine's enqueue of each next step), commands per step of the processing alone.\n", runsRowName)
 	}
 	fmt.Fprintf(ew, "\n| pickup latency at %d tasks/s for %v | p50 ms | p99 ms | max ms |\n|---|--:|--:|--:|\n", e.Rate, msDuration(e.LatencyForMS))
 	for _, l := range []struct {

@@ -18,10 +18,18 @@ const (
 	// runsRowName names the row.
 	runsRowName = "runs, 3 steps"
 	// runsWorkflow is the workflow the row's runs start.
-	runsWorkflow = "bench3"
+	runsWorkflow = RunsWorkflowName
 	// runSteps is the number of steps per run.
 	runSteps = 3
 )
+
+// RunsWorkflowName names the workflow of the runs row: a runtime whose
+// run engine measures the row (Options.Runs) must know it, as
+// RunsWorkflow defines it.
+const RunsWorkflowName = "bench3"
+
+// RunsWorkflow is the runs row's workflow: three noop steps.
+func RunsWorkflow() runs.Workflow { return runsWorkflowDef() }
 
 // runsWorkflowDef is bench3: three noop steps with the noop payload.
 func runsWorkflowDef() runs.Workflow {
@@ -39,9 +47,10 @@ func (b *bench) runsCount() int { return max(1, b.opts.Tasks/runSteps) }
 
 // runsRow compares steps per second of three-step runs with tasks per
 // second of plain noop tasks, both with K loops and the full chain, and the
-// round trips each step costs against a plain task's: the run engine's
-// share (loading the run, storing each step's output, enqueueing the next
-// step from the observer).
+// round trips each step costs against a plain task's, enqueue included
+// on both sides (a plain task's enqueue; a run's start and the engine's
+// enqueue of each next step): the run engine's share is what a step costs
+// beyond that.
 func (b *bench) runsRow() row {
 	k := b.opts.Loops
 	steps := runSteps * b.runsCount()
@@ -50,10 +59,17 @@ func (b *bench) runsRow() row {
 		raw:    fmt.Sprintf("agentq, %d loops, full chain, plain noop tasks", k),
 		agentq: fmt.Sprintf("agentq, %d loops, full chain, runs of %d noop steps (steps/s)", k, runSteps),
 		runRaw: func(ctx context.Context) (Throughput, error) {
-			if err := b.fill(ctx, b.agentqK, steps); err != nil {
+			b.rt.start()
+			err := b.fill(ctx, b.agentqK, steps)
+			enqueued := b.rt.stop()
+			if err != nil {
 				return Throughput{}, fmt.Errorf("pre-fill: %w", err)
 			}
-			return b.process(ctx, b.agentqK, steps)
+			t, err := b.process(ctx, b.agentqK, steps)
+			if err != nil {
+				return t, err
+			}
+			return t.withRoundTrips(*t.RoundTrips + enqueued), nil
 		},
 		runAgentq: b.runsPhase,
 	}
@@ -62,21 +78,26 @@ func (b *bench) runsRow() row {
 // runsPhase starts the row's runs (their first steps wait in the queue),
 // then times a worker with the run engine's middleware and observer until
 // every run's last step has succeeded, counting the Redis commands and
-// round trips of the whole processing: the engine's enqueue of each next
-// step included, the first step's enqueue (at Start) not, as a plain
-// task's enqueue is not. Afterwards, untimed, it checks that the engine
+// round trips of the starts and the whole processing (the plain side
+// counts its enqueues likewise). Afterwards, untimed, it checks that the engine
 // reports every run succeeded.
 func (b *bench) runsPhase(ctx context.Context) (Throughput, error) {
-	eng, err := runs.New(b.rdb, b.runsQC, queue.NewInspector(b.rdb), runs.Config{
-		Workflows: map[string]runs.Workflow{runsWorkflow: runsWorkflowDef()},
-		Logger:    &b.log,
-	})
-	if err != nil {
-		return Throughput{}, fmt.Errorf("run engine: %w", err)
+	eng, own := b.opts.Engine, false
+	if eng == nil {
+		var err error
+		eng, err = runs.New(b.rdb, b.runsQC, queue.NewInspector(b.rdb), runs.Config{
+			Workflows: map[string]runs.Workflow{runsWorkflow: runsWorkflowDef()},
+			Logger:    &b.log,
+		})
+		if err != nil {
+			return Throughput{}, fmt.Errorf("run engine: %w", err)
+		}
+		own = true
 	}
 	n := b.runsCount()
 	ids := make([]string, n)
-	err = parallel(ctx, b.opts.Enqueuers, n, func(ctx context.Context, i int) error {
+	b.rt.start()
+	err := parallel(ctx, b.opts.Enqueuers, n, func(ctx context.Context, i int) error {
 		st, err := eng.Start(ctx, runsWorkflow, json.RawMessage(`{}`), runs.StartOptions{})
 		if err != nil {
 			return fmt.Errorf("start run %d of %d of workflow %s: %w", i+1, n, runsWorkflow, err)
@@ -84,6 +105,7 @@ func (b *bench) runsPhase(ctx context.Context) (Throughput, error) {
 		ids[i] = st.RunID
 		return nil
 	})
+	started := b.rt.stop()
 	if err != nil {
 		return Throughput{}, err
 	}
@@ -95,7 +117,7 @@ func (b *bench) runsPhase(ctx context.Context) (Throughput, error) {
 	tl.expect(int64(n))
 	b.rt.start()
 	start := time.Now()
-	w, err := b.runsWorker(eng, tl)
+	w, err := b.runsWorker(eng, own, tl)
 	if err == nil {
 		err = w.Start()
 	}
@@ -117,7 +139,7 @@ func (b *bench) runsPhase(ctx context.Context) (Throughput, error) {
 	if err := checkRunsSucceeded(ctx, eng, ids); err != nil {
 		return Throughput{}, err
 	}
-	return throughput(runSteps*n, elapsed, cmds).withRoundTrips(trips), nil
+	return throughput(runSteps*n, elapsed, cmds).withRoundTrips(started + trips), nil
 }
 
 // runsWorker builds the runs row's worker: the agentq worker of the K-loop
@@ -125,7 +147,7 @@ func (b *bench) runsPhase(ctx context.Context) (Throughput, error) {
 // the chain's, then an observer that counts each run whose last step
 // succeeded (the engine has stored that by then: observers run in order)
 // and ends the phase at a failed step.
-func (b *bench) runsWorker(eng *runs.Runs, tl *tally) (*queue.Worker, error) {
+func (b *bench) runsWorker(eng *runs.Runs, own bool, tl *tally) (*queue.Worker, error) {
 	last := fmt.Sprintf("s%d", runSteps)
 	finish := jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) {
 		if s.RunID == "" {
@@ -141,8 +163,13 @@ func (b *bench) runsWorker(eng *runs.Runs, tl *tally) (*queue.Worker, error) {
 		}
 	})
 	o := b.opts
-	o.Middleware = append([]jobs.Middleware{eng.Middleware()}, o.Middleware...)
-	o.Observers = append(slices.Clone(o.Observers), eng.Observer(), finish)
+	if own {
+		// No chain of a runtime: the engine's middleware outermost, its
+		// observer after the chain's.
+		o.Middleware = append([]jobs.Middleware{eng.Middleware()}, o.Middleware...)
+		o.Observers = append(slices.Clone(o.Observers), eng.Observer())
+	}
+	o.Observers = append(slices.Clone(o.Observers), finish)
 	return newAgentqWorker(b.rdb, b.reg, b.log, o, b.opts.Loops, hooks{done: func(err error) {
 		if err != nil {
 			tl.finish(fmt.Errorf("a noop step failed: %w", err))
