@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -62,7 +63,8 @@ const (
 	// payload's templates produce, printed or assigned to a variable.
 	MaxRenderWork = 4 * MaxRenderBytes
 	// MaxRenderIterations bounds the iterations of all range loops of a
-	// payload's templates together.
+	// payload's templates together; a range over a map counts its keys
+	// once more, for the sort that precedes its first iteration.
 	MaxRenderIterations = 100_000
 	// MaxPayloadDepth bounds the nesting of a payload template's objects
 	// and arrays.
@@ -481,8 +483,12 @@ func (b *budget) charge(n int) error {
 	return nil
 }
 
-// tickName is the function countRanges puts first in every range body.
-const tickName = "_range_tick"
+// tickName and sizeName are the functions countRanges puts in every
+// range: the first counts an iteration, the second a map's keys.
+const (
+	tickName = "_range_tick"
+	sizeName = "_range_size"
+)
 
 func (b *budget) funcs() template.FuncMap {
 	str := func(f func(args ...any) string) func(args ...any) (string, error) {
@@ -498,6 +504,15 @@ func (b *budget) funcs() template.FuncMap {
 				return "", errTooLong
 			}
 			return "", nil
+		},
+		sizeName: func(v any) (any, error) {
+			if rv := reflect.ValueOf(v); rv.Kind() == reflect.Map {
+				b.iterations += rv.Len()
+				if b.iterations > MaxRenderIterations {
+					return nil, errTooLong
+				}
+			}
+			return v, nil
 		},
 		"json": func(v any) (string, error) {
 			s, err := jsonText(v)
@@ -680,20 +695,28 @@ func hasStep(data map[string]any, name string) bool {
 }
 
 // tickNode is the action {{_range_tick}} countRanges puts first in every
-// range body, so the budget counts each iteration.
-var tickNode = func() parse.Node {
-	t := template.Must(template.New("tick").Funcs(template.FuncMap{tickName: func() string { return "" }}).Parse("{{" + tickName + "}}"))
-	return t.Tree.Root.Nodes[0]
+// range body, so the budget counts each iteration; sizeCmd the command
+// "| _range_size" it puts last in every range pipeline, so the budget
+// counts a map's keys, which range sorts before its first iteration.
+var tickNode, sizeCmd = func() (parse.Node, *parse.CommandNode) {
+	t := template.Must(template.New("tick").Funcs(template.FuncMap{
+		tickName: func() string { return "" },
+		sizeName: func(v any) any { return v },
+	}).Parse("{{" + tickName + "}}{{. | " + sizeName + "}}"))
+	size := t.Tree.Root.Nodes[1].(*parse.ActionNode).Pipe.Cmds[1]
+	return t.Tree.Root.Nodes[0], size
 }()
 
-// countRanges puts tickNode first in every range body of the tree.
+// countRanges makes every range of the tree count against the budget:
+// tickNode first in its body, sizeCmd last in its pipeline.
 func countRanges(root *parse.ListNode) {
 	walkNodes(root, true, func(n parse.Node, _ bool) {
 		r, ok := n.(*parse.RangeNode)
-		if !ok || r.List == nil {
+		if !ok || r.List == nil || r.Pipe == nil {
 			return
 		}
 		r.List.Nodes = append([]parse.Node{tickNode}, r.List.Nodes...)
+		r.Pipe.Cmds = append(r.Pipe.Cmds, sizeCmd)
 	})
 }
 

@@ -1,8 +1,10 @@
 package runs
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -95,6 +97,11 @@ func TestRender(t *testing.T) {
 			want: `{"a":"a,b","b":"yes"}`,
 		},
 		{
+			name: "range over a map in key order, else for null and empty",
+			tmpl: `{"a":"{{range $k, $v := .steps.research.output}}{{$k}}={{$v}};{{end}}","b":"{{range .input.nothing}}x{{else}}none{{end}}","c":"{{range $i := 3}}{{$i}}{{end}}{{range 0}}x{{else}}zero{{end}}"}`,
+			want: `{"a":"content=notes;score=0.5;","b":"none","c":"012zero"}`,
+		},
+		{
 			name: "a literal {{ is written as an action",
 			tmpl: `{"a":"{{\"{{\"}}x}}"}`,
 			want: `{"a":"{{x}}"}`,
@@ -136,7 +143,8 @@ func TestRenderErrors(t *testing.T) {
 	cases := []struct {
 		name string
 		tmpl string
-		want string // the whole error text, or its start when it ends in "…"
+		data map[string]any // nil: testData
+		want string         // the whole error text, or its start when it ends in "…"
 	}{
 		{
 			name: "step without output yet",
@@ -229,6 +237,18 @@ func TestRenderErrors(t *testing.T) {
 			want: `step "draft": payload.a: range loops ran more than 100000 iterations (the limit)`,
 		},
 		{
+			name: "range over a map counts its keys",
+			tmpl: `{"a":"{{range 200}}{{range $.input.m}}{{break}}{{end}}{{end}}"}`,
+			data: func() map[string]any {
+				m := map[string]any{}
+				for i := range 1000 {
+					m[strconv.Itoa(i)] = i
+				}
+				return map[string]any{"input": map[string]any{"m": m}}
+			}(),
+			want: `step "draft": payload.a: range loops ran more than 100000 iterations (the limit)`,
+		},
+		{
 			name: "function work capped",
 			tmpl: `{"a":"{{range 30000}}{{$x := printf \"%0200d\" 0}}{{end}}"}`,
 			want: `step "draft": payload.a: template functions built more than 4194304 bytes (the limit)`,
@@ -257,7 +277,11 @@ func TestRenderErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := Render("draft", json.RawMessage(tc.tmpl), testData(t))
+			data := tc.data
+			if data == nil {
+				data = testData(t)
+			}
+			got, err := Render("draft", json.RawMessage(tc.tmpl), data)
 			if err == nil {
 				t.Fatalf("Render = %.100s, want error %q", got, tc.want)
 			}
@@ -420,4 +444,136 @@ func TestAppendString(t *testing.T) {
 			t.Errorf("appendString(%q) decodes to %q, want %q", s, back, want)
 		}
 	}
+}
+
+// hasTemplate reports whether a string value (not a key) of the decoded
+// JSON v holds "{{".
+func hasTemplate(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.Contains(v, "{{")
+	case []any:
+		for _, e := range v {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, e := range v {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// FuzzRender: any template over any data renders to valid JSON within
+// MaxRenderBytes or fails with an error naming step and payload, never a
+// panic; a template without templates renders to the same JSON value.
+func FuzzRender(f *testing.F) {
+	for _, s := range []struct{ tmpl, input, output string }{
+		{`{"messages":[{"role":"user","content":"Write about {{.input.topic}} from {{.steps.research.output.content}}"}]}`, `{"topic":"queues"}`, `{"content":"notes"}`},
+		{`{"a":"{{json .input}}","b":[1.50,true,null,1e400],"c":{"d":"{{.run_id}}"}}`, `{"x":[1,2,{"y":null}]}`, ``},
+		{`{"a":"{{range $i, $e := .input.arr}}{{$i}}={{$e}};{{end}}"}`, `{"arr":["a","b\u0000",3]}`, `null`},
+		{`{"a":"{{.steps.nope.output}}"}`, `{}`, `{}`},
+		{`{"a":"{{trunc 3 .steps.research.output}}|{{index .input \"k\" | default \"d\"}}"}`, `{"k":""}`, `"\u00e9\u00e9\u00e9\u00e9"`},
+		{`{"a":"{{printf \"%5v|%q\" .input .input}}"}`, `[1,2,3]`, `1`},
+		{`{"a":"{{range 200000}}{{end}}"}`, `{}`, ``},
+		{`{"a":"{{range .input}}{{range $.input}}x{{end}}{{end}}"}`, `[1,2,3,4,5,6,7,8,9]`, ``},
+		{`{"a":"{{define \"x\"}}{{end}}{{template \"x\"}}"}`, `{}`, ``},
+		{`{"a\"b":["\u007b\u007b.run_id}}", "{{"]}`, `{}`, ``},
+		{`["\ud800", "\xff{{.run_id}}\u2028"]`, `"\xff"`, ``},
+		{`{"a":"{{html .input}}{{js .input}}{{urlquery .input}}{{println .input}}{{print 1 2}}"}`, `"<a&b>"`, ``},
+		{`[[[[[[[[[[["{{.input}}"]]]]]]]]]]]`, `1`, ``},
+		{`{} []`, ``, ``},
+		{`"{{.input.a.b.c}}"`, `{"a":{"b":{}}}`, ``},
+	} {
+		f.Add([]byte(s.tmpl), []byte(s.input), []byte(s.output))
+	}
+	f.Fuzz(func(t *testing.T, tmpl, input, output []byte) {
+		data, err := TemplateData("run-1", input, map[string]json.RawMessage{"research": output})
+		if err != nil {
+			if data, err = TemplateData("run-1", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := Render("s", tmpl, data)
+		if err != nil {
+			if out != nil {
+				t.Fatalf("Render returned %q with its error %v", out, err)
+			}
+			if !strings.HasPrefix(err.Error(), `step "s": payload`) {
+				t.Fatalf("error %q does not name step and payload", err)
+			}
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("Render(%q) = %q: invalid JSON", tmpl, out)
+		}
+		if len(out) > MaxRenderBytes {
+			t.Fatalf("Render gave %d bytes, over MaxRenderBytes", len(out))
+		}
+		if len(bytes.TrimSpace(tmpl)) == 0 {
+			if string(out) != "{}" {
+				t.Fatalf("empty template rendered %q", out)
+			}
+			return
+		}
+		if !json.Valid(tmpl) {
+			t.Fatalf("Render accepted invalid JSON %q", tmpl)
+		}
+		in, err := decodeJSON(tmpl)
+		if err != nil {
+			t.Fatalf("template %q decodes with error %v", tmpl, err)
+		}
+		if !hasTemplate(in) {
+			got, err := decodeJSON(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, in) {
+				t.Fatalf("Render(%q) = %q, changed a template without templates", tmpl, out)
+			}
+		}
+	})
+}
+
+// FuzzParseTemplates: any template string, and any payload, parses or
+// fails with an error naming step and payload, never a panic; a payload
+// whose templates parse renders without a parse error.
+func FuzzParseTemplates(f *testing.F) {
+	for _, s := range []string{
+		`{{.input.topic}}`, `{{.input.topic`, `{{define "x"}}{{end}}`, `{{block "b" .}}{{end}}`,
+		`{{template "x"}}`, `{{range .steps}}{{break}}{{end}}`, `{{if}}`, `{{nofunc}}`, `{{json}}`,
+		`{{/* c */}}`, `{{- .run_id -}}`, `{{$x := 1}}{{$x = 2}}{{$x}}`, `{{(((((1)))))}}`,
+		`{{with $.steps.a}}{{.output}}{{else with .input}}{{.}}{{end}}`, `{{printf "%[1]*d" 1 2}}`,
+		`{{range $i := 5}}{{$i}}{{end}}`, "{{\"\xff\"}}", `{{.steps.a.b.c.d.e.f}}`, `{{`, `}}{{`,
+	} {
+		f.Add(s, []byte(`{"a":["x",{"b":"`+strings.ReplaceAll(s, `"`, `\"`)+`"}]}`))
+	}
+	f.Fuzz(func(t *testing.T, src string, raw []byte) {
+		payload, err := json.Marshal(map[string]any{"a": src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		perr := ParseTemplates("s", payload)
+		if perr != nil && !strings.HasPrefix(perr.Error(), `step "s": payload.a: `) {
+			t.Fatalf("ParseTemplates error %q does not name step and path", perr)
+		}
+		_, rerr := Render("s", payload, testData(t))
+		if perr != nil && rerr == nil {
+			t.Fatalf("ParseTemplates refused %q (%v) but Render accepted it", src, perr)
+		}
+		if perr == nil && rerr != nil && strings.Contains(rerr.Error(), ": template line ") {
+			t.Fatalf("ParseTemplates accepted %q but Render failed to parse it: %v", src, rerr)
+		}
+		if err := ParseTemplates("s", raw); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, `step "s": payload`) {
+					t.Fatalf("ParseTemplates(%q) error line %q does not name step and payload", raw, line)
+				}
+			}
+		}
+	})
 }

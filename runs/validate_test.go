@@ -1,6 +1,7 @@
 package runs
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
@@ -317,4 +318,41 @@ func TestPlanAndStep(t *testing.T) {
 	if plan := (Workflow{}).Plan(); len(plan) != 0 {
 		t.Errorf("empty workflow's Plan = %v", plan)
 	}
+}
+
+// FuzzValidate: any workflow decoded from JSON validates without a panic,
+// every problem a *FieldError with a path and a reason.
+func FuzzValidate(f *testing.F) {
+	valid, err := json.Marshal(validWorkflow())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	for _, s := range []string{
+		`{}`, `{"steps":[]}`, `{"steps":[{"name":"a","kind":"noop","fallback":"a"}]}`,
+		`{"steps":[{"name":"a","kind":"noop","fallback":"b"},{"name":"b","kind":"noop","fallback":"c"},{"name":"c","kind":"noop","fallback":"b"}]}`,
+		`{"steps":[{"name":"a","kind":"noop","payload":{"x":"{{.steps.b.output}}{{.steps.a}}{{.steps.z}}"}},{"name":"b","kind":"noop","fallback":"a"}]}`,
+		`{"steps":[{"name":"a","kind":"noop","payload":[1]},{"name":"a","kind":"","payload":"{{"}],"caps":{"max_cost_usd":-1},"queue":"a:b","schedule":{"cron":""}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var w Workflow
+		if json.Unmarshal(b, &w) != nil {
+			return
+		}
+		_ = w.Plan()
+		err := w.Validate(knownKinds)
+		if err == nil {
+			if len(w.Plan()) == 0 {
+				t.Fatalf("valid workflow %s has an empty plan", b)
+			}
+			return
+		}
+		for _, fe := range fieldErrors(t, err) {
+			if fe.Path == "" || fe.Reason == "" {
+				t.Fatalf("field error %+v lacks path or reason", fe)
+			}
+		}
+	})
 }
