@@ -15,46 +15,6 @@ import (
 	"unicode/utf8"
 )
 
-// Payload templates.
-//
-// A step's payload template (jobs.StepDef.Payload) is JSON. Every string
-// value in it (object keys are not) that holds "{{" is a Go text/template;
-// Render executes it and puts what it printed back as a JSON string,
-// escaped. Everything else (keys, numbers, booleans, null, strings without
-// "{{") is copied as it is, in its order. The data a template sees is
-// TemplateData's:
-//
-//	.input                     the run's input, decoded JSON
-//	.run_id                    the run's id
-//	.steps.<name>.output       the output of an earlier step, decoded JSON
-//
-// A field that is not there is an error (missingkey=error), never "<no
-// value>": a template reading the output of a step that has none yet fails
-// with `no output of step "research" yet`. An optional field is read with
-// index, which gives nil for a missing key: {{with index .input "tone"}}
-// or {{index .input "tone" | default "neutral"}} (nil itself prints as
-// "<no value>").
-//
-// Numbers are json.Number, so they print as they were written (12345678,
-// not 1.2345678e+07); compare them as strings (eq .input.n "3"). Objects and
-// arrays print in Go's syntax: print them with json.
-//
-// Functions, besides text/template's builtins:
-//
-//	json V       V as JSON text ({"a":1}); strings are quoted
-//	trunc N V    V (a string, or else its JSON text) cut to at most N runes
-//	default D V  V, or D when V is nil (a missing index, JSON null) or ""
-//
-// {{define}}, {{template}} and {{block}} are refused. A literal "{{" in a
-// payload string is written {{"{{"}}.
-//
-// Render is bounded: the rendered payload may hold at most MaxRenderBytes,
-// the payload at most MaxPayloadDepth levels of nesting, all range loops
-// together at most MaxRenderIterations iterations, and the builtins that
-// build strings (print, printf, println, html, js, urlquery, json, trunc)
-// at most MaxRenderWork bytes; printf widths and precisions are at most
-// 256 and '*' is refused. Going over a bound is an error naming it.
-
 // Bounds of one Render call.
 const (
 	// MaxRenderBytes bounds a rendered payload.
@@ -116,10 +76,52 @@ func decodeJSON(b []byte) (any, error) {
 }
 
 // Render renders the payload template tmpl of the step named step with
-// data (see TemplateData): each string value holding "{{" is executed as a
-// text/template and put back as a JSON string. An empty tmpl renders {}.
-// Errors read `step "<step>": payload<path>: <problem>`, the path being the
-// string's place in the payload (.messages[0].content).
+// data (see TemplateData). An empty tmpl renders {}. Errors read
+// `step "<step>": payload<path>: <problem>`, the path being the string's
+// place in the payload (.messages[0].content); a parse error reads
+// "template line N: ...", an execution error "at <.input.x> (line:col):
+// ...".
+//
+// tmpl is JSON. Every string value in it (object keys are not) that holds
+// "{{" is a Go text/template; Render executes it and puts what it printed
+// back as a JSON string, escaped (quotes, backslashes, control characters,
+// U+2028 and U+2029; invalid UTF-8 becomes U+FFFD; HTML characters stay).
+// Everything else (keys, numbers, booleans, null, strings without "{{")
+// is copied as it is, in its order. The data a template sees:
+//
+//	.input                     the run's input, decoded JSON
+//	.run_id                    the run's id
+//	.steps.<name>.output       the output of an earlier step, decoded JSON
+//
+// A field that is not there is an error (missingkey=error), never an
+// empty string: a template reading the output of a step that has none yet
+// fails with `no output of step "research" yet`. An optional field is read
+// with index, which gives nil for a missing key: {{with index .input
+// "tone"}}...{{end}} or {{index .input "tone" | default "neutral"}}. A nil
+// (JSON null, a missing index) prints as "<no value>", text/template's
+// way: guard it with with, if or default.
+//
+// Numbers are json.Number, so they print as they were written (12345678,
+// not 1.2345678e+07); compare them as strings (eq .input.n "3"). Objects
+// and arrays print in Go's syntax (map[a:1]): print them with json.
+//
+// Functions, besides text/template's builtins:
+//
+//	json V       V as JSON text ({"a":1}); strings are quoted
+//	trunc N V    V (a string, or else its JSON text) cut to at most N runes
+//	default D V  V, or D when V is nil or ""
+//
+// {{define}}, {{template}} and {{block}} are refused. A literal "{{" in a
+// payload string is written {{"{{"}}.
+//
+// Render is bounded in output, time and memory: the rendered payload may
+// hold at most MaxRenderBytes, the payload at most MaxPayloadDepth levels
+// of nesting, all range loops together at most MaxRenderIterations
+// iterations, and the builtins that build strings (print, printf,
+// println, html, js, urlquery, json, trunc) at most MaxRenderWork bytes;
+// printf widths and precisions are at most 256 and '*' is refused. Going
+// over a bound is an error naming it. Beyond that, the time one iteration
+// takes is bounded by the size of data (eq over two long strings, say).
 func Render(step string, tmpl json.RawMessage, data map[string]any) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(tmpl)) == 0 {
 		return json.RawMessage("{}"), nil

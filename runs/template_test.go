@@ -3,6 +3,7 @@ package runs
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -115,6 +116,11 @@ func TestRender(t *testing.T) {
 			name: "step with empty output is present",
 			tmpl: `{"a":"{{.steps.empty.output | default \"-\"}}"}`,
 			want: `{"a":"-"}`,
+		},
+		{
+			name: "null prints as no value",
+			tmpl: `{"a":"{{.input.nothing}}"}`,
+			want: `{"a":"<no value>"}`,
 		},
 	}
 	for _, tc := range cases {
@@ -576,4 +582,25 @@ func FuzzParseTemplates(f *testing.F) {
 			}
 		}
 	})
+}
+
+func ExampleRender() {
+	data, err := TemplateData("run-7",
+		json.RawMessage(`{"topic":"job queues","words":300}`),
+		map[string]json.RawMessage{"research": json.RawMessage(`{"content":"Redis \"lists\"\nand streams"}`)})
+	if err != nil {
+		panic(err)
+	}
+	payload, err := Render("draft", json.RawMessage(`{
+		"model": "small",
+		"max_tokens": 800,
+		"messages": [{"role": "user", "content": "Write {{.input.words}} words on {{.input.topic}} from: {{.steps.research.output.content}}"}]
+	}`), data)
+	fmt.Println(string(payload), err)
+
+	_, err = Render("publish", json.RawMessage(`{"body": "{{.steps.draft.output.content}}"}`), data)
+	fmt.Println(err)
+	// Output:
+	// {"model":"small","max_tokens":800,"messages":[{"role":"user","content":"Write 300 words on job queues from: Redis \"lists\"\nand streams"}]} <nil>
+	// step "publish": payload.body: no output of step "draft" yet
 }

@@ -277,11 +277,12 @@ func checkPayload(path string, s jobs.StepDef, checkRefs bool, index map[string]
 		}
 	})
 	if err != nil {
+		fe := &FieldError{Path: path, Reason: err.Error()}
 		var pe *payloadError
 		if errors.As(err, &pe) {
-			err = &FieldError{Path: path + pe.path, Reason: pe.reason}
+			fe = &FieldError{Path: path + pe.path, Reason: pe.reason}
 		}
-		errs = append(errs, err)
+		errs = append(errs, fe)
 	}
 	if len(errs) == 0 && payload[0] != '{' {
 		errs = append(errs, &FieldError{Path: path, Reason: "must be a JSON object"})
