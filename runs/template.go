@@ -31,10 +31,10 @@ const (
 	MaxPayloadDepth = 100
 )
 
-// maxPrintfWidth bounds a printf width or precision: fmt applies a width to
+// maxTemplatePrintfWidth bounds a printf width or precision: fmt applies a width to
 // every element of a slice, so a wide verb over a long array would build a
 // string of width times elements before any bound could see it.
-const maxPrintfWidth = 256
+const maxTemplatePrintfWidth = 256
 
 // TemplateData builds the data Render gives templates: input and the
 // steps' outputs are decoded with numbers kept as json.Number. Empty input
@@ -42,7 +42,7 @@ const maxPrintfWidth = 256
 func TemplateData(runID string, input json.RawMessage, outputs map[string]json.RawMessage) (map[string]any, error) {
 	in := any(map[string]any{})
 	if len(bytes.TrimSpace(input)) > 0 {
-		v, err := decodeJSON(input)
+		v, err := decodeUseNumber(input)
 		if err != nil {
 			return nil, fmt.Errorf("template data: input: %w", err)
 		}
@@ -53,7 +53,7 @@ func TemplateData(runID string, input json.RawMessage, outputs map[string]json.R
 		var v any
 		if len(bytes.TrimSpace(out)) > 0 {
 			var err error
-			if v, err = decodeJSON(out); err != nil {
+			if v, err = decodeUseNumber(out); err != nil {
 				return nil, fmt.Errorf("template data: output of step %q: %w", name, err)
 			}
 		}
@@ -62,7 +62,7 @@ func TemplateData(runID string, input json.RawMessage, outputs map[string]json.R
 	return map[string]any{"input": in, "run_id": runID, "steps": steps}, nil
 }
 
-func decodeJSON(b []byte) (any, error) {
+func decodeUseNumber(b []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -126,31 +126,31 @@ func Render(step string, tmpl json.RawMessage, data map[string]any) (json.RawMes
 	if len(bytes.TrimSpace(tmpl)) == 0 {
 		return json.RawMessage("{}"), nil
 	}
-	b := &budget{}
+	b := &renderBudget{}
 	funcs := b.funcs()
 	out := make([]byte, 0, len(tmpl)+len(tmpl)/2)
-	err := walkPayload(tmpl, &out, func(path, src string) (string, error) {
-		t, err := parseTemplate(src, funcs)
+	err := walkPayloadJSON(tmpl, &out, func(path, src string) (string, error) {
+		t, err := parsePayloadTemplate(src, funcs)
 		if err != nil {
-			return "", stepError(step, path, err.Error())
+			return "", renderError(step, path, err.Error())
 		}
-		countRanges(t.Tree.Root)
+		boundRanges(t.Tree.Root)
 		room := MaxRenderBytes - len(out) - 2
-		w := &limitWriter{room: room}
+		w := &renderWriter{room: room}
 		if err := t.Execute(w, data); err != nil {
-			return "", stepError(step, path, execReason(err, data))
+			return "", renderError(step, path, templateExecReason(err, data))
 		}
 		return w.buf.String(), nil
 	})
 	if err != nil {
 		var pe *payloadError
 		if errors.As(err, &pe) {
-			return nil, stepError(step, pe.path, pe.reason)
+			return nil, renderError(step, pe.path, pe.reason)
 		}
 		return nil, err
 	}
 	if len(out) > MaxRenderBytes {
-		return nil, stepError(step, "", errTooLarge.Error())
+		return nil, renderError(step, "", errRenderTooLarge.Error())
 	}
 	return out, nil
 }
@@ -160,36 +160,36 @@ func Render(step string, tmpl json.RawMessage, data map[string]any) (json.RawMes
 // all of them are returned, joined.
 func ParseTemplates(step string, tmpl json.RawMessage) error {
 	var errs []error
-	err := eachTemplate(tmpl, func(path string, _ *template.Template, err error) {
+	err := eachPayloadTemplate(tmpl, func(path string, _ *template.Template, err error) {
 		if err != nil {
-			errs = append(errs, stepError(step, path, err.Error()))
+			errs = append(errs, renderError(step, path, err.Error()))
 		}
 	})
 	if err != nil {
 		var pe *payloadError
 		if errors.As(err, &pe) {
-			err = stepError(step, pe.path, pe.reason)
+			err = renderError(step, pe.path, pe.reason)
 		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// eachTemplate parses each template of tmpl and hands it, or why it did
+// eachPayloadTemplate parses each template of tmpl and hands it, or why it did
 // not parse, to fn with its path. The error is the payload's JSON's.
-func eachTemplate(tmpl json.RawMessage, fn func(path string, t *template.Template, err error)) error {
+func eachPayloadTemplate(tmpl json.RawMessage, fn func(path string, t *template.Template, err error)) error {
 	if len(bytes.TrimSpace(tmpl)) == 0 {
 		return nil
 	}
-	funcs := (&budget{}).funcs()
-	return walkPayload(tmpl, nil, func(path, src string) (string, error) {
-		t, err := parseTemplate(src, funcs)
+	funcs := (&renderBudget{}).funcs()
+	return walkPayloadJSON(tmpl, nil, func(path, src string) (string, error) {
+		t, err := parsePayloadTemplate(src, funcs)
 		fn(path, t, err)
 		return src, nil
 	})
 }
 
-func stepError(step, path, reason string) error {
+func renderError(step, path, reason string) error {
 	return fmt.Errorf("step %q: payload%s: %s", step, path, reason)
 }
 
@@ -198,7 +198,7 @@ type payloadError struct{ path, reason string }
 
 func (e *payloadError) Error() string { return "payload" + e.path + ": " + e.reason }
 
-type frame struct {
+type payloadFrame struct {
 	obj bool   // an object, else an array
 	n   int    // values written so far
 	key string // the key of the value being read (objects)
@@ -206,16 +206,16 @@ type frame struct {
 	wantKey bool
 }
 
-// walkPayload reads the JSON value tmpl token by token and calls render
+// walkPayloadJSON reads the JSON value tmpl token by token and calls render
 // for each string value holding "{{" with its path; when out is not nil it
 // writes the value to it, each such string replaced by what render
 // returned. It stops at the first error of render or of the JSON
 // (*payloadError), and when out outgrows MaxRenderBytes.
-func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string, error)) error {
+func walkPayloadJSON(tmpl []byte, out *[]byte, render func(path, src string) (string, error)) error {
 	dec := json.NewDecoder(bytes.NewReader(tmpl))
 	dec.UseNumber()
 	var (
-		stack []frame
+		stack []payloadFrame
 		done  bool
 	)
 	write := out != nil
@@ -226,7 +226,7 @@ func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string
 		var sb strings.Builder
 		for _, f := range stack {
 			if f.obj {
-				appendKeyPath(&sb, f.key)
+				appendPayloadKeyPath(&sb, f.key)
 			} else {
 				sb.WriteByte('[')
 				sb.WriteString(strconv.Itoa(f.n))
@@ -244,7 +244,7 @@ func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string
 	// endValue checks the size, then counts the value in its container.
 	endValue := func() error {
 		if write && len(*out) > MaxRenderBytes {
-			return &payloadError{path: path(), reason: errTooLarge.Error()}
+			return &payloadError{path: path(), reason: errRenderTooLarge.Error()}
 		}
 		if n := len(stack); n > 0 {
 			stack[n-1].n++
@@ -265,7 +265,7 @@ func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string
 			return nil
 		}
 		if err != nil {
-			return &payloadError{path: path(), reason: jsonReason(err)}
+			return &payloadError{path: path(), reason: payloadJSONReason(err)}
 		}
 		if done {
 			return &payloadError{reason: "invalid JSON: more than one value"}
@@ -278,7 +278,7 @@ func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string
 					if stack[top].n > 0 {
 						*out = append(*out, ',')
 					}
-					*out = appendString(*out, k)
+					*out = appendJSONString(*out, k)
 					*out = append(*out, ':')
 				}
 				stack[top].key = k
@@ -302,7 +302,7 @@ func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string
 					return &payloadError{path: path(), reason: fmt.Sprintf("nested deeper than %d levels", MaxPayloadDepth)}
 				}
 				startValue()
-				stack = append(stack, frame{obj: v == '{', wantKey: v == '{'})
+				stack = append(stack, payloadFrame{obj: v == '{', wantKey: v == '{'})
 				if write {
 					*out = append(*out, byte(v))
 				}
@@ -325,7 +325,7 @@ func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string
 				v = s
 			}
 			if write {
-				*out = appendString(*out, v)
+				*out = appendJSONString(*out, v)
 			}
 			if err := endValue(); err != nil {
 				return err
@@ -358,7 +358,7 @@ func walkPayload(tmpl []byte, out *[]byte, render func(path, src string) (string
 	}
 }
 
-func jsonReason(err error) string {
+func payloadJSONReason(err error) string {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Sprintf("invalid JSON at offset %d: %s", se.Offset, se.Error())
@@ -369,10 +369,10 @@ func jsonReason(err error) string {
 	return "invalid JSON: " + err.Error()
 }
 
-// appendKeyPath writes the path segment of an object key: .key when the
+// appendPayloadKeyPath writes the path segment of an object key: .key when the
 // key is a template-safe name, else ["key"].
-func appendKeyPath(sb *strings.Builder, key string) {
-	if validIdent(key) {
+func appendPayloadKeyPath(sb *strings.Builder, key string) {
+	if templateSafeName(key) {
 		sb.WriteByte('.')
 		sb.WriteString(key)
 		return
@@ -382,8 +382,8 @@ func appendKeyPath(sb *strings.Builder, key string) {
 	sb.WriteByte(']')
 }
 
-// validIdent reports whether s is [A-Za-z_][A-Za-z0-9_]*.
-func validIdent(s string) bool {
+// templateSafeName reports whether s is [A-Za-z_][A-Za-z0-9_]*.
+func templateSafeName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -399,10 +399,10 @@ func validIdent(s string) bool {
 	return true
 }
 
-// appendString appends s as a JSON string: quotes, backslashes and control
+// appendJSONString appends s as a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped;
 // HTML characters are left as they are.
-func appendString(b []byte, s string) []byte {
+func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
@@ -452,47 +452,47 @@ func appendString(b []byte, s string) []byte {
 }
 
 var (
-	errTooLarge = fmt.Errorf("rendered payload is larger than %d bytes (the limit)", MaxRenderBytes)
-	errTooMuch  = fmt.Errorf("template functions built more than %d bytes (the limit)", MaxRenderWork)
-	errTooLong  = fmt.Errorf("range loops ran more than %d iterations (the limit)", MaxRenderIterations)
+	errRenderTooLarge = fmt.Errorf("rendered payload is larger than %d bytes (the limit)", MaxRenderBytes)
+	errRenderTooMuch  = fmt.Errorf("template functions built more than %d bytes (the limit)", MaxRenderWork)
+	errRenderTooLong  = fmt.Errorf("range loops ran more than %d iterations (the limit)", MaxRenderIterations)
 )
 
-// limitWriter keeps what a template prints, up to room bytes.
-type limitWriter struct {
+// renderWriter keeps what a template prints, up to room bytes.
+type renderWriter struct {
 	buf  strings.Builder
 	room int
 }
 
-func (w *limitWriter) Write(p []byte) (int, error) {
+func (w *renderWriter) Write(p []byte) (int, error) {
 	if len(p) > w.room-w.buf.Len() {
-		return 0, errTooLarge
+		return 0, errRenderTooLarge
 	}
 	return w.buf.Write(p)
 }
 
-// budget counts what one Render's templates do: range iterations and the
+// renderBudget counts what one Render's templates do: range iterations and the
 // bytes the string-building functions produce.
-type budget struct {
+type renderBudget struct {
 	iterations int
 	work       int
 }
 
-func (b *budget) charge(n int) error {
+func (b *renderBudget) charge(n int) error {
 	b.work += n
 	if b.work > MaxRenderWork {
-		return errTooMuch
+		return errRenderTooMuch
 	}
 	return nil
 }
 
-// tickName and sizeName are the functions countRanges puts in every
+// rangeTickFunc and rangeSizeFunc are the functions boundRanges puts in every
 // range: the first counts an iteration, the second a map's keys.
 const (
-	tickName = "_range_tick"
-	sizeName = "_range_size"
+	rangeTickFunc = "_range_tick"
+	rangeSizeFunc = "_range_size"
 )
 
-func (b *budget) funcs() template.FuncMap {
+func (b *renderBudget) funcs() template.FuncMap {
 	str := func(f func(args ...any) string) func(args ...any) (string, error) {
 		return func(args ...any) (string, error) {
 			s := f(args...)
@@ -500,24 +500,24 @@ func (b *budget) funcs() template.FuncMap {
 		}
 	}
 	return template.FuncMap{
-		tickName: func() (string, error) {
+		rangeTickFunc: func() (string, error) {
 			b.iterations++
 			if b.iterations > MaxRenderIterations {
-				return "", errTooLong
+				return "", errRenderTooLong
 			}
 			return "", nil
 		},
-		sizeName: func(v any) (any, error) {
+		rangeSizeFunc: func(v any) (any, error) {
 			if rv := reflect.ValueOf(v); rv.Kind() == reflect.Map {
 				b.iterations += rv.Len()
 				if b.iterations > MaxRenderIterations {
-					return nil, errTooLong
+					return nil, errRenderTooLong
 				}
 			}
 			return v, nil
 		},
 		"json": func(v any) (string, error) {
-			s, err := jsonText(v)
+			s, err := templateJSON(v)
 			if err != nil {
 				return "", err
 			}
@@ -530,7 +530,7 @@ func (b *budget) funcs() template.FuncMap {
 			s, ok := v.(string)
 			if !ok {
 				var err error
-				if s, err = jsonText(v); err != nil {
+				if s, err = templateJSON(v); err != nil {
 					return "", err
 				}
 			}
@@ -550,7 +550,7 @@ func (b *budget) funcs() template.FuncMap {
 			return v
 		},
 		"printf": func(format string, args ...any) (string, error) {
-			if err := checkFormat(format); err != nil {
+			if err := checkPrintfFormat(format); err != nil {
 				return "", err
 			}
 			s := fmt.Sprintf(format, args...)
@@ -564,7 +564,7 @@ func (b *budget) funcs() template.FuncMap {
 	}
 }
 
-func jsonText(v any) (string, error) {
+func templateJSON(v any) (string, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -574,10 +574,10 @@ func jsonText(v any) (string, error) {
 	return strings.TrimSuffix(buf.String(), "\n"), nil
 }
 
-// checkFormat refuses printf formats whose widths or precisions could
-// build a string far larger than the bounds: above maxPrintfWidth, or
+// checkPrintfFormat refuses printf formats whose widths or precisions could
+// build a string far larger than the bounds: above maxTemplatePrintfWidth, or
 // taken from an argument ('*').
-func checkFormat(format string) error {
+func checkPrintfFormat(format string) error {
 	for i := 0; i < len(format); i++ {
 		if format[i] != '%' {
 			continue
@@ -593,8 +593,8 @@ func checkFormat(format string) error {
 				for j < len(format) && '0' <= format[j] && format[j] <= '9' {
 					j++
 				}
-				if n, err := strconv.Atoi(format[i:j]); err != nil || n > maxPrintfWidth {
-					return fmt.Errorf("width or precision %s is above %d", format[i:j], maxPrintfWidth)
+				if n, err := strconv.Atoi(format[i:j]); err != nil || n > maxTemplatePrintfWidth {
+					return fmt.Errorf("width or precision %s is above %d", format[i:j], maxTemplatePrintfWidth)
 				}
 				i = j - 1
 			case strings.IndexByte("+-# .[]", c) >= 0:
@@ -606,12 +606,12 @@ func checkFormat(format string) error {
 	return nil
 }
 
-// parseTemplate parses src with funcs, refusing what payload templates may
+// parsePayloadTemplate parses src with funcs, refusing what payload templates may
 // not use. Its error is the reason alone, without step or path.
-func parseTemplate(src string, funcs template.FuncMap) (*template.Template, error) {
+func parsePayloadTemplate(src string, funcs template.FuncMap) (*template.Template, error) {
 	t, err := template.New("t").Option("missingkey=error").Funcs(funcs).Parse(src)
 	if err != nil {
-		return nil, errors.New(parseReason(err))
+		return nil, errors.New(templateParseReason(err))
 	}
 	if len(t.Templates()) > 1 {
 		return nil, errors.New("{{define}} and {{block}} are not supported in payload templates")
@@ -620,7 +620,7 @@ func parseTemplate(src string, funcs template.FuncMap) (*template.Template, erro
 		return nil, errors.New("template is empty")
 	}
 	var bad error
-	walkNodes(t.Tree.Root, true, func(n parse.Node, _ bool) {
+	walkTemplateNodes(t.Tree.Root, true, func(n parse.Node, _ bool) {
 		if _, ok := n.(*parse.TemplateNode); ok && bad == nil {
 			bad = errors.New("{{template}} and {{block}} are not supported in payload templates")
 		}
@@ -631,25 +631,25 @@ func parseTemplate(src string, funcs template.FuncMap) (*template.Template, erro
 	return t, nil
 }
 
-var parseLineRE = regexp.MustCompile(`^template: t:(\d+): (?s:(.*))$`)
+var templateParseLineRE = regexp.MustCompile(`^template: t:(\d+): (?s:(.*))$`)
 
-func parseReason(err error) string {
+func templateParseReason(err error) string {
 	msg := err.Error()
-	if m := parseLineRE.FindStringSubmatch(msg); m != nil {
+	if m := templateParseLineRE.FindStringSubmatch(msg); m != nil {
 		return "template line " + m[1] + ": " + m[2]
 	}
 	return strings.TrimPrefix(msg, "template: ")
 }
 
 var (
-	execRE    = regexp.MustCompile(`^template: t:(\d+):(\d+): executing "t" at <(?s:(.*?))>: (?s:(.*))$`)
-	noEntryRE = regexp.MustCompile(`^map has no entry for key "((?:[^"\\]|\\.)*)"$`)
+	templateExecRE    = regexp.MustCompile(`^template: t:(\d+):(\d+): executing "t" at <(?s:(.*?))>: (?s:(.*))$`)
+	templateNoEntryRE = regexp.MustCompile(`^map has no entry for key "((?:[^"\\]|\\.)*)"$`)
 )
 
-// execReason says why a template's execution failed, without step or
+// templateExecReason says why a template's execution failed, without step or
 // path; a missing step output reads `no output of step "x" yet`.
-func execReason(err error, data map[string]any) string {
-	for _, limit := range []error{errTooLarge, errTooMuch, errTooLong} {
+func templateExecReason(err error, data map[string]any) string {
+	for _, limit := range []error{errRenderTooLarge, errRenderTooMuch, errRenderTooLong} {
 		if errors.Is(err, limit) {
 			return limit.Error()
 		}
@@ -659,15 +659,15 @@ func execReason(err error, data map[string]any) string {
 		return err.Error()
 	}
 	msg := ee.Err.Error()
-	m := execRE.FindStringSubmatch(msg)
+	m := templateExecRE.FindStringSubmatch(msg)
 	if m == nil {
 		return strings.TrimPrefix(msg, "template: ")
 	}
 	line, col, at, what := m[1], m[2], m[3], m[4]
-	if k := noEntryRE.FindStringSubmatch(what); k != nil {
+	if k := templateNoEntryRE.FindStringSubmatch(what); k != nil {
 		key, uerr := strconv.Unquote(`"` + k[1] + `"`)
 		if uerr == nil {
-			if name, ok := stepOfChain(at); ok && key == name && !hasStep(data, name) {
+			if name, ok := stepOfChain(at); ok && key == name && !hasStepOutput(data, name) {
 				return fmt.Sprintf("no output of step %q yet", name)
 			}
 		}
@@ -684,10 +684,10 @@ func stepOfChain(at string) (string, bool) {
 		}
 	}
 	name, _, _ := strings.Cut(rest, ".")
-	return name, validIdent(name)
+	return name, templateSafeName(name)
 }
 
-func hasStep(data map[string]any, name string) bool {
+func hasStepOutput(data map[string]any, name string) bool {
 	steps, ok := data["steps"].(map[string]any)
 	if !ok {
 		return false
@@ -696,36 +696,36 @@ func hasStep(data map[string]any, name string) bool {
 	return ok
 }
 
-// tickNode is the action {{_range_tick}} countRanges puts first in every
-// range body, so the budget counts each iteration; sizeCmd the command
-// "| _range_size" it puts last in every range pipeline, so the budget
+// rangeTickNode is the action {{_range_tick}} boundRanges puts first in every
+// range body, so the renderBudget counts each iteration; rangeSizeCmd the command
+// "| _range_size" it puts last in every range pipeline, so the renderBudget
 // counts a map's keys, which range sorts before its first iteration.
-var tickNode, sizeCmd = func() (parse.Node, *parse.CommandNode) {
+var rangeTickNode, rangeSizeCmd = func() (parse.Node, *parse.CommandNode) {
 	t := template.Must(template.New("tick").Funcs(template.FuncMap{
-		tickName: func() string { return "" },
-		sizeName: func(v any) any { return v },
-	}).Parse("{{" + tickName + "}}{{. | " + sizeName + "}}"))
+		rangeTickFunc: func() string { return "" },
+		rangeSizeFunc: func(v any) any { return v },
+	}).Parse("{{" + rangeTickFunc + "}}{{. | " + rangeSizeFunc + "}}"))
 	size := t.Tree.Root.Nodes[1].(*parse.ActionNode).Pipe.Cmds[1]
 	return t.Tree.Root.Nodes[0], size
 }()
 
-// countRanges makes every range of the tree count against the budget:
-// tickNode first in its body, sizeCmd last in its pipeline.
-func countRanges(root *parse.ListNode) {
-	walkNodes(root, true, func(n parse.Node, _ bool) {
+// boundRanges makes every range of the tree count against the renderBudget:
+// rangeTickNode first in its body, rangeSizeCmd last in its pipeline.
+func boundRanges(root *parse.ListNode) {
+	walkTemplateNodes(root, true, func(n parse.Node, _ bool) {
 		r, ok := n.(*parse.RangeNode)
 		if !ok || r.List == nil || r.Pipe == nil {
 			return
 		}
-		r.List.Nodes = append([]parse.Node{tickNode}, r.List.Nodes...)
-		r.Pipe.Cmds = append(r.Pipe.Cmds, sizeCmd)
+		r.List.Nodes = append([]parse.Node{rangeTickNode}, r.List.Nodes...)
+		r.Pipe.Cmds = append(r.Pipe.Cmds, rangeSizeCmd)
 	})
 }
 
-// walkNodes calls fn for every node under n, depth first, telling it
+// walkTemplateNodes calls fn for every node under n, depth first, telling it
 // whether dot there is still the template's data (not rebound by an
 // enclosing range or with body).
-func walkNodes(n parse.Node, rootDot bool, fn func(n parse.Node, rootDot bool)) {
+func walkTemplateNodes(n parse.Node, rootDot bool, fn func(n parse.Node, rootDot bool)) {
 	if n == nil {
 		return
 	}
@@ -736,54 +736,54 @@ func walkNodes(n parse.Node, rootDot bool, fn func(n parse.Node, rootDot bool)) 
 			return
 		}
 		for _, c := range n.Nodes {
-			walkNodes(c, rootDot, fn)
+			walkTemplateNodes(c, rootDot, fn)
 		}
 	case *parse.ActionNode:
-		walkPipe(n.Pipe, rootDot, fn)
+		walkTemplatePipe(n.Pipe, rootDot, fn)
 	case *parse.PipeNode:
-		walkPipe(n, rootDot, fn)
+		walkTemplatePipe(n, rootDot, fn)
 	case *parse.CommandNode:
 		for _, a := range n.Args {
-			walkNodes(a, rootDot, fn)
+			walkTemplateNodes(a, rootDot, fn)
 		}
 	case *parse.ChainNode:
-		walkNodes(n.Node, rootDot, fn)
+		walkTemplateNodes(n.Node, rootDot, fn)
 	case *parse.IfNode:
-		walkBranch(&n.BranchNode, rootDot, rootDot, fn)
+		walkTemplateBranch(&n.BranchNode, rootDot, rootDot, fn)
 	case *parse.RangeNode:
-		walkBranch(&n.BranchNode, false, rootDot, fn)
+		walkTemplateBranch(&n.BranchNode, false, rootDot, fn)
 	case *parse.WithNode:
-		walkBranch(&n.BranchNode, false, rootDot, fn)
+		walkTemplateBranch(&n.BranchNode, false, rootDot, fn)
 	case *parse.TemplateNode:
-		walkPipe(n.Pipe, rootDot, fn)
+		walkTemplatePipe(n.Pipe, rootDot, fn)
 	}
 }
 
-func walkPipe(p *parse.PipeNode, rootDot bool, fn func(parse.Node, bool)) {
+func walkTemplatePipe(p *parse.PipeNode, rootDot bool, fn func(parse.Node, bool)) {
 	if p == nil {
 		return
 	}
 	for _, c := range p.Cmds {
-		walkNodes(c, rootDot, fn)
+		walkTemplateNodes(c, rootDot, fn)
 	}
 }
 
-func walkBranch(b *parse.BranchNode, bodyDot, elseDot bool, fn func(parse.Node, bool)) {
-	walkPipe(b.Pipe, elseDot, fn)
+func walkTemplateBranch(b *parse.BranchNode, bodyDot, elseDot bool, fn func(parse.Node, bool)) {
+	walkTemplatePipe(b.Pipe, elseDot, fn)
 	if b.List != nil {
-		walkNodes(b.List, bodyDot, fn)
+		walkTemplateNodes(b.List, bodyDot, fn)
 	}
 	if b.ElseList != nil {
-		walkNodes(b.ElseList, elseDot, fn)
+		walkTemplateNodes(b.ElseList, elseDot, fn)
 	}
 }
 
-// stepRefs returns the steps t reads as .steps.X (where dot is the
+// templateStepRefs returns the steps t reads as .steps.X (where dot is the
 // template's data) or $.steps.X, in order of appearance, each once.
-func stepRefs(t *template.Template) []string {
+func templateStepRefs(t *template.Template) []string {
 	var refs []string
 	seen := map[string]bool{}
-	walkNodes(t.Tree.Root, true, func(n parse.Node, rootDot bool) {
+	walkTemplateNodes(t.Tree.Root, true, func(n parse.Node, rootDot bool) {
 		var name string
 		switch n := n.(type) {
 		case *parse.FieldNode:

@@ -10,9 +10,9 @@ import (
 	"testing"
 )
 
-// testData is the data of a run "run-1" with input {"topic":..,"n":..}
+// renderTestData is the data of a run "run-1" with input {"topic":..,"n":..}
 // whose step "research" has output {"content":..}.
-func testData(t testing.TB) map[string]any {
+func renderTestData(t testing.TB) map[string]any {
 	t.Helper()
 	data, err := TemplateData("run-1",
 		json.RawMessage(`{"topic":"queues","n":12345678,"big":12345678901234567890,"f":1.50,"arr":["a","b"],"nothing":null,"quote":"say \"hi\"\n\tdone <&>"}`),
@@ -28,7 +28,7 @@ func TestRender(t *testing.T) {
 	cases := []struct {
 		name string
 		tmpl string
-		data map[string]any // nil: testData
+		data map[string]any // nil: renderTestData
 		want string
 	}{
 		{
@@ -128,7 +128,7 @@ func TestRender(t *testing.T) {
 			t.Parallel()
 			data := tc.data
 			if data == nil {
-				data = testData(t)
+				data = renderTestData(t)
 			}
 			got, err := Render("draft", json.RawMessage(tc.tmpl), data)
 			if err != nil {
@@ -149,7 +149,7 @@ func TestRenderErrors(t *testing.T) {
 	cases := []struct {
 		name string
 		tmpl string
-		data map[string]any // nil: testData
+		data map[string]any // nil: renderTestData
 		want string         // the whole error text, or its start when it ends in "…"
 	}{
 		{
@@ -285,7 +285,7 @@ func TestRenderErrors(t *testing.T) {
 			t.Parallel()
 			data := tc.data
 			if data == nil {
-				data = testData(t)
+				data = renderTestData(t)
 			}
 			got, err := Render("draft", json.RawMessage(tc.tmpl), data)
 			if err == nil {
@@ -309,7 +309,7 @@ func TestRenderErrors(t *testing.T) {
 func TestRenderDeepestAllowed(t *testing.T) {
 	t.Parallel()
 	tmpl := strings.Repeat("[", MaxPayloadDepth) + `"{{.run_id}}"` + strings.Repeat("]", MaxPayloadDepth)
-	got, err := Render("s", json.RawMessage(tmpl), testData(t))
+	got, err := Render("s", json.RawMessage(tmpl), renderTestData(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,11 +319,11 @@ func TestRenderDeepestAllowed(t *testing.T) {
 }
 
 // TestRenderConcurrent: renders share nothing (the range counter and the
-// function budget are per call).
+// function renderBudget are per call).
 func TestRenderConcurrent(t *testing.T) {
 	t.Parallel()
 	tmpl := json.RawMessage(`{"a":"{{range 60000}}{{end}}{{.input.topic}}"}`)
-	data := testData(t)
+	data := renderTestData(t)
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() {
@@ -408,7 +408,7 @@ func TestParseTemplates(t *testing.T) {
 	}
 }
 
-func TestStepRefs(t *testing.T) {
+func TestTemplateStepRefs(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name string
@@ -425,48 +425,48 @@ func TestStepRefs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tm, err := parseTemplate(tc.src, (&budget{}).funcs())
+			tm, err := parsePayloadTemplate(tc.src, (&renderBudget{}).funcs())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := stepRefs(tm); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("stepRefs = %q, want %q", got, tc.want)
+			if got := templateStepRefs(tm); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("templateStepRefs = %q, want %q", got, tc.want)
 			}
 		})
 	}
 }
 
-func TestAppendString(t *testing.T) {
+func TestAppendJSONString(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"", "plain", "\x00\x1f\"\\/", "\xff\xfe", "é\u2028\u2029😀", "<>&", strings.Repeat("\xe2\x82", 3)} {
-		b := appendString(nil, s)
+		b := appendJSONString(nil, s)
 		var back string
 		if err := json.Unmarshal(b, &back); err != nil {
-			t.Fatalf("appendString(%q) = %s: %v", s, b, err)
+			t.Fatalf("appendJSONString(%q) = %s: %v", s, b, err)
 		}
 		// Each byte of invalid UTF-8 becomes one U+FFFD, as strings.Map
 		// reads it.
 		if want := strings.Map(func(r rune) rune { return r }, s); back != want {
-			t.Errorf("appendString(%q) decodes to %q, want %q", s, back, want)
+			t.Errorf("appendJSONString(%q) decodes to %q, want %q", s, back, want)
 		}
 	}
 }
 
-// hasTemplate reports whether a string value (not a key) of the decoded
+// hasTemplateString reports whether a string value (not a key) of the decoded
 // JSON v holds "{{".
-func hasTemplate(v any) bool {
+func hasTemplateString(v any) bool {
 	switch v := v.(type) {
 	case string:
 		return strings.Contains(v, "{{")
 	case []any:
 		for _, e := range v {
-			if hasTemplate(e) {
+			if hasTemplateString(e) {
 				return true
 			}
 		}
 	case map[string]any:
 		for _, e := range v {
-			if hasTemplate(e) {
+			if hasTemplateString(e) {
 				return true
 			}
 		}
@@ -529,12 +529,12 @@ func FuzzRender(f *testing.F) {
 		if !json.Valid(tmpl) {
 			t.Fatalf("Render accepted invalid JSON %q", tmpl)
 		}
-		in, err := decodeJSON(tmpl)
+		in, err := decodeUseNumber(tmpl)
 		if err != nil {
 			t.Fatalf("template %q decodes with error %v", tmpl, err)
 		}
-		if !hasTemplate(in) {
-			got, err := decodeJSON(out)
+		if !hasTemplateString(in) {
+			got, err := decodeUseNumber(out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -567,7 +567,7 @@ func FuzzParseTemplates(f *testing.F) {
 		if perr != nil && !strings.HasPrefix(perr.Error(), `step "s": payload.a: `) {
 			t.Fatalf("ParseTemplates error %q does not name step and path", perr)
 		}
-		_, rerr := Render("s", payload, testData(t))
+		_, rerr := Render("s", payload, renderTestData(t))
 		if perr != nil && rerr == nil {
 			t.Fatalf("ParseTemplates refused %q (%v) but Render accepted it", src, perr)
 		}

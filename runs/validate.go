@@ -84,7 +84,7 @@ func (w Workflow) Validate(knownKind func(kind string) bool) error {
 		}
 	}
 	cycles := fallbackCycles(w.Steps, index)
-	pos := w.positions(index)
+	pos := w.readPositions(index)
 
 	for i, s := range w.Steps {
 		p := fmt.Sprintf("steps[%d]", i)
@@ -93,7 +93,7 @@ func (w Workflow) Validate(knownKind func(kind string) bool) error {
 			add(p+".name", "is empty")
 		case len(s.Name) > MaxStepNameBytes:
 			add(p+".name", "is longer than %d bytes", MaxStepNameBytes)
-		case !validIdent(s.Name):
+		case !templateSafeName(s.Name):
 			add(p+".name", "%q is not a template-safe name: use letters, digits and '_', not starting with a digit (templates read it as .steps.<name>)", s.Name)
 		case index[s.Name] != i:
 			add(p+".name", "duplicate name %q (also steps[%d])", s.Name, index[s.Name])
@@ -120,7 +120,7 @@ func (w Workflow) Validate(knownKind func(kind string) bool) error {
 		}
 		// A step sharing its name with an earlier one is not checked for
 		// the steps it reads: its place is the earlier one's.
-		errs = append(errs, checkPayload(p+".payload", s, index[s.Name] == i, index, pos)...)
+		errs = append(errs, checkPayloadTemplate(p+".payload", s, index[s.Name] == i, index, pos)...)
 		if s.MaxAttempts < 0 {
 			add(p+".max_attempts", "must not be negative, got %d", s.MaxAttempts)
 		}
@@ -223,11 +223,11 @@ func fallbackCycles(steps []jobs.StepDef, index map[string]int) map[int][]string
 	return cycles
 }
 
-// positions gives each step the plan position before which the steps it
+// readPositions gives each step the plan position before which the steps it
 // may read ran: a plan step its own; a fallback the smallest of the plan
 // steps whose fallback chain reaches it (it must be right in every role).
 // A fallback no plan step reaches has none.
-func (w Workflow) positions(index map[string]int) map[string]int {
+func (w Workflow) readPositions(index map[string]int) map[string]int {
 	pos := make(map[string]int, len(w.Steps))
 	for p, s := range w.Plan() {
 		if _, ok := pos[s.Name]; !ok {
@@ -251,18 +251,18 @@ func (w Workflow) positions(index map[string]int) map[string]int {
 	return pos
 }
 
-// checkPayload checks a step's payload template: a JSON object whose
+// checkPayloadTemplate checks a step's payload template: a JSON object whose
 // templates parse and read only steps that run before the step.
-func checkPayload(path string, s jobs.StepDef, checkRefs bool, index map[string]int, pos map[string]int) []error {
+func checkPayloadTemplate(path string, s jobs.StepDef, checkRefs bool, index map[string]int, pos map[string]int) []error {
 	payload := bytes.TrimSpace(s.Payload)
 	if len(payload) == 0 {
 		return nil
 	}
 	if payload[0] != '{' && json.Valid(payload) {
-		return []error{&FieldError{Path: path, Reason: "must be a JSON object, got " + jsonKind(payload[0])}}
+		return []error{&FieldError{Path: path, Reason: "must be a JSON object, got " + jsonKindName(payload[0])}}
 	}
 	var errs []error
-	err := eachTemplate(payload, func(p string, t *template.Template, err error) {
+	err := eachPayloadTemplate(payload, func(p string, t *template.Template, err error) {
 		if err != nil {
 			errs = append(errs, &FieldError{Path: path + p, Reason: err.Error()})
 			return
@@ -270,8 +270,8 @@ func checkPayload(path string, s jobs.StepDef, checkRefs bool, index map[string]
 		if !checkRefs {
 			return
 		}
-		for _, ref := range stepRefs(t) {
-			if reason := refProblem(s.Name, ref, index, pos); reason != "" {
+		for _, ref := range templateStepRefs(t) {
+			if reason := stepRefProblem(s.Name, ref, index, pos); reason != "" {
 				errs = append(errs, &FieldError{Path: path + p, Reason: reason})
 			}
 		}
@@ -290,8 +290,8 @@ func checkPayload(path string, s jobs.StepDef, checkRefs bool, index map[string]
 	return errs
 }
 
-// refProblem says what is wrong with step self reading .steps.ref, or "".
-func refProblem(self, ref string, index map[string]int, pos map[string]int) string {
+// stepRefProblem says what is wrong with step self reading .steps.ref, or "".
+func stepRefProblem(self, ref string, index map[string]int, pos map[string]int) string {
 	if _, ok := index[ref]; !ok {
 		return fmt.Sprintf("reads .steps.%s, but the workflow has no step %q", ref, ref)
 	}
@@ -306,7 +306,7 @@ func refProblem(self, ref string, index map[string]int, pos map[string]int) stri
 	return ""
 }
 
-func jsonKind(c byte) string {
+func jsonKindName(c byte) string {
 	switch c {
 	case '[':
 		return "an array"

@@ -12,12 +12,12 @@ import (
 	"github.com/agentq/agentq/jobs"
 )
 
-func knownKinds(kind string) bool {
+func testKnownKinds(kind string) bool {
 	return kind == jobs.KindLLMChat || kind == jobs.KindHTTPCall || kind == jobs.KindNoop
 }
 
-// validWorkflow is research -> draft (fallback draft_short) -> publish.
-func validWorkflow() Workflow {
+// testWorkflow is research -> draft (fallback draft_short) -> publish.
+func testWorkflow() Workflow {
 	return Workflow{
 		Name:  "blog",
 		Queue: "agents",
@@ -35,8 +35,8 @@ func validWorkflow() Workflow {
 	}
 }
 
-// fieldErrors unpacks Validate's joined error.
-func fieldErrors(t *testing.T, err error) []FieldError {
+// unjoinFieldErrors unpacks Validate's joined error.
+func unjoinFieldErrors(t *testing.T, err error) []FieldError {
 	t.Helper()
 	if err == nil {
 		return nil
@@ -54,7 +54,7 @@ func fieldErrors(t *testing.T, err error) []FieldError {
 
 func TestValidateValid(t *testing.T) {
 	t.Parallel()
-	if err := validWorkflow().Validate(knownKinds); err != nil {
+	if err := testWorkflow().Validate(testKnownKinds); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	w := Workflow{Steps: []jobs.StepDef{{Name: "only", Kind: "anything"}}}
@@ -284,10 +284,10 @@ func TestValidate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := validWorkflow()
+			w := testWorkflow()
 			tc.change(&w)
-			err := w.Validate(knownKinds)
-			got := fieldErrors(t, err)
+			err := w.Validate(testKnownKinds)
+			got := unjoinFieldErrors(t, err)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Validate:\n got %q\nwant %q", got, tc.want)
 			}
@@ -300,7 +300,7 @@ func TestValidate(t *testing.T) {
 
 func TestPlanAndStep(t *testing.T) {
 	t.Parallel()
-	w := validWorkflow()
+	w := testWorkflow()
 	var names []string
 	for _, s := range w.Plan() {
 		names = append(names, s.Name)
@@ -323,7 +323,7 @@ func TestPlanAndStep(t *testing.T) {
 // FuzzValidate: any workflow decoded from JSON validates without a panic,
 // every problem a *FieldError with a path and a reason.
 func FuzzValidate(f *testing.F) {
-	valid, err := json.Marshal(validWorkflow())
+	valid, err := json.Marshal(testWorkflow())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -342,14 +342,14 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		_ = w.Plan()
-		err := w.Validate(knownKinds)
+		err := w.Validate(testKnownKinds)
 		if err == nil {
 			if len(w.Plan()) == 0 {
 				t.Fatalf("valid workflow %s has an empty plan", b)
 			}
 			return
 		}
-		for _, fe := range fieldErrors(t, err) {
+		for _, fe := range unjoinFieldErrors(t, err) {
 			if fe.Path == "" || fe.Reason == "" {
 				t.Fatalf("field error %+v lacks path or reason", fe)
 			}
