@@ -44,6 +44,7 @@ func (r *Runtime) runsConfig() runs.Config {
 		MaxOutputBytes: r.cfg.Runs.MaxOutputBytes,
 		MaxSteps:       r.cfg.Runs.MaxSteps,
 		OnCapped:       r.onCapped,
+		DeadLetterOf:   r.dead.RecordOf,
 		Logger:         &log,
 	}
 }

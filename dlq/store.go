@@ -297,6 +297,20 @@ func (s *Store) Succeeded(ctx context.Context, queueName, taskID, replayOf strin
 	return id, nil
 }
 
+// RecordOf returns the id of the record holding the death of queue's
+// task taskID; "" when the task has none (it never died, or its record was
+// purged or trimmed).
+func (s *Store) RecordOf(ctx context.Context, queueName, taskID string) (string, error) {
+	id, err := s.rdb.Get(ctx, taskKey(queueName, taskID)).Result()
+	switch {
+	case errors.Is(err, redis.Nil), id == tombstone:
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	return id, nil
+}
+
 // Get returns a record with its whole history.
 func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	var vals *redis.SliceCmd

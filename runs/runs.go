@@ -267,6 +267,9 @@ type Config struct {
 	MaxSteps int
 	// OnCapped, when set, is told of every run that goes over a cap.
 	OnCapped func(context.Context, CapEvent)
+	// DeadLetterOf, when set, finds the dead letter of a step's task
+	// (queue, task id) for Get: "" when it has none.
+	DeadLetterOf func(ctx context.Context, queue, taskID string) (string, error)
 	// Logger receives the runs' log lines. Default: zerolog's global.
 	Logger *zerolog.Logger
 	// Now is the clock. Default time.Now.

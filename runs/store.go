@@ -318,6 +318,12 @@ func (r *Runs) Get(ctx context.Context, id string) (*Run, error) {
 			Output: l.outputs[st.Def.Name], OutputSummary: st.Summary,
 			LastError: st.LastError, LastClass: st.LastClass, DeadLetter: st.DeadLetter,
 		}
+		if ss.DeadLetter == "" && ss.LastClass != "" && r.cfg.DeadLetterOf != nil && ss.TaskID != "" &&
+			(ss.Status == StepDead || ss.Status == StepReplaced || ss.Status == StepSkipped) {
+			if id, err := r.cfg.DeadLetterOf(ctx, ss.Queue, ss.TaskID); err == nil {
+				ss.DeadLetter = id
+			}
+		}
 		run.Steps = append(run.Steps, ss)
 	}
 	for _, raw := range lcmd.Val() {
