@@ -3,6 +3,7 @@ package runs
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -64,11 +65,16 @@ func TestStateCache(t *testing.T) {
 	if n := rc.n.Load() - before; n != 0 {
 		t.Errorf("b read its run's state %d times, want 0 (the state a's success wrote was kept)", n)
 	}
+	// b's start was written with its success: counted once, with a time.
+	if run := b.get(t, st.RunID); stepOf(t, run, "b").Attempts != 1 || stepOf(t, run, "b").Started.IsZero() || run.StepsStarted != 2 || run.Attempts != 2 {
+		t.Errorf("after b: b %+v, run attempts %d, steps started %d; want b counted once", stepOf(t, run, "b"), run.Attempts, run.StepsStarted)
+	}
 
-	// Another process cancels the run while c is queued; this process
-	// still holds the state c was queued at, and must not run c.
+	// Another process cancels the run while c is queued: the cancel
+	// deletes c's task, so c never starts, although this process still
+	// holds the state c was queued at.
 	nop := zerolog.Nop()
-	other, err := New(b.rdb, b.client, nil, Config{Workflows: b.runs.Workflows(), Logger: &nop})
+	other, err := New(b.rdb, b.client, b.insp, Config{Workflows: b.runs.Workflows(), Logger: &nop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +82,15 @@ func TestStateCache(t *testing.T) {
 	if err := other.Cancel(ctx, st.RunID, "stop"); err != nil {
 		t.Fatal(err)
 	}
-	s, _ := b.deliver(t, st.RunID, "c", func(s *jobs.Step) { s.Headers = map[string]string{jobs.HeaderRunVersion: cVersion} })
+	if p := b.pending(t); slices.Contains(p, queue.TaskIDForKey(testQueue, stepKey(st.RunID, "c"))) {
+		t.Fatalf("c's task is still pending after the cancel: %v", p)
+	}
+	// A task of c queued at another version than the kept state (a
+	// replay, a retry) reads the run and sees the cancel.
+	v, _ := strconv.ParseInt(cVersion, 10, 64)
+	s, _ := b.deliver(t, st.RunID, "c", func(s *jobs.Step) {
+		s.Headers = map[string]string{jobs.HeaderRunVersion: strconv.FormatInt(v+1, 10)}
+	})
 	if !s.Answered || len(b.callsOf("c")) != 0 {
 		t.Fatalf("c ran after the run was cancelled elsewhere (answered %v, calls %d)", s.Answered, len(b.callsOf("c")))
 	}

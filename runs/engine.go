@@ -634,6 +634,7 @@ func (e *recordedError) Unwrap() error { return e.err }
 
 func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) error {
 	l, err := r.cache.get(s), error(nil)
+	fromCache := l != nil
 	if l == nil {
 		l, err = r.load(ctx, s.RunID)
 	}
@@ -651,9 +652,11 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 		capErr   *jobs.CapExceededError
 		capEv    *CapEvent
 		rendered json.RawMessage
+		deferred bool // the step's start is written with its outcome
 	)
+	up0 := l
 	up, err := r.update(ctx, s.RunID, l, func(l *loaded, d *doc) (*change, error) {
-		v, capErr, capEv, rendered = runIt, nil, nil, nil
+		v, capErr, capEv, rendered, deferred = runIt, nil, nil, nil, false
 		i := d.step(s.Name)
 		st := &d.Steps[i]
 		now := r.cfg.Now().UTC()
@@ -682,6 +685,7 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 			} else {
 				capErr = &jobs.CapExceededError{Cap: "unknown", Limit: "?", Value: "?"}
 			}
+			st.LastError, st.LastClass = capErr.Error(), jobs.ClassCapExceeded
 			return skip("step " + st.Def.Name + " not run: " + d.Reason), nil
 		case st.Status == StepSkipped:
 			v = answered
@@ -696,6 +700,7 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 			ev, cev := r.capRun(d, st.Def.Name, ce, now)
 			capEv = cev
 			st.Status = StepSkipped
+			st.LastError, st.LastClass = ce.Error(), jobs.ClassCapExceeded
 			return &change{doc: d, events: []Event{ev}}, nil
 		}
 		if string(s.Payload) == queue.RunStepPayload {
@@ -705,30 +710,27 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 			}
 			rendered = p
 		}
+		if fromCache && l == up0 && d.Status == StatusRunning && st.Status == StepQueued && s.ReplayOf == "" {
+			// The state this worker wrote when it queued the step, still
+			// the version the task carries: nothing to decide differs, so
+			// the step's start is written with its outcome (succeeded,
+			// observeFailure), or by the mark below if it runs long.
+			deferred = true
+			return nil, nil
+		}
 		var events []Event
 		if d.Status == StatusFailed {
 			d.Status, d.Reason, d.Ended = StatusRunning, "", time.Time{}
 			events = append(events, Event{At: now, Kind: "replayed", Step: st.Def.Name,
 				Text: "step " + st.Def.Name + " replayed from dead letter " + s.ReplayOf + "; the run goes on"})
 		}
-		st.Status = StepRunning
-		st.Totals.Attempts++
-		d.Totals.Attempts++
-		if !st.Counted {
-			st.Counted = true
-			st.Started = now
-			d.StepsStarted++
-		}
-		st.Ended, st.Duration = time.Time{}, 0
-		if s.TaskID != "" {
-			st.TaskID = s.TaskID
-		}
+		begin(d, i, s, now, true)
 		return &change{doc: d, events: events}, nil
 	})
 	if err != nil {
 		return err
 	}
-	if v == runIt {
+	if v == runIt && !deferred {
 		r.counted.Store(s, struct{}{})
 	}
 	switch v {
@@ -751,6 +753,11 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 		s.Payload = rendered
 	}
 	start := r.cfg.Now()
+	if deferred {
+		// A step that runs long is shown running while it does.
+		t := time.AfterFunc(runningMarkAfter, func() { r.markRunning(context.WithoutCancel(ctx), s, up.after, start) })
+		defer t.Stop()
+	}
 	if err := next.ProcessStep(ctx, s); err != nil {
 		return err
 	}
@@ -758,7 +765,50 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 	// because the attempt's deadline is near.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	return r.succeeded(sctx, s, up.after, r.cfg.Now().Sub(start))
+	return r.succeeded(sctx, s, up.after, start, r.cfg.Now().Sub(start))
+}
+
+// runningMarkAfter is how long a step whose start was deferred runs before
+// its run shows it running.
+const runningMarkAfter = time.Second
+
+// begin writes the start of an attempt of step i into d: running, the
+// attempt counted (unless it is a snooze's, which spends none), the step
+// counted as started once.
+func begin(d *doc, i int, s *jobs.Step, at time.Time, attempt bool) {
+	st := &d.Steps[i]
+	st.Status = StepRunning
+	if attempt {
+		st.Totals.Attempts++
+		d.Totals.Attempts++
+	}
+	if !st.Counted {
+		st.Counted = true
+		st.Started = at.UTC()
+		d.StepsStarted++
+	}
+	st.Ended, st.Duration = time.Time{}, 0
+	if s.TaskID != "" {
+		st.TaskID = s.TaskID
+	}
+}
+
+// markRunning writes the deferred start of s's attempt, begun at start,
+// when its step is still queued in the run.
+func (r *Runs) markRunning(ctx context.Context, s *jobs.Step, l *loaded, start time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	_, err := r.update(ctx, s.RunID, l, func(_ *loaded, d *doc) (*change, error) {
+		i := d.step(s.Name)
+		if i < 0 || d.Steps[i].Status != StepQueued {
+			return nil, nil
+		}
+		begin(d, i, s, start, true)
+		return &change{doc: d}, nil
+	})
+	if err != nil {
+		r.log.Warn().Str("run_id", s.RunID).Str("step", s.Name).Err(err).Msg("could not mark the step running in its run")
+	}
 }
 
 // storeTimeout bounds the storing of a step's success and the enqueue of
@@ -808,7 +858,7 @@ func (r *Runs) render(l *loaded, d *doc, i int) (json.RawMessage, error) {
 
 // succeeded stores a step's success (output, usage, added steps), decides
 // what comes next and enqueues it: one compare and set, one enqueue.
-func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, took time.Duration) error {
+func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start time.Time, took time.Duration) error {
 	out := s.Output()
 	if len(out) > r.cfg.MaxOutputBytes {
 		return jobs.Permanent(fmt.Errorf("step %q: output is %d bytes, over the limit of %d (max_output_bytes)", s.Name, len(out), r.cfg.MaxOutputBytes))
@@ -829,6 +879,9 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, took time
 		if st.Status == StepSucceeded {
 			already = true // a concurrent delivery stored it first
 			return nil, nil
+		}
+		if st.Status == StepQueued {
+			begin(d, i, s, start, true) // its start was deferred
 		}
 		now := r.cfg.Now().UTC()
 		c := &change{doc: d}
@@ -997,6 +1050,15 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 			}
 			d.addUsage(i, usage)
 			return &change{doc: d}, nil
+		}
+		if st.Status == StepQueued {
+			// The attempt's start was deferred (or it ran on a worker that
+			// died before writing anything): count it now.
+			at := res.Started
+			if at.IsZero() {
+				at = now
+			}
+			begin(d, i, s, at, res.Outcome != jobs.OutcomeSnooze)
 		}
 		d.addUsage(i, usage)
 		st.LastError, st.LastClass = res.Message, res.Class

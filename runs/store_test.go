@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,7 +157,7 @@ func TestAttemptsCapCountsEveryAttempt(t *testing.T) {
 		t.Fatalf("third attempt: %+v", res)
 	}
 	run := b.get(t, st.RunID)
-	if run.Status != StatusCapped || run.Attempts != 2 || len(b.callsOf("a")) != 2 || stepOf(t, run, "a").LastError != "transient trouble" {
+	if run.Status != StatusCapped || run.Attempts != 2 || len(b.callsOf("a")) != 2 || stepOf(t, run, "a").LastClass != jobs.ClassCapExceeded || !strings.Contains(stepOf(t, run, "a").LastError, "max_attempts") {
 		t.Fatalf("run %+v, a %+v", run, stepOf(t, run, "a"))
 	}
 }
