@@ -25,9 +25,23 @@ func TestReadmeFromGoIsTheExample(t *testing.T) {
 	if !ok {
 		t.Fatal(`README.md has no "### From Go" section with a go block`)
 	}
-	want := asProgram(string(example))
+	want := asProgram(string(example), "Example")
 	if block != want {
 		t.Fatalf("README's From Go program differs from example_test.go as a program:\n%s", firstDiff(block, want))
+	}
+
+	// The same for "### A run from Go" and Example_runs.
+	example, err = os.ReadFile("example_runs_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, ok = goBlock(string(readme), "### A run from Go\n")
+	if !ok {
+		t.Fatal(`README.md has no "### A run from Go" section with a go block`)
+	}
+	want = asProgram(string(example), "Example_runs")
+	if block != want {
+		t.Fatalf("README's run program differs from example_runs_test.go as a program:\n%s", firstDiff(block, want))
 	}
 }
 
@@ -47,14 +61,14 @@ func goBlock(doc, heading string) (string, bool) {
 
 // asProgram turns the example file into the program a reader copies:
 // package main, func main, no Output comment.
-func asProgram(src string) string {
+func asProgram(src, name string) string {
 	var b strings.Builder
 	inOutput := false
 	for line := range strings.Lines(src) {
 		switch {
 		case strings.HasPrefix(line, "package "):
 			line = "package main\n"
-		case line == "func Example() {\n":
+		case line == "func "+name+"() {\n":
 			line = "func main() {\n"
 		case line == "\t// Output:\n":
 			inOutput = true
