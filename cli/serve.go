@@ -14,6 +14,7 @@ import (
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/internal/dev"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
@@ -89,11 +90,14 @@ func (m *Main) devCommand(rf *rootFlags) *cobra.Command {
 	var exitAfter bool
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run everything in one process: embedded Redis, worker, dashboard and a demo",
+		Short: "Run everything in one process: embedded Redis, worker, dashboard and demos",
 		Long: `Start an embedded Redis-compatible server (in memory), a worker, the dashboard
 and a short demo against a local flaky tool server: some calls succeed after
-retries, one fails permanently and is dead-lettered. With redis.url or
-AGENTQ_REDIS_URL set, that Redis is used instead of the embedded one.`,
+retries, one fails permanently and is dead-lettered. Then a run demo: a
+three-step agent run (two llm.chat steps against a local fake model server,
+whose first answer is a 429, and an http.call step) shown as run show shows
+it, with tokens and cost. With redis.url or AGENTQ_REDIS_URL set, that Redis
+is used instead of the embedded one, and the demo keeps to queue ` + DevQueue + `.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := m.load(cmd, rf)
@@ -138,7 +142,19 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		cfg.Worker.Queues = map[string]int{DevQueue: 1}
 	}
 	cfg.Dashboard.Addr = dev.DashboardAddr(cfg.Dashboard.Addr)
-	rt, err := m.newRuntime(cfg, configFile, false)
+	// The run demo's model server and tool server start before the runtime,
+	// which is built with the fake's provider and models and the demo's
+	// workflow (in code).
+	llm, err := dev.StartFakeLLM()
+	if err != nil {
+		return err
+	}
+	defer llm.Close()
+	cfg.LLM = llm.AddTo(cfg.LLM)
+	ts := dev.NewToolServer()
+	defer ts.Close()
+	wfs := map[string]runs.Workflow{dev.RunWorkflow: dev.ArticleWorkflow(demoQueue, ts)}
+	rt, err := m.newRuntimeWith(cfg, configFile, false, wfs)
 	if err != nil {
 		return err
 	}
@@ -173,9 +189,8 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	}
 	fmt.Fprintf(out, "dashboard: %s\n", url)
 
-	ts := dev.NewToolServer()
-	defer ts.Close()
-	fmt.Fprintf(out, "tool server: %s (flaky on purpose)\n\nrunning the demo...\n", ts.URL())
+	fmt.Fprintf(out, "tool server: %s (flaky on purpose)\n", ts.URL())
+	fmt.Fprintf(out, "model server: %s (fake, OpenAI-compatible; models %s and %s)\n\nrunning the demo...\n", llm.URL(), dev.SmallModel, dev.LargeModel)
 	steps, err := dev.Demo(ctx, rt.Client(), rt.Redis(), ts, demoQueue, 60*time.Second)
 	dev.WriteDemo(out, steps)
 	if err != nil {
@@ -183,6 +198,9 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	}
 	fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/%s?status=archived\n", url, demoQueue)
 	fmt.Fprintf(out, "and in the dead-letter store: %s dlq list\n", rt.CommandLine())
+	if err := m.devRunDemo(ctx, rt, ts, embedded); err != nil {
+		return err
+	}
 	if exitAfter {
 		return nil
 	}
@@ -194,6 +212,39 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 			return err
 		}
 	}
+	return nil
+}
+
+// devRunDemo runs the demo workflow once and prints it as run show does.
+func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolServer, embedded bool) error {
+	out := m.Stdout
+	rn, err := rt.Runs()
+	if err != nil {
+		return usage(err)
+	}
+	fmt.Fprintf(out, "\nrunning the run demo (%s: research and draft with llm.chat, publish with http.call; the fake model's first answer is a 429, tokens and cost add up)...\n", dev.RunWorkflow)
+	r, err := dev.RunDemo(ctx, rn, dev.RunWorkflow, "idempotent retries for AI agents", 60*time.Second)
+	if r != nil {
+		s := &runSession{rt: rt, runs: rn, redact: rt.OutputRedactor()}
+		fmt.Fprintf(out, "\n$ %s run show %s\n", rt.CommandLine(), r.ID)
+		if werr := writeRun(out, s.present(r)); werr != nil && err == nil {
+			err = werr
+		}
+		if body := ts.Published(r.ID); body != "" {
+			fmt.Fprintf(out, "\npublished: %s\n", printable(clip(body, 160)))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if r.Status != runs.StatusSucceeded {
+		return fmt.Errorf("run demo: run %s ended %s: %s", r.ID, r.Status, r.Reason)
+	}
+	later := ""
+	if embedded {
+		later = " (only while dev runs: the embedded Redis keeps it in memory)"
+	}
+	fmt.Fprintf(out, "\nShow the run again with: %s run show %s%s\n", rt.CommandLine(), r.ID, later)
 	return nil
 }
 

@@ -275,13 +275,59 @@ func TestEndToEndDevDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("dev exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"embedded", "lives in memory", "dashboard: http://127.0.0.1:", "succeeded", "dead-lettered", "not enqueued (duplicate)"} {
-		if !strings.Contains(out, want) {
+	tasks, run, ok := strings.Cut(out, "running the run demo")
+	if !ok {
+		t.Fatalf("dev output has no run demo:\n%s", out)
+	}
+	for _, want := range []string{"embedded", "lives in memory", "dashboard: http://127.0.0.1:", "model server: http://127.0.0.1:", "succeeded", "dead-lettered", "not enqueued (duplicate)"} {
+		if !strings.Contains(tasks, want) {
 			t.Errorf("dev output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Count(out, "succeeded") != 3 {
+	if strings.Count(tasks, "succeeded") != 3 {
 		t.Errorf("want 3 succeeded steps:\n%s", out)
+	}
+
+	// The run demo prints the run as run show does: it succeeded, research
+	// got the fake model's one 429 and took 2 attempts, the others 1, and
+	// tokens and a cost were added up.
+	fields := map[string][]string{}
+	for _, line := range strings.Split(run, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			fields[f[0]] = f
+		}
+	}
+	if f := fields["status:"]; len(f) != 2 || f[1] != "succeeded" {
+		t.Errorf("run status line %q:\n%s", f, out)
+	}
+	for step, attempts := range map[string]string{"research": "2", "draft": "1", "publish": "1"} {
+		// STEP KIND STATUS ATTEMPTS DURATION TOKENS COST ...
+		f := fields[step]
+		if len(f) < 7 || f[2] != "succeeded" || f[3] != attempts {
+			t.Errorf("step %s: want succeeded in %s attempts, got %q:\n%s", step, attempts, f, out)
+			continue
+		}
+		if step != "publish" && (f[5] == "0" || f[6] == "$0.0000") {
+			t.Errorf("step %s shows no tokens or cost: %q", step, f)
+		}
+	}
+	if f := fields["tokens:"]; len(f) < 2 || f[1] == "0" {
+		t.Errorf("run tokens line %q:\n%s", f, out)
+	}
+	if f := fields["cost:"]; len(f) < 2 || f[1] == "$0.0000" {
+		t.Errorf("run cost line %q:\n%s", f, out)
+	}
+	if !strings.Contains(run, "step_retry") || !strings.Contains(run, "rate_limited") {
+		t.Errorf("run history lacks the 429 retry:\n%s", out)
+	}
+	// What publish POSTed is the draft step's reply.
+	_, published, _ := strings.Cut(run, "\npublished: ")
+	published, _, _ = strings.Cut(published, "\n")
+	if !strings.HasPrefix(published, "reply to: Draft an article on ") {
+		t.Errorf("published body %q is not the draft:\n%s", published, out)
+	}
+	if !strings.Contains(run, " run show r_") || !strings.Contains(run, "only while dev runs") {
+		t.Errorf("dev output lacks the run show hint:\n%s", out)
 	}
 }
 

@@ -3,6 +3,7 @@ package dev
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +68,13 @@ func TestToolServerRoutes(t *testing.T) {
 	get("/effect", map[string]string{"Idempotency-Key": "x"})
 	if ts.Effects("x") != 2 {
 		t.Fatalf("effects = %d", ts.Effects("x"))
+	}
+	resp, err := http.Post(ts.URL()+"/publish?id=r1", "text/plain", strings.NewReader("the draft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || ts.Published("r1") != "the draft" || ts.Published("r2") != "" {
+		t.Fatalf("publish: %d %q", resp.StatusCode, ts.Published("r1"))
 	}
 }

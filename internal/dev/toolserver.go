@@ -2,6 +2,7 @@ package dev
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -19,16 +20,21 @@ import (
 //	/limited?id=X       429 with Retry-After: 1 on the first call, then 200
 //	/broken             400: a permanent failure
 //	/effect             200; counts one side effect per Idempotency-Key
+//	/publish?id=X       200; keeps the body (up to 64 KiB) as what X published
 type ToolServer struct {
-	srv     *httptest.Server
-	mu      sync.Mutex
-	calls   map[string]int // "path?id" -> calls
-	effects map[string]int // Idempotency-Key -> side effects applied
+	srv       *httptest.Server
+	mu        sync.Mutex
+	calls     map[string]int    // "path?id" -> calls
+	effects   map[string]int    // Idempotency-Key -> side effects applied
+	published map[string]string // id -> body last published
 }
+
+// maxPublishBytes bounds the body /publish keeps.
+const maxPublishBytes = 64 << 10
 
 // NewToolServer starts the tool on a free loopback port.
 func NewToolServer() *ToolServer {
-	ts := &ToolServer{calls: map[string]int{}, effects: map[string]int{}}
+	ts := &ToolServer{calls: map[string]int{}, effects: map[string]int{}, published: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
 		ts.count(r)
@@ -62,6 +68,18 @@ func NewToolServer() *ToolServer {
 		ts.mu.Unlock()
 		fmt.Fprintln(w, `{"ok":true}`)
 	})
+	mux.HandleFunc("/publish", func(w http.ResponseWriter, r *http.Request) {
+		ts.count(r)
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxPublishBytes))
+		if err != nil {
+			http.Error(w, `{"error":"cannot read the body"}`, http.StatusBadRequest)
+			return
+		}
+		ts.mu.Lock()
+		ts.published[r.URL.Query().Get("id")] = string(body)
+		ts.mu.Unlock()
+		fmt.Fprintf(w, "{\"ok\":true,\"published_bytes\":%d}\n", len(body))
+	})
 	ts.srv = httptest.NewServer(mux)
 	return ts
 }
@@ -90,6 +108,13 @@ func (ts *ToolServer) Effects(key string) int {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return ts.effects[key]
+}
+
+// Published returns the body last published with id; "" when none.
+func (ts *ToolServer) Published(id string) string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.published[id]
 }
 
 // Close stops the tool.
