@@ -47,7 +47,8 @@ type Runs struct {
 	wfs    map[string]Workflow
 	log    zerolog.Logger
 	// counted holds the attempts (their *jobs.Step) whose start the
-	// middleware counted, until the observer sees them: a snoozed attempt
+	// middleware counted (attemptCounted) or deferred (attemptDeferred),
+	// until the observer sees them: a snoozed attempt
 	// is not an attempt, and the observer takes it back.
 	counted sync.Map
 	// apart makes a state change and the enqueue it decides two calls, as
@@ -56,13 +57,20 @@ type Runs struct {
 	apart bool
 	// cache keeps the states this process wrote (cache.go).
 	cache stateCache
+	// enqueueFault, in tests, fails an enqueue of a step on its own.
+	enqueueFault func() error
 }
 
 // New returns Runs on rdb that enqueues steps with client and deletes the
-// tasks of cancelled runs with insp. client may be nil for a Runs that
-// only reads and cancels runs; insp may be nil (a cancelled run's queued
-// step is then skipped when it is delivered instead of deleted). The
-// caller keeps ownership of rdb.
+// tasks of cancelled runs with insp (nil: an inspector on rdb). client may
+// be nil for a Runs that only reads and cancels runs. The caller keeps
+// ownership of rdb.
+//
+// Cancel deletes the queued step's task, so that no further step starts:
+// a worker that queued a step keeps the run's state it wrote and starts
+// the step from it without reading it again (one round trip less per
+// step), so the deleted task is what stops it. A step whose task a worker
+// had already taken when the cancel landed runs, and its output is kept.
 func New(rdb redis.UniversalClient, client *queue.Client, insp *queue.Inspector, cfg Config) (*Runs, error) {
 	if rdb == nil {
 		return nil, errors.New("runs: redis client is nil")
@@ -80,6 +88,9 @@ func New(rdb redis.UniversalClient, client *queue.Client, insp *queue.Inspector,
 		return nil, fmt.Errorf("runs: max_output_bytes must be at least 1, got %d", cfg.MaxOutputBytes)
 	case cfg.MaxSteps < 1:
 		return nil, fmt.Errorf("runs: max_steps must be at least 1, got %d", cfg.MaxSteps)
+	}
+	if insp == nil {
+		insp = queue.NewInspector(rdb)
 	}
 	r := &Runs{rdb: rdb, client: client, insp: insp, cfg: cfg, wfs: make(map[string]Workflow, len(cfg.Workflows))}
 	if cfg.Logger != nil {
@@ -385,18 +396,37 @@ func (r *Runs) enqueue(ctx context.Context, d *doc, i int, v int64) error {
 	}
 	st := d.Steps[i]
 	o := r.stepOptions(d, i, v)
-	res, err := r.client.Enqueue(ctx, st.Def.Kind, []byte(queue.RunStepPayload), o)
+	// A run's own steps are not asked to the client's Admit (an error
+	// budget that rejects new work): the run was admitted when it started,
+	// and refusing its next step would strand it.
+	enq := func(o queue.EnqueueOptions) (queue.Result, error) {
+		_, res, _, err := r.client.EnqueueWith(ctx, preAlways, st.Def.Kind, []byte(queue.RunStepPayload), o)
+		return res, err
+	}
+	if r.enqueueFault != nil {
+		if err := r.enqueueFault(); err != nil {
+			return fmt.Errorf("run %s: enqueue step %q: %w", d.ID, st.Def.Name, err)
+		}
+	}
+	res, err := enq(o)
 	if err == nil && res.Duplicate && r.insp != nil {
-		// A queued step whose task is archived or completed: the task is
-		// an earlier run's of the same id (a keyed run started again after
-		// the first one's retention), since this run's step would not be
-		// queued any more. Make room for this run's.
-		if state, serr := r.insp.State(ctx, res.Queue, res.ID); serr == nil && (state == queue.TaskArchived || state == queue.TaskCompleted) {
+		// A queued step whose task is archived, completed or gone while
+		// its key is still taken: the task is an earlier run's of the same
+		// id (a keyed run started again after the first one's retention),
+		// since this run's step would not be queued any more. Make room
+		// for this run's.
+		state, serr := r.insp.State(ctx, res.Queue, res.ID)
+		if serr == nil && state == queue.TaskGone {
+			r.log.Warn().Str("run_id", d.ID).Str("step", st.Def.Name).Str("task_id", res.ID).
+				Msg("a queued run step's key was held by an old task that is gone; enqueued the step by its task id")
+			o.TaskID = res.ID
+			_, err = enq(o)
+		} else if serr == nil && (state == queue.TaskArchived || state == queue.TaskCompleted) {
 			if _, err = r.insp.DeleteTask(ctx, res.Queue, res.ID); err == nil {
 				r.log.Warn().Str("run_id", d.ID).Str("step", st.Def.Name).Str("task_id", res.ID).Str("state", state.String()).
 					Msg("a queued run step's task id was held by an old task; deleted it and enqueued the step")
 				o.TaskID = res.ID // the key is still taken within the dedupe window
-				_, err = r.client.Enqueue(ctx, st.Def.Kind, []byte(queue.RunStepPayload), o)
+				_, err = enq(o)
 			}
 		}
 	}
@@ -405,6 +435,9 @@ func (r *Runs) enqueue(ctx context.Context, d *doc, i int, v int64) error {
 	}
 	return nil
 }
+
+// preAlways is a queue.Pre that lets every enqueue go on.
+var preAlways = queue.Pre{Src: "return {1}"}
 
 // stepOptions are the enqueue options of step i of d, queued at version v.
 func (r *Runs) stepOptions(d *doc, i int, v int64) queue.EnqueueOptions {
@@ -580,17 +613,22 @@ func (r *Runs) Cancel(ctx context.Context, id, reason string) error {
 	if r.insp == nil {
 		return nil
 	}
+	var errs []error
 	for _, st := range drop {
 		if st.TaskID == "" {
 			continue
 		}
 		if _, err := r.insp.DeleteTask(ctx, st.Queue, st.TaskID); err != nil {
-			// Its middleware skips it when it is delivered.
-			r.log.Warn().Str("run_id", id).Str("step", st.Def.Name).Str("task_id", st.TaskID).Err(err).
-				Msg("cancelled run: could not delete its queued step's task")
+			state, serr := r.insp.State(ctx, st.Queue, st.TaskID)
+			if serr == nil && (state == queue.TaskActive || state == queue.TaskGone) {
+				continue // running (it finishes) or done
+			}
+			// A worker that queued the step may start it from the state
+			// it holds: say so.
+			errs = append(errs, fmt.Errorf("run %s is cancelled, but the task %s of its queued step %q could not be deleted (it may still start): %w", id, st.TaskID, st.Def.Name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Middleware returns the runs' middleware. For a task that is a run step
@@ -620,6 +658,7 @@ const (
 	runIt    verdict = iota // run the handler
 	repaired                // the run holds the step's success
 	answered                // not run, nothing to dead-letter
+	stray                   // not run: the run never queued this step
 	capped                  // not run, dead-letter with cap_exceeded
 )
 
@@ -690,6 +729,11 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 		case st.Status == StepSkipped:
 			v = answered
 			return nil, nil
+		case st.Status == StepPending:
+			// Not due: no change of the run queued it (a stray task, e.g.
+			// of an earlier run of the same keyed id).
+			v = stray
+			return nil, nil
 		case d.Status == StatusFailed && (s.ReplayOf == "" || st.Status != StepDead),
 			d.Status == StatusSucceeded:
 			v = answered
@@ -710,7 +754,7 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 			}
 			rendered = p
 		}
-		if fromCache && l == up0 && d.Status == StatusRunning && st.Status == StepQueued && s.ReplayOf == "" {
+		if fromCache && l == up0 && r.insp != nil && d.Status == StatusRunning && st.Status == StepQueued && s.ReplayOf == "" {
 			// The state this worker wrote when it queued the step, still
 			// the version the task carries: nothing to decide differs, so
 			// the step's start is written with its outcome (succeeded,
@@ -730,8 +774,12 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 	if err != nil {
 		return err
 	}
-	if v == runIt && !deferred {
-		r.counted.Store(s, struct{}{})
+	if v == runIt {
+		if deferred {
+			r.counted.Store(s, attemptDeferred)
+		} else {
+			r.counted.Store(s, attemptCounted)
+		}
 	}
 	switch v {
 	case repaired:
@@ -745,6 +793,11 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 	case answered:
 		s.Answered = true
 		return nil
+	case stray:
+		r.log.Warn().Str("run_id", s.RunID).Str("step", s.Name).Str("task_id", s.TaskID).
+			Msg("a task of a run step that is not due; not run, the run unchanged")
+		s.Answered = true
+		return nil
 	case capped:
 		r.notifyCapped(ctx, capEv)
 		return capErr
@@ -753,24 +806,51 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 		s.Payload = rendered
 	}
 	start := r.cfg.Now()
+	var stopMark func()
 	if deferred {
-		// A step that runs long is shown running while it does.
-		t := time.AfterFunc(runningMarkAfter, func() { r.markRunning(context.WithoutCancel(ctx), s, up.after, start) })
-		defer t.Stop()
+		// A step that runs long is shown running while it does; once the
+		// mark is written, its start is no longer deferred (counted says
+		// so to the observer).
+		done := make(chan struct{})
+		t := time.AfterFunc(runningMarkAfter, func() {
+			defer close(done)
+			if r.markRunning(context.WithoutCancel(ctx), s, up.after, start) {
+				deferred = false
+				r.counted.Store(s, attemptCounted)
+			}
+		})
+		stopMark = func() {
+			if !t.Stop() {
+				<-done // the mark ran or is running: wait for its verdict
+			}
+		}
 	}
-	if err := next.ProcessStep(ctx, s); err != nil {
+	err = next.ProcessStep(ctx, s)
+	if stopMark != nil {
+		stopMark()
+	}
+	if err != nil {
 		return err
 	}
 	// The step's side effect is done: storing its success must not fail
 	// because the attempt's deadline is near.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	return r.succeeded(sctx, s, up.after, start, r.cfg.Now().Sub(start))
+	return r.succeeded(sctx, s, up.after, start, r.cfg.Now().Sub(start), deferred)
 }
 
 // runningMarkAfter is how long a step whose start was deferred runs before
 // its run shows it running.
 const runningMarkAfter = time.Second
+
+// How the middleware left an attempt's start, for the observer
+// (Runs.counted).
+type attemptStart int
+
+const (
+	attemptCounted  attemptStart = iota + 1 // written before the handler
+	attemptDeferred                         // to be written with the outcome
+)
 
 // begin writes the start of an attempt of step i into d: running, the
 // attempt counted (unless it is a snooze's, which spends none), the step
@@ -795,10 +875,11 @@ func begin(d *doc, i int, s *jobs.Step, at time.Time, attempt bool) {
 
 // markRunning writes the deferred start of s's attempt, begun at start,
 // when its step is still queued in the run.
-func (r *Runs) markRunning(ctx context.Context, s *jobs.Step, l *loaded, start time.Time) {
+// It reports whether it wrote.
+func (r *Runs) markRunning(ctx context.Context, s *jobs.Step, l *loaded, start time.Time) bool {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	_, err := r.update(ctx, s.RunID, l, func(_ *loaded, d *doc) (*change, error) {
+	up, err := r.update(ctx, s.RunID, l, func(_ *loaded, d *doc) (*change, error) {
 		i := d.step(s.Name)
 		if i < 0 || d.Steps[i].Status != StepQueued {
 			return nil, nil
@@ -808,7 +889,21 @@ func (r *Runs) markRunning(ctx context.Context, s *jobs.Step, l *loaded, start t
 	})
 	if err != nil {
 		r.log.Warn().Str("run_id", s.RunID).Str("step", s.Name).Err(err).Msg("could not mark the step running in its run")
+		return false
 	}
+	return up.wrote
+}
+
+// repairDelay is how soon a step whose success is stored but whose next
+// step's enqueue failed is delivered again, to repair the enqueue.
+const repairDelay = time.Second
+
+// repairLater is the error of an attempt whose success is stored but
+// whose next step's enqueue failed: a snooze (no attempt spent, so also
+// the last attempt comes back) whose next delivery repairs the enqueue;
+// the observer does not count its usage again (recordedError).
+func (r *Runs) repairLater(s *jobs.Step, err error) error {
+	return &recordedError{errors.Join(jobs.Snooze(repairDelay), fmt.Errorf("step %q succeeded and is stored, but the next step's enqueue failed (repaired on its next delivery): %w", s.Name, err))}
 }
 
 // storeTimeout bounds the storing of a step's success and the enqueue of
@@ -858,7 +953,7 @@ func (r *Runs) render(l *loaded, d *doc, i int) (json.RawMessage, error) {
 
 // succeeded stores a step's success (output, usage, added steps), decides
 // what comes next and enqueues it: one compare and set, one enqueue.
-func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start time.Time, took time.Duration) error {
+func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start time.Time, took time.Duration, deferred bool) error {
 	out := s.Output()
 	if len(out) > r.cfg.MaxOutputBytes {
 		return jobs.Permanent(fmt.Errorf("step %q: output is %d bytes, over the limit of %d (max_output_bytes)", s.Name, len(out), r.cfg.MaxOutputBytes))
@@ -868,19 +963,39 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start tim
 		nextStep = -1
 		capEv    *CapEvent
 		already  bool
+		late     bool
 	)
 	up, err := r.update(ctx, s.RunID, l, func(_ *loaded, d *doc) (*change, error) {
-		nextStep, capEv, already = -1, nil, false
+		nextStep, capEv, already, late = -1, nil, false, false
 		i := d.step(s.Name)
 		if i < 0 {
 			return nil, jobs.Permanent(fmt.Errorf("run %s has no step %q", s.RunID, s.Name))
 		}
 		st := &d.Steps[i]
-		if st.Status == StepSucceeded {
-			already = true // a concurrent delivery stored it first
-			return nil, nil
+		switch st.Status {
+		case StepSucceeded:
+			// A concurrent delivery stored it first; this delivery's
+			// usage was spent all the same.
+			already = true
+			if usage.IsZero() && !deferred {
+				return nil, nil
+			}
+			d.addUsage(i, usage)
+			if deferred { // this delivery's attempt, not written before
+				st.Totals.Attempts++
+				d.Totals.Attempts++
+			}
+			return &change{doc: d}, nil
+		case StepDead, StepReplaced:
+			// Declared dead meanwhile (its lease expired and the sweeper
+			// ended it; its fallback or the run's failure stands): a late
+			// success changes nothing but what it spent.
+			late = true
+			d.addUsage(i, usage)
+			return &change{doc: d, events: []Event{{At: r.cfg.Now().UTC(), Kind: "late_success", Step: s.Name,
+				Text: "step " + s.Name + " succeeded after it was dead-lettered; its output is dropped"}}}, nil
 		}
-		if st.Status == StepQueued {
+		if st.Status == StepQueued || deferred {
 			begin(d, i, s, start, true) // its start was deferred
 		}
 		now := r.cfg.Now().UTC()
@@ -931,16 +1046,21 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start tim
 	if err != nil {
 		return err
 	}
+	if late {
+		r.log.Warn().Str("run_id", s.RunID).Str("step", s.Name).Str("task_id", s.TaskID).
+			Msg("step succeeded after it was dead-lettered; its output is dropped, the run goes on as it was")
+		return nil
+	}
 	if already {
 		if err := r.ensureQueued(ctx, up.after.doc, up.after.version); err != nil {
-			return &recordedError{err}
+			return r.repairLater(s, err)
 		}
 		return nil
 	}
 	r.notifyCapped(ctx, capEv)
 	if nextStep >= 0 && !up.enqueued {
 		if err := r.enqueue(ctx, up.after.doc, nextStep, up.after.version); err != nil {
-			return &recordedError{err}
+			return r.repairLater(s, err)
 		}
 	}
 	return nil
@@ -1012,10 +1132,11 @@ func (r *Runs) Observer() jobs.Observer {
 		if s.RunID == "" || s.Name == "" {
 			return
 		}
-		_, counted := r.counted.LoadAndDelete(s)
+		v, _ := r.counted.LoadAndDelete(s)
+		mark, _ := v.(attemptStart)
 		switch res.Outcome {
 		case jobs.OutcomeRetry, jobs.OutcomeSnooze, jobs.OutcomeDead:
-			r.observeFailure(context.WithoutCancel(ctx), s, res, counted)
+			r.observeFailure(context.WithoutCancel(ctx), s, res, mark)
 		}
 	})
 }
@@ -1024,7 +1145,7 @@ func (r *Runs) Observer() jobs.Observer {
 // there is no redelivery to repair it.
 const fallbackEnqueueTries = 3
 
-func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Result, counted bool) {
+func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Result, mark attemptStart) {
 	usage := res.Usage
 	var rec *recordedError
 	if errors.As(res.Err, &rec) {
@@ -1051,9 +1172,10 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 			d.addUsage(i, usage)
 			return &change{doc: d}, nil
 		}
-		if st.Status == StepQueued {
-			// The attempt's start was deferred (or it ran on a worker that
-			// died before writing anything): count it now.
+		if mark == attemptDeferred || (mark == 0 && st.Status == StepQueued) {
+			// The attempt's start was deferred, or it ran on a worker that
+			// died before writing anything: count it now (begin counts the
+			// step as started once).
 			at := res.Started
 			if at.IsZero() {
 				at = now
@@ -1063,7 +1185,7 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 		d.addUsage(i, usage)
 		st.LastError, st.LastClass = res.Message, res.Class
 		c := &change{doc: d}
-		if res.Outcome == jobs.OutcomeSnooze && counted && st.Totals.Attempts > 0 {
+		if res.Outcome == jobs.OutcomeSnooze && mark == attemptCounted && st.Totals.Attempts > 0 {
 			// A snooze spends no attempt: take back the one counted.
 			st.Totals.Attempts--
 			d.Totals.Attempts--
@@ -1092,6 +1214,7 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 				Text: "step " + s.Name + " replaced by its fallback " + st.Def.Fallback})
 			fallback = activateFallback(d, i)
 			c.events = append(c.events, r.markQueued(d, fallback, now))
+			c.next = &fallback
 		default:
 			d.Status, d.Ended = StatusFailed, now
 			d.Reason = fmt.Sprintf("step %s was dead-lettered (%s): %s", s.Name, res.Class, res.Message)
@@ -1105,9 +1228,13 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 		return
 	}
 	r.notifyCapped(ctx, capEv)
-	if fallback < 0 {
+	if fallback < 0 || up.enqueued {
+		// On a single Redis the fallback's task went with the write.
 		return
 	}
+	// On Redis Cluster (two calls) it is enqueued now; should that fail,
+	// the run shows the fallback queued, and starting nothing more: a
+	// repeated delivery of nothing repairs it, so say so loudly.
 	for try := 1; ; try++ {
 		err := r.enqueue(ctx, up.after.doc, fallback, up.after.version)
 		if err == nil {

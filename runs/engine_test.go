@@ -110,7 +110,7 @@ func setup(t *testing.T, wfs map[string]Workflow, mod func(*Config)) *bundle {
 		Workflows: qwfs,
 		Retry:     jobs.RetryPolicy{MaxAttempts: 3, Base: 10 * time.Millisecond, Max: 10 * time.Millisecond},
 		Admit: func(context.Context, string, queue.EnqueueOptions) error {
-			if b.admitFail.Add(-1) >= 0 {
+			if b.admitFail.Add(-1) >= 0 { // not asked by a run's own enqueues
 				return errors.New("refused by the test")
 			}
 			b.admitFail.Store(0)
@@ -223,6 +223,18 @@ func workerResult(s *jobs.Step, err error) jobs.Result {
 	}
 	r.Message = err.Error()
 	return r
+}
+
+// failEnqueues makes the engine's next n enqueues of a step fail.
+func (b *bundle) failEnqueues(n int32) {
+	left := &atomic.Int32{}
+	left.Store(n)
+	b.runs.enqueueFault = func() error {
+		if left.Add(-1) >= 0 {
+			return errors.New("refused by the test")
+		}
+		return nil
+	}
 }
 
 func (b *bundle) pending(t *testing.T) []string {
@@ -377,11 +389,13 @@ func TestRepeatedDeliveryDoesNotRunAgain(t *testing.T) {
 
 	// a succeeds and its success is stored, but the enqueue of b fails
 	// (as it may on Redis Cluster, where the two are two calls): the
-	// attempt is retried (its usage already counted with the success).
+	// attempt snoozes, spending no attempt, so that also a last attempt
+	// comes back to repair the enqueue (its usage already counted with the
+	// success).
 	b.runs.apart = true
-	b.admitFail.Store(1)
+	b.failEnqueues(1)
 	s, res := b.deliver(t, st.RunID, "a")
-	if res.Outcome != jobs.OutcomeRetry || s.Answered || len(b.callsOf("a")) != 1 || !strings.Contains(res.Message, "refused by the test") {
+	if res.Outcome != jobs.OutcomeSnooze || s.Answered || len(b.callsOf("a")) != 1 || !strings.Contains(res.Message, "refused by the test") {
 		t.Fatalf("first delivery: %+v answered=%v calls=%d", res, s.Answered, len(b.callsOf("a")))
 	}
 	if string(s.Payload) != `{"text":"x"}` {
@@ -657,7 +671,7 @@ func TestKeyedStartIsIdempotentAndRepairs(t *testing.T) {
 	// The first start stores the run but its enqueue fails (as if it
 	// crashed between the two, which on Redis Cluster are two calls).
 	b.runs.apart = true
-	b.admitFail.Store(1)
+	b.failEnqueues(1)
 	first, err := b.runs.Start(ctx, "three", json.RawMessage(`{"topic":"k"}`), StartOptions{Key: "order-7"})
 	if err == nil || !strings.Contains(err.Error(), "not enqueued") || first.RunID == "" {
 		t.Fatalf("first start: %+v, %v", first, err)
