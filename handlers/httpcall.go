@@ -377,9 +377,22 @@ func (h *HTTPCall) output(resp *http.Response, data []byte) HTTPCallOutput {
 		out.Body = json.RawMessage(data)
 		return out
 	}
-	out.Body = truncateUTF8(strings.ToValidUTF8(string(data), "\uFFFD"), maxOutputBodyBytes)
+	text := truncateUTF8(strings.ToValidUTF8(string(data), "\uFFFD"), maxOutputBodyBytes)
+	// JSON escapes a control character as six bytes: cut the text until
+	// its JSON form fits twice the bound too, so that an output never
+	// outgrows what a run stores (runs.max_output_bytes).
+	for len(text) > 0 && jsonStringLen(text) > 2*maxOutputBodyBytes {
+		text, truncated = truncateUTF8(text, len(text)/2), true
+	}
+	out.Body = text
 	out.BodyTruncated = truncated
 	return out
+}
+
+// jsonStringLen is the length of s encoded as a JSON string.
+func jsonStringLen(s string) int {
+	b, _ := json.Marshal(s)
+	return len(b)
 }
 
 // jsonBody reports whether a body is to be read as JSON: its Content-Type

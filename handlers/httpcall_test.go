@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -768,5 +769,27 @@ func TestHandleNoOutputOnFailure(t *testing.T) {
 	}
 	if s.Output() != nil {
 		t.Errorf("a failed call recorded output %s", s.Output())
+	}
+}
+
+// TestHTTPCallOutputOfControlBytesStaysBounded: a text body of control
+// bytes, six bytes each in JSON, is cut so that the output stays within
+// twice the body bound.
+func TestHTTPCallOutputOfControlBytesStaysBounded(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(bytes.Repeat([]byte{1}, 70000))
+	}))
+	t.Cleanup(srv.Close)
+	s := &jobs.Step{}
+	if err := NewHTTPCall(Config{}).Handle(t.Context(), s, HTTPCallArgs{URL: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.Output()); n > 2*maxOutputBodyBytes+4096 {
+		t.Fatalf("output is %d bytes, over %d", n, 2*maxOutputBodyBytes+4096)
+	}
+	if !bytes.Contains(s.Output(), []byte(`"body_truncated":true`)) {
+		t.Fatalf("output %.200s... does not say the body was cut", s.Output())
 	}
 }

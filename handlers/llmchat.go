@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -350,6 +351,12 @@ func (h *LLMChat) Handle(ctx context.Context, s *jobs.Step, a LLMChatArgs) error
 		return h.http.transportError(ctx, reqCtx, call, timeout, err)
 	}
 	tooLarge := int64(len(data)) > h.cfg.MaxResponseBytes
+	if len(key) >= 8 {
+		// A provider that quotes the key back ("Incorrect API key
+		// provided: sk-..."): it never reaches an error, a log line, a
+		// dead letter or an output.
+		data = bytes.ReplaceAll(data, []byte(key), []byte("[REDACTED]"))
+	}
 
 	if !ok2xx {
 		// The status decides the outcome; a body cut short only shortens
@@ -370,7 +377,13 @@ func (h *LLMChat) Handle(ctx context.Context, s *jobs.Step, a LLMChatArgs) error
 		return err
 	}
 	if tooLarge {
-		return call.with(fmt.Sprintf("malformed reply: larger than max_response_bytes (%d)", h.cfg.MaxResponseBytes), nil)
+		// The tokens were spent (and billed) all the same: report the
+		// usage block if the part read holds one, and do not ask again for
+		// a reply that will not fit either.
+		if u, ok := usagePrefix(data); ok {
+			s.ReportUsage(h.usage(a.Model, m, u))
+		}
+		return jobs.Permanent(call.with(fmt.Sprintf("reply larger than max_response_bytes (%d); raise http.max_response_bytes or ask for less (max_tokens)", h.cfg.MaxResponseBytes), nil))
 	}
 	r, perr := parseChatReply(data)
 	var usage jobs.Usage
@@ -492,6 +505,22 @@ type chatUsage struct {
 // if that decoded, even when err reports another field malformed, so that
 // the usage of a reply refused for its shape is still reported. A reply
 // without choices is not an error here (see first).
+// usageRE finds a flat "usage" object in a reply too large to parse whole.
+var usageRE = regexp.MustCompile(`"usage"\s*:\s*(\{[^{}]{0,1000}\})`)
+
+// usagePrefix returns the usage block found in data, a reply cut short.
+func usagePrefix(data []byte) (*chatUsage, bool) {
+	m := usageRE.FindSubmatch(data)
+	if m == nil {
+		return nil, false
+	}
+	var u chatUsage
+	if json.Unmarshal(m[1], &u) != nil {
+		return nil, false
+	}
+	return &u, true
+}
+
 func parseChatReply(data []byte) (r *chatReply, err error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {

@@ -491,7 +491,9 @@ func TestLLMChatReplies(t *testing.T) {
 			body:      `{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":-5,"completion_tokens":3}}`,
 			wantClass: jobs.ClassNone, wantUsage: jobs.Usage{Model: "m", TokensOut: 3, CostUSD: 3 * 2.0 / 1e6}},
 		{name: "too large", code: 200, body: `{"choices":[{"message":{"content":"` + strings.Repeat("x", 5000) + `"}}]}`,
-			wantClass: jobs.ClassRetryable, wantText: "larger than max_response_bytes (4096)"},
+			wantClass: jobs.ClassPermanent, wantText: "larger than max_response_bytes (4096)"},
+		{name: "too large, usage first, is billed", code: 200, body: `{` + usage + `,"choices":[{"message":{"content":"` + strings.Repeat("x", 5000) + `"}}]}`,
+			wantClass: jobs.ClassPermanent, wantText: "larger than max_response_bytes (4096)", wantUsage: spent},
 		{name: "5xx with usage", code: 502, body: `{"error":{"message":"upstream cut"},` + usage + `}`,
 			wantClass: jobs.ClassRetryable, wantText: "http 502", wantUsage: spent},
 		{name: "3xx is permanent", code: 304, body: ``, wantClass: jobs.ClassPermanent, wantText: "http 304"},
@@ -804,5 +806,36 @@ func TestLLMChatBodyCutShort(t *testing.T) {
 		if got := jobs.Classify(err); got != tt.wantClass {
 			t.Errorf("%d with its body cut: Classify = %q, want %q (err: %v)", tt.code, got, tt.wantClass, err)
 		}
+	}
+}
+
+// TestLLMChatKeyQuotedBackIsMasked: a provider that quotes the API key in
+// its error ("Incorrect API key provided: sk-...") does not put it into the
+// error, which logs, dead letters and run show print.
+func TestLLMChatKeyQuotedBackIsMasked(t *testing.T) {
+	t.Parallel()
+	for _, code := range []int{http.StatusUnauthorized, http.StatusOK} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(code)
+				key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+				_, _ = io.WriteString(w, `{"error":{"message":"Incorrect API key provided: `+key+`"}}`)
+			}))
+			t.Cleanup(srv.Close)
+			chat := NewLLMChat(Config{LLM: LLMConfig{
+				Providers: map[string]LLMProvider{"p": {BaseURL: srv.URL + "/v1", APIKeyEnv: "K"}},
+				Models:    map[string]LLMModel{"m": {Provider: "p", Model: "x"}},
+			}})
+			chat.getenv = fakeEnv(map[string]string{"K": testAPIKey})
+			err := chat.Handle(t.Context(), llmStep(), chatArgs("m", "hi"))
+			if err == nil || strings.Contains(err.Error(), testAPIKey) {
+				t.Fatalf("err = %v: the key must not be in it", err)
+			}
+			if !strings.Contains(err.Error(), "[REDACTED]") && code != http.StatusOK {
+				t.Errorf("err = %v, want the quoted key masked", err)
+			}
+		})
 	}
 }
