@@ -1,12 +1,15 @@
 package agentq
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/queue"
@@ -32,6 +35,26 @@ func runWorkflows(cfg config.Config, code map[string]runs.Workflow, reg *queue.R
 			errs = append(errs, &config.FieldError{Key: k, Source: src,
 				Reason: fmt.Sprintf("unknown kind %q of step %q (registered kinds: %s)", s.Kind, s.Name, strings.Join(kinds, ", "))})
 		}
+		// A payload without templates is what the step will send: check it
+		// against its kind's schema now rather than at the step.
+		for i, s := range w.Steps {
+			if !known(s.Kind) || bytes.Contains(s.Payload, []byte("{{")) {
+				continue
+			}
+			payload := s.Payload
+			if len(bytes.TrimSpace(payload)) == 0 {
+				payload = []byte("{}")
+			}
+			if _, err := reg.Validate(s.Kind, payload); err != nil {
+				k, src := key(i)
+				k = strings.TrimSuffix(k, ".kind") + ".payload"
+				if src != "" {
+					src = cfg.Origin(k)
+				}
+				errs = append(errs, &config.FieldError{Key: k, Source: src,
+					Reason: fmt.Sprintf("step %q: %v", s.Name, err)})
+			}
+		}
 	}
 	out := cfg.RunWorkflows()
 	for _, name := range slices.Sorted(maps.Keys(out)) {
@@ -42,6 +65,10 @@ func runWorkflows(cfg config.Config, code map[string]runs.Workflow, reg *queue.R
 	}
 	for _, name := range slices.Sorted(maps.Keys(code)) {
 		w := code[name]
+		if strings.TrimSpace(name) == "" || len(name) > queue.MaxKeyBytes || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+			errs = append(errs, fmt.Errorf("agentq: Options.Workflows has a workflow named %q: a name must be non-blank UTF-8 without control characters, at most %d bytes", name, queue.MaxKeyBytes))
+			continue
+		}
 		if _, ok := cfg.Workflows[name]; ok {
 			errs = append(errs, fmt.Errorf("agentq: workflow %q is defined in Options.Workflows and in the config file (workflows.%s): define it once", name, name))
 			continue

@@ -323,10 +323,16 @@ func (b *Budgets) Policy(workflow string) (Policy, bool) {
 
 // Observer counts each decided attempt of a workflow with a budget once
 // (queue.WorkerConfig.Observers): a success as an event, a failure (retry
-// or dead) as an event and a failure. A snooze or an abandoned attempt is
-// not counted. It touches no Redis.
+// or dead) as an event and a failure. A snooze, an abandoned attempt and a
+// step a run's cap stopped (class cap_exceeded: the run's own limit, not
+// a failure of the work) are not counted. It touches no Redis.
 func (b *Budgets) Observer() jobs.Observer {
-	return jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) { b.observe(s, r.Outcome) })
+	return jobs.ObserverFunc(func(_ context.Context, s *jobs.Step, r *jobs.Result) {
+		if r.Class == jobs.ClassCapExceeded {
+			return
+		}
+		b.observe(s, r.Outcome)
+	})
 }
 
 func (b *Budgets) observe(s *jobs.Step, outcome jobs.Outcome) {

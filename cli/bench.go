@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/internal/bench"
 	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/runs"
@@ -72,7 +73,16 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 			}
 			// The runtime knows the runs row's workflow, so the row measures
 			// the worker's own chain and run engine.
-			rt, err := m.openRedisWith(cmd, rf, false, map[string]runs.Workflow{bench.RunsWorkflowName: bench.RunsWorkflow()})
+			rt, err := m.openRedisWith(cmd, rf, false, map[string]runs.Workflow{bench.RunsWorkflowName: bench.RunsWorkflow()},
+				func(cfg *config.Config) {
+					// The bench's worker serves the bench only: no metrics
+					// listener, no scheduled runs of the configured workflows.
+					cfg.Worker.MetricsAddr = ""
+					for name, wf := range cfg.Workflows {
+						wf.Schedule = config.Schedule{}
+						cfg.Workflows[name] = wf
+					}
+				})
 			if err != nil {
 				return err
 			}

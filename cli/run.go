@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -139,6 +140,9 @@ func (m *Main) runStart(cmd *cobra.Command, rf *rootFlags, f *runStartFlags, wor
 	}
 	if err := checkInput(input); err != nil {
 		return err
+	}
+	if err := runs.CheckStart(input, runs.StartOptions{Key: f.key, Caps: caps}); err != nil {
+		return usageError{err}
 	}
 	s, err := m.openRuns(cmd, rf, func(rt *agentq.Runtime) error { return checkWorkflow(rt, workflow) })
 	if err != nil {
@@ -364,7 +368,18 @@ func writeRunList(w, stderr io.Writer, list []runs.Summary, ticks map[string]tim
 }
 
 // usd formats a cost in US dollars; small costs keep their cents' fractions.
-func usd(c float64) string { return fmt.Sprintf("$%.4f", c) }
+// usd shows a cost in US dollars: four decimals, more for a cost under a
+// cent so that small model calls do not show as $0.0000.
+func usd(c float64) string {
+	if c > 0 && c < 0.01 {
+		v := strings.TrimRight(strconv.FormatFloat(c, 'f', 8, 64), "0")
+		if strings.HasSuffix(v, ".") {
+			v = "<0.00000001"
+		}
+		return "$" + v
+	}
+	return fmt.Sprintf("$%.4f", c)
+}
 
 // checkRunID refuses, without asking Redis, an argument that cannot be a
 // run id.
@@ -528,6 +543,9 @@ func (m *Main) runCancelCommand(rf *rootFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
 				return err
+			}
+			if err := runs.CheckReason(reason); err != nil {
+				return usageError{err}
 			}
 			s, err := m.openRuns(cmd, rf, nil)
 			if err != nil {

@@ -77,11 +77,15 @@ func (m *Main) openRedis(cmd *cobra.Command, rf *rootFlags, quiet bool) (*agentq
 	return m.openRedisWith(cmd, rf, quiet, nil)
 }
 
-// openRedisWith is openRedis with workflows defined in code.
-func (m *Main) openRedisWith(cmd *cobra.Command, rf *rootFlags, quiet bool, wfs map[string]runs.Workflow) (*agentq.Runtime, error) {
+// openRedisWith is openRedis with workflows defined in code and, when
+// edit is set, the loaded configuration changed by it first.
+func (m *Main) openRedisWith(cmd *cobra.Command, rf *rootFlags, quiet bool, wfs map[string]runs.Workflow, edit ...func(*config.Config)) (*agentq.Runtime, error) {
 	cfg, err := m.load(cmd, rf)
 	if err != nil {
 		return nil, err
+	}
+	for _, e := range edit {
+		e(&cfg)
 	}
 	rt, err := m.newRuntimeWith(cfg, rf.configFile, quiet, wfs)
 	if err != nil {

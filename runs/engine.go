@@ -297,13 +297,8 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 	}
 	id := newRunID()
 	if o.Key != "" {
-		switch {
-		case strings.TrimSpace(o.Key) == "":
-			return Started{}, errors.New("run key is blank")
-		case len(o.Key) > queue.MaxKeyBytes:
-			return Started{}, fmt.Errorf("run key is %d bytes, over the limit of %d", len(o.Key), queue.MaxKeyBytes)
-		case !utf8.ValidString(o.Key) || strings.IndexFunc(o.Key, unicode.IsControl) >= 0:
-			return Started{}, errors.New("run key must be valid UTF-8 without control characters")
+		if err := checkKey(o.Key); err != nil {
+			return Started{}, err
 		}
 		id = runIDForKey(workflow, o.Key)
 	}
@@ -357,6 +352,42 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 		return Started{RunID: id}, fmt.Errorf("run %s was stored but its first step %q was not enqueued%s: %w", id, d.Steps[first].Def.Name, hint, err)
 	}
 	return Started{RunID: id}, nil
+}
+
+// checkKey refuses a run key that cannot name a run.
+func checkKey(key string) error {
+	switch {
+	case strings.TrimSpace(key) == "":
+		return errors.New("run key is blank")
+	case len(key) > queue.MaxKeyBytes:
+		return fmt.Errorf("run key is %d bytes, over the limit of %d", len(key), queue.MaxKeyBytes)
+	case !utf8.ValidString(key) || strings.IndexFunc(key, unicode.IsControl) >= 0:
+		return errors.New("run key must be valid UTF-8 without control characters")
+	}
+	return nil
+}
+
+// CheckStart runs the checks of Start that need no Redis on input and o:
+// what a caller can refuse before it connects.
+func CheckStart(input json.RawMessage, o StartOptions) error {
+	if _, err := normalizeInput(input); err != nil {
+		return err
+	}
+	if err := checkCaps(o.Caps); err != nil {
+		return fmt.Errorf("caps: %w", err)
+	}
+	if o.Key != "" {
+		return checkKey(o.Key)
+	}
+	return nil
+}
+
+// CheckReason refuses a cancel reason Cancel would refuse.
+func CheckReason(reason string) error {
+	if len(reason) > maxReasonBytes {
+		return fmt.Errorf("cancel reason is %d bytes, over the limit of %d", len(reason), maxReasonBytes)
+	}
+	return nil
 }
 
 // queueOf is the queue of a step's task: the step's, else the workflow's,
@@ -575,8 +606,8 @@ func (r *Runs) Cancel(ctx context.Context, id, reason string) error {
 	if id == "" {
 		return errors.New("run id is empty")
 	}
-	if len(reason) > maxReasonBytes {
-		return fmt.Errorf("cancel reason is %d bytes, over the limit of %d", len(reason), maxReasonBytes)
+	if err := CheckReason(reason); err != nil {
+		return err
 	}
 	reason = strings.Map(func(c rune) rune {
 		if unicode.IsControl(c) {
@@ -1037,7 +1068,7 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start tim
 			c.events = append(c.events, r.markQueued(d, nextStep, now))
 			c.next = &nextStep
 			if over != nil && d.Status != StatusCapped {
-				ev, cev := r.capRun(d, s.Name, over, now)
+				ev, cev := r.capRun(d, d.Steps[nextStep].Def.Name, over, now) // the step it stops
 				c.events, capEv = append(c.events, ev), cev
 			}
 		}

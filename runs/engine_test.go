@@ -555,8 +555,8 @@ func TestCostCapStopsRunAtNextStep(t *testing.T) {
 	if err != nil || info.State != queue.TaskArchived {
 		t.Errorf("b's task is %v (%v), want archived", info.State, err)
 	}
-	if evs := b.cappedEvents(); len(evs) != 1 || evs[0].RunID != st.RunID || evs[0].Err.Cap != "max_cost_usd" || evs[0].Step != "a" {
-		t.Errorf("OnCapped got %+v, want one event for a", evs)
+	if evs := b.cappedEvents(); len(evs) != 1 || evs[0].RunID != st.RunID || evs[0].Err.Cap != "max_cost_usd" || evs[0].Step != "b" {
+		t.Errorf("OnCapped got %+v, want one event naming b, the step the cap stops", evs)
 	}
 }
 

@@ -247,6 +247,8 @@ type ListOptions struct {
 // CapEvent is a run going over a cap, handed to Config.OnCapped (which
 // the worker turns into an alert).
 type CapEvent struct {
+	// Step is the step the cap stops: the one due, dead-lettered with
+	// class cap_exceeded.
 	RunID, Workflow, Step string
 	Err                   *jobs.CapExceededError
 	At                    time.Time

@@ -247,7 +247,15 @@ func (r *Runs) write(ctx context.Context, from int64, c *change) (v int64, raw [
 		return res[1], nil, false, errConflict
 	}
 	for _, ev := range c.events {
-		r.log.Info().Str("run_id", d.ID).Str("workflow", d.Workflow).Str("step", ev.Step).
+		// A step's routine moves (queued, succeeded, retried) are in the
+		// worker's attempt lines already: they log at debug, the run's own
+		// changes at info.
+		l := r.log.Info()
+		switch ev.Kind {
+		case "step_queued", "step_succeeded", "step_retry":
+			l = r.log.Debug()
+		}
+		l.Str("run_id", d.ID).Str("workflow", d.Workflow).Str("step", ev.Step).
 			Str("status", string(d.Status)).Str("event", ev.Kind).Int64("version", res[1]).Msg(ev.Text)
 	}
 	return res[1], docJSON, enqueued, nil
