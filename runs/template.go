@@ -609,7 +609,10 @@ func checkPrintfFormat(format string) error {
 // parsePayloadTemplate parses src with funcs, refusing what payload templates may
 // not use. Its error is the reason alone, without step or path.
 func parsePayloadTemplate(src string, funcs template.FuncMap) (*template.Template, error) {
-	t, err := template.New("t").Option("missingkey=error").Funcs(funcs).Parse(src)
+	// The root's name is one no {{define}} in a payload can give (a NUL),
+	// so a define cannot replace the root unnoticed: it shows as a second
+	// template.
+	t, err := template.New(rootTemplate).Option("missingkey=error").Funcs(funcs).Parse(src)
 	if err != nil {
 		return nil, errors.New(templateParseReason(err))
 	}
@@ -631,7 +634,10 @@ func parsePayloadTemplate(src string, funcs template.FuncMap) (*template.Templat
 	return t, nil
 }
 
-var templateParseLineRE = regexp.MustCompile(`^template: t:(\d+): (?s:(.*))$`)
+// rootTemplate names a payload string's template.
+const rootTemplate = "\x00"
+
+var templateParseLineRE = regexp.MustCompile(`^template: \x00:(\d+): (?s:(.*))$`)
 
 func templateParseReason(err error) string {
 	msg := err.Error()
@@ -642,7 +648,7 @@ func templateParseReason(err error) string {
 }
 
 var (
-	templateExecRE    = regexp.MustCompile(`^template: t:(\d+):(\d+): executing "t" at <(?s:(.*?))>: (?s:(.*))$`)
+	templateExecRE    = regexp.MustCompile(`^template: \x00:(\d+):(\d+): executing "\\x00" at <(?s:(.*?))>: (?s:(.*))$`)
 	templateNoEntryRE = regexp.MustCompile(`^map has no entry for key "((?:[^"\\]|\\.)*)"$`)
 )
 
@@ -780,6 +786,35 @@ func walkTemplateBranch(b *parse.BranchNode, bodyDot, elseDot bool, fn func(pars
 
 // templateStepRefs returns the steps t reads as .steps.X (where dot is the
 // template's data) or $.steps.X, in order of appearance, each once.
+// templateUnknownRoots returns the fields a template reads from the root
+// of its data that the data has not (only input, run_id and steps).
+func templateUnknownRoots(t *template.Template) []string {
+	var out []string
+	seen := map[string]bool{}
+	walkTemplateNodes(t.Tree.Root, true, func(n parse.Node, rootDot bool) {
+		var name string
+		switch n := n.(type) {
+		case *parse.FieldNode:
+			if rootDot && len(n.Ident) >= 1 {
+				name = n.Ident[0]
+			}
+		case *parse.VariableNode:
+			if len(n.Ident) >= 2 && n.Ident[0] == "$" {
+				name = n.Ident[1]
+			}
+		}
+		switch name {
+		case "", "input", "run_id", "steps":
+			return
+		}
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	})
+	return out
+}
+
 func templateStepRefs(t *template.Template) []string {
 	var refs []string
 	seen := map[string]bool{}

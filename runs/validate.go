@@ -269,6 +269,9 @@ func checkPayloadTemplate(path string, s jobs.StepDef, checkRefs bool, index map
 			errs = append(errs, &FieldError{Path: path + p, Reason: err.Error()})
 			return
 		}
+		for _, root := range templateUnknownRoots(t) {
+			errs = append(errs, &FieldError{Path: path + p, Reason: fmt.Sprintf("reads .%s, but a payload template sees only .input, .run_id and .steps", root)})
+		}
 		if !checkRefs {
 			return
 		}

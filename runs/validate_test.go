@@ -355,3 +355,22 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// TestValidateTemplateRoots: a template reads only .input, .run_id and
+// .steps; another root (a typo such as .inputs) is refused at load.
+func TestValidateTemplateRoots(t *testing.T) {
+	t.Parallel()
+	w := Workflow{Steps: []jobs.StepDef{{Name: "a", Kind: "noop", Payload: []byte(`{"x":"{{ .inputs.topic }}","y":"{{ $.run }}"}`)}}}
+	err := w.Validate(nil)
+	if err == nil || !strings.Contains(err.Error(), "reads .inputs") || !strings.Contains(err.Error(), "reads .run,") {
+		t.Fatalf("Validate = %v, want both unknown roots named", err)
+	}
+	w.Steps[0].Payload = []byte(`{"x":"{{ .input.topic }} {{ .run_id }}"}`)
+	if err := w.Validate(nil); err != nil {
+		t.Fatalf("Validate = %v", err)
+	}
+	w.Steps[0].Payload = []byte(`{"x":"{{ define \"t\" }}y{{ end }}"}`)
+	if err := w.Validate(nil); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("Validate = %v, want {{define}} refused", err)
+	}
+}
