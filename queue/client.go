@@ -312,7 +312,13 @@ func (c *Client) prepareChecked(kind string, payload []byte, o EnqueueOptions, c
 	policy := c.cfg.Retry
 	if o.Workflow != "" {
 		wf, ok := c.cfg.Workflows[o.Workflow]
-		if !ok {
+		switch {
+		case !ok && o.Step != "" && o.Queue != "":
+			// A run's step carries its queue and retry settings from its
+			// run, which knows its workflow even where this client's
+			// configuration does not (yet): the global policy applies to
+			// what the step leaves unset.
+		case !ok:
 			return nil, fmt.Errorf("unknown workflow %q (configured: %s)", o.Workflow, strings.Join(sortedKeys(c.cfg.Workflows), ", "))
 		}
 		if wf.Queue != "" {

@@ -112,3 +112,35 @@ func (b *bundle) pendingVersion(t *testing.T, runID, step string) string {
 	}
 	return v
 }
+
+// TestWorkerWithoutTheWorkflowMovesTheRunOn: a worker whose own
+// configuration does not know the run's workflow (the file changed after
+// it started) still stores a step's success and queues the next step: the
+// run carries its steps' definitions and queues.
+func TestWorkerWithoutTheWorkflowMovesTheRunOn(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil, nil)
+	ctx := context.Background()
+	st, err := b.runs.Start(ctx, "three", json.RawMessage(`{"topic":"w"}`), StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc, err := queue.NewClient(b.rdb, b.reg, queue.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nop := zerolog.Nop()
+	stale, err := New(b.rdb, qc, b.insp, Config{Logger: &nop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.runs = stale
+	b.chain = jobs.Chain(b.reg.Handler(), stale.Middleware())
+	_, res := b.deliver(t, st.RunID, "a")
+	if res.Outcome != jobs.OutcomeSuccess || len(b.callsOf("a")) != 1 {
+		t.Fatalf("a: %+v, %d calls", res, len(b.callsOf("a")))
+	}
+	if p := b.pending(t); !slices.Contains(p, queue.TaskIDForKey(testQueue, stepKey(st.RunID, "b"))) {
+		t.Fatalf("b was not queued: pending %v", p)
+	}
+}

@@ -223,17 +223,24 @@ func (r *Runs) write(ctx context.Context, from int64, c *change) (v int64, raw [
 		st := d.Steps[*c.next]
 		reply, qr, enq, qerr := r.client.EnqueueWith(ctx, queue.Pre{Src: casSrc, Keys: keys, Args: args},
 			st.Def.Kind, []byte(queue.RunStepPayload), r.stepOptions(d, *c.next, from+1))
-		if reply == nil {
-			if qerr == nil {
-				qerr = errors.New("no reply")
+		if reply != nil {
+			for _, x := range reply {
+				n, _ := x.(int64)
+				res = append(res, n)
 			}
-			return 0, nil, false, fmt.Errorf("run %s: write state: %w", d.ID, qerr)
+			enqueued = enq && qerr == nil && !qr.Duplicate
+		} else {
+			// The enqueue was refused before anything ran (this worker
+			// does not know the step's kind), or the reply was lost. The
+			// change is written on its own all the same, so that a step's
+			// success is never lost to its successor's enqueue: the
+			// caller enqueues (and repairs) the next step apart. Had the
+			// script run, the version has moved and this is a conflict.
+			r.log.Warn().Str("run_id", d.ID).Str("step", st.Def.Name).Err(qerr).Msg("could not write the run's change with its next step's enqueue; writing it alone")
+			if res, err = casScript.Run(ctx, r.rdb, keys, args...).Int64Slice(); err != nil {
+				return 0, nil, false, fmt.Errorf("run %s: write state: %w", d.ID, err)
+			}
 		}
-		for _, x := range reply {
-			n, _ := x.(int64)
-			res = append(res, n)
-		}
-		enqueued = enq && qerr == nil && !qr.Duplicate
 	} else {
 		res, err = casScript.Run(ctx, r.rdb, keys, args...).Int64Slice()
 		if err != nil {
