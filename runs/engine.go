@@ -467,6 +467,14 @@ func (r *Runs) enqueue(ctx context.Context, d *doc, i int, v int64) error {
 	return nil
 }
 
+// plural is "1 attempt", "2 attempts".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
 // preAlways is a queue.Pre that lets every enqueue go on.
 var preAlways = queue.Pre{Src: "return {1}"}
 
@@ -1058,7 +1066,7 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start tim
 			d.Status, d.Ended = StatusSucceeded, now
 			text := "run succeeded"
 			if over != nil {
-				text += "; its last step went " + over.Error()
+				text += "; its last step took it " + over.Error()
 			}
 			c.events = append(c.events, Event{At: now, Kind: "succeeded", Text: text})
 		default:
@@ -1231,7 +1239,7 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 		}
 		st.Status, st.Ended = StepDead, now
 		c.events = append(c.events, Event{At: now, Kind: "step_dead", Step: s.Name,
-			Text: fmt.Sprintf("step %s dead-lettered after %d attempts (%s): %s", s.Name, st.Totals.Attempts, res.Class, res.Message)})
+			Text: fmt.Sprintf("step %s dead-lettered after %s (%s): %s", s.Name, plural(st.Totals.Attempts, "attempt"), res.Class, res.Message)})
 		var ce *jobs.CapExceededError
 		switch {
 		case d.Status.Terminal():
