@@ -2,6 +2,7 @@ package agentq
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentq/agentq/config"
+	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/runs"
 )
@@ -34,6 +36,28 @@ func runWorkflows(cfg config.Config, code map[string]runs.Workflow, reg *queue.R
 			k, src := key(i)
 			errs = append(errs, &config.FieldError{Key: k, Source: src,
 				Reason: fmt.Sprintf("unknown kind %q of step %q (registered kinds: %s)", s.Kind, s.Name, strings.Join(kinds, ", "))})
+		}
+		// An llm.chat step's model must be one under llm.models.
+		models := cfg.LLM.Handlers().Models
+		for i, s := range w.Steps {
+			if s.Kind != jobs.KindLLMChat {
+				continue
+			}
+			var p struct {
+				Model string `json:"model"`
+			}
+			if json.Unmarshal(s.Payload, &p) != nil || p.Model == "" || strings.Contains(p.Model, "{{") {
+				continue
+			}
+			if _, ok := models[p.Model]; !ok {
+				k, src := key(i)
+				k = strings.TrimSuffix(k, ".kind") + ".payload.model"
+				if src != "" {
+					src = cfg.Origin(k)
+				}
+				errs = append(errs, &config.FieldError{Key: k, Source: src,
+					Reason: fmt.Sprintf("step %q: model %q is not under llm.models (configured: %s)", s.Name, p.Model, strings.Join(slices.Sorted(maps.Keys(models)), ", "))})
+			}
 		}
 		// A payload without templates is what the step will send: check it
 		// against its kind's schema now rather than at the step.

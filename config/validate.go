@@ -217,7 +217,12 @@ func (ch *checker) llm(l LLM) {
 	// provider, prices); this builds with or without it.
 	if v, ok := any(l.Handlers()).(interface{ Validate() error }); ok {
 		for _, err := range unwrapJoined(v.Validate()) {
-			ch.fail(llmKey, "%v", err)
+			// "llm.models.m.provider: reason": the key names the line.
+			key, reason, ok := strings.Cut(err.Error(), ": ")
+			if !ok || !strings.HasPrefix(key, llmKey+".") {
+				key, reason = llmKey, err.Error()
+			}
+			ch.fail(key, "%s", reason)
 		}
 	}
 }

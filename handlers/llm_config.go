@@ -49,20 +49,21 @@ type LLMModel struct {
 // quoted with its secrets masked; an api_key_env value is never quoted,
 // since a bad one is often the key itself. The zero value is valid.
 func (c LLMConfig) Validate() error {
+	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(c.Providers)) {
 		p := c.Providers[name]
 		key := "llm.providers." + name
 		if strings.TrimSpace(name) == "" {
-			return errors.New("llm.providers: a provider name is empty")
+			errs = append(errs, errors.New("llm.providers: a provider name is empty"))
+			continue
 		}
 		if p.BaseURL == "" {
-			return fmt.Errorf("%s.base_url: is required (e.g. https://api.openai.com/v1)", key)
-		}
-		if _, err := llmEndpoint(p.BaseURL); err != nil {
-			return fmt.Errorf("%s.base_url: %w", key, err)
+			errs = append(errs, fmt.Errorf("%s.base_url: is required (e.g. https://api.openai.com/v1)", key))
+		} else if _, err := llmEndpoint(p.BaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s.base_url: %w", key, err))
 		}
 		if p.APIKeyEnv != "" && !envName(p.APIKeyEnv) {
-			return fmt.Errorf("%s.api_key_env: must name an environment variable (letters, digits and _, not starting with a digit), not hold the key itself", key)
+			errs = append(errs, fmt.Errorf("%s.api_key_env: must name an environment variable (letters, digits and _, not starting with a digit), not hold the key itself", key))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Models)) {
@@ -70,24 +71,26 @@ func (c LLMConfig) Validate() error {
 		key := "llm.models." + name
 		switch {
 		case strings.TrimSpace(name) == "":
-			return errors.New("llm.models: a model name is empty")
+			errs = append(errs, errors.New("llm.models: a model name is empty"))
+			continue
 		case m.Provider == "":
-			return fmt.Errorf("%s.provider: is required (configured: %s)", key, names(c.Providers))
+			errs = append(errs, fmt.Errorf("%s.provider: is required (configured: %s)", key, names(c.Providers)))
 		case !hasKey(c.Providers, m.Provider):
-			return fmt.Errorf("%s.provider: no provider %q (configured: %s)", key, m.Provider, names(c.Providers))
-		case strings.TrimSpace(m.Model) == "":
-			return fmt.Errorf("%s.model: is required: the provider's model id, e.g. gpt-4o-mini", key)
+			errs = append(errs, fmt.Errorf("%s.provider: no provider %q (configured: %s)", key, m.Provider, names(c.Providers)))
+		}
+		if strings.TrimSpace(m.Model) == "" {
+			errs = append(errs, fmt.Errorf("%s.model: is required: the provider's model id, e.g. gpt-4o-mini", key))
 		}
 		for _, price := range []struct {
 			field string
 			v     float64
 		}{{"input_per_mtok", m.InputPerMTok}, {"output_per_mtok", m.OutputPerMTok}} {
 			if price.v < 0 || math.IsNaN(price.v) || math.IsInf(price.v, 0) {
-				return fmt.Errorf("%s.%s: must be a finite price >= 0, got %v", key, price.field, price.v)
+				errs = append(errs, fmt.Errorf("%s.%s: must be a finite price >= 0, got %v", key, price.field, price.v))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // llmEndpoint returns the chat completions URL of a provider's base URL:
