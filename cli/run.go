@@ -149,6 +149,17 @@ func (m *Main) runStart(cmd *cobra.Command, rf *rootFlags, f *runStartFlags, wor
 		return err
 	}
 	defer s.close()
+	{
+		wc := s.rt.Workflows()[workflow].Caps
+		// A run's caps only tighten its workflow's: say so when a flag
+		// asks for more.
+		if caps.MaxCostUSD > 0 && wc.MaxCostUSD > 0 && caps.MaxCostUSD > wc.MaxCostUSD {
+			fmt.Fprintf(m.Stderr, "note: --cap-cost %v is above workflow %s's max_cost_usd %v, which applies\n", caps.MaxCostUSD, workflow, wc.MaxCostUSD)
+		}
+		if caps.MaxTokens > 0 && wc.MaxTokens > 0 && caps.MaxTokens > wc.MaxTokens {
+			fmt.Fprintf(m.Stderr, "note: --cap-tokens %d is above workflow %s's max_tokens %d, which applies\n", caps.MaxTokens, workflow, wc.MaxTokens)
+		}
+	}
 	st, err := s.runs.Start(cmd.Context(), workflow, input, runs.StartOptions{Key: f.key, Caps: caps})
 	if err != nil {
 		return err
