@@ -104,22 +104,9 @@ func validateScheduleInput(in json.RawMessage) error {
 		return errors.New("schedule.input: not valid JSON")
 	}
 	if trimmed[0] != '{' {
-		return fmt.Errorf("schedule.input: must be a JSON object, got %s", jsonKind(trimmed[0]))
+		return fmt.Errorf("schedule.input: must be a JSON object, got %s", jsonKindName(trimmed[0]))
 	}
 	return nil
-}
-
-func jsonKind(first byte) string {
-	switch first {
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	default:
-		return "a number"
-	}
 }
 
 // input returns the input a scheduled run starts with: Input, or {}.
