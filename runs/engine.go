@@ -324,19 +324,24 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 		return Started{}, fmt.Errorf("start run of %s: index: %w", workflow, err)
 	}
 	c.next = &first
+	token := newWriteToken()
+	d.Write = token
 	v, raw, enqueued, err := r.write(ctx, 0, c)
-	if errors.Is(err, errConflict) {
-		l, err := r.load(ctx, id)
-		if err != nil {
-			return Started{RunID: id, Duplicate: true}, err
-		}
-		if err := r.ensureQueued(ctx, l.doc, l.version); err != nil {
-			return Started{RunID: id, Duplicate: true}, fmt.Errorf("run %s: repair its queued step: %w", id, err)
-		}
-		return Started{RunID: id, Duplicate: true}, nil
-	}
 	if err != nil {
-		return Started{}, err
+		// Stored already: by an earlier start of the same key (a
+		// duplicate), or by this one with its reply lost (its token).
+		l, lerr := r.load(ctx, id)
+		if lerr != nil {
+			if errors.Is(err, errConflict) {
+				return Started{RunID: id, Duplicate: true}, lerr
+			}
+			return Started{}, err
+		}
+		dup := l.doc.Write != token
+		if err := r.ensureQueued(ctx, l.doc, l.version); err != nil {
+			return Started{RunID: id, Duplicate: dup}, fmt.Errorf("run %s: repair its queued step: %w", id, err)
+		}
+		return Started{RunID: id, Duplicate: dup}, nil
 	}
 	// A worker that starts runs (the scheduler, a Go program) takes their
 	// first steps without reading them.
@@ -427,6 +432,10 @@ func (r *Runs) enqueue(ctx context.Context, d *doc, i int, v int64) error {
 	}
 	st := d.Steps[i]
 	o := r.stepOptions(d, i, v)
+	// Only a task enqueued atomically with the change that queued it
+	// vouches for the run's version (its worker may start it from the
+	// state it wrote): this one, enqueued apart or as a repair, does not.
+	o.RunVersion = ""
 	// A run's own steps are not asked to the client's Admit (an error
 	// budget that rejects new work): the run was admitted when it started,
 	// and refusing its next step would strand it.
@@ -539,7 +548,17 @@ func (r *Runs) update(ctx context.Context, id string, l *loaded, fn func(l *load
 		if c.doc == nil {
 			c.doc = d
 		}
+		// The change's own token: a write whose reply was lost (it landed
+		// or not) is known by it on the next read, and not made twice.
+		token := newWriteToken()
+		c.doc.Write = token
 		v, raw, enqueued, err := r.write(ctx, l.version, c)
+		if err != nil && !errors.Is(err, errConflict) {
+			if again, lerr := r.load(ctx, id); lerr == nil && again.doc.Write == token {
+				err = nil
+				v, raw, enqueued = again.version, again.raw, false
+			}
+		}
 		if err == nil {
 			after := &loaded{version: v, raw: raw, doc: c.doc, outputs: l.outputs}
 			if len(c.outputs) > 0 {
@@ -554,10 +573,21 @@ func (r *Runs) update(ctx context.Context, id string, l *loaded, fn func(l *load
 		if !errors.Is(err, errConflict) {
 			return updated{before: l}, err
 		}
+		if again, lerr := r.load(ctx, id); lerr == nil && again.doc.Write == token {
+			// This change landed although its reply said otherwise (the
+			// combined script's reply was lost and the change went again
+			// on its own): it is done, once. The next step's enqueue is
+			// not known to have happened: the caller makes sure of it.
+			r.cache.put(id, again)
+			return updated{before: l, after: again, wrote: true}, nil
+		} else if lerr == nil {
+			l = again
+		} else {
+			l = nil
+		}
 		if try == casRetries {
 			return updated{before: l}, fmt.Errorf("run %s: its state changed %d times while this change was computed; try again", id, try+1)
 		}
-		l = nil
 		if try > 2 {
 			// Many writers on one run: spread them out a little.
 			time.Sleep(rand.N(time.Duration(try) * time.Millisecond))
@@ -625,8 +655,19 @@ func (r *Runs) Cancel(ctx context.Context, id, reason string) error {
 	}, strings.ToValidUTF8(reason, "\uFFFD"))
 	var drop []stepRec
 	_, err := r.update(ctx, id, nil, func(_ *loaded, d *doc) (*change, error) {
+		if d.Status == StatusCancelled {
+			// Cancelled before: delete its stopped steps' tasks again (a
+			// delete that failed then), and say nothing more.
+			drop = drop[:0]
+			for _, st := range d.Steps {
+				if st.Status == StepSkipped {
+					drop = append(drop, st)
+				}
+			}
+			return nil, nil
+		}
 		if d.Status.Terminal() {
-			return nil, fmt.Errorf("run %s is already %s: only a running run can be cancelled", id, d.Status)
+			return nil, fmt.Errorf("run %s is %s already: only a running run can be cancelled", id, d.Status)
 		}
 		now := r.cfg.Now().UTC()
 		drop = drop[:0]
@@ -793,7 +834,7 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 			}
 			rendered = p
 		}
-		if fromCache && l == up0 && r.insp != nil && d.Status == StatusRunning && st.Status == StepQueued && s.ReplayOf == "" {
+		if fromCache && l == up0 && s.Attempt == 1 && r.insp != nil && d.Status == StatusRunning && st.Status == StepQueued && s.ReplayOf == "" {
 			// The state this worker wrote when it queued the step, still
 			// the version the task carries: nothing to decide differs, so
 			// the step's start is written with its outcome (succeeded,
@@ -823,7 +864,7 @@ func (r *Runs) process(ctx context.Context, s *jobs.Step, next jobs.Handler) err
 	switch v {
 	case repaired:
 		if err := r.ensureQueued(ctx, up.after.doc, up.after.version); err != nil {
-			return err
+			return r.repairLater(s, err)
 		}
 		r.log.Info().Str("run_id", s.RunID).Str("workflow", up.after.doc.Workflow).Str("step", s.Name).Str("task_id", s.TaskID).
 			Msg("step already succeeded in its run; handler not called")
@@ -935,7 +976,7 @@ func (r *Runs) markRunning(ctx context.Context, s *jobs.Step, l *loaded, start t
 
 // repairDelay is how soon a step whose success is stored but whose next
 // step's enqueue failed is delivered again, to repair the enqueue.
-const repairDelay = time.Second
+const repairDelay = 5 * time.Second
 
 // repairLater is the error of an attempt whose success is stored but
 // whose next step's enqueue failed: a snooze (no attempt spent, so also

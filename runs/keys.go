@@ -49,6 +49,9 @@ func runIDForKey(workflow, key string) string {
 // only up to its first dash.
 func newRunID() string { return "r_" + strings.ReplaceAll(uuid.NewString(), "-", "") }
 
+// newWriteToken names one change of a run's state.
+func newWriteToken() string { return strings.ReplaceAll(uuid.NewString(), "-", "")[:16] }
+
 // stepKey is the idempotency key of a run step's task: its task id and its
 // side effect's Idempotency-Key derive from run and step.
 func stepKey(runID, step string) string { return runID + "/" + step }

@@ -43,6 +43,9 @@ type doc struct {
 	Steps        []stepRec         `json:"steps"`
 	// Cap is the cap the run went over, for the steps it stops.
 	Cap *capRec `json:"cap,omitempty"`
+	// Write is the token of the change that wrote this state (see
+	// Runs.update).
+	Write string `json:"write,omitempty"`
 }
 
 // capRec is a stored *jobs.CapExceededError.
