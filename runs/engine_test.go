@@ -980,7 +980,21 @@ func TestKeyedRunStartedAgainAfterRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitStatus(t, first.RunID, StatusFailed)
-	// The run's state expires; its dead task stays in asynq's archive.
+	// The run's state expires (long after its task was archived: the
+	// observer marks the run failed before asynq archives the task); its
+	// dead task stays in asynq's archive.
+	taskID := queue.TaskIDForKey(testQueue, stepKey(first.RunID, "a"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		state, err := b.insp.State(ctx, testQueue, taskID)
+		if err == nil && state == queue.TaskArchived {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first run's task is %v (%v), not archived", state, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	b.rdb.Del(ctx, stateKey(first.RunID), historyKey(first.RunID))
 	b.healed.Store(true)
 	again, err := b.runs.Start(ctx, "once", nil, StartOptions{Key: "k"})
