@@ -521,3 +521,68 @@ func TestEndToEndRunWorkerKilledBetweenSteps(t *testing.T) {
 		t.Errorf("step two: %+v", s)
 	}
 }
+
+// TestEndToEndRunScheduleOncePerTick: two workers with a scheduled
+// workflow start each tick's run once: a schedule seen for the first time
+// starts its latest tick (at most a minute old) at once, and every run's
+// key names its tick, never twice.
+func TestEndToEndRunScheduleOncePerTick(t *testing.T) {
+	t.Parallel()
+	_, chat := newChatServer(t)
+	e := runEnv(t, chat.URL, `
+  ticking:
+    schedule: {cron: "@every 1m", input: {topic: ticks}}
+    steps:
+      - name: only
+        kind: noop
+`)
+	e.startWorker()
+	e.startWorker()
+	var ids []string
+	binarytest.WaitFor(t, 30*time.Second, "a scheduled run", func() bool {
+		out, _, code := e.run("", "run", "list", "--workflow", "ticking", "--json")
+		var l struct {
+			Runs []struct {
+				ID string `json:"run_id"`
+			} `json:"runs"`
+			NextTicks map[string]string `json:"next_ticks"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &l) != nil {
+			return false
+		}
+		ids = ids[:0]
+		for _, r := range l.Runs {
+			ids = append(ids, r.ID)
+		}
+		return len(ids) > 0 && l.NextTicks["ticking"] != ""
+	})
+	time.Sleep(3 * time.Second) // both workers have looked by now
+	out, _, _ := e.run("", "run", "list", "--workflow", "ticking", "--json")
+	keys := map[string]string{}
+	var l struct {
+		Runs []struct {
+			ID string `json:"run_id"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range l.Runs {
+		v := e.waitRun(r.ID, "succeeded", 30*time.Second)
+		showOut, _, _ := e.run("", "run", "show", r.ID, "--json")
+		var k struct {
+			Key string `json:"key"`
+		}
+		_ = json.Unmarshal([]byte(showOut), &k)
+		if !strings.HasPrefix(k.Key, "schedule:") {
+			t.Errorf("run %s has key %q, want one derived from its tick", v.ID, k.Key)
+		}
+		if other, dup := keys[k.Key]; dup {
+			t.Errorf("tick %s started twice: runs %s and %s", k.Key, other, r.ID)
+		}
+		keys[k.Key] = r.ID
+	}
+	if len(keys) == 0 {
+		t.Fatal("no scheduled run")
+	}
+}
