@@ -114,9 +114,10 @@ func (c RedisConfig) parse() (o *redis.UniversalOptions, host string, err error)
 	raw := cmp.Or(c.URL, RedisURLDefault)
 	shown := MaskURL(raw)
 	if !strings.Contains(raw, "://") {
-		if i := strings.LastIndexByte(raw, '@'); i >= 0 {
-			// Not a URL, so MaskURL cannot find the user info: hide all of it.
-			shown = "****" + raw[i:]
+		if strings.ContainsAny(raw, "@?#") {
+			// Not a URL, so MaskURL cannot tell user info or a query from
+			// the rest: show none of it.
+			shown = fmt.Sprintf("the value (%d bytes, not shown: it may hold a password)", len(raw))
 		}
 		return nil, "", fmt.Errorf("redis.url: %s is not a URL (%s)", shown, redisSchemes)
 	}
