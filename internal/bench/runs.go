@@ -72,6 +72,9 @@ func (b *bench) runsRow() row {
 			return t.withRoundTrips(*t.RoundTrips + enqueued), nil
 		},
 		runAgentq: b.runsPhase,
+		// Issue 9's target: a run's bookkeeping adds at most one round
+		// trip per step.
+		targets: []target{{kind: targetExtraRoundTrips, bound: 1}},
 	}
 }
 
