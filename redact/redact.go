@@ -315,6 +315,9 @@ func userinfoEnd(tail string) int {
 	if colon > 0 && port != "" && strings.Trim(port, "0123456789") == "" && strings.ContainsAny(url[d:at1], "=&") {
 		return -1 // host:port, then a query with an '@' in it
 	}
+	if tail[d] != '/' && strings.Contains(url[d:at1], "://") {
+		return -1 // a URL nested in a query or fragment (#a://u@h), not a password
+	}
 	d2 := len(url)
 	if j := strings.IndexAny(url[at1:], "/?#"); j >= 0 {
 		d2 = at1 + j
