@@ -123,6 +123,7 @@ func refCheck(b []byte, maxDepth int) (refProblem, error) {
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // valid JSON numbers past float64's range (1E1000) are tokens too
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
