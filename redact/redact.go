@@ -242,7 +242,14 @@ func (r *Redactor) url(u string, depth int) string {
 			end = at + 1 + j
 		}
 		b.WriteString("//")
-		b.WriteString(maskUserinfo(tail[:end], at))
+		authority := maskUserinfo(tail[:end], at)
+		if strings.ContainsAny(authority, "%=") && r.nested(authority, depth) != authority {
+			// No host holds a secret: one that does (A://=https%3A%2F%2F...,
+			// text read as a URL) is masked whole, which a second pass
+			// reads the same way.
+			authority = Mask
+		}
+		b.WriteString(authority)
 		rest = tail[end:]
 	}
 	rest, frag, hasFrag := strings.Cut(rest, "#")
@@ -351,9 +358,19 @@ func (r *Redactor) path(p string) string {
 	segs := strings.Split(p, "/")
 	afterName := false
 	for i, seg := range segs {
-		name := unescape(seg)
+		// A character no URL holds (DEL, a control character) ends the
+		// URL as Text and userinfoEnd read it: a mask keeps it in place,
+		// so that masking the masked text reads the URL the same way.
+		head, tail := seg, ""
+		if k := strings.IndexFunc(seg, notInURL); k >= 0 {
+			head, tail = seg[:k], seg[k:]
+		}
+		name := unescape(head)
 		if name != "" && (afterName || credentialSegment(name)) {
-			segs[i] = Mask
+			segs[i] = Mask + tail
+			if len(tail) > 1 {
+				segs[i] = Mask + tail[:1] + Mask
+			}
 		}
 		afterName = r.SecretField(name) || r.SecretHeader(name)
 	}
