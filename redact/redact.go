@@ -322,7 +322,7 @@ func userinfoEnd(tail string) int {
 	if colon > 0 && port != "" && strings.Trim(port, "0123456789") == "" && strings.ContainsAny(url[d:at1], "=&") {
 		return -1 // host:port, then a query with an '@' in it
 	}
-	if tail[d] != '/' && strings.Contains(url[d:at1], "://") {
+	if q := strings.IndexAny(url[d:at1], "?#"); q >= 0 && strings.Contains(url[d+q:at1], "://") {
 		return -1 // a URL nested in a query or fragment (#a://u@h), not a password
 	}
 	d2 := len(url)
