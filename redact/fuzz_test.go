@@ -351,6 +351,12 @@ func FuzzPairs(f *testing.F) {
 				return
 			}
 		}
+		// A value that is already the mask, ended where a URL's value ends
+		// (sig=****#x), is left as it stands, which the regexp knew
+		// nothing of either (TestTextIdempotentMasks has it).
+		if strings.Contains(s, Mask) {
+			return
+		}
 		if got, want := r.pairs(s), pair.ReplaceAllString(s, `${1}${2}`+Mask); got != want {
 			t.Fatalf("pairs(%q) = %q, want the regexp's %q", s, got, want)
 		}

@@ -643,10 +643,11 @@ func (r *Redactor) pairs(s string) string {
 		from, to := quotedValue(s, start)
 		if from < 0 {
 			from, to = start, start
-			if !colon && strings.HasPrefix(s[start:], Mask) && start+len(Mask) < len(s) && strings.IndexByte("#?", s[start+len(Mask)]) >= 0 {
+			if !colon && strings.HasPrefix(s[start:], Mask) && start+len(Mask) < len(s) && strings.IndexByte("#?<>\\", s[start+len(Mask)]) >= 0 {
 				// A value URL masked in a query or fragment, which ends at
-				// '#' or '?' (sig=****#x): masking it again must not take
-				// what follows, or masking masked text would change it.
+				// '#' or '?' (sig=****#x) or where the URL did ('>'):
+				// masking it again must not take what follows, or masking
+				// masked text would change it.
 				continue
 			}
 			for to < len(s) && strings.IndexByte(tokenEnd, s[to]) < 0 {

@@ -503,3 +503,26 @@ func TestRedactorDefaultHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestTextIdempotentMasks: a value masked where a URL's value ends (sig=
+// ****#x, sig=****>x) is not masked again up to the next ',', so masking
+// masked text changes nothing; a value that merely starts with asterisks
+// is still masked whole.
+func TestTextIdempotentMasks(t *testing.T) {
+	t.Parallel()
+	r := New(nil, nil)
+	for _, tc := range []struct{ name, in, want string }{
+		{"fragment", "A://#sig=0>,0", "A://#sig=****>,0"},
+		{"hash after mask", "see sig=****#x,y", "see sig=****#x,y"},
+		{"asterisks then secret", "password=****hunter2, x", "password=****, x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := r.Text(tc.in); got != tc.want {
+				t.Fatalf("Text(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+			if again := r.Text(r.Text(tc.in)); again != r.Text(tc.in) {
+				t.Fatalf("Text is not idempotent on %q: %q", tc.in, again)
+			}
+		})
+	}
+}
