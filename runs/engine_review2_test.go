@@ -3,12 +3,8 @@ package runs
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
@@ -125,20 +121,4 @@ func TestEngineStrayDeliveryOfPendingStep(t *testing.T) {
 	if run.Status != StatusRunning {
 		t.Errorf("a stray task of pending step c changed the run to %s", run.Status)
 	}
-}
-
-type lostReply struct{ on atomic.Bool }
-
-func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if n := cmd.Name(); (n == "evalsha" || n == "eval") && h.on.CompareAndSwap(true, false) {
-			return errors.New("read tcp: i/o timeout") // the script ran; its reply was lost
-		}
-		return err
-	}
-}
-func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
