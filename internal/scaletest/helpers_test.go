@@ -24,6 +24,8 @@ type WorkArgs struct {
 	ID   string `json:"id,omitempty"`
 	Fail bool   `json:"fail,omitempty"`
 	Dep  bool   `json:"dep,omitempty"`
+	// Work is how long the step works, in milliseconds.
+	Work int `json:"work,omitempty"`
 }
 
 // Kind names the test kind.
@@ -65,6 +67,13 @@ func register(rec *recorder) func(reg *queue.Registry) error {
 	return func(reg *queue.Registry) error {
 		return queue.Register(reg, `{"type":"object"}`, func(ctx context.Context, s *jobs.Step, a WorkArgs) error {
 			rec.record(s.TaskID)
+			if a.Work > 0 {
+				select {
+				case <-time.After(time.Duration(a.Work) * time.Millisecond):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			if a.Dep {
 				return breaker.Do(ctx, "scale-dep", func(context.Context) error {
 					// A retryable error: it counts against the dependency.
