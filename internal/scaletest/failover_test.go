@@ -62,10 +62,10 @@ func TestSentinelFailover(t *testing.T) {
 
 // failoverRun is what one failover test saw.
 type failoverRun struct {
-	mu     sync.Mutex
-	acked  map[string]time.Time // task id -> when its enqueue was acknowledged
-	order  []string             // task ids in ack order
-	errors int                  // enqueue attempts that failed (and were retried)
+	mu      sync.Mutex
+	acked   map[string]time.Time // task id -> when its enqueue was acknowledged
+	order   []string             // task ids in ack order
+	errors  int                  // enqueue attempts that failed (and were retried)
 	lastErr error
 }
 
