@@ -207,6 +207,7 @@ func TestClusterFeatures(t *testing.T) {
 		}
 	})
 
+	var runID string
 	t.Run("run", func(t *testing.T) {
 		engine, err := rt.Runs()
 		if err != nil {
@@ -216,6 +217,7 @@ func TestClusterFeatures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		runID = started.RunID
 		var run *runs.Run
 		waitFor(t, 30*time.Second, "run "+started.RunID+" ends", func() bool {
 			run, err = engine.Get(ctx, started.RunID)
@@ -270,6 +272,17 @@ func TestClusterFeatures(t *testing.T) {
 		run("dlq", "stats")
 		if out := run("run", "list"); !strings.Contains(out, "two_steps") {
 			t.Errorf("run list:\n%s", out)
+		}
+		if runID != "" {
+			if out := run("run", "show", runID); !strings.Contains(out, "succeeded") {
+				t.Errorf("run show %s:\n%s", runID, out)
+			}
+		}
+		if deadID != "" {
+			run("dlq", "purge", deadID)
+			if _, err := rt.DeadLetters().Get(ctx, deadID); err == nil {
+				t.Errorf("dead letter %s still there after dlq purge", deadID)
+			}
 		}
 		if out := run("breaker", "list"); !strings.Contains(out, "scale-dep") {
 			t.Errorf("breaker:\n%s", out)
