@@ -4,6 +4,7 @@ package scaletest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,7 +16,9 @@ import (
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/internal/redistest"
+	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 // failoverQueue is the queue the failover tests enqueue to and serve.
@@ -89,8 +92,12 @@ func runFailover(t *testing.T, name string, cfg config.Config, check redis.Unive
 	rec := newRecorder()
 	cfg.Worker.Queues = map[string]int{failoverQueue: 1}
 	cfg.Enqueue.Queue = failoverQueue
-	rt := newRuntime(t, cfg, rec, nil)
+	rt := newRuntime(t, cfg, rec, failoverWorkflows)
 	runWorker(t, rt)
+	engine, err := rt.Runs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := &failoverRun{acked: map[string]time.Time{}}
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -111,6 +118,16 @@ func runFailover(t *testing.T, name string, cfg config.Config, check redis.Unive
 		defer rec.mu.Unlock()
 		return len(rec.runs) >= 200
 	})
+	// Runs in flight at the fault: each step's state change and the next
+	// step's enqueue are two calls on Cluster, on two masters.
+	var runIDs []string
+	for i := range failoverRuns {
+		st, err := engine.Start(context.Background(), "relay", json.RawMessage(`{"id":"r"}`), runs.StartOptions{Key: fmt.Sprint("relay-", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runIDs = append(runIDs, st.RunID)
+	}
 	killAt := time.Now()
 	what, took := kill(t)
 	healed := killAt.Add(took)
@@ -165,6 +182,25 @@ func runFailover(t *testing.T, name string, cfg config.Config, check redis.Unive
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// Every run started before the fault ends, and succeeds.
+	runsOK := 0
+	waitFor(t, 60*time.Second, "every run started before the fault ends", func() bool {
+		runsOK = 0
+		for _, id := range runIDs {
+			r, err := engine.Get(context.Background(), id)
+			if err != nil || !r.Status.Terminal() {
+				return false
+			}
+			if r.Status == runs.StatusSucceeded {
+				runsOK++
+			}
+		}
+		return true
+	})
+	if runsOK != len(runIDs) {
+		t.Errorf("%d of %d runs in flight at the fault succeeded", runsOK, len(runIDs))
+	}
+
 	// Numbers.
 	var dups []string
 	var lostLate []string
@@ -191,8 +227,8 @@ func runFailover(t *testing.T, name string, cfg config.Config, check redis.Unive
 	}
 	enqGap := serviceGap(ackTimes, killAt)
 	report(t, fmt.Sprintf("failover: %s: %s; failover took %.1fs; acknowledged=%d lost=%d duplicated=%d "+
-		"enqueue_errors=%d (retried with the same key) no_processing=%.1fs no_enqueue=%.1fs",
-		name, what, took.Seconds(), len(acked), len(lost), len(dups), f.errors, gap.Seconds(), enqGap.Seconds()))
+		"enqueue_errors=%d (retried with the same key) no_processing=%.1fs no_enqueue=%.1fs; runs in flight succeeded=%d/%d",
+		name, what, took.Seconds(), len(acked), len(lost), len(dups), f.errors, gap.Seconds(), enqGap.Seconds(), runsOK, len(runIDs)))
 
 	// What agentq guarantees: what Redis acknowledged after the failover is
 	// never lost; what is lost was acknowledged by the old master just before
@@ -206,6 +242,23 @@ func runFailover(t *testing.T, name string, cfg config.Config, check redis.Unive
 			t.Errorf("task %s ran twice, first %v from the kill: not in flight at the fault", id, d)
 		}
 	}
+}
+
+// failoverRuns is the number of three-step runs started just before the
+// fault.
+const failoverRuns = 20
+
+// failoverWorkflows holds relay, a run of three steps of the test kind
+// that work 50ms each.
+var failoverWorkflows = map[string]runs.Workflow{
+	"relay": {
+		Queue: failoverQueue,
+		Steps: []jobs.StepDef{
+			{Name: "a", Kind: "scale.work", Payload: json.RawMessage(`{"id":"{{ .input.id }}a","work":50}`)},
+			{Name: "b", Kind: "scale.work", Payload: json.RawMessage(`{"id":"{{ .steps.a.output.id }}b","work":50}`)},
+			{Name: "c", Kind: "scale.work", Payload: json.RawMessage(`{"id":"{{ .steps.b.output.id }}c","work":50}`)},
+		},
+	},
 }
 
 // enqueuers is the number of clients enqueueing at once in a failover test.
