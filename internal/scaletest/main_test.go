@@ -3,11 +3,14 @@
 package scaletest
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq/internal/binarytest"
 	"github.com/agentq/agentq/internal/redistest"
@@ -19,8 +22,15 @@ func TestMain(m *testing.M) {
 		fmt.Println("scaletest: skipped in -short mode (it starts a Redis Cluster and a Sentinel setup of redis-server processes)")
 		os.Exit(0)
 	}
+	// go-redis logs every refused dial while a master is down: the tests
+	// count those failures themselves.
+	redis.SetLogger(quietLogger{})
 	redistest.Main(m, binarytest.Cleanup)
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 var reportMu sync.Mutex
 
