@@ -42,8 +42,8 @@ type Cluster struct {
 // StartCluster starts a Redis Cluster for t alone: o.Masters masters with
 // o.Replicas replicas each, the slots split evenly, every replica synced,
 // and cluster_state:ok on every node. Data ports are below 55,000 with the
-// cluster bus port (+10,000) free too. It returns once a cluster client can
-// write to every slot.
+// cluster bus port (+10,000) free too. It returns once every master answers
+// a cluster client.
 func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	t.Helper()
 	masters := cmpOr(o.Masters, 3)
