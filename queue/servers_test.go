@@ -109,11 +109,11 @@ func TestServersSkipsExpiredAndForeignRecords(t *testing.T) {
 	rec := appendServerInfoForTest(nil, "dead-host", 7, "sid-1", "active")
 	now := time.Now().Unix()
 	rdb.Set(ctx, "asynq:servers:{dead-host:7:sid-1}", rec, 0)
-	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now-30), Member: "asynq:servers:{dead-host:7:sid-1}"})
+	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now - 30), Member: "asynq:servers:{dead-host:7:sid-1}"})
 	rdb.Set(ctx, "asynq:servers:{live-host:8:sid-2}", appendServerInfoForTest(nil, "live-host", 8, "sid-2", "active"), 0)
-	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now+10), Member: "asynq:servers:{live-host:8:sid-2}"})
-	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now+10), Member: "not-a-server-key"})
-	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now+10), Member: "asynq:servers:{gone-host:9:sid-3}"}) // no record
+	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now + 10), Member: "asynq:servers:{live-host:8:sid-2}"})
+	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now + 10), Member: "not-a-server-key"})
+	rdb.ZAdd(ctx, asynqAllServers, redis.Z{Score: float64(now + 10), Member: "asynq:servers:{gone-host:9:sid-3}"}) // no record
 	got, err := in.Servers(ctx, ServerFilter{})
 	if err != nil {
 		t.Fatal(err)
