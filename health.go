@@ -103,7 +103,9 @@ func (r *Runtime) Health(ctx context.Context, o HealthOptions) (HealthReport, er
 	if dash != nil {
 		// The dashboard is checked beside Redis, so that a Redis that hangs
 		// until the deadline does not starve it.
-		wg.Go(func() { dashCheck = timed(HealthDashboard, func() (bool, string) { return checkDashboard(ctx, o.HTTPClient, dash) }) })
+		wg.Go(func() {
+			dashCheck = timed(HealthDashboard, func() (bool, string) { return checkDashboard(ctx, o.HTTPClient, dash) })
+		})
 	}
 	var rep HealthReport
 	redisCheck := timed(HealthRedis, func() (bool, string) {
