@@ -68,6 +68,26 @@ func TestEndToEndHealth(t *testing.T) {
 			t.Fatalf("the password leaked: %s %s", out, errOut)
 		}
 	})
+	t.Run("redis with a password", func(t *testing.T) {
+		// As in the compose stack: the URL has no password,
+		// AGENTQ_REDIS_PASSWORD gives it.
+		srv := redistest.StartExclusive(t, "--requirepass", "s3cret-pw")
+		for _, tc := range []struct {
+			name, password string
+			code           int
+		}{
+			{"right", "s3cret-pw", 0},
+			{"wrong", "not-it", 1},
+		} {
+			withPW := *e
+			withPW.t = t
+			withPW.vars = append(baseEnv(srv.URL), "AGENTQ_REDIS_PASSWORD="+tc.password)
+			out, errOut, code := withPW.run("", "health")
+			if code != tc.code || strings.Contains(out+errOut, tc.password) {
+				t.Errorf("%s password: exit %d, want %d; stdout %q, stderr %q", tc.name, code, tc.code, out, errOut)
+			}
+		}
+	})
 	t.Run("redis up", func(t *testing.T) {
 		out, errOut, code := e.run("", "health")
 		if code != 0 || !strings.Contains(out, "ok   redis: PONG from "+e.redis.URL) {
