@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -241,14 +242,14 @@ func Check(dir string, objs []Object) error {
 			secrets[v.Name] = v
 		}
 	}
-	shutdown, err := shutdownTimeout(configMaps)
+	ws, err := readWorkerSettings(configMaps)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	for _, o := range objs {
 		switch v := o.Value.(type) {
 		case *appsv1.Deployment:
-			for _, msg := range checkDeployment(v, configMaps, secrets, shutdown) {
+			for _, msg := range checkDeployment(v, configMaps, secrets, ws) {
 				fail(o, "%s", msg)
 			}
 		case *corev1.Service:
@@ -292,9 +293,15 @@ func Check(dir string, objs []Object) error {
 	return errors.Join(errs...)
 }
 
-// shutdownTimeout reads worker.shutdown_timeout from the agentq.yaml of
-// the ConfigMaps (30s, agentq's default, when unset).
-func shutdownTimeout(cms map[string]*corev1.ConfigMap) (time.Duration, error) {
+// workerSettings are what the pods' manifests must agree with in agentq.yaml.
+type workerSettings struct {
+	shutdown    time.Duration // worker.shutdown_timeout
+	metricsPort int32         // worker.metrics_addr's port, 0 when unset
+}
+
+// readWorkerSettings reads them from the agentq.yaml of the ConfigMaps
+// (worker.shutdown_timeout is 30s, agentq's default, when unset).
+func readWorkerSettings(cms map[string]*corev1.ConfigMap) (workerSettings, error) {
 	for name, cm := range cms {
 		text, ok := cm.Data["agentq.yaml"]
 		if !ok {
@@ -303,21 +310,31 @@ func shutdownTimeout(cms map[string]*corev1.ConfigMap) (time.Duration, error) {
 		var cfg struct {
 			Worker struct {
 				ShutdownTimeout string `json:"shutdown_timeout"`
+				MetricsAddr     string `json:"metrics_addr"`
 			} `json:"worker"`
 		}
 		if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
-			return 0, fmt.Errorf("ConfigMap %s: agentq.yaml: %w", name, err)
+			return workerSettings{}, fmt.Errorf("ConfigMap %s: agentq.yaml: %w", name, err)
 		}
-		if cfg.Worker.ShutdownTimeout == "" {
-			return 30 * time.Second, nil
+		ws := workerSettings{shutdown: 30 * time.Second}
+		if v := cfg.Worker.ShutdownTimeout; v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return workerSettings{}, fmt.Errorf("ConfigMap %s: agentq.yaml: worker.shutdown_timeout: %w", name, err)
+			}
+			ws.shutdown = d
 		}
-		d, err := time.ParseDuration(cfg.Worker.ShutdownTimeout)
-		if err != nil {
-			return 0, fmt.Errorf("ConfigMap %s: agentq.yaml: worker.shutdown_timeout: %w", name, err)
+		if v := cfg.Worker.MetricsAddr; v != "" {
+			_, port, err := net.SplitHostPort(v)
+			p, perr := strconv.ParseUint(port, 10, 16)
+			if err != nil || perr != nil {
+				return workerSettings{}, fmt.Errorf("ConfigMap %s: agentq.yaml: worker.metrics_addr %q is not host:port", name, v)
+			}
+			ws.metricsPort = int32(p)
 		}
-		return d, nil
+		return ws, nil
 	}
-	return 0, errors.New("no ConfigMap holds agentq.yaml")
+	return workerSettings{}, errors.New("no ConfigMap holds agentq.yaml")
 }
 
 func selected(deployments map[string]*appsv1.Deployment, sel map[string]string) *appsv1.Deployment {
@@ -346,8 +363,9 @@ func hasPort(d *appsv1.Deployment, name string) bool {
 // checkDeployment checks agentq's rules for a pod: it runs agentq with
 // probes that run `agentq health`, non-root on a read-only root
 // filesystem, with its config and secrets present, and a worker gets
-// worker.shutdown_timeout plus a margin to stop.
-func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret, shutdown time.Duration) []string {
+// worker.shutdown_timeout plus a margin to stop and exposes the metrics
+// port.
+func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret, ws workerSettings) []string {
 	var out []string
 	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	spec := d.Spec.Template.Spec
@@ -421,8 +439,11 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 			if spec.TerminationGracePeriodSeconds != nil {
 				grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
 			}
-			if grace < shutdown+shutdownMargin {
-				bad("terminationGracePeriodSeconds %v is less than worker.shutdown_timeout %v plus %v", grace, shutdown, shutdownMargin)
+			if grace < ws.shutdown+shutdownMargin {
+				bad("terminationGracePeriodSeconds %v is less than worker.shutdown_timeout %v plus %v", grace, ws.shutdown, shutdownMargin)
+			}
+			if ws.metricsPort != 0 && !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == ws.metricsPort }) {
+				bad("container %s: no port %d, where agentq.yaml's worker.metrics_addr serves metrics", c.Name, ws.metricsPort)
 			}
 		}
 	}

@@ -43,6 +43,7 @@ func TestRefuses(t *testing.T) {
             periodSeconds: 10`, `"--timeout", "5s"]
             periodSeconds: 10`, "does not end before timeoutSeconds"},
 		{"grace period too short", "worker-deployment.yaml", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30", "less than worker.shutdown_timeout 30s"},
+		{"metrics port not exposed", "worker-deployment.yaml", "containerPort: 9090", "containerPort: 9100", "no port 9090"},
 		{"root filesystem writable", "dashboard.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem is not true"},
 		{"service selects nothing", "dashboard.yaml", "  selector:\n    app.kubernetes.io/name: agentq-dashboard\n  ports:", "  selector:\n    app.kubernetes.io/name: nobody\n  ports:", "selects no Deployment"},
 		{"missing secret key", "worker-deployment.yaml", "key: AGENTQ_REDIS_PASSWORD", "key: REDIS_PASSWORD", "lacks"},
