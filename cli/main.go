@@ -187,6 +187,7 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 		m.budgetCommand(rf),
 		m.breakerCommand(rf),
 		m.runCommand(rf),
+		m.healthCommand(rf),
 	)
 	// Added here rather than when the command runs, so that it is a group
 	// like the others below.
