@@ -228,7 +228,7 @@ func TestEndToEndBatch(t *testing.T) {
 			Error string
 		}
 	}
-	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+	if err := json.Unmarshal([]byte(lastLine(out)), &sum); err != nil {
 		t.Fatalf("%v: %q", err, out)
 	}
 	if sum.Lines != 51 || sum.Enqueued != 40 || sum.Duplicates != 10 || len(sum.Rejected) != 1 || sum.Rejected[0].Line != 51 {
