@@ -13,3 +13,9 @@ import (
 func (r *Runtime) ServedQueues(ctx context.Context) (map[string]bool, error) {
 	return queue.NewInspector(r.rdb).ServedQueues(ctx)
 }
+
+// KnownQueues returns the queues asynq knows (those that ever held a
+// task), sorted, in one read bounded by ctx.
+func (r *Runtime) KnownQueues(ctx context.Context) ([]string, error) {
+	return queue.NewInspector(r.rdb).KnownQueues(ctx)
+}

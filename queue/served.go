@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -135,4 +136,19 @@ func mapEntryKey(b []byte) (string, bool) {
 		b = b[n:]
 	}
 	return key, true
+}
+
+// allQueuesKey is asynq's set of the queues that ever held a task.
+const allQueuesKey = "asynq:queues"
+
+// KnownQueues returns the names of the queues asynq knows (those that ever
+// held a task), sorted: Queues, bounded by ctx (asynq's own reader takes
+// no context), for shell completion.
+func (in *Inspector) KnownQueues(ctx context.Context) ([]string, error) {
+	qs, err := in.rdb.SMembers(ctx, allQueuesKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list queues: %w", err)
+	}
+	slices.Sort(qs)
+	return qs, nil
 }
