@@ -31,11 +31,11 @@ func TestCreatedRemovesOnlyCreatedKeys(t *testing.T) {
 	created := NewCreated()
 	rdb.AddHook(created.Hook())
 
-	rdb.Get(ctx, "read:only")                  // a read creates nothing
-	rdb.Set(ctx, "before:str", "changed", 0)   // existed before
-	rdb.SAdd(ctx, "before:set", "y")           // existed before
-	rdb.Set(ctx, "new:str", "v", 0)            // command
-	rdb.Incr(ctx, "new:counter")               // command
+	rdb.Get(ctx, "read:only")                // a read creates nothing
+	rdb.Set(ctx, "before:str", "changed", 0) // existed before
+	rdb.SAdd(ctx, "before:set", "y")         // existed before
+	rdb.Set(ctx, "new:str", "v", 0)          // command
+	rdb.Incr(ctx, "new:counter")             // command
 	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, "new:pipe", "f", "v")
 		p.ZAdd(ctx, "new:zset", redis.Z{Score: 1, Member: "m"})
