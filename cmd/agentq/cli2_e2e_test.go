@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentq/agentq/internal/binarytest"
 )
 
 // lastLine is the last line of out: the summary of enqueue --batch --json.
@@ -268,4 +270,71 @@ func TestCLI2Completion(t *testing.T) {
 			t.Errorf("bad config: %q (exit %d), want nothing", got, code)
 		}
 	})
+}
+
+// TestCLI2DevConfiguredRedis runs `agentq dev` on a configured Redis with
+// the dashboard's port taken: it says it moved off the busy port, prints
+// commands that work as shown (the binary as invoked, the Redis URL), and
+// when interrupted removes every key its demo created and none other.
+func TestCLI2DevConfiguredRedis(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.rdb.Set(ctx, "keep:me", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.HSet(ctx, "asynq:queues-not-ours", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.rdb.Keys(ctx, "*").Val()
+	slices.Sort(before)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
+
+	serving := make(chan struct{})
+	p := binarytest.Start(t, e.bin, []string{"dev", "--addr", busy.Addr().String()}, binarytest.Options{
+		Dir: e.dir, Env: e.vars,
+		OnLine: func(line string) {
+			if strings.HasPrefix(line, "Serving the dashboard") {
+				close(serving)
+			}
+		},
+	})
+	select {
+	case <-serving:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("dev did not get to serving the dashboard:\n%s", p.Logs())
+	}
+	out := p.Logs()
+	if want := "dashboard: " + busy.Addr().String() + " is busy; using 127.0.0.1:"; !strings.Contains(out, want) {
+		t.Errorf("dev output lacks %q:\n%s", want, out)
+	}
+	// The printed dead-letter command is this binary, with this Redis; it
+	// works as shown and finds the demo's dead letter.
+	_, cmdLine, ok := strings.Cut(out, "and in the dead-letter store: ")
+	cmdLine, _, _ = strings.Cut(cmdLine, "\n")
+	words := strings.Fields(cmdLine)
+	if !ok || len(words) < 4 || words[0] != e.bin || !slices.Equal(words[1:3], []string{"--redis-url", e.redis.URL}) {
+		t.Fatalf("dlq list hint %q: want %s --redis-url %s ...", cmdLine, e.bin, e.redis.URL)
+	}
+	r := binarytest.Run(t, words[0], words[1:], binarytest.Options{Dir: t.TempDir(), Env: binarytest.Environ()})
+	if r.Code != 0 || !strings.Contains(r.Stdout, "http.call") || !strings.Contains(r.Stdout, "agentq-dev") {
+		t.Fatalf("%s: exit %d\n%s\n%s", cmdLine, r.Code, r.Stdout, r.Stderr)
+	}
+
+	p.Interrupt(t)
+	if exited, err := p.Wait(30 * time.Second); !exited || err != nil {
+		t.Fatalf("dev after SIGINT: exited %v, %v\n%s", exited, err, p.Logs())
+	}
+	if !strings.Contains(p.Logs(), "removed the ") {
+		t.Errorf("dev does not say it removed the demo's keys:\n%s", p.Logs())
+	}
+	after := e.rdb.Keys(ctx, "*").Val()
+	slices.Sort(after)
+	if !slices.Equal(after, before) {
+		t.Fatalf("keys after dev: %q, want those before: %q", after, before)
+	}
 }
