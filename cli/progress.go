@@ -18,11 +18,15 @@ func itemBar(w io.Writer, on bool, total int64, desc, unit string) *progressbar.
 	if !on {
 		return nil
 	}
-	return progressbar.NewOptions64(total,
+	bar := progressbar.NewOptions64(total,
 		progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString(unit),
 		progressbar.OptionSetPredictTime(total >= 0), progressbar.OptionSetElapsedTime(total < 0),
 		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	// Start the clock now: a bar started by its first Add would take the
+	// first items as done in no time, at an absurd rate.
+	_ = bar.RenderBlank()
+	return bar
 }
 
 // countBatchLines counts the lines of r that a batch enqueues: those with

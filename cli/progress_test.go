@@ -33,8 +33,8 @@ func TestItemBarCountsItems(t *testing.T) {
 		total int64
 		want  []string
 	}{
-		{"known total", 300, []string{"replay", "1/300", "records/"}},
-		{"unknown total", -1, []string{"replay", "1/-", "records/"}},
+		{"known total", 300, []string{"replay", "0/300", "records/"}},
+		{"unknown total", -1, []string{"replay", "0/-", "records/"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestItemBarCountsItems(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// It draws the first item; the throttle holds back the rest.
+			// It drew its start; the throttle holds back the items.
 			st := bar.State()
 			if tc.total > 0 && st.CurrentNum != 256 {
 				t.Fatalf("counted %d items, want 256", st.CurrentNum)

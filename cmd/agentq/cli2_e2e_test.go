@@ -3,15 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/agentq/agentq/internal/binarytest"
 )
@@ -336,5 +341,61 @@ func TestCLI2DevConfiguredRedis(t *testing.T) {
 	slices.Sort(after)
 	if !slices.Equal(after, before) {
 		t.Fatalf("keys after dev: %q, want those before: %q", after, before)
+	}
+}
+
+// TestCLI2BatchBarOnTerminal runs enqueue --batch with stderr on a pseudo
+// terminal: the bar counts tasks with their rate, against the file's line
+// count (with the time left) or, from a pipe, against no total; it never
+// counts bytes.
+func TestCLI2BatchBarOnTerminal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 3000
+	batch := strings.Repeat(`{"kind":"noop","payload":{}}`+"\n", n)
+	file := filepath.Join(e.dir, "tasks.jsonl")
+	if err := os.WriteFile(file, []byte(batch), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, src string
+		want      []string
+	}{
+		{"file: total known", file, []string{"enqueue", fmt.Sprintf("/%d,", n), " tasks/", "s:"}},
+		{"stdin pipe: total unknown", "-", []string{"enqueue", "/-,", " tasks/"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ptmx, tty, err := pty.Open()
+			if err != nil {
+				t.Skipf("no pseudo terminal: %v", err)
+			}
+			defer ptmx.Close()
+			cmd := exec.Command(e.bin, "enqueue", "--batch", tc.src)
+			cmd.Dir, cmd.Env = e.dir, e.vars
+			var stdout strings.Builder
+			cmd.Stdout, cmd.Stderr, cmd.Stdin = &stdout, tty, strings.NewReader(batch)
+			read := make(chan string, 1)
+			go func() {
+				b, _ := io.ReadAll(ptmx) // EIO once the terminal's last writer closed it
+				read <- string(b)
+			}()
+			runErr := cmd.Run()
+			tty.Close()
+			bar := <-read
+			if runErr != nil || !strings.Contains(stdout.String(), fmt.Sprintf("enqueued: %d", n)) {
+				t.Fatalf("enqueue: %v, stdout %q, terminal %q", runErr, stdout.String(), bar)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(bar, w) {
+					t.Errorf("bar lacks %q: %q", w, bar)
+				}
+			}
+			for _, bytesUnit := range []string{" B/s", "kB", "MB", " B "} {
+				if strings.Contains(bar, bytesUnit) {
+					t.Errorf("bar counts bytes (%q): %q", bytesUnit, bar)
+				}
+			}
+		})
 	}
 }
