@@ -125,3 +125,26 @@ func TestWriteBatchJSON(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// FuzzCountBatchLines: the bar's total is the number of lines holding
+// anything but JSON whitespace, for every input.
+func FuzzCountBatchLines(f *testing.F) {
+	f.Add("{}\n\n {} \r\n")
+	f.Add("\t\r\n\n")
+	f.Add(strings.Repeat("x", 70<<10) + "\n{}")
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := countBatchLines(strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want int64
+		for _, l := range strings.Split(in, "\n") {
+			if strings.Trim(l, " \t\r") != "" {
+				want++
+			}
+		}
+		if got != want {
+			t.Fatalf("counted %d lines of %q, want %d", got, in, want)
+		}
+	})
+}

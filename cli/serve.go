@@ -143,7 +143,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		}
 		defer e.Close()
 		cfg.Redis.URL = e.URL()
-		fmt.Fprintf(out, "redis: embedded at %s — its data lives in memory and is gone when %s dev stops\n", e.Addr(), shellQuote(m.name()))
+		fmt.Fprintf(out, "redis: embedded at %s — its data lives in memory and is gone when %s dev stops\n", e.Addr(), m.options(configFile).Name)
 	} else {
 		fmt.Fprintf(out, "redis: %s\n", queue.MaskURL(cfg.RedisURLOrDefault()))
 	}
@@ -239,7 +239,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		if embedded {
 			gone = "its dashboard and embedded Redis have stopped"
 		}
-		fmt.Fprintf(out, "\ndev --exit: %s; run %s dev without --exit to explore the demo in the dashboard.\n", gone, shellQuote(m.name()))
+		fmt.Fprintf(out, "\ndev --exit: %s; run %s dev without --exit to explore the demo in the dashboard.\n", gone, rt.Name())
 		return nil
 	}
 	fmt.Fprintf(out, "Serving the dashboard at %s — press Ctrl-C to stop.\n", url)
