@@ -192,6 +192,7 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 	// Added here rather than when the command runs, so that it is a group
 	// like the others below.
 	root.InitDefaultCompletionCmd()
+	m.registerCompletions(root, rf)
 	refuseUnknownSubcommands(root)
 	return root
 }
