@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -15,12 +17,21 @@ import (
 // replies do), so commands fail until the periodic reload, every 60s since
 // go-redis v9.22 (redis/go-redis#3979). reloadOnNetError reloads the map
 // as soon as a command fails on the network; go-redis runs one reload at a
-// time, at most one per 200ms, so a burst of failures costs one CLUSTER
-// SLOTS. WatchFailover installs it.
+// time, and the hook asks for one at most once per reloadEvery, so a burst
+// of failures, or a Redis that stays down, costs one CLUSTER SLOTS per
+// second at most. A caller's own deadline or cancel is not the network
+// failing and reloads nothing. WatchFailover installs it.
 
 // reloadOnNetError is a go-redis hook that reloads a cluster client's slot
 // map when a command or pipeline fails with a network error.
-type reloadOnNetError struct{ cc *redis.ClusterClient }
+type reloadOnNetError struct {
+	cc   *redis.ClusterClient
+	last *atomic.Int64 // UnixNano of the last reload asked for
+	now  func() time.Time
+}
+
+// reloadEvery bounds how often the hook asks for a reload.
+const reloadEvery = time.Second
 
 // WatchFailover makes rdb, when it is a *redis.ClusterClient, reload its
 // slot map as soon as a command fails on the network, so that it follows a
@@ -29,7 +40,7 @@ type reloadOnNetError struct{ cc *redis.ClusterClient }
 // clients are left as they are.
 func WatchFailover(rdb redis.UniversalClient) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		cc.AddHook(reloadOnNetError{cc})
+		cc.AddHook(reloadOnNetError{cc: cc, last: new(atomic.Int64), now: time.Now})
 	}
 }
 
@@ -55,15 +66,23 @@ func (h reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 }
 
 func (h reloadOnNetError) check(err error) {
-	if isNetError(err) {
+	if isNetError(err) && h.due() {
 		h.cc.ReloadState(context.Background())
 	}
 }
 
+// due reports whether a reload may be asked for now, and records it.
+func (h reloadOnNetError) due() bool {
+	now := h.now().UnixNano()
+	last := h.last.Load()
+	return now-last >= int64(reloadEvery) && h.last.CompareAndSwap(last, now)
+}
+
 // isNetError reports whether err is the network failing (refused, reset,
-// closed, timed out), as opposed to a reply of Redis.
+// closed, timed out), as opposed to a reply of Redis or the caller's own
+// deadline or cancel (context.DeadlineExceeded is a net.Error too).
 func isNetError(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var ne net.Error

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,11 +72,36 @@ func TestIsNetError(t *testing.T) {
 		{"redis reply", redis.Nil, false},
 		{"moved", errors.New("MOVED 1 127.0.0.1:1"), false},
 		{"context", context.Canceled, false},
+		{"caller deadline", context.DeadlineExceeded, false},
+		{"wrapped deadline", fmt.Errorf("queue: read: %w", context.DeadlineExceeded), false},
+		{"socket timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := isNetError(tc.err); got != tc.want {
 				t.Errorf("isNetError(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestReloadAskedAtMostOncePerInterval: a Redis that stays down costs one
+// slot-map reload per reloadEvery, not one per failed command.
+func TestReloadAskedAtMostOncePerInterval(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	h := reloadOnNetError{last: new(atomic.Int64), now: func() time.Time { return now }}
+	if !h.due() {
+		t.Fatal("first failure: no reload asked for")
+	}
+	if h.due() {
+		t.Fatal("second failure at the same instant asked for another reload")
+	}
+	now = now.Add(reloadEvery - time.Millisecond)
+	if h.due() {
+		t.Fatal("a reload asked for before reloadEvery passed")
+	}
+	now = now.Add(time.Millisecond)
+	if !h.due() {
+		t.Fatal("no reload asked for once reloadEvery passed")
 	}
 }
