@@ -41,7 +41,7 @@ type Cluster struct {
 
 // StartCluster starts a Redis Cluster for t alone: o.Masters masters with
 // o.Replicas replicas each, the slots split evenly, every replica synced,
-// and cluster_state:ok on every node. Data ports are below 55,000 with the
+// and cluster_state:ok on every node. Data ports are in [12000, 22000) with the
 // cluster bus port (+10,000) free too. It returns once every master answers
 // a cluster client.
 func StartCluster(t testing.TB, o ClusterOptions) *Cluster {

@@ -94,7 +94,7 @@ type group struct {
 }
 
 // startNode starts a redis-server on a free port pair (port and
-// port+10,000, the cluster bus, both free and below 55,000) in a directory
+// port+10,000, the cluster bus, both free and below the ephemeral range) in a directory
 // of its own, writes conf (if any) there as node.conf and passes it first,
 // then args. The node is killed and its directory removed when t ends.
 func (g *group) startNode(t testing.TB, conf string, args ...string) *Node {
@@ -150,7 +150,31 @@ func (g *group) launch(n *Node, conf string, args []string) error {
 		n.Kill()
 		return fmt.Errorf("%s on %s did not answer PING within 10s", g.bin, n.Addr)
 	}
+	// Another package's server may have taken the port between the check
+	// and the bind: the one answering must be the process just started.
+	if pid, err := serverPID(n.Addr); err != nil || pid != cmd.Process.Pid {
+		n.Kill()
+		return fmt.Errorf("%s: the server answering is not the one started (pid %d, %v)", n.Addr, pid, err)
+	}
 	return nil
+}
+
+// serverPID returns the process id the Redis (or sentinel) at addr reports.
+func serverPID(addr string) (int, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("INFO server has no process_id")
 }
 
 var (
@@ -158,15 +182,15 @@ var (
 	pairTaken = map[int]bool{}
 )
 
-// pairPort returns a port p in [20000, 45000) with p and p+10,000 free on
-// loopback now and not handed out before by this process. Below 55,000 so
-// that the cluster bus port (p+10,000) is a valid port outside most
-// ephemeral ranges' top.
+// pairPort returns a port p in [12000, 22000) with p and p+10,000 free on
+// loopback now and not handed out before by this process. Both stay below
+// Linux's ephemeral range (32768 and up by default), where other test
+// packages' servers and outgoing connections take their ports.
 func pairPort() (int, error) {
 	pairMu.Lock()
 	defer pairMu.Unlock()
 	for try := 0; try < 200; try++ {
-		p := 20000 + rand.IntN(25000)
+		p := 12000 + rand.IntN(10000)
 		if pairTaken[p] || pairTaken[p+10000] || pairTaken[p-10000] {
 			continue
 		}
@@ -176,7 +200,7 @@ func pairPort() (int, error) {
 		pairTaken[p] = true
 		return p, nil
 	}
-	return 0, errors.New("no free port pair (p, p+10000) below 55000 after 200 tries")
+	return 0, errors.New("no free port pair (p, p+10000) in [12000, 32000) after 200 tries")
 }
 
 func portFree(p int) bool {

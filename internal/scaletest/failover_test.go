@@ -41,10 +41,11 @@ func TestClusterFailover(t *testing.T) {
 	cfg := baseConfig()
 	cfg.Redis.ClusterAddrs = c.Addrs
 	slotKey := "asynq:{" + failoverQueue + "}:pending"
-	runFailover(t, "cluster", cfg, redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs}), func(t *testing.T) (string, time.Duration) {
+	runFailover(t, "cluster", cfg, redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs}), func(t *testing.T) (string, time.Time, time.Duration) {
 		old := c.KillMasterOf(t, slotKey)
+		killed := time.Now()
 		now, took := c.WaitFailover(t, slotKey, old, 30*time.Second)
-		return fmt.Sprintf("master %s of the queue's slot killed, replica %s took over", old.Addr, now.Addr), took
+		return fmt.Sprintf("master %s of the queue's slot killed, replica %s took over", old.Addr, now.Addr), killed, took
 	})
 }
 
@@ -56,10 +57,11 @@ func TestSentinelFailover(t *testing.T) {
 	s := redistest.StartSentinel(t, redistest.SentinelOptions{})
 	cfg := baseConfig()
 	cfg.Redis.URL = s.URL
-	runFailover(t, "sentinel", cfg, redis.NewUniversalClient(&redis.UniversalOptions{Addrs: s.Addrs, MasterName: s.MasterName}), func(t *testing.T) (string, time.Duration) {
+	runFailover(t, "sentinel", cfg, redis.NewUniversalClient(&redis.UniversalOptions{Addrs: s.Addrs, MasterName: s.MasterName}), func(t *testing.T) (string, time.Time, time.Duration) {
 		old := s.KillMaster(t)
+		killed := time.Now()
 		now, took := s.WaitFailover(t, old, 30*time.Second)
-		return fmt.Sprintf("master %s killed, sentinels promoted %s", old.Addr, now.Addr), took
+		return fmt.Sprintf("master %s killed, sentinels promoted %s", old.Addr, now.Addr), killed, took
 	})
 }
 
@@ -83,11 +85,11 @@ func (f *failoverRun) ack(id string, at time.Time) {
 
 // runFailover runs the scenario on cfg: a worker and enqueuers clients
 // enqueueing keyed tasks one after another (a failed enqueue is retried with the same
-// key until acknowledged), a fault (kill) mid-run that returns what it did
-// and how long the failover took, then a drain until every acknowledged
+// key until acknowledged), a fault (kill) mid-run that returns what it did,
+// when the master was dead and how long the failover took, then a drain until every acknowledged
 // task ran or is gone from Redis. It reports lost, duplicated and the
 // time without service, and asserts what agentq guarantees.
-func runFailover(t *testing.T, name string, cfg config.Config, check redis.UniversalClient, kill func(t *testing.T) (string, time.Duration)) {
+func runFailover(t *testing.T, name string, cfg config.Config, check redis.UniversalClient, kill func(t *testing.T) (string, time.Time, time.Duration)) {
 	t.Cleanup(func() { _ = check.Close() })
 	rec := newRecorder()
 	cfg.Worker.Queues = map[string]int{failoverQueue: 1}
@@ -128,8 +130,10 @@ func runFailover(t *testing.T, name string, cfg config.Config, check redis.Unive
 		}
 		runIDs = append(runIDs, st.RunID)
 	}
-	killAt := time.Now()
-	what, took := kill(t)
+	// killAt is stamped once the kill returned (the master is dead), so an
+	// enqueue the old master acknowledged while the kill was under way
+	// counts as before it: async replication may lose those.
+	what, killAt, took := kill(t)
 	healed := killAt.Add(took)
 	// Service after the failover: 300 more tasks acknowledged.
 	f.mu.Lock()
