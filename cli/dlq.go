@@ -49,26 +49,27 @@ func (s *dlqSession) close() { _ = s.rt.Close() }
 
 // selectors are the flags that select dead letters.
 type selectors struct {
-	queue, workflow, kind, errText, class, status string
-	since                                         time.Duration
-	limit                                         int
-	all                                           bool
+	queue, workflow, run, kind, errText, class, status, since string
+	limit                                                     int
+	all                                                       bool
 }
 
-var selectorFlags = []string{"queue", "workflow", "kind", "error", "class", "since", "status"}
+var selectorFlags = []string{"queue", "workflow", "run", "kind", "error", "class", "since", "status"}
 
-func (f *selectors) register(cmd *cobra.Command, withAll bool, limitDefault int) {
+func (f *selectors) register(cmd *cobra.Command, allHelp string, limitDefault int) {
+	withAll := allHelp != ""
 	fl := cmd.Flags()
 	fl.StringVar(&f.queue, "queue", "", "only this queue")
 	fl.StringVar(&f.workflow, "workflow", "", "only this workflow")
+	fl.StringVar(&f.run, "run", "", "only the dead letters of this run id")
 	fl.StringVar(&f.kind, "kind", "", "only this task kind, e.g. http.call")
 	fl.StringVar(&f.errText, "error", "", "only records whose last error contains TEXT (case-insensitive)")
 	fl.StringVar(&f.class, "class", "", "only this error class: "+classNames())
-	fl.DurationVar(&f.since, "since", 0, "only records that failed within this long, e.g. 24h")
+	fl.StringVar(&f.since, "since", "", sinceHelp("only records whose last failure is"))
 	fl.StringVar(&f.status, "status", "", "only these statuses, comma-separated: dead, replayed, resolved, rerun, deleted")
 	fl.IntVar(&f.limit, "limit", limitDefault, "at most N records (0: no limit)")
 	if withAll {
-		fl.BoolVar(&f.all, "all", false, "select every record (replay: every dead record)")
+		fl.BoolVar(&f.all, "all", false, allHelp)
 	}
 }
 
@@ -91,7 +92,7 @@ func (f *selectors) given(cmd *cobra.Command) bool {
 }
 
 func (f *selectors) filter(now time.Time) (dlq.Filter, error) {
-	flt := dlq.Filter{Queue: f.queue, Workflow: f.workflow, Kind: f.kind, Error: f.errText, Limit: f.limit}
+	flt := dlq.Filter{Queue: f.queue, Workflow: f.workflow, RunID: f.run, Kind: f.kind, Error: f.errText, Limit: f.limit}
 	if f.class != "" {
 		c, err := dlq.ParseClass(f.class)
 		if err != nil {
@@ -108,11 +109,12 @@ func (f *selectors) filter(now time.Time) (dlq.Filter, error) {
 			flt.Statuses = append(flt.Statuses, st)
 		}
 	}
-	switch {
-	case f.since < 0:
-		return flt, usagef("--since must not be negative, got %v", f.since)
-	case f.since > 0:
-		flt.Since = now.Add(-f.since)
+	if f.since != "" {
+		since, err := parseSince(f.since, now)
+		if err != nil {
+			return flt, err
+		}
+		flt.Since = since
 	}
 	if f.limit < 0 {
 		return flt, usagef("--limit must not be negative, got %d", f.limit)
@@ -168,7 +170,7 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--queue Q] [--workflow W] [--kind K] [--error TEXT] [--class C] [--since DUR] [--status S] [--limit N] [--json]",
+		Use:   "list [--queue Q] [--workflow W] [--run RUN] [--kind K] [--error TEXT] [--class C] [--since DUR] [--status S] [--limit N] [--json]",
 		Short: "List dead letters, newest failure first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -211,7 +213,7 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 			return nil
 		},
 	}
-	sel.register(cmd, false, 100)
+	sel.register(cmd, "", 100)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
 }
@@ -438,7 +440,7 @@ func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
 			return nil
 		},
 	}
-	sel.register(cmd, false, 0)
+	sel.register(cmd, "", 0)
 	_ = cmd.Flags().MarkHidden("limit")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -486,7 +488,7 @@ func checkSelection(cmd *cobra.Command, sel *selectors, ids []string) error {
 	case sel.all && given:
 		return usagef("--all selects every record: drop --all or the selectors")
 	case len(ids) == 0 && !given && !sel.all:
-		return usagef("say which dead letters: IDs, selectors (--queue, --workflow, --kind, --error, --class, --since, --status) or --all")
+		return usagef("say which dead letters: IDs, selectors (--queue, --workflow, --run, --kind, --error, --class, --since, --status) or --all")
 	case len(ids) > 0 && cmd.Flags().Changed("limit"):
 		return usagef("--limit applies to selectors, not to IDs")
 	}
@@ -534,7 +536,7 @@ Redis allows).`,
 			return m.runReplay(cmd, rf, f, args)
 		},
 	}
-	f.sel.register(cmd, true, 0)
+	f.sel.register(cmd, "replay every dead record (with --status: every record in those statuses)", 0)
 	fl := cmd.Flags()
 	fl.StringVar(&f.payload, "payload", "", "replacement payload for exactly one ID: JSON, @FILE or -")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be replayed; change nothing")
@@ -730,7 +732,7 @@ task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 			return err
 		},
 	}
-	sel.register(cmd, true, 0)
+	sel.register(cmd, "purge every record, whatever its status", 0)
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm purging more than one record")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq"
+	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/redact"
 	"github.com/agentq/agentq/runs"
 )
@@ -285,25 +286,38 @@ func (f *runListFlags) filter(now time.Time) (runs.ListOptions, error) {
 		}
 		o.Since = since
 	}
-	if f.limit < 1 {
-		return o, usagef("--limit must be at least 1, got %d", f.limit)
+	switch {
+	case f.limit < 0:
+		return o, usagef("--limit must not be negative, got %d", f.limit)
+	case f.limit == 0:
+		o.Limit = runs.NoLimit
 	}
 	return o, nil
 }
 
-// parseSince reads --since: a duration before now (24h) or an RFC 3339
-// time.
+// parseSince reads --since, the same for every command that has it: a
+// duration before now (24h, 3d, 1d12h: jobs.ParseDuration) or an RFC 3339
+// time. A negative duration and a time after now are refused.
 func parseSince(s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	s = strings.TrimSpace(s)
+	if d, err := jobs.ParseDuration(s); err == nil {
 		if d < 0 {
-			return time.Time{}, usagef("--since must not be negative, got %s", s)
+			return time.Time{}, usagef("--since must not be negative, got %s", shortQuote(s))
 		}
 		return now.Add(-d), nil
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		if t.After(now) {
+			return time.Time{}, usagef("--since %s is in the future", shortQuote(s))
+		}
 		return t, nil
 	}
-	return time.Time{}, usagef("--since %s is neither a duration (24h) nor an RFC 3339 time (2026-12-01T09:00:00Z)", shortQuote(s))
+	return time.Time{}, usagef("--since %s is neither a duration (24h, 3d, 1d12h) nor an RFC 3339 time (2026-12-01T09:00:00Z)", shortQuote(s))
+}
+
+// sinceHelp is the help of a --since flag; what says what is compared.
+func sinceHelp(what string) string {
+	return what + " within this long (24h, 3d, 1d12h) or since this RFC 3339 time"
 }
 
 // runListJSON is run list's --json document.
@@ -349,8 +363,8 @@ func (m *Main) runListCommand(rf *rootFlags) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.workflow, "workflow", "", "only runs of this workflow")
 	fl.StringVar(&f.status, "status", "", "only runs in this status: running, waiting, succeeded, failed, capped, cancelled")
-	fl.StringVar(&f.since, "since", "", "only runs created within this long (24h) or since this RFC 3339 time")
-	fl.IntVar(&f.limit, "limit", 50, "at most N runs")
+	fl.StringVar(&f.since, "since", "", sinceHelp("only runs created"))
+	fl.IntVar(&f.limit, "limit", runs.ListLimitDefault, "at most N runs (0: no limit)")
 	fl.BoolVar(&f.asJSON, "json", false, `print {"runs": [...], "next_ticks": {...}}`)
 	return cmd
 }
@@ -368,8 +382,8 @@ func writeRunList(w, stderr io.Writer, list []runs.Summary, ticks map[string]tim
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		if len(list) == limit {
-			fmt.Fprintf(stderr, "showing the newest %d; raise --limit for more\n", limit)
+		if limit > 0 && len(list) == limit {
+			fmt.Fprintf(stderr, "showing the newest %d; raise --limit for more, --limit 0 lists all\n", limit)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(ticks)) {

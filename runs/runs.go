@@ -240,9 +240,16 @@ type ListOptions struct {
 	Status   Status
 	// Since keeps runs created at or after it.
 	Since time.Time
-	// Limit bounds the result, newest first; default 50.
+	// Limit bounds the result, newest first: 0 means ListLimitDefault (50),
+	// NoLimit (or any negative value) lists every run.
 	Limit int
 }
+
+// ListLimitDefault is ListOptions.Limit's default.
+const ListLimitDefault = 50
+
+// NoLimit as ListOptions.Limit lists every run.
+const NoLimit = -1
 
 // CapEvent is a run going over a cap, handed to Config.OnCapped (which
 // the worker turns into an alert).

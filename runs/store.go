@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -361,8 +362,11 @@ const listPage = 200
 // are removed as it goes.
 func (r *Runs) List(ctx context.Context, o ListOptions) ([]Summary, error) {
 	limit := o.Limit
-	if limit <= 0 {
-		limit = 50
+	switch {
+	case limit == 0:
+		limit = ListLimitDefault
+	case limit < 0:
+		limit = math.MaxInt
 	}
 	now := r.cfg.Now()
 	cutoff := now.Add(-r.cfg.Retention).UnixMilli()
