@@ -126,6 +126,9 @@ func (m *Main) dlqCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
 		Short: "Triage, replay and purge dead letters",
+		Example: `  agentq dlq stats
+  agentq dlq list --workflow research --since 3d
+  agentq dlq replay --run run-42 --dry-run`,
 		Long: `Every task that ends without success has a record in agentq's dead-letter
 store: retries spent, permanent errors, panics, timeouts, lease expiry after a
 worker crash and tasks archived by hand in asynqmon. Records keep the payload,
@@ -172,6 +175,10 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--queue Q] [--workflow W] [--run RUN] [--kind K] [--error TEXT] [--class C] [--since DUR] [--status S] [--limit N] [--json]",
 		Short: "List dead letters, newest failure first",
+		Example: `  agentq dlq list
+  agentq dlq list --queue critical --class rate_limited --since 1d12h
+  agentq dlq list --run run-42 --json
+  agentq dlq list --error "503" --status dead,deleted --limit 0`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flt, err := sel.filter(time.Now())
@@ -276,7 +283,7 @@ func shortQuote(s string) string {
 func checkID(id string) error {
 	n, err := strconv.ParseUint(id, 10, 63)
 	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
-		return usageError{fmt.Errorf("no dead letter with id %s: ids are the numbers dlq list shows, e.g. 42", shortQuote(id))}
+		return notFoundf("no dead letter with id %s: ids are the numbers dlq list shows, e.g. 42", shortQuote(id))
 	}
 	return nil
 }
@@ -319,6 +326,8 @@ func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show ID [--json]",
 		Short: "Show one dead letter with every attempt",
+		Example: `  agentq dlq show 42
+  agentq dlq show 42 --json | jq .history`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkID(args[0]); err != nil {
@@ -402,6 +411,9 @@ func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stats [selectors] [--json]",
 		Short: "Count dead letters by status, queue, workflow, kind and class; name the oldest",
+		Example: `  agentq dlq stats
+  agentq dlq stats --since 7d --json
+  agentq dlq stats --workflow research --run run-42`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flt, err := sel.filter(time.Now())
@@ -521,6 +533,11 @@ func (m *Main) dlqReplayCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay ID... | replay [selectors] | replay --all  [--payload JSON|@FILE] [--dry-run] [--rate N] [--json]",
 		Short: "Enqueue dead letters afresh with their full retry budget",
+		Example: `  agentq dlq replay 42
+  agentq dlq replay 42 --payload @fixed.json
+  agentq dlq replay --workflow research --since 1d --dry-run
+  agentq dlq replay --run run-42 --rate 5
+  agentq dlq replay --all --json`,
 		Long: `Replay enqueues each selected dead letter as a new task <task id>-r<N> in its
 queue, with the same idempotency key, the full retry budget and lineage
 (replay_of), then deletes the archived original from asynq. The record becomes
@@ -692,6 +709,9 @@ func (m *Main) dlqPurgeCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "purge ID... | purge [selectors] | purge --all  [--yes]",
 		Short: "Delete dead letters for good (and their archived tasks in asynq)",
+		Example: `  agentq dlq purge 42
+  agentq dlq purge --status resolved --since 30d --yes
+  agentq dlq purge --all --yes --json`,
 		Long: `Purge deletes the selected records and their history, and deletes the archived
 task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 --yes when more than one record is selected.`,

@@ -57,7 +57,7 @@ Exit codes: 0 all accepted, 1 runtime error, 2 bad input, 3 some batch lines rej
 	fl.StringVar(&f.workflow, "workflow", "", "configured workflow the task belongs to")
 	fl.StringVar(&f.runID, "run", "", "run id grouping the steps of one run")
 	fl.StringVar(&f.key, "key", "", "idempotency key")
-	fl.IntVar(&f.maxRetry, "max-retry", -1, "retries after the first attempt (default: the policy's max_attempts-1)")
+	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries after the first attempt (default: the policy's max_attempts-1)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "timeout of one attempt, e.g. 30s")
 	fl.DurationVar(&f.in, "in", 0, "delay before the first attempt, e.g. 5m")
 	fl.DurationVar(&f.retryBase, "retry-base", 0, "backoff base for this task")
@@ -105,7 +105,7 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 		Queue: f.queue, Workflow: f.workflow, RunID: f.runID, Key: f.key,
 		Timeout: f.timeout, In: f.in, RetryBase: f.retryBase, RetryMax: f.retryMax,
 	}
-	if f.maxRetry >= 0 {
+	if cmd.Flags().Changed("max-retry") {
 		o.MaxAttempts = f.maxRetry + 1
 	}
 	// Validate before connecting, so bad input is refused even when Redis

@@ -38,6 +38,10 @@ func (m *Main) runCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Start, list, show and cancel agent runs",
+		Example: `  agentq run start article --input '{"topic": "retries"}'
+  agentq run list --workflow article --since 1d
+  agentq run show run-42
+  agentq run cancel run-42 --reason "wrong input"`,
 		Long: `An agent run runs a workflow's steps (workflows.<name>.steps in the config
 file, or workflows a Go program defines) one after another, each step one
 queued task with its own retries and dead letter. A worker runs the steps:
@@ -99,6 +103,9 @@ func (m *Main) runStartCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start WORKFLOW [--input JSON|@FILE|-] [--key K] [--cap-cost USD] [--cap-tokens N] [--json]",
 		Short: "Start a run of a workflow and print its id",
+		Example: `  agentq run start article --input '{"topic": "retries"}'
+  agentq run start article --input @input.json --key article-2026-12-01 --json
+  echo '{"topic": "x"}' | agentq run start article --input - --cap-cost 0.50 --cap-tokens 20000`,
 		Long: `Start a run of WORKFLOW with --input (a JSON object, @FILE or - for stdin;
 default {}), which step payload templates read as .input. With --key the start
 is idempotent: the same workflow and key give the first run's id again, and
@@ -184,9 +191,9 @@ func checkWorkflow(rt *agentq.Runtime, name string) error {
 	}
 	names := slices.Sorted(maps.Keys(wfs))
 	if len(names) == 0 {
-		return usagef("no workflow %s: none defines steps (add workflows.<name>.steps to the config file)", shortQuote(name))
+		return notFoundf("no workflow %s: none defines steps (add workflows.<name>.steps to the config file)", shortQuote(name))
 	}
-	return usagef("no workflow %s with steps (workflows: %s)", shortQuote(name), strings.Join(names, ", "))
+	return notFoundf("no workflow %s with steps (workflows: %s)", shortQuote(name), strings.Join(names, ", "))
 }
 
 // readInput reads --input: the JSON itself, @FILE or - for stdin, at most
@@ -331,6 +338,9 @@ func (m *Main) runListCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--workflow W] [--status S] [--since D] [--limit N] [--json]",
 		Short: "List runs, newest first, and the next tick of each scheduled workflow",
+		Example: `  agentq run list
+  agentq run list --workflow article --status failed --since 7d
+  agentq run list --since 2026-12-01T00:00:00Z --limit 0 --json`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			now := time.Now()
@@ -410,7 +420,7 @@ func usd(c float64) string {
 // run id.
 func checkRunID(id string) error {
 	if strings.TrimSpace(id) == "" || len(id) > maxRunIDLen || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return usagef("no run with id %s: run ids are what run start and run list print", shortQuote(id))
+		return notFoundf("no run with id %s: run ids are what run start and run list print", shortQuote(id))
 	}
 	return nil
 }
@@ -418,7 +428,7 @@ func checkRunID(id string) error {
 // notFound marks runs.ErrNotFound as the user's input.
 func notFound(err error, id string) error {
 	if errors.Is(err, runs.ErrNotFound) {
-		return usagef("no run with id %s (never started, or finished longer ago than runs.retention)", shortQuote(id))
+		return notFoundf("no run with id %s (never started, or finished longer ago than runs.retention)", shortQuote(id))
 	}
 	return err
 }
@@ -428,6 +438,8 @@ func (m *Main) runShowCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show RUN [--json]",
 		Short: "Show a run: input, status, totals against caps, each step, history",
+		Example: `  agentq run show run-42
+  agentq run show run-42 --json | jq .by_model`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
@@ -564,6 +576,8 @@ func (m *Main) runCancelCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel RUN [--reason TEXT]",
 		Short: "Cancel a run: no further step of it starts",
+		Example: `  agentq run cancel run-42
+  agentq run cancel run-42 --reason "superseded by run-43"`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
