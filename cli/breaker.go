@@ -32,7 +32,7 @@ probe goes through; its result closes or re-opens the breaker.`,
 		Short: "List every breaker that recorded a failure, with its state and next probe",
 		Example: `  agentq breaker list
   agentq breaker list --json`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt, err := m.openRedis(cmd, rf, false)
 			if err != nil {

@@ -66,10 +66,10 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(&cobra.Command{
-		Use:   "resume WORKFLOW",
-		Short: "Resume a workflow's queue paused by its budget; it is not paused again until new failures arrive",
+		Use:     "resume WORKFLOW",
+		Short:   "Resume a workflow's queue paused by its budget; it is not paused again until new failures arrive",
 		Example: `  agentq budget resume research`,
-		Args:  cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := m.openBudgets(cmd, rf, args)
 			if err != nil {
@@ -94,10 +94,10 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
-		Use:   "reset WORKFLOW",
-		Short: "Clear a workflow's error budget counts, and resume its queue if the budget paused it",
+		Use:     "reset WORKFLOW",
+		Short:   "Clear a workflow's error budget counts, and resume its queue if the budget paused it",
 		Example: `  agentq budget reset research`,
-		Args:  cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := m.openBudgets(cmd, rf, args)
 			if err != nil {

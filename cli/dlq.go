@@ -179,7 +179,7 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
   agentq dlq list --queue critical --class rate_limited --since 1d12h
   agentq dlq list --run run-42 --json
   agentq dlq list --error "503" --status dead,deleted --limit 0`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flt, err := sel.filter(time.Now())
 			if err != nil {
@@ -328,7 +328,7 @@ func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
 		Short: "Show one dead letter with every attempt",
 		Example: `  agentq dlq show 42
   agentq dlq show 42 --json | jq .history`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkID(args[0]); err != nil {
 				return err
@@ -414,7 +414,7 @@ func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
 		Example: `  agentq dlq stats
   agentq dlq stats --since 7d --json
   agentq dlq stats --workflow research --run run-42`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flt, err := sel.filter(time.Now())
 			if err != nil {

@@ -279,7 +279,7 @@ func (m *Main) configCommand(rf *rootFlags) *cobra.Command {
 		Example: `  agentq config
   agentq config --json | jq .worker
   AGENTQ_WORKER_CONCURRENCY=32 agentq --config prod.yaml config`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := m.load(cmd, rf)
 			if err != nil {

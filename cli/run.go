@@ -341,7 +341,7 @@ func (m *Main) runListCommand(rf *rootFlags) *cobra.Command {
 		Example: `  agentq run list
   agentq run list --workflow article --status failed --since 7d
   agentq run list --since 2026-12-01T00:00:00Z --limit 0 --json`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			now := time.Now()
 			o, err := f.filter(now)
@@ -440,7 +440,7 @@ func (m *Main) runShowCommand(rf *rootFlags) *cobra.Command {
 		Short: "Show a run: input, status, totals against caps, each step, history",
 		Example: `  agentq run show run-42
   agentq run show run-42 --json | jq .by_model`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
 				return err
@@ -578,7 +578,7 @@ func (m *Main) runCancelCommand(rf *rootFlags) *cobra.Command {
 		Short: "Cancel a run: no further step of it starts",
 		Example: `  agentq run cancel run-42
   agentq run cancel run-42 --reason "superseded by run-43"`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
 				return err

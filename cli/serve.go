@@ -24,7 +24,7 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 		Example: `  agentq worker
   agentq worker --concurrency 32 --queues critical=6,default=1
   AGENTQ_REDIS_URL=redis://redis:6379/0 agentq worker --metrics-addr 0.0.0.0:9090`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt, err := m.open(cmd, rf, false)
 			if err != nil {
