@@ -155,7 +155,9 @@ type Totals struct {
 	TokensIn  int64   `json:"tokens_in"`
 	TokensOut int64   `json:"tokens_out"`
 	CostUSD   float64 `json:"cost_usd"`
-	// Attempts is how many attempts ran.
+	// Attempts is how many attempts ran. In by_model, it counts the
+	// attempts that reported usage on the model (a model call that failed
+	// before its reply said what it spent is not known to be the model's).
 	Attempts int `json:"attempts"`
 }
 

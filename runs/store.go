@@ -114,17 +114,20 @@ func (d *doc) step(name string) int {
 	return -1
 }
 
-// addUsage adds u, spent by step i, to the step's and the run's totals.
-func (d *doc) addUsage(i int, u jobs.Usage) {
-	if u.IsZero() {
+// addUsage adds u, what one attempt of step i spent, to the step's and
+// the run's totals. When u names a model, the attempt also counts in that
+// model's attempts (by_model) unless it is a snooze's, which spends no
+// attempt (attempt false).
+func (d *doc) addUsage(i int, u jobs.Usage, attempt bool) {
+	if u.IsZero() && u.Model == "" {
 		return
 	}
 	st := &d.Steps[i]
 	addTotals(&st.Totals, u)
 	addTotals(&d.Totals, u)
 	if u.Model != "" {
-		st.ByModel = addModel(st.ByModel, u)
-		d.ByModel = addModel(d.ByModel, u)
+		st.ByModel = addModel(st.ByModel, u, attempt)
+		d.ByModel = addModel(d.ByModel, u, attempt)
 	}
 }
 
@@ -134,12 +137,15 @@ func addTotals(t *Totals, u jobs.Usage) {
 	t.CostUSD += u.CostUSD
 }
 
-func addModel(m map[string]Totals, u jobs.Usage) map[string]Totals {
+func addModel(m map[string]Totals, u jobs.Usage, attempt bool) map[string]Totals {
 	if m == nil {
 		m = map[string]Totals{}
 	}
 	t := m[u.Model]
 	addTotals(&t, u)
+	if attempt {
+		t.Attempts++
+	}
 	m[u.Model] = t
 	return m
 }
