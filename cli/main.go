@@ -276,6 +276,12 @@ func (m *Main) configCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Print the effective configuration, secrets masked",
+		Long: `Print the configuration every command runs with, secrets masked: the config
+file (agentq.yaml or --config) over the defaults, AGENTQ_* variables over the
+file, flags over both. Values decided at run time are shown resolved:
+redis.url is the Redis commands connect to (redis://127.0.0.1:6379/0 when
+none is set), worker.loops the dequeue loops a worker runs on this machine.
+The output loads back as a config file.`,
 		Example: `  agentq config
   agentq config --json | jq .worker
   AGENTQ_WORKER_CONCURRENCY=32 agentq --config prod.yaml config`,
@@ -285,6 +291,7 @@ func (m *Main) configCommand(rf *rootFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cfg = cfg.Effective()
 			if asJSON {
 				return cfg.WriteJSON(m.Stdout)
 			}
