@@ -519,7 +519,11 @@ func writeRun(w io.Writer, r *runs.Run) error {
 	row("steps started", fmt.Sprint(r.StepsStarted)+capOf(c.MaxSteps > 0, fmt.Sprint(c.MaxSteps)))
 	row("attempts", fmt.Sprint(r.Attempts)+capOf(c.MaxAttempts > 0, fmt.Sprint(c.MaxAttempts)))
 	if c.MaxDuration > 0 {
-		row("max duration", c.MaxDuration.String())
+		row("max duration", fmtDur(c.MaxDuration))
+	}
+	for _, model := range slices.Sorted(maps.Keys(r.ByModel)) {
+		t := r.ByModel[model]
+		row("model "+model, fmt.Sprintf("%s, %d tokens (in %d, out %d), %s", plural(t.Attempts, "attempt"), t.TokensIn+t.TokensOut, t.TokensIn, t.TokensOut, usd(t.CostUSD)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -561,6 +565,14 @@ func writeRun(w io.Writer, r *runs.Run) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), printable(e.Kind), printable(dash(e.Step)), printable(e.Text))
 	}
 	return tw.Flush()
+}
+
+// plural is "1 attempt", "2 attempts".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // capOf is " of LIMIT (cap)" when a cap is set.

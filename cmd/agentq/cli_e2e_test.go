@@ -326,6 +326,11 @@ workflows:
 		t.Errorf("attempts %d, by_model %+v; want 4 attempts, small 2 (200 tokens in), limited 1", run.Attempts, run.ByModel)
 	}
 
+	text, _, _ := e.run("", "run", "show", first)
+	if !strings.Contains(text, "model small:") || !strings.Contains(text, "2 attempts, 300 tokens (in 200, out 100)") || !strings.Contains(text, "max duration:  36h") {
+		t.Errorf("run show has no by-model lines or max duration:\n%s", text)
+	}
+
 	listed := func(args ...string) int {
 		t.Helper()
 		out, errOut, code := e.run("", append([]string{"run", "list", "--json"}, args...)...)
