@@ -40,7 +40,7 @@ func TestEveryCommandHasExamples(t *testing.T) {
 	n := 0
 	walk(root, func(c *cobra.Command) {
 		path := c.CommandPath()
-		if !c.HasParent() || c.Hidden || c.Name() == "help" ||
+		if c.Hidden || c.Name() == "help" ||
 			slices.ContainsFunc(withoutExample, func(p string) bool { return path == p || strings.HasPrefix(path, p+" ") }) {
 			return
 		}

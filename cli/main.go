@@ -170,6 +170,11 @@ func (m *Main) rootCommand() *cobra.Command {
 retry and jitter, idempotent enqueue, typed outcomes and a dashboard.
 
 Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
+		Example: `  agentq dev
+  agentq worker --concurrency 32
+  agentq enqueue http.call --payload '{"method":"GET","url":"https://example.com"}' --key step-1
+  agentq dlq list --since 1d
+  agentq run show run-42 --json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       agentq.Version().String(),

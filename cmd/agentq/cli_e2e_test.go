@@ -327,7 +327,8 @@ workflows:
 	}
 
 	text, _, _ := e.run("", "run", "show", first)
-	if !strings.Contains(text, "model small:") || !strings.Contains(text, "2 attempts, 300 tokens (in 200, out 100)") || !strings.Contains(text, "max duration:  36h") {
+	words := strings.Join(strings.Fields(text), " ")
+	if !strings.Contains(words, "model small: 2 attempts, 300 tokens (in 200, out 100)") || !strings.Contains(words, "model limited: 1 attempt,") || !strings.Contains(words, "max duration: 36h") {
 		t.Errorf("run show has no by-model lines or max duration:\n%s", text)
 	}
 
