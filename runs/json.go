@@ -10,13 +10,25 @@ import (
 	"github.com/agentq/agentq/jobs"
 )
 
-// Durations in the JSON of Caps and StepState (what `agentq run show
+// Durations in the JSON of Run and StepState (what `agentq run show
 // --json` prints) are strings in Go's syntax, "1h30m", "2.5s", as budget
 // and breaker windows are, not counts of nanoseconds. Reading accepts
-// both, and days ("1d"), so that run states stored before are read.
+// both, and days ("1d"). A run's stored state keeps its caps'
+// max_duration in nanoseconds, which workers of every version read.
 
-// MarshalJSON writes max_duration as a duration string.
-func (c Caps) MarshalJSON() ([]byte, error) {
+// MarshalJSON writes the run with caps.max_duration as a duration string.
+func (r Run) MarshalJSON() ([]byte, error) {
+	type plain Run
+	return json.Marshal(struct {
+		plain
+		Caps capsOut `json:"caps"`
+	}{plain(r), capsOut(r.Caps)})
+}
+
+// capsOut is Caps as Run's JSON writes it.
+type capsOut Caps
+
+func (c capsOut) MarshalJSON() ([]byte, error) {
 	type plain Caps
 	return json.Marshal(struct {
 		plain

@@ -23,6 +23,11 @@ func TestDurationsInJSON(t *testing.T) {
 	if strings.Count(string(b), `"duration"`) != 1 {
 		t.Fatalf("JSON %s: a step that did not run has a duration", b)
 	}
+	// Caps on their own (as a run's stored state holds them) keep
+	// nanoseconds, which every worker version reads.
+	if cb, _ := json.Marshal(run.Caps); !strings.Contains(string(cb), `"max_duration":5400000000000`) {
+		t.Fatalf("stored caps = %s", cb)
+	}
 	var back Run
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
