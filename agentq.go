@@ -224,7 +224,7 @@ func (r *Runtime) build() error {
 	if r.dead, err = dlq.New(r.rdb, dc); err != nil {
 		return &ConfigError{err}
 	}
-	return nil
+	return r.registerQueueGauges()
 }
 
 // rejects reports whether a workflow's budget refuses enqueues when spent.

@@ -187,7 +187,7 @@ func TestBatchInterruptedInProcess(t *testing.T) {
 			}
 			if tc.json {
 				var sum queue.BatchSummary
-				if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+				if err := json.Unmarshal([]byte(lastLine(out.String())), &sum); err != nil {
 					t.Fatalf("summary %q: %v", out.String(), err)
 				}
 				if sum.StoppedAt == 0 || sum.Lines != sum.Enqueued+sum.Duplicates+len(sum.Rejected)+sum.NotDone {

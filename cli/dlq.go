@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq"
@@ -664,24 +663,19 @@ type replayResult struct {
 // --rate per second when set); a bar shows progress on a terminal.
 func (m *Main) replayAll(ctx context.Context, s *dlqSession, ids []string, o dlq.ReplayOptions, f *replayFlags) replayResult {
 	res := replayResult{replaySummary: replaySummary{DryRun: o.DryRun, Selected: len(ids), Replayed: []dlq.Replayed{}, Failed: []replayFail{}}}
-	var bar *progressbar.ProgressBar
-	if len(ids) > 1 && !f.asJSON && logging.IsTerminal(m.Stderr) {
-		bar = progressbar.NewOptions(len(ids), progressbar.OptionSetWriter(m.Stderr),
-			progressbar.OptionSetDescription("replay"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-	}
+	bar := itemBar(m.Stderr, len(ids) > 1 && !f.asJSON && logging.IsTerminal(m.Stderr), int64(len(ids)), "replay", "records")
 	var progress func()
 	if bar != nil {
 		progress = func() { _ = bar.Add(1) }
 	}
 	outcomes, err := s.store.ReplayMany(ctx, ids, o, dlq.ReplayManyOptions{Rate: f.rate, Progress: progress})
+	if bar != nil {
+		_ = bar.Finish()
+	}
 	if err != nil {
 		res.Failed = append(res.Failed, replayFail{Error: err.Error()})
 		res.firstErr = usageError{err}
 		return res
-	}
-	if bar != nil {
-		_ = bar.Finish()
 	}
 	for _, oc := range outcomes {
 		if oc.Err == nil {
@@ -735,7 +729,7 @@ task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 			if len(ids) > 1 && !yes {
 				return usagef("this would purge %d dead letters for good; add --yes to confirm (dlq list with the same selectors shows them)", len(ids))
 			}
-			purged, err := s.store.Purge(ctx, ids...)
+			purged, err := m.purgeAll(ctx, s, ids, asJSON)
 			deleted := 0
 			for _, p := range purged {
 				if p.ArchiveDeleted {
@@ -756,4 +750,29 @@ task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm purging more than one record")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd
+}
+
+// purgeChunk is how many records purge deletes per call when it shows a bar.
+const purgeChunk = 100
+
+// purgeAll purges ids; on a terminal (without --json) it purges them a
+// chunk at a time under a bar counting records.
+func (m *Main) purgeAll(ctx context.Context, s *dlqSession, ids []string, asJSON bool) ([]dlq.Purged, error) {
+	bar := itemBar(m.Stderr, len(ids) > purgeChunk && !asJSON && logging.IsTerminal(m.Stderr), int64(len(ids)), "purge", "records")
+	if bar == nil {
+		return s.store.Purge(ctx, ids...)
+	}
+	defer func() { _ = bar.Finish() }()
+	var out []dlq.Purged
+	for len(ids) > 0 {
+		n := min(purgeChunk, len(ids))
+		p, err := s.store.Purge(ctx, ids[:n]...)
+		out = append(out, p...)
+		_ = bar.Add(n)
+		if err != nil {
+			return out, err
+		}
+		ids = ids[n:]
+	}
+	return out, nil
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq"
@@ -45,7 +44,26 @@ and - read at most enqueue.max_payload_bytes; a leading UTF-8 BOM is dropped.
 CRLF line ends and a BOM at the start of the file are fine):
   {"kind":"http.call","payload":{...},"key":"...","queue":"...","workflow":"...",
    "run_id":"...","max_retry":3,"timeout":"30s","in":"1m"}
+With --json, a batch prints JSON Lines: one object per line done, in line
+order ({"line":N,"status":"enqueued"|"duplicate","id":...} or
+{"line":N,"status":"rejected","error":...}), then a summary object
+({"summary":true,"lines":...,"enqueued":...,"rejected":[...],...}).
+
+On a terminal, --batch shows a progress bar of tasks (rate, and time left
+when reading a file). A task sent to a queue no live worker serves is
+enqueued, with a warning on stderr ("warning"/"warnings" in --json).
 Exit codes: 0 all accepted, 1 runtime error, 2 bad input, 3 some batch lines rejected.`,
+		Example: `  # One task; prints its id.
+  agentq enqueue http.call --payload '{"url":"https://example.com/hook","method":"POST"}'
+
+  # Enqueued at most once per key within the dedupe window, to a queue.
+  agentq enqueue http.call --key order-42 --queue critical --payload @task.json
+
+  # Payload from stdin, 3 retries at most, first attempt in 5 minutes.
+  echo '{"url":"https://example.com/"}' | agentq enqueue http.call --payload - --max-retry 3 --in 5m
+
+  # A JSONL batch; --json prints one result per line, then a summary.
+  agentq enqueue --batch tasks.jsonl --json | jq -c 'select(.status == "rejected")'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return m.runEnqueue(cmd, rf, f, args)
 		},
@@ -57,7 +75,9 @@ Exit codes: 0 all accepted, 1 runtime error, 2 bad input, 3 some batch lines rej
 	fl.StringVar(&f.workflow, "workflow", "", "configured workflow the task belongs to")
 	fl.StringVar(&f.runID, "run", "", "run id grouping the steps of one run")
 	fl.StringVar(&f.key, "key", "", "idempotency key")
-	fl.IntVar(&f.maxRetry, "max-retry", 0, "retries after the first attempt (default: the policy's max_attempts-1)")
+	fl.IntVar(&f.maxRetry, "max-retry", -1, "retries after the first attempt (default: the policy's max_attempts-1)")
+	// -1 stands for "not given"; help says what that means instead.
+	fl.Lookup("max-retry").DefValue = "0"
 	fl.DurationVar(&f.timeout, "timeout", 0, "timeout of one attempt, e.g. 30s")
 	fl.DurationVar(&f.in, "in", 0, "delay before the first attempt, e.g. 5m")
 	fl.DurationVar(&f.retryBase, "retry-base", 0, "backoff base for this task")
@@ -120,13 +140,21 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	if err != nil {
 		return err
 	}
-	if f.asJSON {
-		return writeJSON(m.Stdout, res)
-	}
-	fmt.Fprintln(m.Stdout, res.ID)
-	if res.Duplicate {
+	if res.Duplicate && !f.asJSON {
 		fmt.Fprintf(m.Stderr, "duplicate: key %q was already enqueued in queue %q as task %s within the dedupe window; nothing new was enqueued\n", res.Key, res.Queue, res.ID)
 	}
+	warnings := m.unservedWarnings(ctx, rt, []string{res.Queue})
+	if f.asJSON {
+		out := struct {
+			queue.Result
+			Warning string `json:"warning,omitempty"`
+		}{Result: res}
+		if len(warnings) > 0 {
+			out.Warning = warnings[0]
+		}
+		return writeJSON(m.Stdout, out)
+	}
+	fmt.Fprintln(m.Stdout, res.ID)
 	return nil
 }
 
@@ -175,50 +203,32 @@ func (m *Main) readPayloadMax(spec string, max int) ([]byte, error) {
 
 func (m *Main) enqueueBatch(ctx context.Context, rt *agentq.Runtime, f *enqueueFlags) error {
 	var r io.Reader = m.Stdin
-	size := int64(-1)
 	if f.batch != "-" {
 		file, err := os.Open(f.batch)
 		if err != nil {
 			return usagef("--batch: %v", err)
 		}
 		defer file.Close()
-		if st, err := file.Stat(); err == nil {
-			if st.IsDir() {
-				return usagef("--batch %s: is a directory, not a file", f.batch)
-			}
-			size = st.Size()
+		if st, err := file.Stat(); err == nil && st.IsDir() {
+			return usagef("--batch %s: is a directory, not a file", f.batch)
 		}
 		r = file
 	}
 	if err := rt.Ping(ctx); err != nil {
 		return err
 	}
-	c := rt.Client()
-	var bar *progressbar.ProgressBar
-	if logging.IsTerminal(m.Stderr) && !f.asJSON {
-		bar = progressbar.NewOptions64(size,
-			progressbar.OptionSetWriter(m.Stderr), progressbar.OptionSetDescription("enqueue"),
-			progressbar.OptionShowBytes(true), progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish())
-		pr := progressbar.NewReader(r, bar)
-		r = &pr
+	bar := itemBar(m.Stderr, logging.IsTerminal(m.Stderr), batchTotal(r), "enqueue", "tasks")
+	var progress func(int)
+	if bar != nil {
+		progress = func(done int) { _ = bar.Set(done) }
 	}
-	sum, runErr := c.EnqueueBatch(ctx, r, nil)
+	sum, runErr := rt.Client().EnqueueBatch(ctx, r, progress)
 	if bar != nil {
 		_ = bar.Finish()
 	}
+	warnings := m.unservedWarnings(ctx, rt, batchQueues(sum))
 	if f.asJSON {
-		out := struct {
-			queue.BatchSummary
-			Error string `json:"error,omitempty"`
-		}{BatchSummary: sum}
-		if sum.Rejected == nil {
-			out.Rejected = []queue.Rejection{}
-		}
-		if runErr != nil {
-			out.Error = runErr.Error()
-		}
-		if err := writeJSON(m.Stdout, out); err != nil {
+		if err := writeBatchJSON(m.Stdout, sum, runErr, warnings); err != nil {
 			return err
 		}
 	} else {
@@ -231,6 +241,127 @@ func (m *Main) enqueueBatch(ctx context.Context, rt *agentq.Runtime, f *enqueueF
 		return partialError{rejectedText(sum)}
 	}
 	return nil
+}
+
+// batchTotal is the number of tasks the batch in r holds when r is a
+// regular file (--batch FILE, or stdin redirected from one): its lines are
+// counted first, then r is rewound. Otherwise (a pipe, a terminal) it is
+// -1: unknown.
+func batchTotal(r io.Reader) int64 {
+	file, ok := r.(*os.File)
+	if !ok {
+		return -1
+	}
+	st, err := file.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return -1
+	}
+	start, err := file.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return -1
+	}
+	n, err := countBatchLines(file)
+	if _, serr := file.Seek(start, io.SeekStart); serr != nil {
+		// Unreachable for a regular file; the batch would be read short.
+		panic(fmt.Sprintf("rewind %s: %v", file.Name(), serr))
+	}
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// batchQueues are the distinct queues a batch's accepted lines went to.
+func batchQueues(sum queue.BatchSummary) []string {
+	var qs []string
+	seen := map[string]bool{}
+	for _, r := range sum.Results {
+		if !seen[r.Queue] {
+			seen[r.Queue] = true
+			qs = append(qs, r.Queue)
+		}
+	}
+	return qs
+}
+
+// batchLineJSON is what enqueue --batch --json prints for one line.
+type batchLineJSON struct {
+	Line int `json:"line"`
+	// Status is enqueued, duplicate or rejected.
+	Status string `json:"status"`
+	ID     string `json:"id,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+	Queue  string `json:"queue,omitempty"`
+	Key    string `json:"key,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// writeBatchJSON prints a batch as JSON Lines: one object per line done,
+// in line order, then the summary ("summary": true), which carries the
+// counts, the rejections again, where the batch stopped (lines from
+// stopped_at on have no object of their own), its error and the warnings.
+func writeBatchJSON(w io.Writer, sum queue.BatchSummary, runErr error, warnings []string) error {
+	enc := json.NewEncoder(w)
+	rs, rj := sum.Results, sum.Rejected
+	for len(rs) > 0 || len(rj) > 0 {
+		var l batchLineJSON
+		if len(rj) == 0 || (len(rs) > 0 && rs[0].Line < rj[0].Line) {
+			r := rs[0]
+			rs = rs[1:]
+			l = batchLineJSON{Line: r.Line, Status: "enqueued", ID: r.ID, Kind: r.Kind, Queue: r.Queue, Key: r.Key}
+			if r.Duplicate {
+				l.Status = "duplicate"
+			}
+		} else {
+			l = batchLineJSON{Line: rj[0].Line, Status: "rejected", Error: rj[0].Error}
+			rj = rj[1:]
+		}
+		if err := enc.Encode(l); err != nil {
+			return err
+		}
+	}
+	out := struct {
+		Summary bool `json:"summary"`
+		queue.BatchSummary
+		Error    string   `json:"error,omitempty"`
+		Warnings []string `json:"warnings,omitempty"`
+	}{Summary: true, BatchSummary: sum, Warnings: warnings}
+	if sum.Rejected == nil {
+		out.Rejected = []queue.Rejection{}
+	}
+	if runErr != nil {
+		out.Error = runErr.Error()
+	}
+	return enc.Encode(out)
+}
+
+// servedLookupTimeout bounds the one lookup of served queues an enqueue
+// makes for its warning.
+const servedLookupTimeout = 2 * time.Second
+
+// unservedWarnings returns a warning for each of queues that no live worker
+// serves, and prints it to Stderr. It looks the served queues up once (one
+// read of asynq's server records), and says nothing when that fails.
+func (m *Main) unservedWarnings(ctx context.Context, rt *agentq.Runtime, queues []string) []string {
+	if len(queues) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, servedLookupTimeout)
+	defer cancel()
+	served, err := rt.ServedQueues(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, q := range queues {
+		if served[q] {
+			continue
+		}
+		w := fmt.Sprintf("no worker serves queue %q: its tasks wait until one does (%s worker --queues %s=1, or worker.queues)", q, rt.Name(), shellQuote(q))
+		fmt.Fprintln(m.Stderr, m.name()+": warning: "+w)
+		out = append(out, w)
+	}
+	return out
 }
 
 // batchSummaryText is the text summary of a batch: the counts, each

@@ -104,7 +104,7 @@ func TestEnqueueBatchDefect2InProcess(t *testing.T) {
 			Error string
 		}
 	}
-	if err := json.Unmarshal([]byte(r.out), &sum); err != nil {
+	if err := json.Unmarshal([]byte(lastLine(r.out)), &sum); err != nil {
 		t.Fatalf("summary %q: %v", r.out, err)
 	}
 	want := []struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
@@ -214,8 +215,29 @@ func TestDevReplayHintUsesDevsRedis(t *testing.T) {
 			env := append([]string{"AGENTQ_LOG_FORMAT=json", "AGENTQ_DASHBOARD_ADDR=127.0.0.1:0"}, tc.env...)
 			var out, errb lockedBuffer
 			m := &Main{Name: "mydev", Stdout: &out, Stderr: &errb, Environ: env}
-			if code := m.Run(context.Background(), []string{"dev", "--exit"}); code != ExitOK {
-				t.Fatalf("dev: exit %d\n%s\n%s", code, out.String(), errb.String())
+			// Without --exit: the hints are for while dev runs (with --exit,
+			// dev prints none, and on a configured Redis it removes the
+			// demo's keys when it ends).
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan int, 1)
+			go func() { done <- m.Run(ctx, []string{"dev"}) }()
+			stopped := false
+			defer func() {
+				cancel()
+				if !stopped {
+					<-done
+				}
+			}()
+			serving := time.After(90 * time.Second)
+			for !strings.Contains(out.String(), "Serving the dashboard") {
+				select {
+				case code := <-done:
+					stopped = true
+					t.Fatalf("dev: exit %d before serving\n%s\n%s", code, out.String(), errb.String())
+				case <-serving:
+					t.Fatalf("dev is not serving after 90s:\n%s\n%s", out.String(), errb.String())
+				case <-time.After(20 * time.Millisecond):
+				}
 			}
 			url := srv.URL
 			if tc.embedded {
@@ -238,6 +260,11 @@ func TestDevReplayHintUsesDevsRedis(t *testing.T) {
 			r := paste(t, "mydev", hint[1])
 			if r.code != ExitOK || !strings.Contains(r.out, "replayed ") {
 				t.Fatalf("pasted hint %q: exit %d out %q err %q", hint[1], r.code, r.out, r.err)
+			}
+			cancel()
+			stopped = true
+			if code := <-done; code != ExitOK {
+				t.Fatalf("dev after Ctrl-C: exit %d\n%s", code, errb.String())
 			}
 		})
 	}

@@ -197,10 +197,12 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 		m.breakerCommand(rf),
 		m.runCommand(rf),
 		m.versionCommand(),
+		m.healthCommand(rf),
 	)
 	// Added here rather than when the command runs, so that it is a group
 	// like the others below.
 	root.InitDefaultCompletionCmd()
+	m.registerCompletions(root, rf)
 	refuseUnknownSubcommands(root)
 	acceptDays(root)
 	nameExamples(root, m.name())

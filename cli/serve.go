@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
+	"github.com/agentq/agentq/dlq"
 	"github.com/agentq/agentq/internal/dev"
 	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/runs"
@@ -105,14 +106,18 @@ retries, one fails permanently and is dead-lettered. Then a run demo: a
 three-step agent run (two llm.chat steps against a local fake model server,
 whose first answer is a 429, and an http.call step) shown as run show shows
 it, with tokens and cost. With redis.url or AGENTQ_REDIS_URL set, that Redis
-is used instead of the embedded one, and the demo keeps to queue ` + DevQueue + `.`,
+is used instead of the embedded one, the demo keeps to queue ` + DevQueue + `, and
+the keys the demo created there are removed when dev ends (keys that
+existed before it are left alone). When the dashboard address is taken,
+dev says so and uses a free port. With --exit, dev ends after the demos,
+with the dashboard and (embedded) Redis it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := m.load(cmd, rf)
 			if err != nil {
 				return err
 			}
-			return m.runDev(cmd.Context(), cfg, rf.configFile, exitAfter)
+			return m.invoked().runDev(cmd.Context(), cfg, rf.configFile, exitAfter)
 		},
 	}
 	cmd.Flags().BoolVar(&exitAfter, "exit", false, "exit after the demo instead of serving the dashboard until interrupted")
@@ -122,6 +127,19 @@ is used instead of the embedded one, and the demo keeps to queue ` + DevQueue + 
 
 // DevQueue is the queue `agentq dev` uses on a configured Redis.
 const DevQueue = "agentq-dev"
+
+// invoked returns m named as the user invoked the program (os.Args[0],
+// "./agentq" or a full path included), so that the commands dev prints
+// work when pasted. Main.Name and `go run` keep their names.
+func (m *Main) invoked() *Main {
+	words := m.program(os.Args, debug.ReadBuildInfo)
+	if m.Name != "" || len(os.Args) == 0 || os.Args[0] == "" || len(words) != 1 {
+		return m
+	}
+	c := *m
+	c.Name = os.Args[0]
+	return &c
+}
 
 func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string, exitAfter bool) error {
 	out := m.Stdout
@@ -133,7 +151,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		}
 		defer e.Close()
 		cfg.Redis.URL = e.URL()
-		fmt.Fprintf(out, "redis: embedded at %s — its data lives in memory and is gone when %s dev stops\n", e.Addr(), m.name())
+		fmt.Fprintf(out, "redis: embedded at %s — its data lives in memory and is gone when %s dev stops\n", e.Addr(), m.options(configFile).Name)
 	} else {
 		fmt.Fprintf(out, "redis: %s\n", queue.MaskURL(cfg.RedisURLOrDefault()))
 	}
@@ -149,7 +167,10 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		demoQueue = DevQueue
 		cfg.Worker.Queues = map[string]int{DevQueue: 1}
 	}
-	cfg.Dashboard.Addr = dev.DashboardAddr(cfg.Dashboard.Addr)
+	if addr := dev.DashboardAddr(cfg.Dashboard.Addr); addr != cfg.Dashboard.Addr {
+		fmt.Fprintf(out, "dashboard: %s is busy; using %s instead\n", cfg.Dashboard.Addr, addr)
+		cfg.Dashboard.Addr = addr
+	}
 	// The run demo's model server and tool server start before the runtime,
 	// which is built with the fake's provider and models and the demo's
 	// workflow (in code).
@@ -177,6 +198,14 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	if err != nil {
 		return usage(err)
 	}
+	if !embedded {
+		// Record the keys the demo creates, with the worker's hooks inside
+		// (go-redis runs the hook added first outermost), and remove them
+		// once the worker has stopped (deferred calls run last first).
+		created := dev.NewCreated()
+		rt.Redis().AddHook(created.Hook())
+		defer m.removeDemoKeys(rt, created, cfg, time.Now())
+	}
 	defer w.Close()
 	if err := w.Start(); err != nil {
 		return err
@@ -195,7 +224,9 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	case err := <-dashErr:
 		return err // the dashboard's errors name it
 	}
-	fmt.Fprintf(out, "dashboard: %s\n", url)
+	if !exitAfter {
+		fmt.Fprintf(out, "dashboard: %s\n", url)
+	}
 
 	fmt.Fprintf(out, "tool server: %s (flaky on purpose)\n", ts.URL())
 	fmt.Fprintf(out, "model server: %s (fake, OpenAI-compatible; models %s and %s)\n\nrunning the demo...\n", llm.URL(), dev.SmallModel, dev.LargeModel)
@@ -204,12 +235,19 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/%s?status=archived\n", url, demoQueue)
-	fmt.Fprintf(out, "and in the dead-letter store: %s dlq list\n", rt.CommandLine())
-	if err := m.devRunDemo(ctx, rt, ts, embedded); err != nil {
+	if !exitAfter {
+		fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/%s?status=archived\n", url, demoQueue)
+		fmt.Fprintf(out, "and in the dead-letter store: %s dlq list\n", rt.CommandLine())
+	}
+	if err := m.devRunDemo(ctx, rt, ts, embedded, exitAfter); err != nil {
 		return err
 	}
 	if exitAfter {
+		gone := "its dashboard has stopped and the demo's keys are removed"
+		if embedded {
+			gone = "its dashboard and embedded Redis have stopped"
+		}
+		fmt.Fprintf(out, "\ndev --exit: %s; run %s dev without --exit to explore the demo in the dashboard.\n", gone, rt.Name())
 		return nil
 	}
 	fmt.Fprintf(out, "Serving the dashboard at %s — press Ctrl-C to stop.\n", url)
@@ -224,7 +262,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 }
 
 // devRunDemo runs the demo workflow once and prints it as run show does.
-func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolServer, embedded bool) error {
+func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolServer, embedded, exitAfter bool) error {
 	out := m.Stdout
 	rn, err := rt.Runs()
 	if err != nil {
@@ -234,7 +272,11 @@ func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolS
 	r, err := dev.RunDemo(ctx, rn, dev.RunWorkflow, "idempotent retries for AI agents", 60*time.Second)
 	if r != nil {
 		s := &runSession{rt: rt, runs: rn, redact: rt.OutputRedactor()}
-		fmt.Fprintf(out, "\n$ %s run show %s\n", rt.CommandLine(), r.ID)
+		if exitAfter {
+			fmt.Fprintf(out, "\nrun %s, as run show prints it:\n", r.ID)
+		} else {
+			fmt.Fprintf(out, "\n$ %s run show %s\n", rt.CommandLine(), r.ID)
+		}
 		if werr := writeRun(out, s.present(r)); werr != nil && err == nil {
 			err = werr
 		}
@@ -248,12 +290,42 @@ func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolS
 	if r.Status != runs.StatusSucceeded {
 		return fmt.Errorf("run demo: run %s ended %s: %s", r.ID, r.Status, r.Reason)
 	}
-	later := ""
+	if exitAfter {
+		return nil
+	}
+	later := " (while dev runs: dev removes the demo's keys when it ends)"
 	if embedded {
 		later = " (only while dev runs: the embedded Redis keeps it in memory)"
 	}
 	fmt.Fprintf(out, "\nShow the run again with: %s run show %s%s\n", rt.CommandLine(), r.ID, later)
 	return nil
+}
+
+// removeDemoKeys removes the keys dev created on a configured Redis, after
+// its worker stopped, and says how many.
+// Dead letters are purged through their store first: a record's keys are
+// named inside its script, where no hook sees them.
+func (m *Main) removeDemoKeys(rt *agentq.Runtime, created *dev.Created, cfg config.Config, since time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ids []string
+	recs, err := rt.DeadLetters().List(ctx, dlq.Filter{Queue: DevQueue, Since: since})
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	if err == nil && len(ids) > 0 {
+		_, err = rt.DeadLetters().Purge(ctx, ids...)
+	}
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "%s: warning: could not purge the demo's dead letters: %v\n", m.name(), err)
+	}
+	n, err := created.Remove(ctx, rt.Redis())
+	where := queue.MaskURL(cfg.RedisURLOrDefault())
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "%s: warning: removed %d of the demo's %d keys from %s: %v\n", m.name(), n, len(created.Keys()), where, err)
+		return
+	}
+	fmt.Fprintf(m.Stdout, "removed the %d keys the demo created from %s\n", n, where)
 }
 
 // WorkerGCPercent is the garbage collector's target `agentq worker` runs

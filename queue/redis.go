@@ -389,13 +389,17 @@ func readTLSFile(key, path string) ([]byte, error) {
 	return b, nil
 }
 
-// NewRedis returns a go-redis client for c. It does not connect yet.
+// NewRedis returns a go-redis client for c. It does not connect yet. A
+// cluster client reloads its slot map as soon as a command fails on the
+// network, so that it follows a failover at once (see WatchFailover).
 func (c RedisConfig) NewRedis() (redis.UniversalClient, error) {
 	o, err := c.UniversalOptions()
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewUniversalClient(o), nil
+	rdb := redis.NewUniversalClient(o)
+	WatchFailover(rdb)
+	return rdb, nil
 }
 
 // Connect returns a client for c after a PING within timeout, or a

@@ -411,7 +411,11 @@ func fillStep(ctx context.Context, t *asynq.Task, s *jobs.Step) {
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	s.Attempt = retried + 1
 	// Tasks agentq enqueues carry one reserve retry (see Client.prepare), so
-	// asynq's max retry is the number of attempts.
+	// asynq's max retry is the number of attempts. A task a plain asynq
+	// client enqueued with MaxRetry(n) is read the same way: n attempts
+	// (one for n = 0), not asynq's n+1, so that a snooze on its last
+	// attempt has a retry left too (README, "Tasks from a plain asynq
+	// client"; TestPlainAsynqMaxRetry).
 	s.MaxAttempts = max(maxRetry, 1)
 }
 

@@ -171,7 +171,7 @@ func (s *scenario) enqueue(tasks ...task) {
 	var sum struct {
 		Enqueued int `json:"enqueued"`
 	}
-	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &sum) != nil || sum.Enqueued != len(tasks) {
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout[strings.LastIndex(strings.TrimSuffix(r.Stdout, "\n"), "\n")+1:]), &sum) != nil || sum.Enqueued != len(tasks) {
 		s.t.Fatalf("enqueue --batch of %d: exit %d, out %q, err %q", len(tasks), r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -1,7 +1,8 @@
 // Package metrics owns agentq's Prometheus metrics: the per-step counters
 // and duration histogram the worker middleware records, the tokens and cost
 // attempts report, the error-budget
-// and breaker gauges read from Redis at scrape time, the /metrics handler,
+// and breaker gauges and the queue depth gauges (queues.go) read from Redis
+// at scrape time, the /metrics handler,
 // and the small server that serves it from a worker (worker.metrics_addr).
 // Every collector is registered with a prometheus.Registerer the caller
 // gives, never the global one.

@@ -115,7 +115,7 @@ func (b *bundle) enqueue(tasks []task) {
 	}
 	out, errOut, code := b.run(in.String(), "enqueue", "--batch", "-", "--json")
 	var sum struct{ Lines, Enqueued int }
-	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum.Enqueued != len(tasks) {
+	if code != 0 || json.Unmarshal([]byte(out[strings.LastIndex(strings.TrimSuffix(out, "\n"), "\n")+1:]), &sum) != nil || sum.Enqueued != len(tasks) {
 		b.t.Fatalf("enqueue batch of %d: exit %d out %s err %s", len(tasks), code, out, errOut)
 	}
 }

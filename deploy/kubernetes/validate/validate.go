@@ -1,0 +1,530 @@
+// Command validate checks agentq's Kubernetes manifests without a cluster:
+// every object is strict-decoded into the k8s.io/api type of its
+// apiVersion and kind (an unknown or misspelled field, a wrong type or an
+// unparsable quantity fails), the KEDA ScaledObject and the kustomization
+// into shape types written here from their documented fields, and then
+// the references between objects and agentq's own rules are checked.
+//
+// It is a module of its own, so that agentq does not depend on k8s.io.
+// CI runs it as `go test` here; `go run . DIR` checks another directory.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// agentqBinary is where the image puts agentq (Dockerfile).
+const agentqBinary = "/usr/local/bin/agentq"
+
+// shutdownMargin is what a worker pod's terminationGracePeriodSeconds must
+// leave above worker.shutdown_timeout: the alerts (5s) and the metrics
+// server (5s) stop after the running steps.
+const shutdownMargin = 10 * time.Second
+
+// Object is one decoded manifest.
+type Object struct {
+	File       string // relative to the checked directory
+	APIVersion string
+	Kind       string
+	Name       string
+	Value      any // a pointer to the decoded type
+}
+
+func (o Object) String() string { return fmt.Sprintf("%s: %s %s", o.File, o.Kind, o.Name) }
+
+// ScaledObject is KEDA's keda.sh/v1alpha1 ScaledObject, as far as agentq's
+// manifests use it: the fields of its documented spec
+// (https://keda.sh/docs/2.17/reference/scaledobject-spec/), so that a
+// misspelled field fails here as it would against KEDA's CRD schema.
+type ScaledObject struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ScaleTargetRef struct {
+			APIVersion             string `json:"apiVersion,omitempty"`
+			Kind                   string `json:"kind,omitempty"`
+			Name                   string `json:"name"`
+			EnvSourceContainerName string `json:"envSourceContainerName,omitempty"`
+		} `json:"scaleTargetRef"`
+		PollingInterval       *int32 `json:"pollingInterval,omitempty"`
+		InitialCooldownPeriod *int32 `json:"initialCooldownPeriod,omitempty"`
+		CooldownPeriod        *int32 `json:"cooldownPeriod,omitempty"`
+		IdleReplicaCount      *int32 `json:"idleReplicaCount,omitempty"`
+		MinReplicaCount       *int32 `json:"minReplicaCount,omitempty"`
+		MaxReplicaCount       *int32 `json:"maxReplicaCount,omitempty"`
+		Advanced              *struct {
+			HorizontalPodAutoscalerConfig *struct {
+				Name     string                                         `json:"name,omitempty"`
+				Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
+			} `json:"horizontalPodAutoscalerConfig,omitempty"`
+			RestoreToOriginalReplicaCount bool `json:"restoreToOriginalReplicaCount,omitempty"`
+		} `json:"advanced,omitempty"`
+		Triggers []struct {
+			Type              string            `json:"type"`
+			Name              string            `json:"name,omitempty"`
+			UseCachedMetrics  bool              `json:"useCachedMetrics,omitempty"`
+			Metadata          map[string]string `json:"metadata"`
+			AuthenticationRef *struct {
+				Name string `json:"name"`
+				Kind string `json:"kind,omitempty"`
+			} `json:"authenticationRef,omitempty"`
+			MetricType autoscalingv2.MetricTargetType `json:"metricType,omitempty"`
+		} `json:"triggers"`
+		Fallback *struct {
+			FailureThreshold int32 `json:"failureThreshold"`
+			Replicas         int32 `json:"replicas"`
+		} `json:"fallback,omitempty"`
+	} `json:"spec"`
+}
+
+// Kustomization is kustomize's kustomize.config.k8s.io/v1beta1
+// Kustomization, as far as agentq's manifests use it.
+type Kustomization struct {
+	metav1.TypeMeta `json:",inline"`
+	Namespace       string            `json:"namespace,omitempty"`
+	Resources       []string          `json:"resources"`
+	CommonLabels    map[string]string `json:"commonLabels,omitempty"`
+	Images          []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName,omitempty"`
+		NewTag  string `json:"newTag,omitempty"`
+		Digest  string `json:"digest,omitempty"`
+	} `json:"images,omitempty"`
+}
+
+// newValue returns a pointer to the type of apiVersion and kind.
+func newValue(apiVersion, kind string) (any, error) {
+	switch apiVersion + "/" + kind {
+	case "v1/ConfigMap":
+		return &corev1.ConfigMap{}, nil
+	case "v1/Secret":
+		return &corev1.Secret{}, nil
+	case "v1/Service":
+		return &corev1.Service{}, nil
+	case "apps/v1/Deployment":
+		return &appsv1.Deployment{}, nil
+	case "policy/v1/PodDisruptionBudget":
+		return &policyv1.PodDisruptionBudget{}, nil
+	case "autoscaling/v2/HorizontalPodAutoscaler":
+		return &autoscalingv2.HorizontalPodAutoscaler{}, nil
+	case "keda.sh/v1alpha1/ScaledObject":
+		return &ScaledObject{}, nil
+	case "kustomize.config.k8s.io/v1beta1/Kustomization":
+		return &Kustomization{}, nil
+	}
+	return nil, fmt.Errorf("no schema here for apiVersion %q, kind %q", apiVersion, kind)
+}
+
+// Decode strict-decodes every YAML document of one file.
+func Decode(file string, data []byte) ([]Object, error) {
+	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var out []Object
+	for i := 0; ; i++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i+1, err)
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i+1, err)
+		}
+		if tm.APIVersion == "" && tm.Kind == "" && len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue // only comments
+		}
+		v, err := newValue(tm.APIVersion, tm.Kind)
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i+1, err)
+		}
+		if err := yaml.UnmarshalStrict(doc, v); err != nil {
+			return nil, fmt.Errorf("%s: %s (document %d): %w", file, tm.Kind, i+1, err)
+		}
+		o := Object{File: file, APIVersion: tm.APIVersion, Kind: tm.Kind, Value: v}
+		if m, ok := v.(metav1.Object); ok {
+			o.Name = m.GetName()
+		}
+		out = append(out, o)
+	}
+}
+
+func stripComments(doc []byte) []byte {
+	var b bytes.Buffer
+	for _, l := range bytes.Split(doc, []byte("\n")) {
+		if t := bytes.TrimSpace(l); len(t) > 0 && t[0] != '#' {
+			b.Write(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+// Validate decodes every *.yaml under dir (but this program's directory)
+// and checks them together.
+func Validate(dir string) ([]Object, error) {
+	var objs []Object
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "validate" {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || (filepath.Ext(path) != ".yaml" && filepath.Ext(path) != ".yml") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		found, err := Decode(filepath.ToSlash(rel), data)
+		if err != nil {
+			return err
+		}
+		objs = append(objs, found...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		return nil, fmt.Errorf("no manifests under %s", dir)
+	}
+	return objs, Check(dir, objs)
+}
+
+// Check checks the objects together: names, references, and agentq's
+// rules for its pods.
+func Check(dir string, objs []Object) error {
+	var errs []error
+	fail := func(o Object, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", o, fmt.Sprintf(format, args...)))
+	}
+	deployments := map[string]*appsv1.Deployment{}
+	configMaps := map[string]*corev1.ConfigMap{}
+	secrets := map[string]*corev1.Secret{}
+	for _, o := range objs {
+		if o.Kind != "Kustomization" {
+			for _, msg := range validation.IsDNS1123Subdomain(o.Name) {
+				fail(o, "metadata.name %q: %s", o.Name, msg)
+			}
+		}
+		switch v := o.Value.(type) {
+		case *appsv1.Deployment:
+			deployments[v.Name] = v
+		case *corev1.ConfigMap:
+			configMaps[v.Name] = v
+		case *corev1.Secret:
+			secrets[v.Name] = v
+		}
+	}
+	ws, err := readWorkerSettings(configMaps)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, o := range objs {
+		switch v := o.Value.(type) {
+		case *appsv1.Deployment:
+			for _, msg := range checkDeployment(v, configMaps, secrets, ws) {
+				fail(o, "%s", msg)
+			}
+		case *corev1.Service:
+			d := selected(deployments, v.Spec.Selector)
+			if d == nil {
+				fail(o, "selector %v selects no Deployment's pods", v.Spec.Selector)
+				continue
+			}
+			for _, p := range v.Spec.Ports {
+				if p.TargetPort.StrVal != "" && !hasPort(d, p.TargetPort.StrVal) {
+					fail(o, "port %s targets %q, which Deployment %s's containers do not name", p.Name, p.TargetPort.StrVal, d.Name)
+				}
+			}
+		case *policyv1.PodDisruptionBudget:
+			if v.Spec.Selector == nil || selected(deployments, v.Spec.Selector.MatchLabels) == nil {
+				fail(o, "selector selects no Deployment's pods")
+			}
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			ref := v.Spec.ScaleTargetRef
+			if ref.Kind != "Deployment" || deployments[ref.Name] == nil {
+				fail(o, "scaleTargetRef %s %s is no Deployment here", ref.Kind, ref.Name)
+			}
+			if v.Spec.MinReplicas == nil || *v.Spec.MinReplicas < 1 || *v.Spec.MinReplicas > v.Spec.MaxReplicas {
+				fail(o, "want 1 <= minReplicas <= maxReplicas (%d)", v.Spec.MaxReplicas)
+			}
+			if len(v.Spec.Metrics) == 0 {
+				fail(o, "no metrics")
+			}
+		case *ScaledObject:
+			for _, msg := range checkScaledObject(v, deployments) {
+				fail(o, "%s", msg)
+			}
+		case *Kustomization:
+			for _, r := range v.Resources {
+				if !slices.ContainsFunc(objs, func(x Object) bool { return x.File == r }) {
+					fail(o, "resource %q is no manifest under %s", r, dir)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// workerSettings are what the pods' manifests must agree with in agentq.yaml.
+type workerSettings struct {
+	shutdown    time.Duration // worker.shutdown_timeout
+	metricsPort int32         // worker.metrics_addr's port, 0 when unset
+}
+
+// readWorkerSettings reads them from the agentq.yaml of the ConfigMaps
+// (worker.shutdown_timeout is 30s, agentq's default, when unset).
+func readWorkerSettings(cms map[string]*corev1.ConfigMap) (workerSettings, error) {
+	for name, cm := range cms {
+		text, ok := cm.Data["agentq.yaml"]
+		if !ok {
+			continue
+		}
+		var cfg struct {
+			Worker struct {
+				ShutdownTimeout string `json:"shutdown_timeout"`
+				MetricsAddr     string `json:"metrics_addr"`
+			} `json:"worker"`
+		}
+		if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+			return workerSettings{}, fmt.Errorf("ConfigMap %s: agentq.yaml: %w", name, err)
+		}
+		ws := workerSettings{shutdown: 30 * time.Second}
+		if v := cfg.Worker.ShutdownTimeout; v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return workerSettings{}, fmt.Errorf("ConfigMap %s: agentq.yaml: worker.shutdown_timeout: %w", name, err)
+			}
+			ws.shutdown = d
+		}
+		if v := cfg.Worker.MetricsAddr; v != "" {
+			_, port, err := net.SplitHostPort(v)
+			p, perr := strconv.ParseUint(port, 10, 16)
+			if err != nil || perr != nil {
+				return workerSettings{}, fmt.Errorf("ConfigMap %s: agentq.yaml: worker.metrics_addr %q is not host:port", name, v)
+			}
+			ws.metricsPort = int32(p)
+		}
+		return ws, nil
+	}
+	return workerSettings{}, errors.New("no ConfigMap holds agentq.yaml")
+}
+
+func selected(deployments map[string]*appsv1.Deployment, sel map[string]string) *appsv1.Deployment {
+	if len(sel) == 0 {
+		return nil
+	}
+	for _, d := range deployments {
+		if labels.SelectorFromSet(sel).Matches(labels.Set(d.Spec.Template.Labels)) {
+			return d
+		}
+	}
+	return nil
+}
+
+func hasPort(d *appsv1.Deployment, name string) bool {
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkDeployment checks agentq's rules for a pod: it runs agentq with
+// probes that run `agentq health`, non-root on a read-only root
+// filesystem, with its config and secrets present, and a worker gets
+// worker.shutdown_timeout plus a margin to stop and exposes the metrics
+// port.
+func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret, ws workerSettings) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	spec := d.Spec.Template.Spec
+	if d.Spec.Selector == nil {
+		bad("no selector")
+	} else if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err != nil || sel.Empty() ||
+		!sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		bad("selector %v does not select the pod template's labels %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+	}
+	psc := spec.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+		bad("pod securityContext.runAsNonRoot is not true")
+	}
+	for _, v := range spec.Volumes {
+		if v.ConfigMap != nil && cms[v.ConfigMap.Name] == nil {
+			bad("volume %s: no ConfigMap %s here", v.Name, v.ConfigMap.Name)
+		}
+	}
+	if len(spec.Containers) == 0 {
+		bad("no containers")
+	}
+	for _, c := range spec.Containers {
+		if c.Image == "" {
+			bad("container %s: no image", c.Name)
+		}
+		for _, p := range c.Ports {
+			if p.Name != "" {
+				for _, msg := range validation.IsValidPortName(p.Name) {
+					bad("container %s: port name %q: %s", c.Name, p.Name, msg)
+				}
+			}
+		}
+		sc := c.SecurityContext
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			bad("container %s: securityContext.readOnlyRootFilesystem is not true", c.Name)
+		}
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			bad("container %s: securityContext.allowPrivilegeEscalation is not false", c.Name)
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				continue
+			}
+			ref := e.ValueFrom.SecretKeyRef
+			s := secrets[ref.Name]
+			if s == nil {
+				bad("container %s: env %s reads Secret %s, which is not here", c.Name, e.Name, ref.Name)
+				continue
+			}
+			_, inData := s.Data[ref.Key]
+			_, inString := s.StringData[ref.Key]
+			if !inData && !inString {
+				bad("container %s: env %s reads key %s of Secret %s, which the example Secret lacks", c.Name, e.Name, ref.Key, ref.Name)
+			}
+		}
+		probes := map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe}
+		for _, name := range []string{"livenessProbe", "readinessProbe", "startupProbe"} {
+			p := probes[name]
+			if p == nil {
+				if name != "startupProbe" {
+					bad("container %s: no %s", c.Name, name)
+				}
+				continue
+			}
+			for _, msg := range checkProbe(p) {
+				bad("container %s: %s: %s", c.Name, name, msg)
+			}
+		}
+		if len(c.Args) > 0 && c.Args[0] == "worker" {
+			grace := time.Duration(30) * time.Second // Kubernetes' default
+			if spec.TerminationGracePeriodSeconds != nil {
+				grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
+			}
+			if grace < ws.shutdown+shutdownMargin {
+				bad("terminationGracePeriodSeconds %v is less than worker.shutdown_timeout %v plus %v", grace, ws.shutdown, shutdownMargin)
+			}
+			if ws.metricsPort != 0 && !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == ws.metricsPort }) {
+				bad("container %s: no port %d, where agentq.yaml's worker.metrics_addr serves metrics", c.Name, ws.metricsPort)
+			}
+		}
+	}
+	return out
+}
+
+// checkProbe: an exec probe running `agentq health` whose --timeout ends
+// before the probe's timeoutSeconds, so that the check reports why it
+// failed instead of being killed.
+func checkProbe(p *corev1.Probe) []string {
+	if p.Exec == nil {
+		return []string{"not an exec probe running agentq health"}
+	}
+	cmd := p.Exec.Command
+	if len(cmd) < 2 || cmd[0] != agentqBinary || cmd[1] != "health" {
+		return []string{fmt.Sprintf("command %q does not run %s health", cmd, agentqBinary)}
+	}
+	limit := 3 * time.Second // agentq health's default --timeout
+	for i, a := range cmd {
+		v, ok := strings.CutPrefix(a, "--timeout=")
+		if a == "--timeout" && i+1 < len(cmd) {
+			v, ok = cmd[i+1], true
+		}
+		if ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return []string{fmt.Sprintf("--timeout %q: %v", v, err)}
+			}
+			limit = d
+		}
+	}
+	probeTimeout := time.Second // Kubernetes' default
+	if p.TimeoutSeconds > 0 {
+		probeTimeout = time.Duration(p.TimeoutSeconds) * time.Second
+	}
+	if limit >= probeTimeout {
+		return []string{fmt.Sprintf("agentq health --timeout %v does not end before timeoutSeconds %v", limit, probeTimeout)}
+	}
+	return nil
+}
+
+// checkScaledObject: it scales a Deployment here, by prometheus triggers
+// that say where, what and how much, and keeps a pod to report the gauges.
+func checkScaledObject(so *ScaledObject, deployments map[string]*appsv1.Deployment) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	ref := so.Spec.ScaleTargetRef
+	if (ref.Kind != "" && ref.Kind != "Deployment") || deployments[ref.Name] == nil {
+		bad("scaleTargetRef %s is no Deployment here", ref.Name)
+	}
+	if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount < 1 {
+		bad("minReplicaCount must be at least 1: the queue gauges are served by the workers")
+	} else if so.Spec.MaxReplicaCount != nil && *so.Spec.MinReplicaCount > *so.Spec.MaxReplicaCount {
+		bad("minReplicaCount %d > maxReplicaCount %d", *so.Spec.MinReplicaCount, *so.Spec.MaxReplicaCount)
+	}
+	if len(so.Spec.Triggers) == 0 {
+		bad("no triggers")
+	}
+	for i, t := range so.Spec.Triggers {
+		if t.Type != "prometheus" {
+			bad("triggers[%d]: type %q, want prometheus", i, t.Type)
+			continue
+		}
+		switch t.MetricType {
+		case "", autoscalingv2.AverageValueMetricType, autoscalingv2.ValueMetricType:
+		default:
+			bad("triggers[%d]: metricType %q: want AverageValue or Value", i, t.MetricType)
+		}
+		for _, k := range []string{"serverAddress", "query", "threshold"} {
+			if t.Metadata[k] == "" {
+				bad("triggers[%d]: metadata.%s is empty", i, k)
+			}
+		}
+		if v := t.Metadata["threshold"]; v != "" {
+			if f, err := strconv.ParseFloat(v, 64); err != nil || f <= 0 {
+				bad("triggers[%d]: metadata.threshold %q is not a positive number", i, v)
+			}
+		}
+		if q := t.Metadata["query"]; q != "" && !strings.Contains(q, "agentq_queue_") {
+			bad("triggers[%d]: query %q reads none of agentq's queue gauges", i, q)
+		}
+	}
+	return out
+}

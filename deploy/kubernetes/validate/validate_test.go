@@ -1,0 +1,105 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestManifests checks agentq's manifests, the directory above.
+func TestManifests(t *testing.T) {
+	objs, err := Validate("..")
+	for _, o := range objs {
+		t.Logf("checked %s", o)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, o := range objs {
+		kinds[o.Kind] = true
+	}
+	for _, k := range []string{"Deployment", "Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler", "ScaledObject", "PodDisruptionBudget", "Kustomization"} {
+		if !kinds[k] {
+			t.Errorf("no %s among the manifests", k)
+		}
+	}
+}
+
+// TestRefuses breaks one manifest at a time in a copy and checks that the
+// validator names what broke.
+func TestRefuses(t *testing.T) {
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"unknown field", "worker-deployment.yaml", "  replicas: 2", "  replica: 2", `unknown field "replica"`},
+		{"wrong type", "worker-deployment.yaml", "  replicas: 2", "  replicas: two", "cannot unmarshal"},
+		{"bad quantity", "worker-deployment.yaml", "memory: 512Mi", "memory: 512MiB", "quantities must match"},
+		{"probe not agentq health", "worker-deployment.yaml", `["/usr/local/bin/agentq", "health", "--config", "/etc/agentq/agentq.yaml", "--worker", "--timeout", "4s"]
+            periodSeconds: 30`, `["/bin/true"]
+            periodSeconds: 30`, "does not run /usr/local/bin/agentq health"},
+		{"health timeout past the probe's", "dashboard.yaml", `"--timeout", "4s"]
+            periodSeconds: 10`, `"--timeout", "5s"]
+            periodSeconds: 10`, "does not end before timeoutSeconds"},
+		{"grace period too short", "worker-deployment.yaml", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30", "less than worker.shutdown_timeout 30s"},
+		{"metrics port not exposed", "worker-deployment.yaml", "containerPort: 9090", "containerPort: 9100", "no port 9090"},
+		{"root filesystem writable", "dashboard.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem is not true"},
+		{"service selects nothing", "dashboard.yaml", "  selector:\n    app.kubernetes.io/name: agentq-dashboard\n  ports:", "  selector:\n    app.kubernetes.io/name: nobody\n  ports:", "selects no Deployment"},
+		{"missing secret key", "worker-deployment.yaml", "key: AGENTQ_REDIS_PASSWORD", "key: REDIS_PASSWORD", "lacks"},
+		{"keda field misspelled", "autoscaling/keda-scaledobject.yaml", "minReplicaCount: 2", "minReplicas: 2", `unknown field "minReplicas"`},
+		{"keda scales to zero", "autoscaling/keda-scaledobject.yaml", "minReplicaCount: 2", "minReplicaCount: 0", "minReplicaCount must be at least 1"},
+		{"keda query without the gauges", "autoscaling/keda-scaledobject.yaml", "query: max(agentq_queue_oldest_pending_seconds", "query: max(up", "reads none of agentq's queue gauges"},
+		{"hpa target missing", "autoscaling/hpa.yaml", "    name: agentq-worker\n  minReplicas", "    name: agentq-workers\n  minReplicas", "is no Deployment here"},
+		{"kustomization resource missing", "kustomization.yaml", "  - dashboard.yaml", "  - dashboards.yaml", `resource "dashboards.yaml"`},
+		{"unknown kind", "dashboard.yaml", "kind: Service", "kind: Ingress", `no schema here for apiVersion "v1", kind "Ingress"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyManifests(t)
+			path := filepath.Join(dir, tc.file)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), tc.old) {
+				t.Fatalf("%s lacks %q", tc.file, tc.old)
+			}
+			if err := os.WriteFile(path, []byte(strings.Replace(string(data), tc.old, tc.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Validate(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// copyManifests copies the manifests (not this directory) to a temporary
+// directory.
+func copyManifests(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel("..", path)
+		if d.IsDir() {
+			if d.Name() == "validate" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
