@@ -121,6 +121,7 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 		r.log.Info().Str("addr", w.srv.Addr().String()).Str("url", "http://"+w.srv.Addr().String()+metrics.Path).Msg("metrics listening")
 	}
 	r.warnSharedPauseQueues()
+	r.warnMissingAPIKeys(lookupEnv)
 	w.startLoops(ctx)
 	return w, nil
 }

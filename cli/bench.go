@@ -34,6 +34,9 @@ func (m *Main) benchCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench [--tasks N] [--reps N] [--loops K] [--runs=false] [--binary PATH|self] [--json]",
 		Short: "Measure raw asynq against agentq's full path on one Redis",
+		Example: `  agentq bench --redis-url redis://127.0.0.1:6379/15
+  agentq bench --tasks 5000 --reps 1 --runs=false --json
+  agentq bench --binary self --flush`,
 		Long: `Measure, in one run on one Redis at one concurrency, raw asynq against
 agentq's full path (enqueue with an idempotency key, the whole chain of agentq
 worker: dead-letter capture, metrics, budgets, idempotency ledger, breakers,

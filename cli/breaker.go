@@ -14,6 +14,8 @@ func (m *Main) breakerCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "breaker list [--json]",
 		Short: "Show the circuit breakers: state, failures and next probe",
+		Example: `  agentq breaker list
+  agentq breaker list --json | jq '.[] | select(.state == "open")'`,
 		Long: `Circuit breakers are kept per dependency: the host of an http.call's URL, or a
 name a handler gives with breaker.Do. A breaker opens after breakers.failures
 consecutive failures, or when at least breakers.min_calls calls in
@@ -28,7 +30,9 @@ probe goes through; its result closes or re-opens the breaker.`,
 	list := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List every breaker that recorded a failure, with its state and next probe",
-		Args:  cobra.NoArgs,
+		Example: `  agentq breaker list
+  agentq breaker list --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt, err := m.openRedis(cmd, rf, false)
 			if err != nil {

@@ -22,6 +22,10 @@ func (m *Main) budgetCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "budget [WORKFLOW] [--json] | budget resume WORKFLOW | budget reset WORKFLOW",
 		Short: "Show workflows' error budgets; resume or reset one",
+		Example: `  agentq budget
+  agentq budget research --json
+  agentq budget resume research
+  agentq budget reset research`,
 		Long: `Show each workflow's error budget (workflows.<name>.budget in the config file):
 its slo and window, the attempts and failures in the window, the failures the
 budget allows and how many remain, the burn rate over the long window (the
@@ -62,9 +66,10 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(&cobra.Command{
-		Use:   "resume WORKFLOW",
-		Short: "Resume a workflow's queue paused by its budget; it is not paused again until new failures arrive",
-		Args:  cobra.ExactArgs(1),
+		Use:     "resume WORKFLOW",
+		Short:   "Resume a workflow's queue paused by its budget; it is not paused again until new failures arrive",
+		Example: `  agentq budget resume research`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := m.openBudgets(cmd, rf, args)
 			if err != nil {
@@ -89,9 +94,10 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
-		Use:   "reset WORKFLOW",
-		Short: "Clear a workflow's error budget counts, and resume its queue if the budget paused it",
-		Args:  cobra.ExactArgs(1),
+		Use:     "reset WORKFLOW",
+		Short:   "Clear a workflow's error budget counts, and resume its queue if the budget paused it",
+		Example: `  agentq budget reset research`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := m.openBudgets(cmd, rf, args)
 			if err != nil {
@@ -138,10 +144,10 @@ func (m *Main) openBudgets(cmd *cobra.Command, rf *rootFlags, args []string) (*b
 			}
 			if cmd.HasSubCommands() {
 				// `agentq budget bogus`: a misspelt command, or a workflow.
-				return nil, usagef("unknown workflow %q (configured: %s) or command of %q (resume, reset)",
+				return nil, notFoundf("unknown workflow %q (configured: %s) or command of %q (resume, reset)",
 					name, strings.Join(known, ", "), cmd.CommandPath())
 			}
-			return nil, usagef("unknown workflow %q (configured: %s)", name, strings.Join(known, ", "))
+			return nil, notFoundf("unknown workflow %q (configured: %s)", name, strings.Join(known, ", "))
 		case wf.Budget.SLO == 0:
 			return nil, usagef("workflow %q has no error budget (set workflows.%s.budget.slo in the config file)", name, name)
 		}

@@ -48,26 +48,27 @@ func (s *dlqSession) close() { _ = s.rt.Close() }
 
 // selectors are the flags that select dead letters.
 type selectors struct {
-	queue, workflow, kind, errText, class, status string
-	since                                         time.Duration
-	limit                                         int
-	all                                           bool
+	queue, workflow, run, kind, errText, class, status, since string
+	limit                                                     int
+	all                                                       bool
 }
 
-var selectorFlags = []string{"queue", "workflow", "kind", "error", "class", "since", "status"}
+var selectorFlags = []string{"queue", "workflow", "run", "kind", "error", "class", "since", "status"}
 
-func (f *selectors) register(cmd *cobra.Command, withAll bool, limitDefault int) {
+func (f *selectors) register(cmd *cobra.Command, allHelp string, limitDefault int) {
+	withAll := allHelp != ""
 	fl := cmd.Flags()
 	fl.StringVar(&f.queue, "queue", "", "only this queue")
 	fl.StringVar(&f.workflow, "workflow", "", "only this workflow")
+	fl.StringVar(&f.run, "run", "", "only the dead letters of this run id")
 	fl.StringVar(&f.kind, "kind", "", "only this task kind, e.g. http.call")
 	fl.StringVar(&f.errText, "error", "", "only records whose last error contains TEXT (case-insensitive)")
 	fl.StringVar(&f.class, "class", "", "only this error class: "+classNames())
-	fl.DurationVar(&f.since, "since", 0, "only records that failed within this long, e.g. 24h")
+	fl.StringVar(&f.since, "since", "", sinceHelp("only records whose last failure is"))
 	fl.StringVar(&f.status, "status", "", "only these statuses, comma-separated: dead, replayed, resolved, rerun, deleted")
 	fl.IntVar(&f.limit, "limit", limitDefault, "at most N records (0: no limit)")
 	if withAll {
-		fl.BoolVar(&f.all, "all", false, "select every record (replay: every dead record)")
+		fl.BoolVar(&f.all, "all", false, allHelp)
 	}
 }
 
@@ -90,7 +91,7 @@ func (f *selectors) given(cmd *cobra.Command) bool {
 }
 
 func (f *selectors) filter(now time.Time) (dlq.Filter, error) {
-	flt := dlq.Filter{Queue: f.queue, Workflow: f.workflow, Kind: f.kind, Error: f.errText, Limit: f.limit}
+	flt := dlq.Filter{Queue: f.queue, Workflow: f.workflow, RunID: f.run, Kind: f.kind, Error: f.errText, Limit: f.limit}
 	if f.class != "" {
 		c, err := dlq.ParseClass(f.class)
 		if err != nil {
@@ -107,11 +108,12 @@ func (f *selectors) filter(now time.Time) (dlq.Filter, error) {
 			flt.Statuses = append(flt.Statuses, st)
 		}
 	}
-	switch {
-	case f.since < 0:
-		return flt, usagef("--since must not be negative, got %v", f.since)
-	case f.since > 0:
-		flt.Since = now.Add(-f.since)
+	if f.since != "" {
+		since, err := parseSince(f.since, now)
+		if err != nil {
+			return flt, err
+		}
+		flt.Since = since
 	}
 	if f.limit < 0 {
 		return flt, usagef("--limit must not be negative, got %d", f.limit)
@@ -123,6 +125,9 @@ func (m *Main) dlqCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
 		Short: "Triage, replay and purge dead letters",
+		Example: `  agentq dlq stats
+  agentq dlq list --workflow research --since 3d
+  agentq dlq replay --run run-42 --dry-run`,
 		Long: `Every task that ends without success has a record in agentq's dead-letter
 store: retries spent, permanent errors, panics, timeouts, lease expiry after a
 worker crash and tasks archived by hand in asynqmon. Records keep the payload,
@@ -167,9 +172,13 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--queue Q] [--workflow W] [--kind K] [--error TEXT] [--class C] [--since DUR] [--status S] [--limit N] [--json]",
+		Use:   "list [--queue Q] [--workflow W] [--run RUN] [--kind K] [--error TEXT] [--class C] [--since DUR] [--status S] [--limit N] [--json]",
 		Short: "List dead letters, newest failure first",
-		Args:  cobra.NoArgs,
+		Example: `  agentq dlq list
+  agentq dlq list --queue critical --class rate_limited --since 1d12h
+  agentq dlq list --run run-42 --json
+  agentq dlq list --error "503" --status dead,deleted --limit 0`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flt, err := sel.filter(time.Now())
 			if err != nil {
@@ -210,7 +219,7 @@ func (m *Main) dlqListCommand(rf *rootFlags) *cobra.Command {
 			return nil
 		},
 	}
-	sel.register(cmd, false, 100)
+	sel.register(cmd, "", 100)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
 }
@@ -273,7 +282,7 @@ func shortQuote(s string) string {
 func checkID(id string) error {
 	n, err := strconv.ParseUint(id, 10, 63)
 	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
-		return usageError{fmt.Errorf("no dead letter with id %s: ids are the numbers dlq list shows, e.g. 42", shortQuote(id))}
+		return notFoundf("no dead letter with id %s: ids are the numbers dlq list shows, e.g. 42", shortQuote(id))
 	}
 	return nil
 }
@@ -316,7 +325,9 @@ func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show ID [--json]",
 		Short: "Show one dead letter with every attempt",
-		Args:  cobra.ExactArgs(1),
+		Example: `  agentq dlq show 42
+  agentq dlq show 42 --json | jq .history`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkID(args[0]); err != nil {
 				return err
@@ -399,7 +410,10 @@ func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stats [selectors] [--json]",
 		Short: "Count dead letters by status, queue, workflow, kind and class; name the oldest",
-		Args:  cobra.NoArgs,
+		Example: `  agentq dlq stats
+  agentq dlq stats --since 7d --json
+  agentq dlq stats --workflow research --run run-42`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flt, err := sel.filter(time.Now())
 			if err != nil {
@@ -437,7 +451,7 @@ func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
 			return nil
 		},
 	}
-	sel.register(cmd, false, 0)
+	sel.register(cmd, "", 0)
 	_ = cmd.Flags().MarkHidden("limit")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -485,7 +499,7 @@ func checkSelection(cmd *cobra.Command, sel *selectors, ids []string) error {
 	case sel.all && given:
 		return usagef("--all selects every record: drop --all or the selectors")
 	case len(ids) == 0 && !given && !sel.all:
-		return usagef("say which dead letters: IDs, selectors (--queue, --workflow, --kind, --error, --class, --since, --status) or --all")
+		return usagef("say which dead letters: IDs, selectors (--queue, --workflow, --run, --kind, --error, --class, --since, --status) or --all")
 	case len(ids) > 0 && cmd.Flags().Changed("limit"):
 		return usagef("--limit applies to selectors, not to IDs")
 	}
@@ -518,6 +532,11 @@ func (m *Main) dlqReplayCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay ID... | replay [selectors] | replay --all  [--payload JSON|@FILE] [--dry-run] [--rate N] [--json]",
 		Short: "Enqueue dead letters afresh with their full retry budget",
+		Example: `  agentq dlq replay 42
+  agentq dlq replay 42 --payload @fixed.json
+  agentq dlq replay --workflow research --since 1d --dry-run
+  agentq dlq replay --run run-42 --rate 5
+  agentq dlq replay --all --json`,
 		Long: `Replay enqueues each selected dead letter as a new task <task id>-r<N> in its
 queue, with the same idempotency key, the full retry budget and lineage
 (replay_of), then deletes the archived original from asynq. The record becomes
@@ -533,7 +552,7 @@ Redis allows).`,
 			return m.runReplay(cmd, rf, f, args)
 		},
 	}
-	f.sel.register(cmd, true, 0)
+	f.sel.register(cmd, "replay every dead record (with --status: every record in those statuses)", 0)
 	fl := cmd.Flags()
 	fl.StringVar(&f.payload, "payload", "", "replacement payload for exactly one ID: JSON, @FILE or -")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be replayed; change nothing")
@@ -684,6 +703,9 @@ func (m *Main) dlqPurgeCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "purge ID... | purge [selectors] | purge --all  [--yes]",
 		Short: "Delete dead letters for good (and their archived tasks in asynq)",
+		Example: `  agentq dlq purge 42
+  agentq dlq purge --status resolved --since 30d --yes
+  agentq dlq purge --all --yes --json`,
 		Long: `Purge deletes the selected records and their history, and deletes the archived
 task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 --yes when more than one record is selected.`,
@@ -724,7 +746,7 @@ task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 			return err
 		},
 	}
-	sel.register(cmd, true, 0)
+	sel.register(cmd, "purge every record, whatever its status", 0)
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm purging more than one record")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd

@@ -106,7 +106,7 @@ func FuzzDLQSelectors(f *testing.F) {
 func selectorCommandFuzz(class, status, since, limit string) (*cobra.Command, *selectors, error) {
 	var sel selectors
 	cmd := &cobra.Command{Use: "x"}
-	sel.register(cmd, true, 0)
+	sel.register(cmd, "every record", 0)
 	return cmd, &sel, cmd.ParseFlags([]string{"--class=" + class, "--status=" + status, "--since=" + since, "--limit=" + limit})
 }
 

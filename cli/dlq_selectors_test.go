@@ -17,7 +17,7 @@ func selectorCommand(t testing.TB, args ...string) (*cobra.Command, *selectors, 
 	t.Helper()
 	var sel selectors
 	cmd := &cobra.Command{Use: "x"}
-	sel.register(cmd, true, 0)
+	sel.register(cmd, "every record", 0)
 	return cmd, &sel, cmd.ParseFlags(args)
 }
 
@@ -107,9 +107,15 @@ func TestSelectorsFilter(t *testing.T) {
 		}},
 		{"since", []string{"--since", "24h"}, "", func(f dlq.Filter) bool { return f.Since.Equal(now.Add(-24 * time.Hour)) }},
 		{"huge since", []string{"--since", "2562047h"}, "", func(f dlq.Filter) bool { return f.Since.Before(now) }},
+		{"since in days", []string{"--since", "1d12h"}, "", func(f dlq.Filter) bool { return f.Since.Equal(now.Add(-36 * time.Hour)) }},
+		{"since a time", []string{"--since", "2026-01-02T03:04:05Z"}, "", func(f dlq.Filter) bool {
+			return f.Since.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		}},
+		{"run", []string{"--run", "run-7"}, "", func(f dlq.Filter) bool { return f.RunID == "run-7" }},
+		{"bad since", []string{"--since", "3w"}, `--since "3w" is neither a duration (24h, 3d, 1d12h) nor an RFC 3339 time`, nil},
 		{"unknown class", []string{"--class", "oops"}, `--class: unknown class "oops"`, nil},
 		{"empty status part", []string{"--status", "dead,"}, `--status: unknown status ""`, nil},
-		{"negative since", []string{"--since", "-1h"}, "--since must not be negative, got -1h0m0s", nil},
+		{"negative since", []string{"--since", "-1h"}, `--since must not be negative, got "-1h"`, nil},
 		{"negative limit", []string{"--limit", "-1"}, "--limit must not be negative, got -1", nil},
 		{"huge class is cut", []string{"--class", strings.Repeat("c", 5000)}, `--class: unknown class "cccc`, nil},
 	}

@@ -125,7 +125,7 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 		Queue: f.queue, Workflow: f.workflow, RunID: f.runID, Key: f.key,
 		Timeout: f.timeout, In: f.in, RetryBase: f.retryBase, RetryMax: f.retryMax,
 	}
-	if f.maxRetry >= 0 {
+	if cmd.Flags().Changed("max-retry") {
 		o.MaxAttempts = f.maxRetry + 1
 	}
 	// Validate before connecting, so bad input is refused even when Redis

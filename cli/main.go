@@ -7,15 +7,16 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/internal/logging"
 	"github.com/agentq/agentq/jobs"
@@ -79,6 +80,11 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// notFoundf is usagef for an id or name that names nothing (CodeNotFound).
+func notFoundf(format string, args ...any) error {
+	return usageError{notFoundError{fmt.Errorf(format, args...)}}
+}
+
 // partialError marks a batch that rejected some lines.
 type partialError struct{ msg string }
 
@@ -104,21 +110,17 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	root.SetIn(m.Stdin)
 	root.SetOut(m.Stdout)
 	root.SetErr(m.Stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintln(m.Stderr, m.name()+": "+err.Error())
-	var ue usageError
-	var pe partialError
-	var fe *config.FieldError
-	switch {
-	case errors.As(err, &pe):
-		return ExitPartial
-	case errors.As(err, &ue), errors.As(err, &fe), isCobraUsage(err):
-		return ExitUsage
+	code := exitCode(err)
+	if wantsJSON(cmd, args) {
+		writeJSONError(m.Stderr, err, code)
+	} else {
+		fmt.Fprintln(m.Stderr, m.name()+": "+err.Error())
 	}
-	return ExitError
+	return code
 }
 
 func isCobraUsage(err error) bool {
@@ -168,9 +170,16 @@ func (m *Main) rootCommand() *cobra.Command {
 retry and jitter, idempotent enqueue, typed outcomes and a dashboard.
 
 Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
+		Example: `  agentq dev
+  agentq worker --concurrency 32
+  agentq enqueue http.call --payload '{"method":"GET","url":"https://example.com"}' --key step-1
+  agentq dlq list --since 1d
+  agentq run show run-42 --json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       agentq.Version().String(),
 	}
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&rf.configFile, "config", "", "config file (default ./agentq.yaml if present)")
 	pf.String("redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0 (redis.url, AGENTQ_REDIS_URL)")
@@ -187,6 +196,7 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 		m.budgetCommand(rf),
 		m.breakerCommand(rf),
 		m.runCommand(rf),
+		m.versionCommand(),
 		m.healthCommand(rf),
 	)
 	// Added here rather than when the command runs, so that it is a group
@@ -194,7 +204,31 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 	root.InitDefaultCompletionCmd()
 	m.registerCompletions(root, rf)
 	refuseUnknownSubcommands(root)
+	acceptDays(root)
+	nameExamples(root, m.name())
 	return root
+}
+
+// acceptDays makes every duration flag of cmd and the commands below it
+// read days as the configuration does (--since 3d, --timeout 1d12h):
+// config.AcceptDays, once for all commands, so that none is missed.
+func acceptDays(cmd *cobra.Command) {
+	config.AcceptDays(cmd.Flags())
+	config.AcceptDays(cmd.PersistentFlags())
+	for _, c := range cmd.Commands() {
+		acceptDays(c)
+	}
+}
+
+// nameExamples writes the program's name into the Examples of cmd and the
+// commands below it, which are written for a binary named agentq.
+func nameExamples(cmd *cobra.Command, name string) {
+	if name != "agentq" {
+		cmd.Example = strings.ReplaceAll(cmd.Example, "agentq ", name+" ")
+	}
+	for _, c := range cmd.Commands() {
+		nameExamples(c, name)
+	}
 }
 
 // refuseUnknownSubcommands makes every command below root that groups
@@ -239,7 +273,7 @@ func (m *Main) load(cmd *cobra.Command, rf *rootFlags) (config.Config, error) {
 		}
 	}
 	if err != nil {
-		return cfg, usageError{err}
+		return cfg, usageError{configError{err}}
 	}
 	return cfg, nil
 }
@@ -249,12 +283,22 @@ func (m *Main) configCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Print the effective configuration, secrets masked",
-		Args:  cobra.NoArgs,
+		Long: `Print the configuration every command runs with, secrets masked: the config
+file (agentq.yaml or --config) over the defaults, AGENTQ_* variables over the
+file, flags over both. Values decided at run time are shown resolved:
+redis.url is the Redis commands connect to (redis://127.0.0.1:6379/0 when
+none is set), worker.loops the dequeue loops a worker runs on this machine.
+The output loads back as a config file.`,
+		Example: `  agentq config
+  agentq config --json | jq .worker
+  AGENTQ_WORKER_CONCURRENCY=32 agentq --config prod.yaml config`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := m.load(cmd, rf)
 			if err != nil {
 				return err
 			}
+			cfg = cfg.Effective()
 			if asJSON {
 				return cfg.WriteJSON(m.Stdout)
 			}

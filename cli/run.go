@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq"
+	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/redact"
 	"github.com/agentq/agentq/runs"
 )
@@ -37,6 +38,10 @@ func (m *Main) runCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Start, list, show and cancel agent runs",
+		Example: `  agentq run start article --input '{"topic": "retries"}'
+  agentq run list --workflow article --since 1d
+  agentq run show run-42
+  agentq run cancel run-42 --reason "wrong input"`,
 		Long: `An agent run runs a workflow's steps (workflows.<name>.steps in the config
 file, or workflows a Go program defines) one after another, each step one
 queued task with its own retries and dead letter. A worker runs the steps:
@@ -98,6 +103,9 @@ func (m *Main) runStartCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start WORKFLOW [--input JSON|@FILE|-] [--key K] [--cap-cost USD] [--cap-tokens N] [--json]",
 		Short: "Start a run of a workflow and print its id",
+		Example: `  agentq run start article --input '{"topic": "retries"}'
+  agentq run start article --input @input.json --key article-2026-12-01 --json
+  echo '{"topic": "x"}' | agentq run start article --input - --cap-cost 0.50 --cap-tokens 20000`,
 		Long: `Start a run of WORKFLOW with --input (a JSON object, @FILE or - for stdin;
 default {}), which step payload templates read as .input. With --key the start
 is idempotent: the same workflow and key give the first run's id again, and
@@ -183,9 +191,9 @@ func checkWorkflow(rt *agentq.Runtime, name string) error {
 	}
 	names := slices.Sorted(maps.Keys(wfs))
 	if len(names) == 0 {
-		return usagef("no workflow %s: none defines steps (add workflows.<name>.steps to the config file)", shortQuote(name))
+		return notFoundf("no workflow %s: none defines steps (add workflows.<name>.steps to the config file)", shortQuote(name))
 	}
-	return usagef("no workflow %s with steps (workflows: %s)", shortQuote(name), strings.Join(names, ", "))
+	return notFoundf("no workflow %s with steps (workflows: %s)", shortQuote(name), strings.Join(names, ", "))
 }
 
 // readInput reads --input: the JSON itself, @FILE or - for stdin, at most
@@ -285,25 +293,38 @@ func (f *runListFlags) filter(now time.Time) (runs.ListOptions, error) {
 		}
 		o.Since = since
 	}
-	if f.limit < 1 {
-		return o, usagef("--limit must be at least 1, got %d", f.limit)
+	switch {
+	case f.limit < 0:
+		return o, usagef("--limit must not be negative, got %d", f.limit)
+	case f.limit == 0:
+		o.Limit = runs.NoLimit
 	}
 	return o, nil
 }
 
-// parseSince reads --since: a duration before now (24h) or an RFC 3339
-// time.
+// parseSince reads --since, the same for every command that has it: a
+// duration before now (24h, 3d, 1d12h: jobs.ParseDuration) or an RFC 3339
+// time. A negative duration and a time after now are refused.
 func parseSince(s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	s = strings.TrimSpace(s)
+	if d, err := jobs.ParseDuration(s); err == nil {
 		if d < 0 {
-			return time.Time{}, usagef("--since must not be negative, got %s", s)
+			return time.Time{}, usagef("--since must not be negative, got %s", shortQuote(s))
 		}
 		return now.Add(-d), nil
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		if t.After(now) {
+			return time.Time{}, usagef("--since %s is in the future", shortQuote(s))
+		}
 		return t, nil
 	}
-	return time.Time{}, usagef("--since %s is neither a duration (24h) nor an RFC 3339 time (2026-12-01T09:00:00Z)", shortQuote(s))
+	return time.Time{}, usagef("--since %s is neither a duration (24h, 3d, 1d12h) nor an RFC 3339 time (2026-12-01T09:00:00Z)", shortQuote(s))
+}
+
+// sinceHelp is the help of a --since flag; what says what is compared.
+func sinceHelp(what string) string {
+	return what + " within this long (24h, 3d, 1d12h) or since this RFC 3339 time"
 }
 
 // runListJSON is run list's --json document.
@@ -317,7 +338,10 @@ func (m *Main) runListCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--workflow W] [--status S] [--since D] [--limit N] [--json]",
 		Short: "List runs, newest first, and the next tick of each scheduled workflow",
-		Args:  cobra.NoArgs,
+		Example: `  agentq run list
+  agentq run list --workflow article --status failed --since 7d
+  agentq run list --since 2026-12-01T00:00:00Z --limit 0 --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			now := time.Now()
 			o, err := f.filter(now)
@@ -349,8 +373,8 @@ func (m *Main) runListCommand(rf *rootFlags) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.workflow, "workflow", "", "only runs of this workflow")
 	fl.StringVar(&f.status, "status", "", "only runs in this status: running, waiting, succeeded, failed, capped, cancelled")
-	fl.StringVar(&f.since, "since", "", "only runs created within this long (24h) or since this RFC 3339 time")
-	fl.IntVar(&f.limit, "limit", 50, "at most N runs")
+	fl.StringVar(&f.since, "since", "", sinceHelp("only runs created"))
+	fl.IntVar(&f.limit, "limit", runs.ListLimitDefault, "at most N runs (0: no limit)")
 	fl.BoolVar(&f.asJSON, "json", false, `print {"runs": [...], "next_ticks": {...}}`)
 	return cmd
 }
@@ -368,8 +392,8 @@ func writeRunList(w, stderr io.Writer, list []runs.Summary, ticks map[string]tim
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		if len(list) == limit {
-			fmt.Fprintf(stderr, "showing the newest %d; raise --limit for more\n", limit)
+		if limit > 0 && len(list) == limit {
+			fmt.Fprintf(stderr, "showing the newest %d; raise --limit for more, --limit 0 lists all\n", limit)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(ticks)) {
@@ -396,7 +420,7 @@ func usd(c float64) string {
 // run id.
 func checkRunID(id string) error {
 	if strings.TrimSpace(id) == "" || len(id) > maxRunIDLen || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return usagef("no run with id %s: run ids are what run start and run list print", shortQuote(id))
+		return notFoundf("no run with id %s: run ids are what run start and run list print", shortQuote(id))
 	}
 	return nil
 }
@@ -404,7 +428,7 @@ func checkRunID(id string) error {
 // notFound marks runs.ErrNotFound as the user's input.
 func notFound(err error, id string) error {
 	if errors.Is(err, runs.ErrNotFound) {
-		return usagef("no run with id %s (never started, or finished longer ago than runs.retention)", shortQuote(id))
+		return notFoundf("no run with id %s (never started, or finished longer ago than runs.retention)", shortQuote(id))
 	}
 	return err
 }
@@ -414,7 +438,9 @@ func (m *Main) runShowCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show RUN [--json]",
 		Short: "Show a run: input, status, totals against caps, each step, history",
-		Args:  cobra.ExactArgs(1),
+		Example: `  agentq run show run-42
+  agentq run show run-42 --json | jq .by_model`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
 				return err
@@ -493,7 +519,11 @@ func writeRun(w io.Writer, r *runs.Run) error {
 	row("steps started", fmt.Sprint(r.StepsStarted)+capOf(c.MaxSteps > 0, fmt.Sprint(c.MaxSteps)))
 	row("attempts", fmt.Sprint(r.Attempts)+capOf(c.MaxAttempts > 0, fmt.Sprint(c.MaxAttempts)))
 	if c.MaxDuration > 0 {
-		row("max duration", c.MaxDuration.String())
+		row("max duration", fmtDur(c.MaxDuration))
+	}
+	for _, model := range slices.Sorted(maps.Keys(r.ByModel)) {
+		t := r.ByModel[model]
+		row("model "+model, fmt.Sprintf("%s, %d tokens (in %d, out %d), %s", plural(t.Attempts, "attempt"), t.TokensIn+t.TokensOut, t.TokensIn, t.TokensOut, usd(t.CostUSD)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -537,6 +567,14 @@ func writeRun(w io.Writer, r *runs.Run) error {
 	return tw.Flush()
 }
 
+// plural is "1 attempt", "2 attempts".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 // capOf is " of LIMIT (cap)" when a cap is set.
 func capOf(set bool, limit string) string {
 	if !set {
@@ -550,7 +588,9 @@ func (m *Main) runCancelCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel RUN [--reason TEXT]",
 		Short: "Cancel a run: no further step of it starts",
-		Args:  cobra.ExactArgs(1),
+		Example: `  agentq run cancel run-42
+  agentq run cancel run-42 --reason "superseded by run-43"`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
 				return err

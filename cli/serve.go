@@ -22,7 +22,10 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "worker [--concurrency N] [--queues q1=6,q2=1]",
 		Short: "Run tasks until SIGINT/SIGTERM, then shut down gracefully",
-		Args:  cobra.NoArgs,
+		Example: `  agentq worker
+  agentq worker --concurrency 32 --queues critical=6,default=1
+  AGENTQ_REDIS_URL=redis://redis:6379/0 agentq worker --metrics-addr 0.0.0.0:9090`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt, err := m.open(cmd, rf, false)
 			if err != nil {
@@ -52,6 +55,8 @@ func (m *Main) dashboardCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dashboard [--addr 127.0.0.1:8080] [--read-only]",
 		Short: "Serve the asynqmon dashboard and /healthz",
+		Example: `  agentq dashboard
+  agentq dashboard --addr 127.0.0.1:9000 --read-only`,
 		Long: `Serve asynqmon (queues, tasks, retries, archive) and /healthz. The dashboard
 binds loopback by default and refuses a non-loopback address unless basic auth
 (dashboard.basic_auth_user/basic_auth_password) or a bearer token
@@ -92,6 +97,9 @@ func (m *Main) devCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run everything in one process: embedded Redis, worker, dashboard and demos",
+		Example: `  agentq dev
+  agentq dev --exit
+  AGENTQ_REDIS_URL=redis://127.0.0.1:6379/0 agentq dev --addr 127.0.0.1:9000`,
 		Long: `Start an embedded Redis-compatible server (in memory), a worker, the dashboard
 and a short demo against a local flaky tool server: some calls succeed after
 retries, one fails permanently and is dead-lettered. Then a run demo: a

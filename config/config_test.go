@@ -33,6 +33,7 @@ func testFlags(t *testing.T, args []string) (*pflag.FlagSet, map[string]string) 
 	fs.String("queues", "", "")
 	fs.StringSlice("cluster-addrs", nil, "")
 	fs.StringToInt("queue-weights", nil, "")
+	AcceptDays(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse flags %q: %v", args, err)
 	}
@@ -213,7 +214,7 @@ func TestBadValues(t *testing.T) {
 		want string
 	}{
 		{"duration syntax from env", testBundle{env: []string{"AGENTQ_RETRY_BASE=abc"}},
-			`config: retry.base: "abc" is not a duration (from AGENTQ_RETRY_BASE)`},
+			`config: retry.base: "abc" is not a duration: expected a number at "abc" (from AGENTQ_RETRY_BASE)`},
 		{"duration without unit from file", testBundle{file: "retry:\n  base: 10\n"},
 			`config: retry.base: 10 is not a duration: add a unit, e.g. "10s" (from {file}, line 2)`},
 		{"duration without unit from env", testBundle{env: []string{"AGENTQ_HTTP_TIMEOUT=30"}},

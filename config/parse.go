@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/agentq/agentq/jobs"
 )
 
 // convert turns raw, a key's winning value, into the Go value its kind needs. raw is
@@ -77,9 +80,10 @@ func convert(k kind, raw any, node *yaml.Node, secret bool) (any, string) {
 			if _, err := strconv.ParseFloat(s, 64); err == nil {
 				return nil, fmt.Sprintf("%s is not a duration: add a unit, e.g. %q", show, s+"s")
 			}
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				return nil, show + " is not a duration"
+			d, err := jobs.ParseDuration(s)
+			var de *jobs.DurationError
+			if errors.As(err, &de) {
+				return nil, show + " is not a duration: " + de.Reason
 			}
 			return d, ""
 		case int, int64, uint64, float64:
@@ -273,16 +277,7 @@ func showValue(v any, secret bool) string {
 }
 
 // formatDuration prints d the way people write it: 10m, not 10m0s.
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+func formatDuration(d time.Duration) string { return jobs.FormatDuration(d) }
 
 // formatFloat prints f the shortest way that reads back the same: 0.99, 0.5, 1e-05.
 func formatFloat(f float64) string {

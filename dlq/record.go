@@ -281,8 +281,8 @@ func (e *NotReplayableError) Error() string {
 
 // Filter selects records. Zero fields select everything.
 type Filter struct {
-	// Queue, Workflow and Kind match exactly.
-	Queue, Workflow, Kind string
+	// Queue, Workflow, RunID and Kind match exactly.
+	Queue, Workflow, RunID, Kind string
 	// Error matches a substring of the last error, case-insensitively.
 	Error string
 	// Class matches the last failure's class.
@@ -301,6 +301,7 @@ func (f Filter) Match(r Record) bool {
 	switch {
 	case f.Queue != "" && r.Queue != f.Queue,
 		f.Workflow != "" && r.Workflow != f.Workflow,
+		f.RunID != "" && r.RunID != f.RunID,
 		f.Kind != "" && r.Kind != f.Kind,
 		f.Class != "" && r.Class != f.Class,
 		len(f.Statuses) > 0 && !slices.Contains(f.Statuses, r.Status),
@@ -312,6 +313,6 @@ func (f Filter) Match(r Record) bool {
 
 // Empty reports whether f selects every record.
 func (f Filter) Empty() bool {
-	return f.Queue == "" && f.Workflow == "" && f.Kind == "" && f.Error == "" && f.Class == "" &&
+	return f.Queue == "" && f.Workflow == "" && f.RunID == "" && f.Kind == "" && f.Error == "" && f.Class == "" &&
 		f.Since.IsZero() && len(f.Statuses) == 0
 }

@@ -484,7 +484,7 @@ type Oldest struct {
 	Age           string    `json:"age"`
 }
 
-var statsFields = []string{"id", "status", "queue", "workflow", "kind", "class", "first_failed_at", "error"}
+var statsFields = []string{"id", "status", "queue", "workflow", "kind", "class", "first_failed_at", "error", "run_id"}
 
 // Stats counts the records f selects by status, queue, workflow, kind and
 // class, and finds the oldest open one.
@@ -511,7 +511,7 @@ func (s *Store) Stats(ctx context.Context, f Filter) (Stats, error) {
 				continue
 			}
 			r := Record{ID: str(0), Status: Status(str(1)), Queue: str(2), Workflow: str(3), Kind: str(4),
-				Class: jobs.Class(str(5)), FirstFailedAt: msTime(str(6)), Error: str(7)}
+				Class: jobs.Class(str(5)), FirstFailedAt: msTime(str(6)), Error: str(7), RunID: str(8)}
 			if !f.Match(r) {
 				continue
 			}

@@ -203,7 +203,11 @@ func TestListSelectors(t *testing.T) {
 	ctx := context.Background()
 	now := b.clock.Now()
 	mk := func(task, q, wf, kind string, class jobs.Class, msg string, ago time.Duration) string {
-		return b.deadDirect(t, Death{TaskID: task, Queue: q, Workflow: wf, Kind: kind,
+		run := ""
+		if wf != "" {
+			run = "run-" + wf
+		}
+		return b.deadDirect(t, Death{TaskID: task, Queue: q, Workflow: wf, RunID: run, Kind: kind,
 			Final: Attempt{At: now.Add(-ago), Class: class, Error: msg}})
 	}
 	a := mk("a", "default", "research", "http.call", jobs.ClassRetryable, "http 503 Service Unavailable", time.Hour)
@@ -221,6 +225,7 @@ func TestListSelectors(t *testing.T) {
 		{"all", Filter{}, []string{e, a, c, d}},
 		{"queue", Filter{Queue: "critical"}, []string{c}},
 		{"workflow", Filter{Workflow: "research"}, []string{a, c}},
+		{"run", Filter{RunID: "run-publish"}, []string{d}},
 		{"kind", Filter{Kind: "noop"}, []string{d}},
 		{"error text, any case", Filter{Error: "SERVICE unavailable"}, []string{a}},
 		{"class", Filter{Class: jobs.ClassPanic}, []string{e}},
@@ -258,6 +263,9 @@ func TestListSelectors(t *testing.T) {
 	}
 	if st, _ := b.store.Stats(ctx, Filter{Workflow: "research"}); st.Total != 2 || st.Oldest.ID != c {
 		t.Fatalf("filtered stats = %+v", st)
+	}
+	if st, _ := b.store.Stats(ctx, Filter{RunID: "run-research"}); st.Total != 2 || st.Oldest.ID != c {
+		t.Fatalf("stats of one run = %+v", st)
 	}
 }
 

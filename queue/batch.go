@@ -10,6 +10,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/agentq/agentq/jobs"
 )
 
 // BatchChunk is how many lines a batch validates and then enqueues in one
@@ -122,9 +124,9 @@ func ParseBatchLine(line []byte) (kind string, payload []byte, o EnqueueOptions,
 		if d.in == "" {
 			continue
 		}
-		v, err := time.ParseDuration(d.in)
+		v, err := jobs.ParseDuration(d.in)
 		if err != nil {
-			return "", nil, o, fmt.Errorf("%q: %s is not a duration (e.g. 30s)", d.name, shorten(strconv.Quote(d.in)))
+			return "", nil, o, fmt.Errorf("%q: %s is not a duration (e.g. 30s, 1d)", d.name, shorten(strconv.Quote(d.in)))
 		}
 		*d.out = v
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEnqueueBatch(t *testing.T) {
@@ -81,6 +82,11 @@ func TestParseBatchLine(t *testing.T) {
 	kind, payload, o, err := ParseBatchLine([]byte(`{"kind":"k","payload":{"a":1},"key":"x","max_retry":0,"workflow":"w","run_id":"r"}`))
 	if err != nil || kind != "k" || string(payload) != `{"a":1}` || o.Key != "x" || o.MaxAttempts != 1 || o.Workflow != "w" || o.RunID != "r" {
 		t.Fatalf("parsed %q %s %+v %v", kind, payload, o, err)
+	}
+	// Durations take days, as everywhere in agentq.
+	_, _, o, err = ParseBatchLine([]byte(`{"kind":"k","payload":{},"in":"1d12h","timeout":"90s"}`))
+	if err != nil || o.In != 36*time.Hour || o.Timeout != 90*time.Second {
+		t.Fatalf("days: %+v %v", o, err)
 	}
 }
 

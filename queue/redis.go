@@ -402,22 +402,12 @@ func (c RedisConfig) NewRedis() (redis.UniversalClient, error) {
 	return rdb, nil
 }
 
-// Connect returns a client for c after a PING within timeout, or an error
-// that says where it tried, with the password masked.
+// Connect returns a client for c after a PING within timeout, or a
+// *ConnectError that says where it tried, with the password masked.
 func (c RedisConfig) Connect(ctx context.Context, timeout time.Duration) (redis.UniversalClient, error) {
-	rdb, err := c.NewRedis()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		where := MaskURL(cmp.Or(c.URL, RedisURLDefault))
-		if len(c.ClusterAddrs) > 0 {
-			where = "cluster " + strings.Join(c.ClusterAddrs, ",")
-		}
-		return nil, fmt.Errorf("cannot reach Redis at %s: %s (set redis.url or AGENTQ_REDIS_URL)", where, maskSecret(err.Error(), c.Password))
+	rdb, cerr := c.try(ctx, timeout)
+	if cerr != nil {
+		return nil, cerr
 	}
 	return rdb, nil
 }

@@ -1060,7 +1060,7 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start tim
 			if usage.IsZero() && !deferred {
 				return nil, nil
 			}
-			d.addUsage(i, usage)
+			d.addUsage(i, usage, true)
 			if deferred { // this delivery's attempt, not written before
 				st.Totals.Attempts++
 				d.Totals.Attempts++
@@ -1071,7 +1071,7 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start tim
 			// ended it; its fallback or the run's failure stands): a late
 			// success changes nothing but what it spent.
 			late = true
-			d.addUsage(i, usage)
+			d.addUsage(i, usage, true)
 			return &change{doc: d, events: []Event{{At: r.cfg.Now().UTC(), Kind: "late_success", Step: s.Name,
 				Text: "step " + s.Name + " succeeded after it was dead-lettered; its output is dropped"}}}, nil
 		}
@@ -1080,7 +1080,7 @@ func (r *Runs) succeeded(ctx context.Context, s *jobs.Step, l *loaded, start tim
 		}
 		now := r.cfg.Now().UTC()
 		c := &change{doc: d}
-		d.addUsage(i, usage)
+		d.addUsage(i, usage, true)
 		st.Status, st.Ended, st.Duration = StepSucceeded, now, took
 		if out != nil {
 			c.outputs = map[string][]byte{s.Name: out}
@@ -1249,7 +1249,7 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 			if usage.IsZero() {
 				return nil, nil
 			}
-			d.addUsage(i, usage)
+			d.addUsage(i, usage, true)
 			return &change{doc: d}, nil
 		}
 		if mark == attemptDeferred || (mark == 0 && st.Status == StepQueued) {
@@ -1262,7 +1262,7 @@ func (r *Runs) observeFailure(ctx context.Context, s *jobs.Step, res *jobs.Resul
 			}
 			begin(d, i, s, at, res.Outcome != jobs.OutcomeSnooze)
 		}
-		d.addUsage(i, usage)
+		d.addUsage(i, usage, res.Outcome != jobs.OutcomeSnooze)
 		st.LastError, st.LastClass = res.Message, res.Class
 		c := &change{doc: d}
 		if res.Outcome == jobs.OutcomeSnooze && mark == attemptCounted && st.Totals.Attempts > 0 {

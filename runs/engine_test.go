@@ -354,7 +354,7 @@ func TestRunOutputsFlowBetweenSteps(t *testing.T) {
 		t.Errorf("step b got payload %s", p)
 	}
 	if run.TokensIn != 30 || run.TokensOut != 15 || run.Attempts != 3 || run.StepsStarted != 3 ||
-		run.ByModel["m1"].TokensIn != 30 || run.Ended.IsZero() {
+		run.ByModel["m1"].TokensIn != 30 || run.ByModel["m1"].Attempts != 3 || run.Steps[1].ByModel["m1"].Attempts != 1 || run.Ended.IsZero() {
 		t.Errorf("run totals %+v by model %+v steps %d", run.Totals, run.ByModel, run.StepsStarted)
 	}
 	for _, k := range []string{"started", "step_queued", "step_succeeded", "succeeded"} {
@@ -773,7 +773,7 @@ func TestConcurrentChangesAllLand(t *testing.T) {
 	wg.Wait()
 	run := b.get(t, st.RunID)
 	a := stepOf(t, run, "a")
-	if run.TokensIn != n || run.CostUSD != 0.25*n || a.TokensIn != n || run.ByModel["m"].TokensIn != n || a.Status != StepRetrying {
+	if run.TokensIn != n || run.CostUSD != 0.25*n || a.TokensIn != n || run.ByModel["m"].TokensIn != n || run.ByModel["m"].Attempts != n || a.Status != StepRetrying {
 		t.Fatalf("after %d concurrent changes: run %+v, a %+v", n, run.Totals, a)
 	}
 	if run.Version != v0+n {

@@ -155,7 +155,9 @@ type Totals struct {
 	TokensIn  int64   `json:"tokens_in"`
 	TokensOut int64   `json:"tokens_out"`
 	CostUSD   float64 `json:"cost_usd"`
-	// Attempts is how many attempts ran.
+	// Attempts is how many attempts ran. In by_model, it counts the
+	// attempts that reported usage on the model (a model call that failed
+	// before its reply said what it spent is not known to be the model's).
 	Attempts int `json:"attempts"`
 }
 
@@ -240,9 +242,16 @@ type ListOptions struct {
 	Status   Status
 	// Since keeps runs created at or after it.
 	Since time.Time
-	// Limit bounds the result, newest first; default 50.
+	// Limit bounds the result, newest first: 0 means ListLimitDefault (50),
+	// NoLimit (or any negative value) lists every run.
 	Limit int
 }
+
+// ListLimitDefault is ListOptions.Limit's default.
+const ListLimitDefault = 50
+
+// NoLimit as ListOptions.Limit lists every run.
+const NoLimit = -1
 
 // CapEvent is a run going over a cap, handed to Config.OnCapped (which
 // the worker turns into an alert).

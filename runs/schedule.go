@@ -37,6 +37,8 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/log"
+
+	"github.com/agentq/agentq/jobs"
 )
 
 // Bounds and defaults of schedules and of SchedulerConfig.
@@ -135,7 +137,7 @@ func (s Schedule) clock() (clock, error) {
 		if len(f) != 2 {
 			return clock{}, fmt.Errorf("schedule.cron: %q: @every takes one duration, e.g. @every 1h", short(expr))
 		}
-		d, err := time.ParseDuration(f[1])
+		d, err := jobs.ParseDuration(f[1])
 		if err != nil {
 			return clock{}, fmt.Errorf("schedule.cron: %q: bad @every duration: %w", short(expr), err)
 		}

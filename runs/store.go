@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -113,17 +114,20 @@ func (d *doc) step(name string) int {
 	return -1
 }
 
-// addUsage adds u, spent by step i, to the step's and the run's totals.
-func (d *doc) addUsage(i int, u jobs.Usage) {
-	if u.IsZero() {
+// addUsage adds u, what one attempt of step i spent, to the step's and
+// the run's totals. When u names a model, the attempt also counts in that
+// model's attempts (by_model) unless it is a snooze's, which spends no
+// attempt (attempt false).
+func (d *doc) addUsage(i int, u jobs.Usage, attempt bool) {
+	if u.IsZero() && u.Model == "" {
 		return
 	}
 	st := &d.Steps[i]
 	addTotals(&st.Totals, u)
 	addTotals(&d.Totals, u)
 	if u.Model != "" {
-		st.ByModel = addModel(st.ByModel, u)
-		d.ByModel = addModel(d.ByModel, u)
+		st.ByModel = addModel(st.ByModel, u, attempt)
+		d.ByModel = addModel(d.ByModel, u, attempt)
 	}
 }
 
@@ -133,12 +137,15 @@ func addTotals(t *Totals, u jobs.Usage) {
 	t.CostUSD += u.CostUSD
 }
 
-func addModel(m map[string]Totals, u jobs.Usage) map[string]Totals {
+func addModel(m map[string]Totals, u jobs.Usage, attempt bool) map[string]Totals {
 	if m == nil {
 		m = map[string]Totals{}
 	}
 	t := m[u.Model]
 	addTotals(&t, u)
+	if attempt {
+		t.Attempts++
+	}
 	m[u.Model] = t
 	return m
 }
@@ -361,8 +368,11 @@ const listPage = 200
 // are removed as it goes.
 func (r *Runs) List(ctx context.Context, o ListOptions) ([]Summary, error) {
 	limit := o.Limit
-	if limit <= 0 {
-		limit = 50
+	switch {
+	case limit == 0:
+		limit = ListLimitDefault
+	case limit < 0:
+		limit = math.MaxInt
 	}
 	now := r.cfg.Now()
 	cutoff := now.Add(-r.cfg.Retention).UnixMilli()

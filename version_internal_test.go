@@ -1,0 +1,54 @@
+package agentq
+
+import (
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func TestVersionFrom(t *testing.T) {
+	t.Parallel()
+	vcs := []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-12-01T09:00:00Z"}, {Key: "vcs.modified", Value: "true"}}
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name                 string
+		bi                   *debug.BuildInfo
+		ldVer, ldCommit, ldT string
+		want                 VersionInfo
+		str                  string
+	}{
+		{name: "no build info", want: VersionInfo{Version: "(devel)"}},
+		{name: "agentq built from its repository",
+			bi:   &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: ModulePath, Version: "v0.0.0-20261201090000-0123456789ab+dirty"}, Settings: vcs},
+			want: VersionInfo{Version: "v0.0.0-20261201090000-0123456789ab+dirty", Commit: "0123456789abcdef0123", CommitTime: at, Modified: true, GoVersion: "go1.26.0"},
+			str:  "v0.0.0-20261201090000-0123456789ab+dirty (commit 0123456789ab, 2026-12-01T09:00:00Z, modified; go1.26.0)"},
+		{name: "agentq as a dependency: its version, not the program's commit",
+			bi: &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: "example.com/mybot", Version: "v3.0.0"}, Settings: vcs,
+				Deps: []*debug.Module{{Path: "golang.org/x/sync", Version: "v0.1.0"}, {Path: ModulePath, Version: "v1.4.0"}}},
+			want: VersionInfo{Version: "v1.4.0", GoVersion: "go1.26.0"}, str: "v1.4.0 (go1.26.0)"},
+		{name: "a replaced dependency",
+			bi: &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: "example.com/mybot"},
+				Deps: []*debug.Module{{Path: ModulePath, Version: "v1.4.0", Replace: &debug.Module{Path: "example.com/fork", Version: "v1.4.1"}}}},
+			want: VersionInfo{Version: "v1.4.1", GoVersion: "go1.26.0"}},
+		{name: "linker flags win",
+			bi:    &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: ModulePath, Version: "(devel)"}, Settings: vcs},
+			ldVer: "v2.0.0", ldCommit: "feedface", ldT: "2027-01-02T03:04:05Z",
+			want: VersionInfo{Version: "v2.0.0", Commit: "feedface", CommitTime: time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC), Modified: true, GoVersion: "go1.26.0"},
+			str:  "v2.0.0 (commit feedface, 2027-01-02T03:04:05Z, modified; go1.26.0)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := versionFrom(tc.bi, tc.ldVer, tc.ldCommit, tc.ldT)
+			if tc.bi == nil {
+				tc.want.GoVersion = got.GoVersion // the running toolchain's
+			}
+			if got != tc.want {
+				t.Fatalf("versionFrom = %+v\nwant %+v", got, tc.want)
+			}
+			if tc.str != "" && got.String() != tc.str {
+				t.Fatalf("String() = %q, want %q", got.String(), tc.str)
+			}
+		})
+	}
+}
