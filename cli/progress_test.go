@@ -39,7 +39,8 @@ func TestItemBarCountsItems(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var buf bytes.Buffer
+			// The bar of an unknown total redraws from a goroutine of its own.
+			var buf lockedBuffer
 			bar := itemBar(&buf, true, tc.total, "replay", "records")
 			if bar == nil {
 				t.Fatal("no bar on a terminal")
