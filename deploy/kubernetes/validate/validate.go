@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -315,6 +316,9 @@ func Check(dir string, objs []Object) error {
 			}
 			if len(v.Spec.Metrics) == 0 {
 				fail(o, "no metrics")
+			}
+			for _, msg := range checkAdapterRule(filepath.Join(dir, o.File), ns, ws.served) {
+				fail(o, "%s", msg)
 			}
 			for _, m := range v.Spec.Metrics {
 				if m.External == nil || !strings.HasPrefix(m.External.Metric.Name, "agentq_queue") {
@@ -850,6 +854,31 @@ func checkPodMonitor(pm *PodMonitor, deployments map[string]*appsv1.Deployment, 
 		if iv > 0 && st > iv {
 			bad("podMetricsEndpoints[%d]: scrapeTimeout %v exceeds interval %v", i, st, iv)
 		}
+	}
+	return out
+}
+
+// adapterRuleQuery finds the Prometheus Adapter rule's metricsQuery that an
+// HPA manifest documents in its comments.
+var adapterRuleQuery = regexp.MustCompile(`(?m)^#\s*metricsQuery:\s*'([^']*)'`)
+
+// checkAdapterRule checks the Prometheus Adapter rule documented in an HPA
+// manifest as checkQuery checks a KEDA query, with <<.LabelMatchers>> as
+// the adapter fills it for the HPA (its namespace and queue selector).
+func checkAdapterRule(file, ns string, served []string) []string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	m := adapterRuleQuery.FindSubmatch(data)
+	if m == nil {
+		return []string{"no Prometheus Adapter rule (# metricsQuery: '...') in its comments"}
+	}
+	matchers := fmt.Sprintf(`namespace=%q,queue=~%q`, ns, strings.Join(served, "|"))
+	q := strings.ReplaceAll(string(m[1]), "<<.LabelMatchers>>", matchers)
+	var out []string
+	for _, msg := range checkQuery(q, ns, served, false) {
+		out = append(out, "adapter rule: "+msg)
 	}
 	return out
 }

@@ -63,6 +63,8 @@ func TestRefuses(t *testing.T) {
 			"\n          ) or vector(0)\n        threshold: \"20\"", "paused queues are not left out"},
 		{"keda query empty on a fresh install", "autoscaling/keda-scaledobject.yaml", ") or vector(0)\n        threshold: \"60\"", ")\n        threshold: \"60\"", "or vector(0)"},
 		{"a workflow queue the rules miss", "configmap.yaml", "queue: digest", "queue: reports", `the workers serve ["default" "reports" "webhooks"]`},
+		{"adapter rule counts paused queues", "autoscaling/hpa.yaml", " unless on (queue) (max by (queue) (agentq_queue_paused{<<.LabelMatchers>>}) == 1)", "", "adapter rule: paused queues are not left out"},
+		{"adapter rule missing", "autoscaling/hpa.yaml", "#         metricsQuery:", "#         query:", "no Prometheus Adapter rule"},
 		{"hpa of other queues", "autoscaling/hpa.yaml", "values: [default, webhooks, digest]", "values: [default]", "but the workers serve"},
 		{"kustomization without namespace", "kustomization.yaml", "namespace: agentq\nresources:", "resources:", "no namespace"},
 		{"namespace not created", "namespace.yaml", "  name: agentq\n", "  name: agentq-system\n", "no Namespace manifest creates it"},
