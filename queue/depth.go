@@ -22,9 +22,24 @@ type Depth struct {
 	Paused bool
 	// OldestPending is how long the oldest pending task has waited since it
 	// became pending (enqueued, or moved from scheduled or retry), by the
-	// reader's clock; 0 when none is pending.
+	// reader's clock; 0 when none is pending. asynq records that time
+	// (pending_since) on those moves only: a task a stopping worker put back
+	// (asynq's requeue, to the head of the list) or one moved to pending by
+	// asynq's Inspector (run now) has none. Then it is the age of the
+	// nearest task behind it that has one, among the first
+	// oldestPendingScan: a lower bound, as every task behind became pending
+	// after it; 0 when none of them has one.
 	OldestPending time.Duration
+	// Err is why this queue could not be read (its counts are then zero);
+	// nil when it was. One queue's failure (a Cluster master down) does not
+	// keep the others from being read.
+	Err error
 }
+
+// oldestPendingScan bounds how many pending tasks, from the head, Depths
+// looks at for the oldest pending_since (more than a worker's concurrency,
+// which is how many a stopping worker puts back at the head at once).
+const oldestPendingScan = 100
 
 // DepthsMaxQueuesDefault is the default bound of Depths' queues.
 const DepthsMaxQueuesDefault = 200
@@ -33,10 +48,13 @@ const DepthsMaxQueuesDefault = 200
 // pending_since in one step (all its keys share the queue's {tag}, so it
 // runs on Redis Cluster too). The pending list takes new tasks on the left
 // and gives them to workers from the right (asynq v0.26): the oldest is at
-// index -1. pending_since is in Unix nanoseconds.
+// index -1. A task put back by asynq's requeue (RPUSH, at the head) or run
+// by its Inspector has no pending_since: the script then takes the first
+// that has one, from the head, among ARGV[2] tasks. pending_since is in
+// Unix nanoseconds.
 //
 // KEYS: pending, active, scheduled, retry, archived, paused. ARGV[1]: the
-// queue's task key prefix.
+// queue's task key prefix; ARGV[2]: how many tasks to look at.
 var depthScript = redis.NewScript(`
 local p = redis.call("LLEN", KEYS[1])
 local since = ""
@@ -44,6 +62,13 @@ if p > 0 then
   local id = redis.call("LINDEX", KEYS[1], -1)
   if id then
     since = redis.call("HGET", ARGV[1] .. id, "pending_since") or ""
+  end
+  if since == "" and p > 1 then
+    local ids = redis.call("LRANGE", KEYS[1], -tonumber(ARGV[2]), -2)
+    for i = #ids, 1, -1 do
+      since = redis.call("HGET", ARGV[1] .. ids[i], "pending_since") or ""
+      if since ~= "" then break end
+    end
   end
 end
 return {p, redis.call("LLEN", KEYS[2]), redis.call("ZCARD", KEYS[3]), redis.call("ZCARD", KEYS[4]),
@@ -53,7 +78,9 @@ return {p, redis.call("LLEN", KEYS[2]), redis.call("ZCARD", KEYS[3]), redis.call
 // most maxQueues of them (the first by name; 0 means
 // DepthsMaxQueuesDefault), and whether queues were left out. It costs two
 // round trips whatever the queues hold: the queue set, then one read-only
-// script per queue in one pipeline.
+// script per queue in one pipeline. A queue that could not be read is in
+// the result with its Err set; the error returned is for the queue set
+// only.
 func (in *Inspector) Depths(ctx context.Context, maxQueues int) (_ []Depth, truncated bool, _ error) {
 	if maxQueues <= 0 {
 		maxQueues = DepthsMaxQueuesDefault
@@ -87,7 +114,7 @@ func (in *Inspector) Depths(ctx context.Context, maxQueues int) (_ []Depth, trun
 		all[i] = i
 	}
 	cmds := run(func(pipe redis.Pipeliner, q string) *redis.Cmd {
-		return depthScript.EvalSha(ctx, pipe, keys(q), asynqTaskPrefix(q))
+		return depthScript.EvalSha(ctx, pipe, keys(q), asynqTaskPrefix(q), oldestPendingScan)
 	}, all)
 	var redo []int
 	for i, c := range cmds {
@@ -99,7 +126,7 @@ func (in *Inspector) Depths(ctx context.Context, maxQueues int) (_ []Depth, trun
 		// The script cache was flushed (a restart, SCRIPT FLUSH): send the
 		// script's text for those.
 		again := run(func(pipe redis.Pipeliner, q string) *redis.Cmd {
-			return depthScript.Eval(ctx, pipe, keys(q), asynqTaskPrefix(q))
+			return depthScript.Eval(ctx, pipe, keys(q), asynqTaskPrefix(q), oldestPendingScan)
 		}, redo)
 		for _, i := range redo {
 			cmds[i] = again[i]
@@ -110,11 +137,12 @@ func (in *Inspector) Depths(ctx context.Context, maxQueues int) (_ []Depth, trun
 	for i, q := range qs {
 		vals, err := cmds[i].Slice()
 		if err != nil {
-			return nil, false, fmt.Errorf("queue: read depth of %q: %w", q, err)
+			out = append(out, Depth{Queue: q, Err: fmt.Errorf("queue: read depth of %q: %w", q, err)})
+			continue
 		}
 		d, err := depthOf(q, vals, now)
 		if err != nil {
-			return nil, false, err
+			d = Depth{Queue: q, Err: err}
 		}
 		out = append(out, d)
 	}

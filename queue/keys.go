@@ -32,12 +32,22 @@ func dedupeKey(q, hash string) string { return "agentq:{" + q + "}:dedupe:" + ha
 func taskIDForKey(q, key string) string { return "k_" + keyHash(q+"\x00"+key) }
 
 // asynq's own keys, as asynq v0.26 builds them (internal/base), for the
-// enqueue script (enqueue.go) and the lease sweeper (recover.go). All of one
-// queue share the {qname} tag.
+// enqueue script (enqueue.go), the lease sweeper (recover.go), the queue
+// gauges (depth.go) and the server records (servers.go). All of one queue
+// share the {qname} tag; a server record's key is tagged by its server.
 
 // asynqAllQueues is asynq's set of queue names (base.AllQueues); it has no
 // hash tag, so no script that touches a queue's keys may touch it on Cluster.
 const asynqAllQueues = "asynq:queues"
+
+// asynqAllServers is asynq's sorted set of server record keys, scored by
+// their expiry in Unix seconds (base.AllServers), read by Servers. It has
+// no hash tag.
+const asynqAllServers = "asynq:servers"
+
+// asynqServerKeyPrefix starts a server record's key (base.ServerInfoKey:
+// asynq:servers:{host:pid:server_id}).
+const asynqServerKeyPrefix = "asynq:servers:{"
 
 func asynqQueuePrefix(q string) string       { return "asynq:{" + q + "}:" }
 func asynqTaskPrefix(q string) string        { return asynqQueuePrefix(q) + "t:" }

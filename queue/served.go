@@ -27,14 +27,11 @@ func (in *Inspector) ServedQueues(ctx context.Context) (map[string]bool, error) 
 	return served, nil
 }
 
-// allQueuesKey is asynq's set of the queues that ever held a task.
-const allQueuesKey = "asynq:queues"
-
 // KnownQueues returns the names of the queues asynq knows (those that ever
 // held a task), sorted: Queues, bounded by ctx (asynq's own reader takes
 // no context), for shell completion.
 func (in *Inspector) KnownQueues(ctx context.Context) ([]string, error) {
-	qs, err := in.rdb.SMembers(ctx, allQueuesKey).Result()
+	qs, err := in.rdb.SMembers(ctx, asynqAllQueues).Result()
 	if err != nil {
 		return nil, fmt.Errorf("queue: list queues: %w", err)
 	}

@@ -21,14 +21,8 @@ import (
 // asynq:servers:{host:pid:server_id}, a protobuf ServerInfo with a 10-second
 // TTL, and that key in the sorted set asynq:servers scored by when the
 // record expires. A server that stops cleanly deletes both; one that dies
-// leaves them to expire. asynq v0.26, heartbeat.go and internal/rdb.
-
-// asynqAllServers is asynq's sorted set of server record keys, scored by
-// their expiry in Unix seconds (base.AllServers). It has no hash tag.
-const asynqAllServers = "asynq:servers"
-
-// asynqServerKeyPrefix starts a server record's key (base.ServerInfoKey).
-const asynqServerKeyPrefix = "asynq:servers:{"
+// leaves them to expire. asynq v0.26, heartbeat.go and internal/rdb; the
+// keys are in keys.go.
 
 // ServerHeartbeatInterval is how often an asynq server rewrites its record
 // (asynq v0.26, server.go: the heartbeater's interval).

@@ -17,7 +17,10 @@ import (
 // numbers: aggregate them with max, not sum, across processes.
 type QueueConfig struct {
 	// Depths returns every queue's depth (queue.Inspector.Depths) and
-	// whether queues were left out. Required.
+	// whether queues were left out. A queue with Depth.Err set is left out
+	// of the gauges and counted in agentq_queue_depth_errors; an error
+	// returned (the queue list not read) leaves every queue gauge out.
+	// Required.
 	Depths func(ctx context.Context) ([]queue.Depth, bool, error)
 	// DeadLetters returns how many records agentq's dead-letter store holds
 	// (dlq.Store.Count); nil leaves agentq_dlq_records out.
@@ -43,11 +46,15 @@ var (
 			"Read from Redis at scrape time; every process serving it reports the same value (aggregate with max).",
 		[]string{"queue", "state"}, nil)
 	queueOldestDesc = prometheus.NewDesc("agentq_queue_oldest_pending_seconds",
-		"How long the queue's oldest pending task has waited since it became pending; 0 when none is pending.",
+		"How long the queue's oldest pending task has waited since it became pending; 0 when none is pending. "+
+			"A task a stopping worker put back (or run by hand from retry or archived) has no such time: then the age of the nearest task behind it that has one (a lower bound), 0 if none of the first 100 has one.",
 		[]string{"queue"}, nil)
 	queuePausedDesc = prometheus.NewDesc("agentq_queue_paused",
 		"1 when the queue is paused (by hand or by a spent error budget): its pending tasks are not taken.",
 		[]string{"queue"}, nil)
+	queueErrorsDesc = prometheus.NewDesc("agentq_queue_depth_errors",
+		"Queues whose depth this scrape could not read (their queue gauges are left out; the log names them and why).",
+		nil, nil)
 	queueTruncatedDesc = prometheus.NewDesc("agentq_queue_depth_truncated",
 		"1 when Redis holds more queues than the queue gauges report (the first by name are reported).",
 		nil, nil)
@@ -63,7 +70,8 @@ type queueCollector struct {
 
 // RegisterQueues registers, with reg, the gauges
 // agentq_queue_depth{queue,state}, agentq_queue_oldest_pending_seconds{queue},
-// agentq_queue_paused{queue}, agentq_queue_depth_truncated and (with
+// agentq_queue_paused{queue}, agentq_queue_depth_errors,
+// agentq_queue_depth_truncated and (with
 // cfg.DeadLetters) agentq_dlq_records. A scrape costs a bounded number of
 // Redis round trips (queue.Inspector.Depths: two; the dead letters: one),
 // whatever the queues hold.
@@ -88,6 +96,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDepthDesc
 	ch <- queueOldestDesc
 	ch <- queuePausedDesc
+	ch <- queueErrorsDesc
 	ch <- queueTruncatedDesc
 	if c.cfg.DeadLetters != nil {
 		ch <- dlqRecordsDesc
@@ -105,7 +114,13 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 		}
+		failed := 0
 		for _, d := range ds {
+			if d.Err != nil {
+				failed++
+				c.log.Warn().Err(d.Err).Str("queue", d.Queue).Msg("metrics: queue depth not read")
+				continue
+			}
 			gauge(queueDepthDesc, float64(d.Pending), d.Queue, StatePending)
 			gauge(queueDepthDesc, float64(d.Active), d.Queue, StateActive)
 			gauge(queueDepthDesc, float64(d.Scheduled), d.Queue, StateScheduled)
@@ -118,6 +133,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(queuePausedDesc, paused, d.Queue)
 		}
+		gauge(queueErrorsDesc, float64(failed))
 		t := 0.0
 		if truncated {
 			t = 1

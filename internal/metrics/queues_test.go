@@ -67,6 +67,7 @@ func TestQueueGaugesFromRedis(t *testing.T) {
 		`agentq_queue_paused{queue="held"} 1`,
 		`agentq_queue_paused{queue="jobs"} 0`,
 		`agentq_queue_depth_truncated 0`,
+		`agentq_queue_depth_errors 0`,
 		`agentq_dlq_records 7`,
 	)
 	age := -1.0
@@ -77,6 +78,47 @@ func TestQueueGaugesFromRedis(t *testing.T) {
 	}
 	if age < 120 || age > 150 {
 		t.Errorf("oldest pending of jobs = %v s, want 120 and a little:\n%s", age, out)
+	}
+}
+
+// TestQueueGaugesOneQueueFails: one queue whose read fails (its pending
+// key holds a string, as a Cluster master down fails its queues' reads)
+// is left out and counted; the other queues' gauges are served.
+func TestQueueGaugesOneQueueFails(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	ac := asynq.NewClientFromRedisClient(rdb)
+	for _, q := range []string{"a", "c"} {
+		if _, err := ac.Enqueue(asynq.NewTask("k", nil), asynq.Queue(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.SAdd(ctx, "asynq:queues", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, "asynq:{b}:pending", "not a list", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	in := queue.NewInspector(rdb)
+	reg := prometheus.NewRegistry()
+	if err := RegisterQueues(reg, QueueConfig{
+		Depths: func(ctx context.Context) ([]queue.Depth, bool, error) { return in.Depths(ctx, 0) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("Gather: %v; one queue's failure should not fail the scrape", err)
+	}
+	out := scrape(t, Handler(reg))
+	wantLines(t, out,
+		`agentq_queue_depth{queue="a",state="pending"} 1`,
+		`agentq_queue_depth{queue="c",state="pending"} 1`,
+		`agentq_queue_paused{queue="c"} 0`,
+		`agentq_queue_depth_errors 1`,
+	)
+	if strings.Contains(out, `queue="b"`) {
+		t.Errorf("queue b, not read, has gauges:\n%s", out)
 	}
 }
 

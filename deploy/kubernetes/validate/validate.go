@@ -12,13 +12,16 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,9 +33,13 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	promlabels "github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // agentqBinary is where the image puts agentq (Dockerfile).
@@ -49,7 +56,8 @@ type Object struct {
 	APIVersion string
 	Kind       string
 	Name       string
-	Value      any // a pointer to the decoded type
+	Namespace  string // metadata.namespace, "" when not set
+	Value      any    // a pointer to the decoded type
 }
 
 func (o Object) String() string { return fmt.Sprintf("%s: %s %s", o.File, o.Kind, o.Name) }
@@ -99,6 +107,32 @@ type ScaledObject struct {
 	} `json:"spec"`
 }
 
+// PodMonitor is the Prometheus Operator's monitoring.coreos.com/v1
+// PodMonitor, as far as agentq's manifests use it (the fields of its
+// documented spec).
+type PodMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		JobLabel          string               `json:"jobLabel,omitempty"`
+		PodTargetLabels   []string             `json:"podTargetLabels,omitempty"`
+		Selector          metav1.LabelSelector `json:"selector"`
+		NamespaceSelector *struct {
+			Any        bool     `json:"any,omitempty"`
+			MatchNames []string `json:"matchNames,omitempty"`
+		} `json:"namespaceSelector,omitempty"`
+		PodMetricsEndpoints []struct {
+			Port          string `json:"port,omitempty"`
+			PortNumber    int32  `json:"portNumber,omitempty"`
+			Path          string `json:"path,omitempty"`
+			Scheme        string `json:"scheme,omitempty"`
+			Interval      string `json:"interval,omitempty"`
+			ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
+			HonorLabels   bool   `json:"honorLabels,omitempty"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
 // Kustomization is kustomize's kustomize.config.k8s.io/v1beta1
 // Kustomization, as far as agentq's manifests use it.
 type Kustomization struct {
@@ -123,6 +157,10 @@ func newValue(apiVersion, kind string) (any, error) {
 		return &corev1.Secret{}, nil
 	case "v1/Service":
 		return &corev1.Service{}, nil
+	case "v1/Namespace":
+		return &corev1.Namespace{}, nil
+	case "monitoring.coreos.com/v1/PodMonitor":
+		return &PodMonitor{}, nil
 	case "apps/v1/Deployment":
 		return &appsv1.Deployment{}, nil
 	case "policy/v1/PodDisruptionBudget":
@@ -165,7 +203,7 @@ func Decode(file string, data []byte) ([]Object, error) {
 		}
 		o := Object{File: file, APIVersion: tm.APIVersion, Kind: tm.Kind, Value: v}
 		if m, ok := v.(metav1.Object); ok {
-			o.Name = m.GetName()
+			o.Name, o.Namespace = m.GetName(), m.GetNamespace()
 		}
 		out = append(out, o)
 	}
@@ -246,6 +284,7 @@ func Check(dir string, objs []Object) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	ns := checkNamespaces(objs, fail)
 	for _, o := range objs {
 		switch v := o.Value.(type) {
 		case *appsv1.Deployment:
@@ -278,8 +317,23 @@ func Check(dir string, objs []Object) error {
 			if len(v.Spec.Metrics) == 0 {
 				fail(o, "no metrics")
 			}
+			for _, msg := range checkAdapterRule(filepath.Join(dir, o.File), ns, ws.served) {
+				fail(o, "%s", msg)
+			}
+			for _, m := range v.Spec.Metrics {
+				if m.External == nil || !strings.HasPrefix(m.External.Metric.Name, "agentq_queue") {
+					continue
+				}
+				if msg := checkQueueSelector(m.External.Metric.Selector, ws.served); msg != "" {
+					fail(o, "external metric %s: %s", m.External.Metric.Name, msg)
+				}
+			}
 		case *ScaledObject:
-			for _, msg := range checkScaledObject(v, deployments) {
+			for _, msg := range checkScaledObject(v, deployments, ns, ws.served) {
+				fail(o, "%s", msg)
+			}
+		case *PodMonitor:
+			for _, msg := range checkPodMonitor(v, deployments, ns, ws) {
 				fail(o, "%s", msg)
 			}
 		case *Kustomization:
@@ -297,6 +351,10 @@ func Check(dir string, objs []Object) error {
 type workerSettings struct {
 	shutdown    time.Duration // worker.shutdown_timeout
 	metricsPort int32         // worker.metrics_addr's port, 0 when unset
+	// served are the queues the workers serve, sorted: worker.queues as
+	// given, or with its default, "default", enqueue.queue and every
+	// workflow's and step's queue (agentq.go, workerQueues).
+	served []string
 }
 
 // readWorkerSettings reads them from the agentq.yaml of the ConfigMaps
@@ -309,9 +367,19 @@ func readWorkerSettings(cms map[string]*corev1.ConfigMap) (workerSettings, error
 		}
 		var cfg struct {
 			Worker struct {
-				ShutdownTimeout string `json:"shutdown_timeout"`
-				MetricsAddr     string `json:"metrics_addr"`
+				ShutdownTimeout string         `json:"shutdown_timeout"`
+				MetricsAddr     string         `json:"metrics_addr"`
+				Queues          map[string]int `json:"queues"`
 			} `json:"worker"`
+			Enqueue struct {
+				Queue string `json:"queue"`
+			} `json:"enqueue"`
+			Workflows map[string]struct {
+				Queue string `json:"queue"`
+				Steps []struct {
+					Queue string `json:"queue"`
+				} `json:"steps"`
+			} `json:"workflows"`
 		}
 		if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
 			return workerSettings{}, fmt.Errorf("ConfigMap %s: agentq.yaml: %w", name, err)
@@ -332,6 +400,24 @@ func readWorkerSettings(cms map[string]*corev1.ConfigMap) (workerSettings, error
 			}
 			ws.metricsPort = int32(p)
 		}
+		served := map[string]bool{}
+		if len(cfg.Worker.Queues) > 0 && !(len(cfg.Worker.Queues) == 1 && cfg.Worker.Queues["default"] == 1) {
+			for q := range cfg.Worker.Queues {
+				served[q] = true
+			}
+		} else {
+			enq := cmp.Or(cfg.Enqueue.Queue, "default")
+			served["default"], served[enq] = true, true
+			for _, wf := range cfg.Workflows {
+				served[cmp.Or(wf.Queue, enq)] = true
+				for _, st := range wf.Steps {
+					if st.Queue != "" {
+						served[st.Queue] = true
+					}
+				}
+			}
+		}
+		ws.served = slices.Sorted(maps.Keys(served))
 		return ws, nil
 	}
 	return workerSettings{}, errors.New("no ConfigMap holds agentq.yaml")
@@ -421,8 +507,9 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 				bad("container %s: env %s reads key %s of Secret %s, which the example Secret lacks", c.Name, e.Name, ref.Key, ref.Name)
 			}
 		}
-		probes := map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe}
-		for _, name := range []string{"livenessProbe", "readinessProbe", "startupProbe"} {
+		worker := len(c.Args) > 0 && c.Args[0] == "worker"
+		probes := map[string]*corev1.Probe{"readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe}
+		for _, name := range []string{"readinessProbe", "startupProbe"} {
 			p := probes[name]
 			if p == nil {
 				if name != "startupProbe" {
@@ -434,7 +521,14 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 				bad("container %s: %s: %s", c.Name, name, msg)
 			}
 		}
-		if len(c.Args) > 0 && c.Args[0] == "worker" {
+		if c.LivenessProbe == nil {
+			bad("container %s: no livenessProbe", c.Name)
+		} else {
+			for _, msg := range checkLiveness(c, worker, ws) {
+				bad("container %s: livenessProbe: %s", c.Name, msg)
+			}
+		}
+		if worker {
 			grace := time.Duration(30) * time.Second // Kubernetes' default
 			if spec.TerminationGracePeriodSeconds != nil {
 				grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
@@ -446,6 +540,52 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 				bad("container %s: no port %d, where agentq.yaml's worker.metrics_addr serves metrics", c.Name, ws.metricsPort)
 			}
 		}
+	}
+	return out
+}
+
+// checkLiveness: a liveness probe that does not need Redis (`agentq
+// health` does: a Redis outage would restart every pod, and the restart
+// back-off would delay their return), on a port the container names; a
+// worker's GETs /metrics on worker.metrics_addr's port with room for the
+// queue gauges' 2s Redis read bound.
+func checkLiveness(c corev1.Container, worker bool, ws workerSettings) []string {
+	p := c.LivenessProbe
+	port := func(ip intstr.IntOrString) (corev1.ContainerPort, bool) {
+		for _, cp := range c.Ports {
+			if (ip.Type == intstr.String && cp.Name == ip.StrVal) || (ip.Type == intstr.Int && cp.ContainerPort == ip.IntVal) {
+				return cp, true
+			}
+		}
+		return corev1.ContainerPort{}, false
+	}
+	var target intstr.IntOrString
+	switch {
+	case p.Exec != nil:
+		return []string{fmt.Sprintf("exec %q: liveness must not depend on Redis (agentq health checks it): use httpGet or tcpSocket", p.Exec.Command)}
+	case p.HTTPGet != nil:
+		target = p.HTTPGet.Port
+	case p.TCPSocket != nil:
+		target = p.TCPSocket.Port
+	default:
+		return []string{"neither httpGet nor tcpSocket"}
+	}
+	cp, ok := port(target)
+	if !ok {
+		return []string{fmt.Sprintf("port %s is none of the container's ports", target.String())}
+	}
+	if !worker {
+		return nil
+	}
+	var out []string
+	if p.HTTPGet == nil || p.HTTPGet.Path != "/metrics" {
+		out = append(out, "a worker's liveness GETs /metrics")
+	}
+	if ws.metricsPort != 0 && cp.ContainerPort != ws.metricsPort {
+		out = append(out, fmt.Sprintf("port %s is %d, not worker.metrics_addr's %d", target.String(), cp.ContainerPort, ws.metricsPort))
+	}
+	if p.TimeoutSeconds < 3 {
+		out = append(out, fmt.Sprintf("timeoutSeconds %d leaves no room for the queue gauges' 2s read of Redis", p.TimeoutSeconds))
 	}
 	return out
 }
@@ -486,8 +626,9 @@ func checkProbe(p *corev1.Probe) []string {
 }
 
 // checkScaledObject: it scales a Deployment here, by prometheus triggers
-// that say where, what and how much, and keeps a pod to report the gauges.
-func checkScaledObject(so *ScaledObject, deployments map[string]*appsv1.Deployment) []string {
+// that say where, what and how much (checkQuery), and keeps a pod to
+// report the gauges.
+func checkScaledObject(so *ScaledObject, deployments map[string]*appsv1.Deployment, ns string, served []string) []string {
 	var out []string
 	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	ref := so.Spec.ScaleTargetRef
@@ -522,9 +663,222 @@ func checkScaledObject(so *ScaledObject, deployments map[string]*appsv1.Deployme
 				bad("triggers[%d]: metadata.threshold %q is not a positive number", i, v)
 			}
 		}
-		if q := t.Metadata["query"]; q != "" && !strings.Contains(q, "agentq_queue_") {
-			bad("triggers[%d]: query %q reads none of agentq's queue gauges", i, q)
+		if q := t.Metadata["query"]; q != "" {
+			for _, msg := range checkQuery(q, ns, served, t.Metadata["ignoreNullValues"] == "true") {
+				bad("triggers[%d]: query: %s", i, msg)
+			}
 		}
+	}
+	return out
+}
+
+// checkNamespaces: the kustomization puts its resources in a namespace that
+// a Namespace manifest here creates, and every manifest applied on its own
+// (kubectl apply -f: the Secret, autoscaling/, monitoring/) names that
+// namespace. It returns the namespace ("" when there is none).
+func checkNamespaces(objs []Object, fail func(Object, string, ...any)) string {
+	var k *Kustomization
+	var ko Object
+	for _, o := range objs {
+		if v, ok := o.Value.(*Kustomization); ok {
+			k, ko = v, o
+		}
+	}
+	if k == nil {
+		return ""
+	}
+	ns := k.Namespace
+	if ns == "" {
+		fail(ko, "no namespace: the autoscaling queries and the manifests applied on their own need one")
+		return ""
+	}
+	if !slices.ContainsFunc(objs, func(o Object) bool { return o.Kind == "Namespace" && o.Name == ns }) {
+		fail(ko, "namespace %q: no Namespace manifest creates it", ns)
+	}
+	for _, o := range objs {
+		if o.Kind == "Kustomization" || o.Kind == "Namespace" {
+			continue
+		}
+		switch {
+		case slices.Contains(k.Resources, o.File):
+			if o.Namespace != "" && o.Namespace != ns {
+				fail(o, "metadata.namespace %q, but the kustomization puts it in %q", o.Namespace, ns)
+			}
+		case o.Namespace != ns:
+			fail(o, "metadata.namespace %q: applied on its own (not in the kustomization), it must name %q", o.Namespace, ns)
+		}
+	}
+	return ns
+}
+
+// checkQueueSelector: an HPA's external metric selects exactly the queues
+// the workers serve.
+func checkQueueSelector(sel *metav1.LabelSelector, served []string) string {
+	var got []string
+	if sel != nil {
+		if q, ok := sel.MatchLabels["queue"]; ok {
+			got = append(got, q)
+		}
+		for _, e := range sel.MatchExpressions {
+			if e.Key == "queue" && e.Operator == metav1.LabelSelectorOpIn {
+				got = append(got, e.Values...)
+			}
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, served) {
+		return fmt.Sprintf("selects queues %q, but the workers serve %q (agentq.yaml)", got, served)
+	}
+	return ""
+}
+
+// checkQuery parses a PromQL query of agentq's queue gauges and checks
+// that it selects the workers' namespace and exactly the queues they
+// serve, leaves paused queues out (`unless on (queue) ... agentq_queue_paused
+// ... == 1`), and gives a value when the gauges have no series yet (`or
+// vector(0)`, or ignoreNullValues).
+func checkQuery(q, ns string, served []string, ignoreNull bool) []string {
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	if err != nil {
+		return []string{fmt.Sprintf("%q: %v", q, err)}
+	}
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	gauges, paused, unlessPaused := 0, 0, false
+	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+		switch v := n.(type) {
+		case *parser.VectorSelector:
+			if !strings.HasPrefix(v.Name, "agentq_") {
+				return nil
+			}
+			var nsm, qm *promlabels.Matcher
+			for _, m := range v.LabelMatchers {
+				switch m.Name {
+				case "namespace":
+					nsm = m
+				case "queue":
+					qm = m
+				}
+			}
+			if ns != "" && (nsm == nil || nsm.Type != promlabels.MatchEqual || nsm.Value != ns) {
+				bad("%s: selects %v, want namespace=%q (the kustomization's)", v.Name, nsm, ns)
+			}
+			if v.Name == "agentq_queue_paused" {
+				paused++
+				return nil
+			}
+			gauges++
+			if qm == nil {
+				bad("%s: no queue matcher: select the queues the workers serve, %q", v.Name, served)
+				return nil
+			}
+			var got []string
+			switch qm.Type {
+			case promlabels.MatchEqual:
+				got = []string{qm.Value}
+			case promlabels.MatchRegexp:
+				got = strings.Split(qm.Value, "|")
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, served) {
+				bad("%s: %s selects queues %q, but the workers serve %q (agentq.yaml)", v.Name, qm, got, served)
+			}
+		case *parser.BinaryExpr:
+			if v.Op == parser.LUNLESS && v.VectorMatching != nil && v.VectorMatching.On &&
+				slices.Equal(v.VectorMatching.MatchingLabels, []string{"queue"}) && strings.Contains(v.RHS.String(), "agentq_queue_paused") {
+				unlessPaused = true
+			}
+		}
+		return nil
+	})
+	if gauges == 0 {
+		bad("%q reads none of agentq's queue gauges", q)
+	}
+	if !unlessPaused || paused == 0 {
+		bad("paused queues are not left out (unless on (queue) (max by (queue) (agentq_queue_paused{...}) == 1)): their tasks grow and no worker takes them")
+	}
+	if b, ok := expr.(*parser.BinaryExpr); !ignoreNull && !(ok && b.Op == parser.LOR && strings.HasPrefix(b.RHS.String(), "vector(0")) {
+		bad("no value before the gauges have series (a fresh install): end with `or vector(0)` or set ignoreNullValues \"true\"")
+	}
+	return out
+}
+
+// checkPodMonitor: it scrapes the pods of a Deployment here, in the
+// kustomization's namespace, on ports they name; a worker's on
+// worker.metrics_addr's port and path /metrics.
+func checkPodMonitor(pm *PodMonitor, deployments map[string]*appsv1.Deployment, ns string, ws workerSettings) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	d := selected(deployments, pm.Spec.Selector.MatchLabels)
+	if d == nil || len(pm.Spec.Selector.MatchExpressions) > 0 {
+		return []string{fmt.Sprintf("selector %v selects no Deployment's pods", pm.Spec.Selector.MatchLabels)}
+	}
+	if sel := pm.Spec.NamespaceSelector; sel != nil && !sel.Any && len(sel.MatchNames) > 0 && !slices.Contains(sel.MatchNames, ns) {
+		bad("namespaceSelector %q leaves out %q, where the pods run", sel.MatchNames, ns)
+	}
+	if len(pm.Spec.PodMetricsEndpoints) == 0 {
+		bad("no podMetricsEndpoints")
+	}
+	worker := slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return len(c.Args) > 0 && c.Args[0] == "worker" })
+	for i, e := range pm.Spec.PodMetricsEndpoints {
+		var cp *corev1.ContainerPort
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for j := range c.Ports {
+				if (e.Port != "" && c.Ports[j].Name == e.Port) || (e.Port == "" && e.PortNumber != 0 && c.Ports[j].ContainerPort == e.PortNumber) {
+					cp = &c.Ports[j]
+				}
+			}
+		}
+		if cp == nil {
+			bad("podMetricsEndpoints[%d]: port %q (%d) is no port of Deployment %s's containers", i, e.Port, e.PortNumber, d.Name)
+			continue
+		}
+		if worker && ws.metricsPort != 0 && cp.ContainerPort != ws.metricsPort {
+			bad("podMetricsEndpoints[%d]: port %d is not worker.metrics_addr's %d", i, cp.ContainerPort, ws.metricsPort)
+		}
+		if path := cmp.Or(e.Path, "/metrics"); path != "/metrics" {
+			bad("podMetricsEndpoints[%d]: path %q: agentq serves /metrics", i, path)
+		}
+		var iv, st time.Duration
+		var err error
+		if e.Interval != "" {
+			if iv, err = time.ParseDuration(e.Interval); err != nil {
+				bad("podMetricsEndpoints[%d]: interval %q: %v", i, e.Interval, err)
+			}
+		}
+		if e.ScrapeTimeout != "" {
+			if st, err = time.ParseDuration(e.ScrapeTimeout); err != nil {
+				bad("podMetricsEndpoints[%d]: scrapeTimeout %q: %v", i, e.ScrapeTimeout, err)
+			}
+		}
+		if iv > 0 && st > iv {
+			bad("podMetricsEndpoints[%d]: scrapeTimeout %v exceeds interval %v", i, st, iv)
+		}
+	}
+	return out
+}
+
+// adapterRuleQuery finds the Prometheus Adapter rule's metricsQuery that an
+// HPA manifest documents in its comments.
+var adapterRuleQuery = regexp.MustCompile(`(?m)^#\s*metricsQuery:\s*'([^']*)'`)
+
+// checkAdapterRule checks the Prometheus Adapter rule documented in an HPA
+// manifest as checkQuery checks a KEDA query, with <<.LabelMatchers>> as
+// the adapter fills it for the HPA (its namespace and queue selector).
+func checkAdapterRule(file, ns string, served []string) []string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	m := adapterRuleQuery.FindSubmatch(data)
+	if m == nil {
+		return []string{"no Prometheus Adapter rule (# metricsQuery: '...') in its comments"}
+	}
+	matchers := fmt.Sprintf(`namespace=%q,queue=~%q`, ns, strings.Join(served, "|"))
+	q := strings.ReplaceAll(string(m[1]), "<<.LabelMatchers>>", matchers)
+	var out []string
+	for _, msg := range checkQuery(q, ns, served, false) {
+		out = append(out, "adapter rule: "+msg)
 	}
 	return out
 }

@@ -20,7 +20,7 @@ func TestManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.Kind] = true
 	}
-	for _, k := range []string{"Deployment", "Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler", "ScaledObject", "PodDisruptionBudget", "Kustomization"} {
+	for _, k := range []string{"Deployment", "Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler", "ScaledObject", "PodDisruptionBudget", "Kustomization", "Namespace", "PodMonitor"} {
 		if !kinds[k] {
 			t.Errorf("no %s among the manifests", k)
 		}
@@ -37,11 +37,16 @@ func TestRefuses(t *testing.T) {
 		{"wrong type", "worker-deployment.yaml", "  replicas: 2", "  replicas: two", "cannot unmarshal"},
 		{"bad quantity", "worker-deployment.yaml", "memory: 512Mi", "memory: 512MiB", "quantities must match"},
 		{"probe not agentq health", "worker-deployment.yaml", `["/usr/local/bin/agentq", "health", "--config", "/etc/agentq/agentq.yaml", "--worker", "--timeout", "4s"]
-            periodSeconds: 30`, `["/bin/true"]
-            periodSeconds: 30`, "does not run /usr/local/bin/agentq health"},
+            periodSeconds: 15`, `["/bin/true"]
+            periodSeconds: 15`, "does not run /usr/local/bin/agentq health"},
 		{"health timeout past the probe's", "dashboard.yaml", `"--timeout", "4s"]
             periodSeconds: 10`, `"--timeout", "5s"]
             periodSeconds: 10`, "does not end before timeoutSeconds"},
+		{"liveness needs redis", "worker-deployment.yaml", "httpGet:\n              path: /metrics\n              port: metrics",
+			`exec:
+              command: ["/usr/local/bin/agentq", "health", "--worker"]`, "must not depend on Redis"},
+		{"worker liveness not /metrics", "worker-deployment.yaml", "path: /metrics\n              port: metrics", "path: /healthz\n              port: metrics", "GETs /metrics"},
+		{"liveness on no port", "dashboard.yaml", "tcpSocket:\n              port: http", "tcpSocket:\n              port: web", "none of the container's ports"},
 		{"grace period too short", "worker-deployment.yaml", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30", "less than worker.shutdown_timeout 30s"},
 		{"metrics port not exposed", "worker-deployment.yaml", "containerPort: 9090", "containerPort: 9100", "no port 9090"},
 		{"root filesystem writable", "dashboard.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem is not true"},
@@ -49,7 +54,23 @@ func TestRefuses(t *testing.T) {
 		{"missing secret key", "worker-deployment.yaml", "key: AGENTQ_REDIS_PASSWORD", "key: REDIS_PASSWORD", "lacks"},
 		{"keda field misspelled", "autoscaling/keda-scaledobject.yaml", "minReplicaCount: 2", "minReplicas: 2", `unknown field "minReplicas"`},
 		{"keda scales to zero", "autoscaling/keda-scaledobject.yaml", "minReplicaCount: 2", "minReplicaCount: 0", "minReplicaCount must be at least 1"},
-		{"keda query without the gauges", "autoscaling/keda-scaledobject.yaml", "query: max(agentq_queue_oldest_pending_seconds", "query: max(up", "reads none of agentq's queue gauges"},
+		{"keda query without the gauges", "autoscaling/keda-scaledobject.yaml", "agentq_queue_oldest_pending_seconds{namespace", "up{namespace", "reads none of agentq's queue gauges"},
+		{"keda query not promql", "autoscaling/keda-scaledobject.yaml", "          max(\n            max by (queue)", "          max((\n            max by (queue)", "parse error"},
+		{"keda query in another namespace", "autoscaling/keda-scaledobject.yaml", `agentq_queue_depth{namespace="agentq"`, `agentq_queue_depth{namespace="default"`, `want namespace="agentq"`},
+		{"keda query of other queues", "autoscaling/keda-scaledobject.yaml", `queue=~"default|webhooks|digest",state`, `queue="default",state`, "but the workers serve"},
+		{"keda query counts paused queues", "autoscaling/keda-scaledobject.yaml",
+			"\n            unless on (queue) (max by (queue) (agentq_queue_paused{namespace=\"agentq\"}) == 1)\n          ) or vector(0)\n        threshold: \"20\"",
+			"\n          ) or vector(0)\n        threshold: \"20\"", "paused queues are not left out"},
+		{"keda query empty on a fresh install", "autoscaling/keda-scaledobject.yaml", ") or vector(0)\n        threshold: \"60\"", ")\n        threshold: \"60\"", "or vector(0)"},
+		{"a workflow queue the rules miss", "configmap.yaml", "queue: digest", "queue: reports", `the workers serve ["default" "reports" "webhooks"]`},
+		{"adapter rule counts paused queues", "autoscaling/hpa.yaml", " unless on (queue) (max by (queue) (agentq_queue_paused{<<.LabelMatchers>>}) == 1)", "", "adapter rule: paused queues are not left out"},
+		{"adapter rule missing", "autoscaling/hpa.yaml", "#         metricsQuery:", "#         query:", "no Prometheus Adapter rule"},
+		{"hpa of other queues", "autoscaling/hpa.yaml", "values: [default, webhooks, digest]", "values: [default]", "but the workers serve"},
+		{"kustomization without namespace", "kustomization.yaml", "namespace: agentq\nresources:", "resources:", "no namespace"},
+		{"namespace not created", "namespace.yaml", "  name: agentq\n", "  name: agentq-system\n", "no Namespace manifest creates it"},
+		{"optional manifest without namespace", "autoscaling/hpa.yaml", "  name: agentq-worker\n  namespace: agentq\n", "  name: agentq-worker\n", "applied on its own"},
+		{"podmonitor port unknown", "monitoring/podmonitor.yaml", "    - port: metrics", "    - port: http-metrics", "is no port"},
+		{"podmonitor selects nothing", "monitoring/podmonitor.yaml", "app.kubernetes.io/name: agentq-worker\n  podMetricsEndpoints", "app.kubernetes.io/name: agentq-workers\n  podMetricsEndpoints", "selects no Deployment"},
 		{"hpa target missing", "autoscaling/hpa.yaml", "    name: agentq-worker\n  minReplicas", "    name: agentq-workers\n  minReplicas", "is no Deployment here"},
 		{"kustomization resource missing", "kustomization.yaml", "  - dashboard.yaml", "  - dashboards.yaml", `resource "dashboards.yaml"`},
 		{"unknown kind", "dashboard.yaml", "kind: Service", "kind: Ingress", `no schema here for apiVersion "v1", kind "Ingress"`},
