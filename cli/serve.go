@@ -99,8 +99,11 @@ three-step agent run (two llm.chat steps against a local fake model server,
 whose first answer is a 429, and an http.call step) shown as run show shows
 it, with tokens and cost. With redis.url or AGENTQ_REDIS_URL set, that Redis
 is used instead of the embedded one, the demo keeps to queue ` + DevQueue + `, and
-the keys the demo created there are removed when dev ends (keys that
-existed before it are left alone). When the dashboard address is taken,
+when dev ends it removes what is its own there: its dead letters, and the keys
+it created that are its by name (its queue's, its runs', its idempotency keys'
+ledger entries, its servers' breakers); it removes only its members of shared
+sets (the runs index, breaker names, asynq:queues) and never deletes a shared
+key such as the dead-letter counter and index. When the dashboard address is taken,
 dev says so and uses a free port. With --exit, dev ends after the demos,
 with the dashboard and (embedded) Redis it started.`,
 		Args: cobra.NoArgs,
@@ -241,7 +244,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		return err
 	}
 	if exitAfter {
-		gone := "its dashboard has stopped and the demo's keys are removed"
+		gone := "its dashboard has stopped and its own keys are removed (shared keys are left)"
 		if embedded {
 			gone = "its dashboard and embedded Redis have stopped"
 		}
@@ -291,7 +294,7 @@ func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolS
 	if exitAfter {
 		return nil
 	}
-	later := " (while dev runs: dev removes the demo's keys when it ends)"
+	later := " (while dev runs: dev removes its keys when it ends)"
 	if embedded {
 		later = " (only while dev runs: the embedded Redis keeps it in memory)"
 	}

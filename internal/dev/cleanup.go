@@ -17,8 +17,9 @@ import (
 )
 
 // Created records the keys a Redis client creates, so that `agentq dev` on
-// a configured (maybe shared) Redis can remove what its demo wrote and
-// nothing else. As a go-redis hook (Hook) it sees every command the client
+// a configured (maybe shared) Redis removes, of the keys it owns by name
+// (Owned), only those its demo created; a shared key it created is left
+// (Remove). As a go-redis hook (Hook) it sees every command the client
 // sends; before the first write of a key it asks Redis whether the key
 // exists, and a key that did not is the demo's. Writes are the commands
 // that may create a key (SET, HSET, ZADD, SADD, LPUSH, XADD, INCR, ...) and

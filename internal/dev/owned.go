@@ -132,7 +132,15 @@ func (o *Owned) Owns(key string) bool {
 	defer o.mu.Unlock()
 	var prefixes []string
 	if o.queue != "" {
-		prefixes = append(queue.QueueKeyPrefixes(o.queue), dlq.QueueKeyPrefixes(o.queue)...)
+		prefixes = queue.QueueKeyPrefixes(o.queue)
+		// The dead-letter store's per-task keys end in the queue's name and
+		// a task id; dev's task ids have no ":", so that a queue named
+		// like dev's with more after a ":" is not dev's.
+		for _, p := range dlq.QueueKeyPrefixes(o.queue) {
+			if id, ok := strings.CutPrefix(key, p); ok && id != "" && !strings.Contains(id, ":") {
+				return true
+			}
+		}
 	}
 	for _, w := range o.workflows {
 		prefixes = append(prefixes, budget.WorkflowKeyPrefix(w))
