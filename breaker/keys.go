@@ -39,3 +39,11 @@ const (
 	openedField    = "opened_at"
 	nextProbeField = "next_probe"
 )
+
+// BreakerKeys returns the keys of breaker name (its state and its probe
+// lock), for a caller that removes breakers it alone used.
+func BreakerKeys(name string) []string { return []string{stateKey(name), probeKey(name)} }
+
+// NamesKey returns the key of the set of breaker names shared by every
+// process: remove members from it, never the key.
+func NamesKey() string { return namesKey() }

@@ -24,16 +24,16 @@ func tag(workflow string) string {
 // countsKey is the hash of a workflow's outcome counters: "e:<bucket start>"
 // and "f:<bucket start>" (unix seconds) count events and failures per
 // bucket, and totalField counts every failure ever flushed.
-func countsKey(workflow string) string { return "agentq:budget:{" + tag(workflow) + "}:counts" }
+func countsKey(workflow string) string { return WorkflowKeyPrefix(workflow) + "counts" }
 
 // stateKey is the hash of what the checker did about a workflow: pausedField,
 // holdField and alertedField.
-func stateKey(workflow string) string { return "agentq:budget:{" + tag(workflow) + "}:state" }
+func stateKey(workflow string) string { return WorkflowKeyPrefix(workflow) + "state" }
 
 // flushKey marks a flush batch as applied, so that a batch sent again after
 // an error whose outcome was unknown is not counted twice.
 func flushKey(workflow, id string) string {
-	return "agentq:budget:{" + tag(workflow) + "}:flush:" + id
+	return WorkflowKeyPrefix(workflow) + "flush:" + id
 }
 
 // lockKey is taken by the one checker that acts in an evaluation slot.
@@ -51,3 +51,8 @@ const (
 
 func eventsField(start int64) string   { return eventsPrefix + strconv.FormatInt(start, 10) }
 func failuresField(start int64) string { return failuresPrefix + strconv.FormatInt(start, 10) }
+
+// WorkflowKeyPrefix returns the prefix of every key of workflow's budget
+// (counters, state, flush marks), for a caller that removes the keys of a
+// workflow it alone runs. The checker's lock is shared and not under it.
+func WorkflowKeyPrefix(workflow string) string { return "agentq:budget:{" + tag(workflow) + "}:" }

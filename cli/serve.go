@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
-	"github.com/agentq/agentq/dlq"
 	"github.com/agentq/agentq/internal/dev"
 	"github.com/agentq/agentq/queue"
 	"github.com/agentq/agentq/runs"
@@ -107,8 +107,11 @@ three-step agent run (two llm.chat steps against a local fake model server,
 whose first answer is a 429, and an http.call step) shown as run show shows
 it, with tokens and cost. With redis.url or AGENTQ_REDIS_URL set, that Redis
 is used instead of the embedded one, the demo keeps to queue ` + DevQueue + `, and
-the keys the demo created there are removed when dev ends (keys that
-existed before it are left alone). When the dashboard address is taken,
+when dev ends it removes what is its own there: its dead letters, and the keys
+it created that are its by name (its queue's, its runs', its idempotency keys'
+ledger entries, its servers' breakers); it removes only its members of shared
+sets (the runs index, breaker names, asynq:queues) and never deletes a shared
+key such as the dead-letter counter and index. When the dashboard address is taken,
 dev says so and uses a free port. With --exit, dev ends after the demos,
 with the dashboard and (embedded) Redis it started.`,
 		Args: cobra.NoArgs,
@@ -198,13 +201,19 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	if err != nil {
 		return usage(err)
 	}
+	var own *dev.Owned
 	if !embedded {
 		// Record the keys the demo creates, with the worker's hooks inside
-		// (go-redis runs the hook added first outermost), and remove them
-		// once the worker has stopped (deferred calls run last first).
+		// (go-redis runs the hook added first outermost), and what dev owns
+		// by name (its queue, runs, idempotency keys, its servers' breakers,
+		// its workflow's budget); once the worker has stopped (deferred
+		// calls run last first), remove the keys both created and owned.
 		created := dev.NewCreated()
+		own = dev.NewOwned(DevQueue)
+		own.AddBreakers(dev.BreakerName(ts.URL()), dev.BreakerName(llm.URL()))
+		own.AddWorkflows(dev.RunWorkflow)
 		rt.Redis().AddHook(created.Hook())
-		defer m.removeDemoKeys(rt, created, cfg, time.Now())
+		defer m.removeDemoKeys(rt, created, own, cfg, time.Now())
 	}
 	defer w.Close()
 	if err := w.Start(); err != nil {
@@ -230,7 +239,7 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 
 	fmt.Fprintf(out, "tool server: %s (flaky on purpose)\n", ts.URL())
 	fmt.Fprintf(out, "model server: %s (fake, OpenAI-compatible; models %s and %s)\n\nrunning the demo...\n", llm.URL(), dev.SmallModel, dev.LargeModel)
-	steps, err := dev.Demo(ctx, rt.Client(), rt.Redis(), ts, demoQueue, 60*time.Second)
+	steps, err := dev.Demo(ctx, rt.Client(), rt.Redis(), ts, demoQueue, 60*time.Second, own)
 	dev.WriteDemo(out, steps)
 	if err != nil {
 		return err
@@ -239,11 +248,11 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 		fmt.Fprintf(out, "\nThe dead-lettered step is in the dashboard's Archived tab: %squeues/%s?status=archived\n", url, demoQueue)
 		fmt.Fprintf(out, "and in the dead-letter store: %s dlq list\n", rt.CommandLine())
 	}
-	if err := m.devRunDemo(ctx, rt, ts, embedded, exitAfter); err != nil {
+	if err := m.devRunDemo(ctx, rt, ts, wfs[dev.RunWorkflow], own, embedded, exitAfter); err != nil {
 		return err
 	}
 	if exitAfter {
-		gone := "its dashboard has stopped and the demo's keys are removed"
+		gone := "its dashboard has stopped and its own keys are removed (shared keys are left)"
 		if embedded {
 			gone = "its dashboard and embedded Redis have stopped"
 		}
@@ -262,14 +271,14 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 }
 
 // devRunDemo runs the demo workflow once and prints it as run show does.
-func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolServer, embedded, exitAfter bool) error {
+func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolServer, wf runs.Workflow, own *dev.Owned, embedded, exitAfter bool) error {
 	out := m.Stdout
 	rn, err := rt.Runs()
 	if err != nil {
 		return usage(err)
 	}
 	fmt.Fprintf(out, "\nrunning the run demo (%s: research and draft with llm.chat, publish with http.call; the fake model's first answer is a 429, tokens and cost add up)...\n", dev.RunWorkflow)
-	r, err := dev.RunDemo(ctx, rn, dev.RunWorkflow, "idempotent retries for AI agents", 60*time.Second)
+	r, err := dev.RunDemo(ctx, rn, wf, "idempotent retries for AI agents", 60*time.Second, own)
 	if r != nil {
 		s := &runSession{rt: rt, runs: rn, redact: rt.OutputRedactor()}
 		if exitAfter {
@@ -293,7 +302,7 @@ func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolS
 	if exitAfter {
 		return nil
 	}
-	later := " (while dev runs: dev removes the demo's keys when it ends)"
+	later := " (while dev runs: dev removes its keys when it ends)"
 	if embedded {
 		later = " (only while dev runs: the embedded Redis keeps it in memory)"
 	}
@@ -301,31 +310,22 @@ func (m *Main) devRunDemo(ctx context.Context, rt *agentq.Runtime, ts *dev.ToolS
 	return nil
 }
 
-// removeDemoKeys removes the keys dev created on a configured Redis, after
-// its worker stopped, and says how many.
-// Dead letters are purged through their store first: a record's keys are
-// named inside its script, where no hook sees them.
-func (m *Main) removeDemoKeys(rt *agentq.Runtime, created *dev.Created, cfg config.Config, since time.Time) {
+// removeDemoKeys removes, after its worker stopped, what dev left on a
+// configured Redis and owns (dev.Cleanup), and says what it removed and
+// which shared keys it created but left.
+func (m *Main) removeDemoKeys(rt *agentq.Runtime, created *dev.Created, own *dev.Owned, cfg config.Config, since time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var ids []string
-	recs, err := rt.DeadLetters().List(ctx, dlq.Filter{Queue: DevQueue, Since: since})
-	for _, r := range recs {
-		ids = append(ids, r.ID)
-	}
-	if err == nil && len(ids) > 0 {
-		_, err = rt.DeadLetters().Purge(ctx, ids...)
-	}
-	if err != nil {
-		fmt.Fprintf(m.Stderr, "%s: warning: could not purge the demo's dead letters: %v\n", m.name(), err)
-	}
-	n, err := created.Remove(ctx, rt.Redis())
+	rm, err := dev.Cleanup(ctx, rt.Redis(), rt.DeadLetters(), created, own, since)
 	where := queue.MaskURL(cfg.RedisURLOrDefault())
 	if err != nil {
-		fmt.Fprintf(m.Stderr, "%s: warning: removed %d of the demo's %d keys from %s: %v\n", m.name(), n, len(created.Keys()), where, err)
+		fmt.Fprintf(m.Stderr, "%s: warning: removed %d of the demo's keys from %s: %v\n", m.name(), rm.Keys, where, err)
 		return
 	}
-	fmt.Fprintf(m.Stdout, "removed the %d keys the demo created from %s\n", n, where)
+	fmt.Fprintf(m.Stdout, "removed the %d keys the demo created and owns, and %d of its entries in shared sets, from %s\n", rm.Keys, rm.Members, where)
+	if len(rm.Shared) > 0 {
+		fmt.Fprintf(m.Stdout, "left %d shared keys other processes may use: %s\n", len(rm.Shared), strings.Join(rm.Shared, ", "))
+	}
 }
 
 // WorkerGCPercent is the garbage collector's target `agentq worker` runs

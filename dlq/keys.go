@@ -31,11 +31,11 @@ func historyKey(id string) string { return keyPrefix + "a:" + id }
 
 // pendingKey is the list of a live task's failed attempts, before the task
 // is dead; it expires AttemptsTTL after the last write.
-func pendingKey(queue, taskID string) string { return keyPrefix + "p:" + queue + ":" + taskID }
+func pendingKey(queue, taskID string) string { return QueueKeyPrefixes(queue)[0] + taskID }
 
 // taskKey maps an asynq task to the record that holds its death, or to
 // tombstone after the record was purged or trimmed.
-func taskKey(queue, taskID string) string { return keyPrefix + "t:" + queue + ":" + taskID }
+func taskKey(queue, taskID string) string { return QueueKeyPrefixes(queue)[1] + taskID }
 
 // lockKey is held by the reconciler that is sweeping.
 func lockKey() string { return keyPrefix + "lock" }
@@ -43,3 +43,12 @@ func lockKey() string { return keyPrefix + "lock" }
 // tombstone is the value of a taskKey whose record is gone on purpose: the
 // reconciler must not record the archived task again.
 const tombstone = "-"
+
+// QueueKeyPrefixes returns the prefixes of the dead-letter keys that belong
+// to the tasks of queue q alone (failed attempts and task-to-record maps),
+// for a caller that removes a queue it alone uses (agentq dev on a shared
+// Redis). Records, the index, the live set and the counter are shared:
+// remove records with Purge, and never those keys.
+func QueueKeyPrefixes(q string) []string {
+	return []string{keyPrefix + "p:" + q + ":", keyPrefix + "t:" + q + ":"}
+}

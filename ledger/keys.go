@@ -19,3 +19,7 @@ func KeyHash(key string) string {
 
 // entryKey holds the recorded success of an idempotency key.
 func entryKey(key string) string { return "agentq:{" + KeyHash(key) + "}:ledger" }
+
+// EntryKey returns the key of the recorded success of idempotency key key,
+// for a caller that removes the entries of keys it alone used.
+func EntryKey(key string) string { return entryKey(key) }

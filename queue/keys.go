@@ -21,7 +21,10 @@ func keyHash(key string) string {
 // within the dedupe window. Its hash tag is the queue's, as on asynq's keys
 // of q, so that one script claims the key and writes the task on Redis
 // Cluster too; an idempotency key is therefore unique per queue.
-func dedupeKey(q, hash string) string { return "agentq:{" + q + "}:dedupe:" + hash }
+func dedupeKey(q, hash string) string { return agentqQueuePrefix(q) + "dedupe:" + hash }
+
+// agentqQueuePrefix starts the keys agentq writes for queue q.
+func agentqQueuePrefix(q string) string { return "agentq:{" + q + "}:" }
 
 // taskIDForKey is the deterministic task id of the first enqueue of an
 // idempotency key in queue q, so that a re-enqueue after the window still
@@ -74,3 +77,12 @@ func asynqProcessedKey(q string, t time.Time) string {
 func asynqFailedKey(q string, t time.Time) string {
 	return asynqQueuePrefix(q) + "failed:" + t.UTC().Format("2006-01-02")
 }
+
+// QueueKeyPrefixes returns the prefixes of every key of queue q, asynq's
+// and agentq's (dedupe claims), for a caller that removes a queue it alone
+// uses (agentq dev on a shared Redis). asynq's set of queue names is
+// shared: remove q from it (AsynqQueuesKey), never the key.
+func QueueKeyPrefixes(q string) []string { return []string{asynqQueuePrefix(q), agentqQueuePrefix(q)} }
+
+// AsynqQueuesKey is asynq's set of queue names, shared by every process.
+const AsynqQueuesKey = asynqAllQueues

@@ -55,3 +55,14 @@ func newWriteToken() string { return strings.ReplaceAll(uuid.NewString(), "-", "
 // stepKey is the idempotency key of a run step's task: its task id and its
 // side effect's Idempotency-Key derive from run and step.
 func stepKey(runID, step string) string { return runID + "/" + step }
+
+// RunKeys returns the keys of run id (its state and its history), for a
+// caller that removes runs it alone started (agentq dev on a shared Redis).
+func RunKeys(id string) []string { return []string{stateKey(id), historyKey(id)} }
+
+// IndexKey returns the key of the index of all runs, a sorted set of run
+// ids shared by every process: remove members from it, never the key.
+func IndexKey() string { return indexKey() }
+
+// StepKey returns the idempotency key of step of run runID's task.
+func StepKey(runID, step string) string { return stepKey(runID, step) }

@@ -18,7 +18,9 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/agentq/agentq/dlq"
 	"github.com/agentq/agentq/internal/binarytest"
+	"github.com/agentq/agentq/jobs"
 )
 
 // lastLine is the last line of out: the summary of enqueue --batch --json.
@@ -280,7 +282,11 @@ func TestCLI2Completion(t *testing.T) {
 // TestCLI2DevConfiguredRedis runs `agentq dev` on a configured Redis with
 // the dashboard's port taken: it says it moved off the busy port, prints
 // commands that work as shown (the binary as invoked, the Redis URL), and
-// when interrupted removes every key its demo created and none other.
+// when interrupted removes the keys its demo created and owns (its queue's,
+// run's, dead letter's, ledger entries, breaker) and none other: another
+// client's dead letters, recorded while dev runs, survive, and so do the
+// shared keys of the dead-letter store (its counter, and its lock until it
+// expires), which dev leaves.
 func TestCLI2DevConfiguredRedis(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -330,6 +336,28 @@ func TestCLI2DevConfiguredRedis(t *testing.T) {
 		t.Fatalf("%s: exit %d\n%s\n%s", cmdLine, r.Code, r.Stdout, r.Stderr)
 	}
 
+	// Another client records dead letters in the store dev's first dead
+	// letter created.
+	store, err := dlq.New(e.rdb, dlq.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devKeys := e.rdb.Keys(ctx, "*").Val()
+	var theirs []string
+	for i := range 2 {
+		id, _, err := store.Dead(ctx, dlq.Death{Queue: "other", TaskID: fmt.Sprintf("other-%d", i), Kind: "http.call",
+			Payload: []byte(`{}`), Final: dlq.Attempt{At: time.Now(), Attempt: 1, Class: jobs.ClassPermanent, Error: "theirs"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs = append(theirs, id)
+	}
+	// Theirs: the keys of their records, and the store's shared counter
+	// and index, which dev's first dead letter created and theirs wrote to
+	// (and its live set, unless a reconciler has settled their records).
+	theirKeys := slices.DeleteFunc(e.rdb.Keys(ctx, "*").Val(), func(k string) bool { return slices.Contains(devKeys, k) })
+	theirKeys = append(theirKeys, "agentq:{agentq-dlq}:seq", "agentq:{agentq-dlq}:idx")
+
 	p.Interrupt(t)
 	if exited, err := p.Wait(30 * time.Second); !exited || err != nil {
 		t.Fatalf("dev after SIGINT: exited %v, %v\n%s", exited, err, p.Logs())
@@ -337,10 +365,37 @@ func TestCLI2DevConfiguredRedis(t *testing.T) {
 	if !strings.Contains(p.Logs(), "removed the ") {
 		t.Errorf("dev does not say it removed the demo's keys:\n%s", p.Logs())
 	}
+	recs, err := store.List(ctx, dlq.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, r := range recs {
+		left = append(left, r.ID)
+	}
+	slices.Sort(left)
+	slices.Sort(theirs)
+	if !slices.Equal(left, theirs) {
+		t.Errorf("dead letters after dev: %q, want the other client's %q (and not dev's)", left, theirs)
+	}
+	// Keys left: those before, the other client's, the store's live set
+	// and its lock while it has not expired.
+	want := append(slices.Clone(before), theirKeys...)
 	after := e.rdb.Keys(ctx, "*").Val()
+	if lock := "agentq:{agentq-dlq}:lock"; slices.Contains(after, lock) && !slices.Contains(want, lock) {
+		if ttl := e.rdb.PTTL(ctx, lock).Val(); ttl <= 0 {
+			t.Errorf("dev left the dead-letter store's lock with no expiry (%v)", ttl)
+		}
+		want = append(want, lock)
+	}
+	if live := "agentq:{agentq-dlq}:live"; slices.Contains(after, live) {
+		want = append(want, live)
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
 	slices.Sort(after)
-	if !slices.Equal(after, before) {
-		t.Fatalf("keys after dev: %q, want those before: %q", after, before)
+	if !slices.Equal(after, want) {
+		t.Fatalf("keys after dev: %q, want %q", after, want)
 	}
 }
 

@@ -10,11 +10,16 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/runs"
 )
 
 // Created records the keys a Redis client creates, so that `agentq dev` on
-// a configured (maybe shared) Redis can remove what its demo wrote and
-// nothing else. As a go-redis hook (Hook) it sees every command the client
+// a configured (maybe shared) Redis removes, of the keys it owns by name
+// (Owned), only those its demo created; a shared key it created is left
+// (Remove). As a go-redis hook (Hook) it sees every command the client
 // sends; before the first write of a key it asks Redis whether the key
 // exists, and a key that did not is the demo's. Writes are the commands
 // that may create a key (SET, HSET, ZADD, SADD, LPUSH, XADD, INCR, ...) and
@@ -41,29 +46,88 @@ func (c *Created) Keys() []string {
 	return slices.Clone(c.created)
 }
 
-// Remove deletes the keys recorded as created (those still there) and
-// returns how many it deleted. Each key is its own UNLINK, so that it
-// works on Redis Cluster too.
-func (c *Created) Remove(ctx context.Context, rdb redis.UniversalClient) (int, error) {
-	keys := c.Keys()
-	if len(keys) == 0 {
-		return 0, nil
+// Removed says what Remove removed and what it left.
+type Removed struct {
+	// Keys is how many keys it deleted.
+	Keys int
+	// Members is how many of dev's members it removed from shared sets
+	// (its runs from the runs index, its breakers from the breaker names,
+	// its queue from asynq's queue names).
+	Members int
+	// Shared are the keys dev created but does not own, still there:
+	// shared keys that other processes may have written to meanwhile, left
+	// in place.
+	Shared []string
+}
+
+// Remove deletes the keys recorded as created that own owns (those still
+// there), and removes own's members from the shared sets; it never deletes
+// a key own does not own, even one the demo created: another process may
+// have written to it since (the dead-letter counter and index, the runs
+// index). Each key is its own UNLINK, so that it works on Redis Cluster too.
+func (c *Created) Remove(ctx context.Context, rdb redis.UniversalClient, own *Owned) (Removed, error) {
+	var rm Removed
+	var keys []string
+	for _, k := range c.Keys() {
+		if own.Owns(k) {
+			keys = append(keys, k)
+		} else {
+			rm.Shared = append(rm.Shared, k)
+		}
 	}
+	var members []*redis.IntCmd
 	cmds := make([]*redis.IntCmd, len(keys))
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			cmds[i] = p.Unlink(ctx, k)
 		}
+		if ids := own.Runs(); len(ids) > 0 {
+			members = append(members, p.ZRem(ctx, runs.IndexKey(), toAny(ids)...))
+		}
+		if names := own.Breakers(); len(names) > 0 {
+			members = append(members, p.SRem(ctx, breaker.NamesKey(), toAny(names)...))
+		}
+		if q := own.Queue(); q != "" {
+			members = append(members, p.SRem(ctx, queue.AsynqQueuesKey, q))
+		}
 		return nil
 	})
-	n := 0
 	for _, cmd := range cmds {
-		n += int(cmd.Val())
+		rm.Keys += int(cmd.Val())
+	}
+	for _, cmd := range members {
+		rm.Members += int(cmd.Val())
 	}
 	if err != nil {
-		return n, fmt.Errorf("remove the demo's keys: %w", err)
+		return rm, fmt.Errorf("remove the demo's keys: %w", err)
 	}
-	return n, nil
+	// Report the shared keys still there (asynq removes its servers' own).
+	exists := make([]*redis.IntCmd, len(rm.Shared))
+	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range rm.Shared {
+			exists[i] = p.Exists(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return rm, fmt.Errorf("read the shared keys the demo created: %w", err)
+	}
+	var shared []string
+	for i, k := range rm.Shared {
+		if exists[i].Val() > 0 {
+			shared = append(shared, k)
+		}
+	}
+	rm.Shared = shared
+	return rm, nil
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
 
 // unseen returns the keys of keys no probe has answered for yet. Two

@@ -34,8 +34,9 @@ type DemoStep struct {
 // succeeds at once, two that succeed after retries (503s, then a 429 with
 // Retry-After), one that fails permanently (400, dead-lettered without
 // retries) and a duplicate enqueue of the first, all on queue q. It waits
-// up to within for every step to settle.
-func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *ToolServer, q string, within time.Duration) ([]DemoStep, error) {
+// up to within for every step to settle. It records the idempotency keys it
+// enqueues with in own (nil: nowhere) before it enqueues.
+func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *ToolServer, q string, within time.Duration, own *Owned) ([]DemoStep, error) {
 	steps := []DemoStep{
 		{Name: "search: succeeds at once", path: "/ok", id: "search"},
 		{Name: "summarize: 503 twice, then succeeds", path: "/flaky", id: "summarize"},
@@ -46,6 +47,7 @@ func Demo(ctx context.Context, c *queue.Client, rdb redis.UniversalClient, ts *T
 	for i := range steps {
 		s := &steps[i]
 		url := ts.URL() + s.path + "?id=" + s.id + "&fail=2"
+		own.AddKeys(runID + "/" + s.id)
 		payload, _ := json.Marshal(map[string]any{"method": "POST", "url": url, "body": map[string]string{"step": s.id}, "timeout": "5s"})
 		res, err := c.Enqueue(ctx, jobs.KindHTTPCall, payload, queue.EnqueueOptions{
 			Queue: q, RunID: runID, Key: runID + "/" + s.id, MaxAttempts: 5, RetryBase: 200 * time.Millisecond, RetryMax: 2 * time.Second,

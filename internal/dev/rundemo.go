@@ -159,15 +159,22 @@ func ArticleWorkflow(q string, ts *ToolServer) runs.Workflow {
 	}
 }
 
-// RunDemo starts a run of workflow with input {"topic": topic} and waits
-// up to within for it to end. It returns the run as last read; an error
-// when it did not start, could not be read or did not end in time.
-func RunDemo(ctx context.Context, rn *runs.Runs, workflow, topic string, within time.Duration) (*runs.Run, error) {
+// RunDemo starts a run of workflow wf with input {"topic": topic} and
+// waits up to within for it to end. It records the run (and its steps'
+// idempotency keys) in own (nil: nowhere) once started. It returns the run
+// as last read; an error when it did not start, could not be read or did
+// not end in time.
+func RunDemo(ctx context.Context, rn *runs.Runs, wf runs.Workflow, topic string, within time.Duration, own *Owned) (*runs.Run, error) {
 	input, _ := json.Marshal(map[string]string{"topic": topic})
-	st, err := rn.Start(ctx, workflow, input, runs.StartOptions{})
+	st, err := rn.Start(ctx, wf.Name, input, runs.StartOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("start a run of %s: %w", workflow, err)
+		return nil, fmt.Errorf("start a run of %s: %w", wf.Name, err)
 	}
+	steps := make([]string, len(wf.Steps))
+	for i, s := range wf.Steps {
+		steps[i] = s.Name
+	}
+	own.AddRun(st.RunID, steps...)
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var (

@@ -131,7 +131,7 @@ func TestDevRunDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := RunDemo(ctx, rn, RunWorkflow, "queues", 60*time.Second)
+	r, err := RunDemo(ctx, rn, ArticleWorkflow(q, ts), "queues", 60*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
