@@ -515,7 +515,7 @@ func (s *Set) recordFailure(ctx context.Context, e *entry) {
 		s.log.Warn().Str("breaker", e.name).Int64("consecutive_failures", consec).Int64("calls", calls).
 			Int64("failures", fails).Time("next_probe", next).
 			Msg(fmt.Sprintf("breaker %q opened after %d consecutive failures (%d of %d calls failed in the last %v); calls are snoozed until %s",
-				e.name, consec, fails, calls, fmtDuration(e.s.RateWindow), next.UTC().Format(time.RFC3339)))
+				e.name, consec, fails, calls, jobs.FormatDuration(e.s.RateWindow), next.UTC().Format(time.RFC3339)))
 	}
 }
 
@@ -752,17 +752,5 @@ func toInt(v any) int64 {
 
 func toString(v any) string {
 	s, _ := v.(string)
-	return s
-}
-
-// fmtDuration prints 1m, 30s, 1h30m rather than 1m0s.
-func fmtDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
 	return s
 }

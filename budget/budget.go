@@ -264,10 +264,10 @@ type ExhaustedError struct {
 func (e *ExhaustedError) Error() string {
 	st := e.Status
 	msg := fmt.Sprintf("workflow %q refuses new tasks: its error budget is exhausted (%d failures of %d attempts over the last %v; slo %v allows %s) and on_exhausted is reject",
-		st.Workflow, st.Failures, st.Events, fmtDuration(st.Window), st.SLO, fmtFloat(st.Budget))
+		st.Workflow, st.Failures, st.Events, jobs.FormatDuration(st.Window), st.SLO, fmtFloat(st.Budget))
 	if !st.Until.IsZero() {
 		msg += fmt.Sprintf("; enqueues are refused until about %s (in %v), when the oldest failures leave the window",
-			st.Until.UTC().Format(time.RFC3339), fmtDuration(max(0, st.Until.Sub(st.At)).Round(time.Second)))
+			st.Until.UTC().Format(time.RFC3339), jobs.FormatDuration(max(0, st.Until.Sub(st.At)).Round(time.Second)))
 	}
 	return msg + fmt.Sprintf(" (`%s budget reset %s` clears the budget)", cmp.Or(e.Command, CommandDefault), st.Workflow)
 }
@@ -683,7 +683,7 @@ func (b *Budgets) act(ctx context.Context, st Status, sn snapshot) (Status, erro
 		}
 		if sn.pausedB || sn.alerted {
 			msg := fmt.Sprintf("error budget of workflow %q recovered: %d failures of %d attempts over the last %v (slo %v allows %s)",
-				name, st.Failures, st.Events, fmtDuration(st.Window), st.SLO, fmtFloat(st.Budget))
+				name, st.Failures, st.Events, jobs.FormatDuration(st.Window), st.SLO, fmtFloat(st.Budget))
 			if sn.pausedB && sn.paused {
 				msg += fmt.Sprintf("; queue %q resumed", st.Queue)
 			}
@@ -701,8 +701,8 @@ func (b *Budgets) act(ctx context.Context, st Status, sn snapshot) (Status, erro
 			return st, fmt.Errorf("budget state of %q: %w", name, err)
 		}
 		msg := fmt.Sprintf("error budget of workflow %q is exhausted: %d failures of %d attempts over the last %v, slo %v allows %s (burn rate %s over %v, %s over %v); on_exhausted: %s",
-			name, st.Failures, st.Events, fmtDuration(st.Window), st.SLO, fmtFloat(st.Budget),
-			fmtFloat(st.BurnRateLong), fmtDuration(st.Window), fmtFloat(st.BurnRateShort), fmtDuration(st.ShortWindow), st.OnExhausted)
+			name, st.Failures, st.Events, jobs.FormatDuration(st.Window), st.SLO, fmtFloat(st.Budget),
+			fmtFloat(st.BurnRateLong), jobs.FormatDuration(st.Window), fmtFloat(st.BurnRateShort), jobs.FormatDuration(st.ShortWindow), st.OnExhausted)
 		log.Warn().Int64("events", st.Events).Int64("failures", st.Failures).Time("until", st.Until).
 			Str("on_exhausted", string(st.OnExhausted)).Msg(msg)
 		b.notify(ctx, Event{Kind: EventExhausted, Status: st, Message: msg})
@@ -810,18 +810,6 @@ func (b *Budgets) Reset(ctx context.Context, workflow string) (before Status, re
 	delete(b.cache, workflow)
 	b.cacheMu.Unlock()
 	return before, resumed, nil
-}
-
-// fmtDuration prints 24h, 20s, 1h30m rather than 24h0m0s.
-func fmtDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
 }
 
 // fmtFloat prints a count or rate with up to 3 decimals: 0.5, 2, 14.4.
