@@ -244,9 +244,7 @@ func (ch *checker) runWorkflow(c Config, name string, w Workflow) {
 		}
 		return
 	}
-	for _, err := range RunErrors(c, name, w.Run(name).Validate(func(string) bool { return true })) {
-		ch.errs = append(ch.errs, err)
-	}
+	ch.errs = append(ch.errs, RunErrors(c, name, w.Run(name).Validate(func(string) bool { return true }))...)
 }
 
 // flatten returns the errors joined in err, however deeply.

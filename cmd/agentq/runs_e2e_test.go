@@ -81,12 +81,6 @@ func newChatServer(t *testing.T) (*chatServer, *httptest.Server) {
 	return cs, srv
 }
 
-func (cs *chatServer) requests(key string) int {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return cs.calls[key]
-}
-
 // runEnv is an env with a config file holding the workflows in wf (YAML
 // under "workflows:") and llm models on the chat server at chatURL.
 func runEnv(t *testing.T, chatURL, wf string) *env {

@@ -8,11 +8,11 @@ package binarytest
 
 import (
 	"fmt"
+	gobuild "go/build"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 )
@@ -68,7 +68,7 @@ func BuildPackage(t testing.TB, importPath string) string {
 			return
 		}
 		b.path = filepath.Join(sub, path.Base(importPath))
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", b.path, importPath).CombinedOutput()
+		out, err := exec.Command(GoTool(), "build", "-o", b.path, importPath).CombinedOutput()
 		if err != nil {
 			b.err = fmt.Errorf("go build %s: %v\n%s", importPath, err, out)
 		}
@@ -88,3 +88,7 @@ func Cleanup() {
 		_ = os.RemoveAll(dir)
 	}
 }
+
+// GoTool returns the go command of the toolchain that built the tests
+// (go/build's GOROOT), so a test builds binaries with the same Go.
+func GoTool() string { return filepath.Join(gobuild.Default.GOROOT, "bin", "go") }
