@@ -110,7 +110,7 @@ is used instead of the embedded one, the demo keeps to queue ` + DevQueue + `, a
 when dev ends it removes what is its own there: its dead letters, and the keys
 it created that are its by name (its queue's, its runs', its idempotency keys'
 ledger entries, its servers' breakers); it removes only its members of shared
-sets (the runs index, breaker names, asynq:queues) and never deletes a shared
+sets (the runs index, breaker names, the queue list) and never deletes a shared
 key such as the dead-letter counter and index. When the dashboard address is taken,
 dev says so and uses a free port. With --exit, dev ends after the demos,
 with the dashboard and (embedded) Redis it started.`,
