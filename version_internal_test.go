@@ -1,6 +1,7 @@
 package agentq
 
 import (
+	"encoding/json"
 	"runtime/debug"
 	"testing"
 	"time"
@@ -48,6 +49,34 @@ func TestVersionFrom(t *testing.T) {
 			}
 			if tc.str != "" && got.String() != tc.str {
 				t.Fatalf("String() = %q, want %q", got.String(), tc.str)
+			}
+		})
+	}
+}
+
+// TestVersionInfoJSON: `agentq version --json` always has every key, the
+// unknown ones empty, so `jq -r .commit` prints a line and not null.
+func TestVersionInfoJSON(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		v    VersionInfo
+		want string
+	}{
+		{name: "nothing known", v: VersionInfo{Version: "(devel)", GoVersion: "go1.26.0"},
+			want: `{"version":"(devel)","commit":"","commit_time":"","modified":false,"go_version":"go1.26.0"}`},
+		{name: "a release build", v: VersionInfo{Version: "v1.2.0", Commit: "feedface", CommitTime: time.Date(2027, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600)), Modified: true, GoVersion: "go1.26.0"},
+			want: `{"version":"v1.2.0","commit":"feedface","commit_time":"2027-01-02T03:04:05+01:00","modified":true,"go_version":"go1.26.0"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := json.Marshal(tc.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Fatalf("json.Marshal = %s\nwant %s", got, tc.want)
 			}
 		})
 	}
