@@ -2,6 +2,7 @@ package agentq
 
 import (
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -50,7 +51,7 @@ type VersionInfo struct {
 func (v VersionInfo) MarshalJSON() ([]byte, error) {
 	ct := ""
 	if !v.CommitTime.IsZero() {
-		ct = v.CommitTime.Format(time.RFC3339)
+		ct = v.CommitTime.Format(time.RFC3339Nano)
 	}
 	return json.Marshal(struct {
 		Version    string `json:"version"`
@@ -59,6 +60,30 @@ func (v VersionInfo) MarshalJSON() ([]byte, error) {
 		Modified   bool   `json:"modified"`
 		GoVersion  string `json:"go_version"`
 	}{v.Version, v.Commit, ct, v.Modified, v.GoVersion})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: a commit_time of "" is the
+// zero time.
+func (v *VersionInfo) UnmarshalJSON(data []byte) error {
+	var j struct {
+		Version    string `json:"version"`
+		Commit     string `json:"commit"`
+		CommitTime string `json:"commit_time"`
+		Modified   bool   `json:"modified"`
+		GoVersion  string `json:"go_version"`
+	}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	var t time.Time
+	if j.CommitTime != "" {
+		var err error
+		if t, err = time.Parse(time.RFC3339, j.CommitTime); err != nil {
+			return fmt.Errorf("agentq: version commit_time %q is not RFC 3339: %w", j.CommitTime, err)
+		}
+	}
+	*v = VersionInfo{Version: j.Version, Commit: j.Commit, CommitTime: t, Modified: j.Modified, GoVersion: j.GoVersion}
+	return nil
 }
 
 // String is the one-line form `agentq --version` prints:

@@ -78,6 +78,44 @@ func TestVersionInfoJSON(t *testing.T) {
 			if string(got) != tc.want {
 				t.Fatalf("json.Marshal = %s\nwant %s", got, tc.want)
 			}
+			var back VersionInfo
+			if err := json.Unmarshal(got, &back); err != nil {
+				t.Fatal(err)
+			}
+			if !back.CommitTime.Equal(tc.v.CommitTime) {
+				t.Fatalf("read back commit time %v, want %v", back.CommitTime, tc.v.CommitTime)
+			}
+			back.CommitTime = tc.v.CommitTime
+			if back != tc.v {
+				t.Fatalf("read back %+v\nwant %+v", back, tc.v)
+			}
 		})
 	}
+}
+
+// FuzzVersionInfoJSON: reading any `agentq version --json` output either
+// fails or gives a VersionInfo that writes and reads back the same.
+func FuzzVersionInfoJSON(f *testing.F) {
+	f.Add(`{"version":"(devel)","commit":"","commit_time":"","modified":false,"go_version":"go1.26.0"}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		var v VersionInfo
+		if err := json.Unmarshal([]byte(in), &v); err != nil {
+			return
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("json.Marshal(%+v): %v", v, err)
+		}
+		var back VersionInfo
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("reading back %s: %v", out, err)
+		}
+		if !back.CommitTime.Equal(v.CommitTime) {
+			t.Fatalf("commit time %v read back as %v (%s)", v.CommitTime, back.CommitTime, out)
+		}
+		back.CommitTime = v.CommitTime
+		if back != v {
+			t.Fatalf("%+v read back as %+v", v, back)
+		}
+	})
 }
