@@ -1,6 +1,8 @@
 package agentq
 
 import (
+	"encoding/json"
+	"fmt"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -12,9 +14,11 @@ const ModulePath = "github.com/agentq/agentq"
 
 // Release builds set these with the linker, e.g.
 //
-//	go build -ldflags "-X github.com/agentq/agentq.version=v1.2.0 -X github.com/agentq/agentq.commit=$(git rev-parse HEAD)" ./cmd/agentq
+//	go build -ldflags "-X github.com/agentq/agentq.version=v1.2.0 -X github.com/agentq/agentq.commit=$(git rev-parse HEAD) -X github.com/agentq/agentq.commitTime=$(git show -s --format=%cI HEAD)" ./cmd/agentq
 //
-// Each one set overrides what the build info says.
+// as the Dockerfile does from its VERSION, COMMIT and COMMIT_TIME build
+// arguments (TestDockerfileLinkerFlags builds with its flags). Each one set
+// (not empty) overrides what the build info says.
 var (
 	version    string
 	commit     string
@@ -29,14 +33,57 @@ type VersionInfo struct {
 	// information.
 	Version string `json:"version"`
 	// Commit is the VCS revision the binary was built from; empty when
-	// unknown (go run, or agentq built as a dependency of another module).
-	Commit string `json:"commit,omitempty"`
-	// CommitTime is that revision's commit time; zero when unknown.
-	CommitTime time.Time `json:"commit_time,omitzero"`
+	// unknown (go run, a build without .git and without -X, or agentq
+	// built as a dependency of another module).
+	Commit string `json:"commit"`
+	// CommitTime is that revision's commit time; zero when unknown. In
+	// JSON it is RFC 3339, or "" when unknown.
+	CommitTime time.Time `json:"commit_time"`
 	// Modified reports a build from a work tree with uncommitted changes.
 	Modified bool `json:"modified"`
 	// GoVersion is the Go toolchain that built the program.
 	GoVersion string `json:"go_version"`
+}
+
+// MarshalJSON writes every key, unknown ones empty: commit and commit_time
+// are "" when unknown (not left out, not 0001-01-01), so that
+// `agentq version --json | jq -r .commit` prints a line either way.
+func (v VersionInfo) MarshalJSON() ([]byte, error) {
+	ct := ""
+	if !v.CommitTime.IsZero() {
+		ct = v.CommitTime.Format(time.RFC3339Nano)
+	}
+	return json.Marshal(struct {
+		Version    string `json:"version"`
+		Commit     string `json:"commit"`
+		CommitTime string `json:"commit_time"`
+		Modified   bool   `json:"modified"`
+		GoVersion  string `json:"go_version"`
+	}{v.Version, v.Commit, ct, v.Modified, v.GoVersion})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: a commit_time of "" is the
+// zero time.
+func (v *VersionInfo) UnmarshalJSON(data []byte) error {
+	var j struct {
+		Version    string `json:"version"`
+		Commit     string `json:"commit"`
+		CommitTime string `json:"commit_time"`
+		Modified   bool   `json:"modified"`
+		GoVersion  string `json:"go_version"`
+	}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	var t time.Time
+	if j.CommitTime != "" {
+		var err error
+		if t, err = time.Parse(time.RFC3339, j.CommitTime); err != nil {
+			return fmt.Errorf("agentq: version commit_time %q is not RFC 3339: %w", j.CommitTime, err)
+		}
+	}
+	*v = VersionInfo{Version: j.Version, Commit: j.Commit, CommitTime: t, Modified: j.Modified, GoVersion: j.GoVersion}
+	return nil
 }
 
 // String is the one-line form `agentq --version` prints:

@@ -1,6 +1,7 @@
 package agentq
 
 import (
+	"encoding/json"
 	"runtime/debug"
 	"testing"
 	"time"
@@ -51,4 +52,70 @@ func TestVersionFrom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVersionInfoJSON: `agentq version --json` always has every key, the
+// unknown ones empty, so `jq -r .commit` prints a line and not null.
+func TestVersionInfoJSON(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		v    VersionInfo
+		want string
+	}{
+		{name: "nothing known", v: VersionInfo{Version: "(devel)", GoVersion: "go1.26.0"},
+			want: `{"version":"(devel)","commit":"","commit_time":"","modified":false,"go_version":"go1.26.0"}`},
+		{name: "a release build", v: VersionInfo{Version: "v1.2.0", Commit: "feedface", CommitTime: time.Date(2027, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600)), Modified: true, GoVersion: "go1.26.0"},
+			want: `{"version":"v1.2.0","commit":"feedface","commit_time":"2027-01-02T03:04:05+01:00","modified":true,"go_version":"go1.26.0"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := json.Marshal(tc.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Fatalf("json.Marshal = %s\nwant %s", got, tc.want)
+			}
+			var back VersionInfo
+			if err := json.Unmarshal(got, &back); err != nil {
+				t.Fatal(err)
+			}
+			if !back.CommitTime.Equal(tc.v.CommitTime) {
+				t.Fatalf("read back commit time %v, want %v", back.CommitTime, tc.v.CommitTime)
+			}
+			back.CommitTime = tc.v.CommitTime
+			if back != tc.v {
+				t.Fatalf("read back %+v\nwant %+v", back, tc.v)
+			}
+		})
+	}
+}
+
+// FuzzVersionInfoJSON: reading any `agentq version --json` output either
+// fails or gives a VersionInfo that writes and reads back the same.
+func FuzzVersionInfoJSON(f *testing.F) {
+	f.Add(`{"version":"(devel)","commit":"","commit_time":"","modified":false,"go_version":"go1.26.0"}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		var v VersionInfo
+		if err := json.Unmarshal([]byte(in), &v); err != nil {
+			return
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("json.Marshal(%+v): %v", v, err)
+		}
+		var back VersionInfo
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("reading back %s: %v", out, err)
+		}
+		if !back.CommitTime.Equal(v.CommitTime) {
+			t.Fatalf("commit time %v read back as %v (%s)", v.CommitTime, back.CommitTime, out)
+		}
+		back.CommitTime = v.CommitTime
+		if back != v {
+			t.Fatalf("%+v read back as %+v", v, back)
+		}
+	})
 }

@@ -17,7 +17,10 @@ func (m *Main) versionCommand() *cobra.Command {
 (a tag, or a pseudo-version for an untagged commit), the commit and its time,
 whether the work tree had uncommitted changes, and the Go version. Release
 builds set them with -ldflags -X github.com/agentq/agentq.version=... (and
-.commit, .commitTime); a Go program reads them with agentq.Version().`,
+.commit, .commitTime); the Dockerfile does from its VERSION, COMMIT and
+COMMIT_TIME build arguments. --json always has every key: commit and
+commit_time are "" when unknown. A Go program reads them with
+agentq.Version().`,
 		Example: `  agentq version
   agentq --version
   agentq version --json | jq -r .commit`,

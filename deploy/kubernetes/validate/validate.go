@@ -3,7 +3,11 @@
 // apiVersion and kind (an unknown or misspelled field, a wrong type or an
 // unparsable quantity fails), the KEDA ScaledObject and the kustomization
 // into shape types written here from their documented fields, and then
-// the references between objects and agentq's own rules are checked.
+// the references between objects and agentq's own rules are checked:
+// among them, that every Deployment reads AGENTQ_REDIS_URL from one
+// ConfigMap (envFrom) and sets no such shared setting itself, and that
+// no secret is in a ConfigMap read with envFrom or written into a
+// Deployment.
 //
 // It is a module of its own, so that agentq does not depend on k8s.io.
 // CI runs it as `go test` here; `go run . DIR` checks another directory.
@@ -265,7 +269,12 @@ func Check(dir string, objs []Object) error {
 	deployments := map[string]*appsv1.Deployment{}
 	configMaps := map[string]*corev1.ConfigMap{}
 	secrets := map[string]*corev1.Secret{}
+	seen := map[string]Object{}
 	for _, o := range objs {
+		if prev, ok := seen[o.Kind+"/"+o.Name]; ok && o.Kind != "Kustomization" {
+			fail(o, "a second %s %s (the first is in %s): one of them would replace the other", o.Kind, o.Name, prev.File)
+		}
+		seen[o.Kind+"/"+o.Name] = o
 		if o.Kind != "Kustomization" {
 			for _, msg := range validation.IsDNS1123Subdomain(o.Name) {
 				fail(o, "metadata.name %q: %s", o.Name, msg)
@@ -285,11 +294,22 @@ func Check(dir string, objs []Object) error {
 		errs = append(errs, err)
 	}
 	ns := checkNamespaces(objs, fail)
+	var redisFrom string // the ConfigMap the first Deployment reads AGENTQ_REDIS_URL from
+	var redisFromObj Object
 	for _, o := range objs {
 		switch v := o.Value.(type) {
 		case *appsv1.Deployment:
 			for _, msg := range checkDeployment(v, configMaps, secrets, ws) {
 				fail(o, "%s", msg)
+			}
+			from := envSource(v, sharedEnv[0], configMaps)
+			switch {
+			case from == "":
+				fail(o, "no container reads %s from a ConfigMap with envFrom: set it in one ConfigMap that every Deployment reads", sharedEnv[0])
+			case redisFrom == "":
+				redisFrom, redisFromObj = from, o
+			case from != redisFrom:
+				fail(o, "reads %s from ConfigMap %s, but %s reads it from ConfigMap %s: the Deployments must read it from one place", sharedEnv[0], from, redisFromObj, redisFrom)
 			}
 		case *corev1.Service:
 			d := selected(deployments, v.Spec.Selector)
@@ -491,7 +511,38 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 			bad("container %s: securityContext.allowPrivilegeEscalation is not false", c.Name)
 		}
+		worker := len(c.Args) > 0 && c.Args[0] == "worker"
+		for _, ef := range c.EnvFrom {
+			switch {
+			case ef.ConfigMapRef != nil:
+				cm := cms[ef.ConfigMapRef.Name]
+				if cm == nil {
+					if ef.ConfigMapRef.Optional == nil || !*ef.ConfigMapRef.Optional {
+						bad("container %s: envFrom reads ConfigMap %s, which is not here", c.Name, ef.ConfigMapRef.Name)
+					}
+					continue
+				}
+				for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
+					if secretName(k) {
+						bad("container %s: envFrom ConfigMap %s holds %s, a secret: put it in a Secret (secretKeyRef)", c.Name, cm.Name, k)
+					}
+					if worker && strings.HasPrefix(k, "AGENTQ_DASHBOARD_BASIC_AUTH_") {
+						bad("container %s: envFrom ConfigMap %s holds %s: the worker would refuse dashboard.basic_auth_* without both; set it in the dashboard's Deployment", c.Name, cm.Name, k)
+					}
+				}
+			case ef.SecretRef != nil:
+				if secrets[ef.SecretRef.Name] == nil && (ef.SecretRef.Optional == nil || !*ef.SecretRef.Optional) {
+					bad("container %s: envFrom reads Secret %s, which is not here", c.Name, ef.SecretRef.Name)
+				}
+			}
+		}
 		for _, e := range c.Env {
+			if slices.Contains(sharedEnv, e.Name) {
+				bad("container %s: env %s is set in the Deployment: set it in the ConfigMap every Deployment reads with envFrom (one place)", c.Name, e.Name)
+			}
+			if e.Value != "" && secretName(e.Name) {
+				bad("container %s: env %s is a secret written into the Deployment: read it from a Secret (secretKeyRef)", c.Name, e.Name)
+			}
 			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 				continue
 			}
@@ -507,7 +558,6 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 				bad("container %s: env %s reads key %s of Secret %s, which the example Secret lacks", c.Name, e.Name, ref.Key, ref.Name)
 			}
 		}
-		worker := len(c.Args) > 0 && c.Args[0] == "worker"
 		probes := map[string]*corev1.Probe{"readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe}
 		for _, name := range []string{"readinessProbe", "startupProbe"} {
 			p := probes[name]
@@ -542,6 +592,45 @@ func checkDeployment(d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, sec
 		}
 	}
 	return out
+}
+
+// sharedEnv are the settings every Deployment must read from one ConfigMap
+// (envFrom), not set in itself: the README tells users to set them once.
+var sharedEnv = []string{"AGENTQ_REDIS_URL"}
+
+// secretName reports an environment variable that holds a secret: agentq's
+// *_PASSWORD settings, API keys, tokens.
+func secretName(name string) bool {
+	for _, s := range []string{"PASSWORD", "API_KEY", "TOKEN", "SECRET"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// envSource returns the ConfigMap from which every container of d reads
+// name with envFrom, "" when one does not (or they differ).
+func envSource(d *appsv1.Deployment, name string, cms map[string]*corev1.ConfigMap) string {
+	from := ""
+	for i, c := range d.Spec.Template.Spec.Containers {
+		got := ""
+		for _, ef := range c.EnvFrom {
+			if ef.ConfigMapRef == nil || ef.Prefix != "" {
+				continue
+			}
+			if cm := cms[ef.ConfigMapRef.Name]; cm != nil {
+				if _, ok := cm.Data[name]; ok {
+					got = cm.Name // a later envFrom wins
+				}
+			}
+		}
+		if got == "" || (i > 0 && got != from) {
+			return ""
+		}
+		from = got
+	}
+	return from
 }
 
 // checkLiveness: a liveness probe that does not need Redis (`agentq

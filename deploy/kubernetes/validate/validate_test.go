@@ -51,6 +51,16 @@ func TestRefuses(t *testing.T) {
 		{"metrics port not exposed", "worker-deployment.yaml", "containerPort: 9090", "containerPort: 9100", "no port 9090"},
 		{"root filesystem writable", "dashboard.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem is not true"},
 		{"service selects nothing", "dashboard.yaml", "  selector:\n    app.kubernetes.io/name: agentq-dashboard\n  ports:", "  selector:\n    app.kubernetes.io/name: nobody\n  ports:", "selects no Deployment"},
+		{"redis url written into a deployment", "worker-deployment.yaml", "          env:\n            - name: AGENTQ_REDIS_PASSWORD",
+			"          env:\n            - name: AGENTQ_REDIS_URL\n              value: redis://redis:6379/0\n            - name: AGENTQ_REDIS_PASSWORD",
+			"env AGENTQ_REDIS_URL is set in the Deployment"},
+		{"env configmap missing", "dashboard.yaml", "                name: agentq-env\n", "                name: agentq-envs\n", "envFrom reads ConfigMap agentq-envs, which is not here"},
+		{"redis url from nowhere", "dashboard.yaml", "                name: agentq-env\n", "                name: agentq-config\n", "no container reads AGENTQ_REDIS_URL from a ConfigMap"},
+		{"configmap named twice", "agentq-env.yaml", "  AGENTQ_REDIS_URL: redis://redis:6379/0\n",
+			"  AGENTQ_REDIS_URL: redis://redis:6379/0\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agentq-env\ndata:\n  AGENTQ_REDIS_URL: redis://redis:6379/1\n",
+			"a second ConfigMap agentq-env"},
+		{"secret in the env configmap", "agentq-env.yaml", "  AGENTQ_REDIS_URL: redis://redis:6379/0\n", "  AGENTQ_REDIS_URL: redis://redis:6379/0\n  AGENTQ_REDIS_PASSWORD: hunter2\n", "holds AGENTQ_REDIS_PASSWORD, a secret"},
+		{"dashboard user in the worker's env", "agentq-env.yaml", "  AGENTQ_REDIS_URL: redis://redis:6379/0\n", "  AGENTQ_REDIS_URL: redis://redis:6379/0\n  AGENTQ_DASHBOARD_BASIC_AUTH_USER: admin\n", "the worker would refuse"},
 		{"missing secret key", "worker-deployment.yaml", "key: AGENTQ_REDIS_PASSWORD", "key: REDIS_PASSWORD", "lacks"},
 		{"keda field misspelled", "autoscaling/keda-scaledobject.yaml", "minReplicaCount: 2", "minReplicas: 2", `unknown field "minReplicas"`},
 		{"keda scales to zero", "autoscaling/keda-scaledobject.yaml", "minReplicaCount: 2", "minReplicaCount: 0", "minReplicaCount must be at least 1"},
@@ -94,6 +104,33 @@ func TestRefuses(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRefusesTwoEnvSources: the Deployments read AGENTQ_REDIS_URL from
+// one ConfigMap, not each from its own.
+func TestRefusesTwoEnvSources(t *testing.T) {
+	dir := copyManifests(t)
+	edit := func(file, old, new string) {
+		t.Helper()
+		path := filepath.Join(dir, file)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), old) {
+			t.Fatalf("%s lacks %q", file, old)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit("agentq-env.yaml", "  AGENTQ_REDIS_URL: redis://redis:6379/0\n",
+		"  AGENTQ_REDIS_URL: redis://redis:6379/0\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agentq-dashboard-env\ndata:\n  AGENTQ_REDIS_URL: redis://redis:6379/1\n")
+	edit("dashboard.yaml", "                name: agentq-env\n", "                name: agentq-dashboard-env\n")
+	_, err := Validate(dir)
+	if want := "reads AGENTQ_REDIS_URL from ConfigMap agentq-env, but dashboard.yaml: Deployment agentq-dashboard reads it from ConfigMap agentq-dashboard-env"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Validate = %v, want an error with %q", err, want)
 	}
 }
 
