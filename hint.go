@@ -50,3 +50,8 @@ func ShellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// WorkerQueues returns the queues, with priorities, that a worker of this
+// runtime serves: worker.queues, and with the default list also
+// enqueue.queue and every workflow's queue. The map is the caller's.
+func (r *Runtime) WorkerQueues() map[string]int { return workerQueues(r.cfg, r.runWfs) }
