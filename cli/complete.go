@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -103,7 +104,21 @@ func (m *Main) complete(cmd *cobra.Command, rf *rootFlags, values completer, giv
 	defer cancel()
 	quiet := *m
 	quiet.Stderr = io.Discard
-	rt, err := quiet.open(cmd, rf, true)
+	cfg, err := quiet.load(cmd, rf)
+	if err != nil {
+		return nil
+	}
+	// A client of its own that dials and tries each call once: with Redis
+	// refusing connections, go-redis's command retries and dial retries
+	// (5, 100 ms apart) would sleep until the deadline.
+	ro, err := agentq.RedisOptions(cfg)
+	if err != nil {
+		return nil
+	}
+	ro.MaxRetries, ro.DialerRetries, ro.DialTimeout = -1, 1, completeTimeout
+	rdb := redis.NewUniversalClient(ro)
+	defer rdb.Close()
+	rt, err := quiet.newRuntimeWith(cfg, rf.configFile, true, nil, func(o *agentq.Options) { o.Redis = rdb })
 	if err != nil {
 		return nil
 	}
