@@ -57,6 +57,10 @@ type Options struct {
 	// ConfigFile is the config file this runtime was loaded from; hints
 	// then pass it as --config. Default: none.
 	ConfigFile string
+	// NoReplayHint leaves the replay command out of the dead-letter
+	// warning and alert, for a process whose Redis is gone when it ends
+	// (`agentq dev --exit` with its embedded Redis). Default false.
+	NoReplayHint bool
 	// Logger receives the worker's per-attempt lines and the parts' logs.
 	// Default: a logger on LogTo at cfg.Log's level and format.
 	Logger *zerolog.Logger

@@ -162,6 +162,7 @@ func (r *Runtime) dlqConfig() dlq.Config {
 		ReconcileInterval: d.ReconcileInterval,
 		Grace:             d.Grace,
 		Command:           r.CommandLine(),
+		NoReplayHint:      r.opts.NoReplayHint,
 	}
 }
 

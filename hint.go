@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/queue"
 )
@@ -49,4 +51,17 @@ func ShellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// WorkerQueues returns the queues, with priorities, that a worker of this
+// runtime serves: worker.queues, and with the default list also
+// enqueue.queue and every workflow's queue. The map is the caller's.
+func (r *Runtime) WorkerQueues() map[string]int { return workerQueues(r.cfg, r.runWfs) }
+
+// RedisOptions returns the go-redis options cfg's Redis settings make, as
+// the runtime's own client gets them, for a client with other limits
+// passed as Options.Redis (shell completion's dials once, without
+// retries). It reads the TLS files; errors never show a password.
+func RedisOptions(cfg config.Config) (*redis.UniversalOptions, error) {
+	return redisConfig(cfg).UniversalOptions()
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -17,10 +18,13 @@ import (
 	"github.com/agentq/agentq/runs"
 )
 
-// completeTimeout bounds what one shell completion spends on Redis: with
-// Redis down or slow, completion offers what the configuration alone
-// knows (or nothing) rather than hang the shell.
-const completeTimeout = time.Second
+// completeTimeout bounds one shell completion from the moment it starts:
+// loading the configuration, dialling Redis (go-redis's dial retries
+// included: they end with the context) and every read. With Redis down or
+// slow, completion offers what the configuration alone knows (or nothing)
+// rather than hang the shell; with the program's start the whole
+// completion stays within a second.
+const completeTimeout = 750 * time.Millisecond
 
 // completeLimit bounds how many dead letters or runs a completion offers.
 const completeLimit = 100
@@ -54,7 +58,7 @@ var flagCompleters = map[string]completer{
 	"kind":     completeKinds,
 	"queue":    completeQueues,
 	"workflow": completeWorkflows,
-	"run":      completeRuns,
+	"run":      completeRunIDs,
 }
 
 // registerCompletions walks the command tree below root and gives every
@@ -92,19 +96,33 @@ func (m *Main) registerCompletions(root *cobra.Command, rf *rootFlags) {
 
 // complete runs values for cmd quietly: the configuration is loaded as the
 // command would load it (its --config and --redis-url count), nothing is
-// printed, a bad configuration offers nothing, and Redis gets at most
-// completeTimeout. It offers the values that start with toComplete and are
-// not among given.
+// printed, a bad configuration offers nothing, and everything together
+// gets at most completeTimeout. It offers the values that start with
+// toComplete and are not among given, each once.
 func (m *Main) complete(cmd *cobra.Command, rf *rootFlags, values completer, given []string, toComplete string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
+	defer cancel()
 	quiet := *m
 	quiet.Stderr = io.Discard
-	rt, err := quiet.open(cmd, rf, true)
+	cfg, err := quiet.load(cmd, rf)
+	if err != nil {
+		return nil
+	}
+	// A client of its own that dials and tries each call once: with Redis
+	// refusing connections, go-redis's command retries and dial retries
+	// (5, 100 ms apart) would sleep until the deadline.
+	ro, err := agentq.RedisOptions(cfg)
+	if err != nil {
+		return nil
+	}
+	ro.MaxRetries, ro.DialerRetries, ro.DialTimeout = -1, 1, completeTimeout
+	rdb := redis.NewUniversalClient(ro)
+	defer rdb.Close()
+	rt, err := quiet.newRuntimeWith(cfg, rf.configFile, true, nil, func(o *agentq.Options) { o.Redis = rdb })
 	if err != nil {
 		return nil
 	}
 	defer rt.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
-	defer cancel()
 	var out []string
 	seen := map[string]bool{}
 	for _, g := range given {
@@ -198,6 +216,27 @@ func completeRuns(ctx context.Context, rt *agentq.Runtime) []string {
 	out := make([]string, 0, len(sums))
 	for _, s := range sums {
 		out = append(out, fmt.Sprintf("%s\t%s %s", s.ID, s.Workflow, s.Status))
+	}
+	return out
+}
+
+// completeRunIDs offers, for --run, the newest runs' ids, then the run ids
+// the newest dead letters carry (at most completeLimit records), which
+// include the ids tasks were enqueued with (enqueue --run) that no run
+// started; complete drops repeats.
+func completeRunIDs(ctx context.Context, rt *agentq.Runtime) []string {
+	out := completeRuns(ctx, rt)
+	if ctx.Err() != nil {
+		return out
+	}
+	recs, err := rt.DeadLetters().List(ctx, dlq.Filter{Limit: completeLimit})
+	if err != nil {
+		return out
+	}
+	for _, r := range recs {
+		if r.RunID != "" {
+			out = append(out, r.RunID+"\tdead letter "+r.ID+" ("+r.Kind+")")
+		}
 	}
 	return out
 }

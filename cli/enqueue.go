@@ -335,35 +335,6 @@ func writeBatchJSON(w io.Writer, sum queue.BatchSummary, runErr error, warnings 
 	return enc.Encode(out)
 }
 
-// servedLookupTimeout bounds the one lookup of served queues an enqueue
-// makes for its warning.
-const servedLookupTimeout = 2 * time.Second
-
-// unservedWarnings returns a warning for each of queues that no live worker
-// serves, and prints it to Stderr. It looks the served queues up once (one
-// read of asynq's server records), and says nothing when that fails.
-func (m *Main) unservedWarnings(ctx context.Context, rt *agentq.Runtime, queues []string) []string {
-	if len(queues) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, servedLookupTimeout)
-	defer cancel()
-	served, err := rt.ServedQueues(ctx)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, q := range queues {
-		if served[q] {
-			continue
-		}
-		w := fmt.Sprintf("no worker serves queue %q: its tasks wait until one does (%s worker --queues %s=1, or worker.queues)", q, rt.Name(), shellQuote(q))
-		fmt.Fprintln(m.Stderr, m.name()+": warning: "+w)
-		out = append(out, w)
-	}
-	return out
-}
-
 // batchSummaryText is the text summary of a batch: the counts, each
 // rejected line, and where the batch stopped, if it did.
 func batchSummaryText(ctx context.Context, sum queue.BatchSummary) string {

@@ -172,8 +172,9 @@ func (m *Main) runStart(cmd *cobra.Command, rf *rootFlags, f *runStartFlags, wor
 	if err != nil {
 		return err
 	}
+	started := m.warnUnservedRun(cmd.Context(), s.rt, workflow, st)
 	if f.asJSON {
-		return writeJSON(m.Stdout, st)
+		return writeJSON(m.Stdout, started)
 	}
 	fmt.Fprintln(m.Stdout, st.RunID)
 	if st.Duplicate {

@@ -40,10 +40,13 @@ func (m *Main) newRuntime(cfg config.Config, configFile string, quiet bool) (*ag
 }
 
 // newRuntimeWith is newRuntime with workflows defined in code beside the
-// configured ones.
-func (m *Main) newRuntimeWith(cfg config.Config, configFile string, quiet bool, wfs map[string]runs.Workflow) (*agentq.Runtime, error) {
+// configured ones; adjust, if given, changes the options last.
+func (m *Main) newRuntimeWith(cfg config.Config, configFile string, quiet bool, wfs map[string]runs.Workflow, adjust ...func(*agentq.Options)) (*agentq.Runtime, error) {
 	opts := m.options(configFile)
 	opts.Workflows = wfs
+	for _, f := range adjust {
+		f(&opts)
+	}
 	if quiet {
 		// Commands that print their results log warnings and errors only.
 		log, err := logging.New(m.Stderr, cfg.Log.Level, cfg.Log.Format)

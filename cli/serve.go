@@ -186,7 +186,9 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	ts := dev.NewToolServer()
 	defer ts.Close()
 	wfs := map[string]runs.Workflow{dev.RunWorkflow: dev.ArticleWorkflow(demoQueue, ts)}
-	rt, err := m.newRuntimeWith(cfg, configFile, false, wfs)
+	// With --exit, what dev started (and on a configured Redis, its dead
+	// letters) is gone when it ends: print no replay command for later.
+	rt, err := m.newRuntimeWith(cfg, configFile, false, wfs, func(o *agentq.Options) { o.NoReplayHint = exitAfter })
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,8 @@ type Alert struct {
 	Error    string     `json:"error"`
 	Attempt  int        `json:"attempt"`
 	FailedAt time.Time  `json:"failed_at"`
-	// Replay is the command that replays the dead letter.
+	// Replay is the command that replays the dead letter; empty with
+	// Config.NoReplayHint.
 	Replay string `json:"replay_command"`
 }
 
@@ -101,21 +102,29 @@ func (s *Store) captureDeath(ctx context.Context, st *jobs.Step, r *jobs.Result)
 			Msg("dead letter not recorded; the reconciler will record it from asynq's archive")
 		return
 	}
-	cmd := s.ReplayCommand(id)
-	verb := "dead letter recorded"
+	cmd, msg := "", "dead letter recorded"
 	if mode == modeAppended {
-		verb = "dead letter dead again"
+		msg = "dead letter dead again"
 	}
-	s.log.Warn().Str("dlq_id", id).Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("step", st.Name).Str("workflow", st.Workflow).
+	text := fmt.Sprintf("agentq: %s %s (task %s, run %s%s) died on attempt %d: %s.",
+		st.Kind, verbNoun(mode), st.TaskID, orNone(st.RunID), stepPart(st.Name), st.Attempt, final.Error)
+	if !s.cfg.NoReplayHint {
+		cmd = s.ReplayCommand(id)
+		msg += "; replay with: " + cmd
+		text += " Replay: " + cmd
+	}
+	ev := s.log.Warn().Str("dlq_id", id).Str("task_id", st.TaskID).Str("run_id", st.RunID).Str("step", st.Name).Str("workflow", st.Workflow).
 		Str("kind", st.Kind).Str("queue", st.Queue).Str("class", string(class)).Int("attempt", st.Attempt).
-		Str("error", final.Error).Str("replay", cmd).
-		Msg(verb + "; replay with: " + cmd)
+		Str("error", final.Error)
+	if cmd != "" {
+		ev = ev.Str("replay", cmd)
+	}
+	ev.Msg(msg)
 	if s.cfg.Alerter != nil {
 		s.cfg.Alerter.Send(Alert{
 			Event: "dead_letter",
-			Text: fmt.Sprintf("agentq: %s %s (task %s, run %s%s) died on attempt %d: %s. Replay: %s",
-				st.Kind, verbNoun(mode), st.TaskID, orNone(st.RunID), stepPart(st.Name), st.Attempt, final.Error, cmd),
-			ID: id, Queue: st.Queue, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, Step: st.Name, TaskID: st.TaskID,
+			Text:  text,
+			ID:    id, Queue: st.Queue, Kind: st.Kind, Workflow: st.Workflow, RunID: st.RunID, Step: st.Name, TaskID: st.TaskID,
 			Class: class, Error: final.Error, Attempt: st.Attempt, FailedAt: final.At.UTC(), Replay: cmd,
 		})
 	}

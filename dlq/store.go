@@ -109,6 +109,11 @@ type Config struct {
 	// paste into a shell (e.g. `myagent --redis-url redis://10.0.0.5:6379/0`).
 	// It must hold no secret. Default CommandDefault ("agentq").
 	Command string
+	// NoReplayHint leaves the replay command out of the dead-letter
+	// warning and alert (the record's id is still given): for a process
+	// whose Redis is gone when it ends, such as `agentq dev --exit` with
+	// its embedded Redis, where the command would point at nothing.
+	NoReplayHint bool
 	// Logger receives the dead-letter warning, retention drops and
 	// reconciler findings. Default: no logging.
 	Logger *zerolog.Logger

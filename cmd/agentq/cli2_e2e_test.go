@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -154,15 +155,25 @@ func TestCLI2UnservedQueueWarning(t *testing.T) {
 		t.Fatalf("batch: exit %d warnings %q stderr %q", code, sum.Warnings, errOut)
 	}
 
-	// A worker serving the queue (its server record is up): no warning.
-	e.startWorker("--queues", "served=1")
+	// The warning suggests a worker that serves the queue and still the
+	// ones a worker of this configuration serves (default), not only it.
+	m := regexp.MustCompile(`start one with: \S+ --redis-url \S+ worker --queues (\S+) `).FindStringSubmatch(res.Warning)
+	if m == nil || m[1] != "default=1,served=1" {
+		t.Fatalf("warning %q: want it to suggest worker --queues default=1,served=1", res.Warning)
+	}
+
+	// The worker it suggests (its server record is up): no warning, for
+	// the queue nor for default.
+	e.startWorker("--queues", m[1])
 	until(t, 20*time.Second, "the worker's server record", func() bool {
 		return e.rdb.ZCard(context.Background(), "asynq:servers").Val() > 0
 	})
-	out, errOut, code = e.run("", "enqueue", "noop", "--payload", "{}", "--queue", "served", "--json")
-	res = struct{ ID, Warning string }{}
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.ID == "" || res.Warning != "" || strings.Contains(errOut, "warning") {
-		t.Fatalf("worker serving: exit %d stdout %q stderr %q; want no warning", code, out, errOut)
+	for _, q := range []string{"served", "default"} {
+		out, errOut, code = e.run("", "enqueue", "noop", "--payload", "{}", "--queue", q, "--json")
+		res = struct{ ID, Warning string }{}
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.ID == "" || res.Warning != "" || strings.Contains(errOut, "warning") {
+			t.Fatalf("worker serving %s: exit %d stdout %q stderr %q; want no warning", q, code, out, errOut)
+		}
 	}
 	// The other queue is still unserved.
 	_, errOut, _ = e.run("", "enqueue", "noop", "--payload", "{}", "--queue", "other")
@@ -209,18 +220,28 @@ func TestCLI2Completion(t *testing.T) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 	}))
 	t.Cleanup(tool.Close)
-	if _, errOut, code := e.run("", "enqueue", "http.call", "--payload", `{"url":"`+tool.URL+`"}`, "--queue", "q-known"); code != 0 {
+	// The dead letter carries run id run-7 (enqueue --run), which no run
+	// started: --run offers it as well as the started run's.
+	if _, errOut, code := e.run("", "enqueue", "http.call", "--payload", `{"url":"`+tool.URL+`"}`, "--queue", "q-known", "--run", "run-7"); code != 0 {
 		t.Fatalf("enqueue: exit %d %s", code, errOut)
 	}
+	// No worker serves the workflow's queue: run start warns, on stderr
+	// and in --json, and suggests a worker of this configuration.
 	out, errOut, code := e.run("", "--config", cfg, "run", "start", "triage", "--json")
 	if code != 0 {
 		t.Fatalf("run start: exit %d %s %s", code, out, errOut)
 	}
 	var started struct {
-		RunID string `json:"run_id"`
+		RunID   string `json:"run_id"`
+		Warning string `json:"warning"`
 	}
 	if err := json.Unmarshal([]byte(out), &started); err != nil || started.RunID == "" {
 		t.Fatalf("run start output %q: %v", out, err)
+	}
+	const unserved = `no worker serves queue "wf-queue"`
+	hint := regexp.MustCompile(`start one with: \S+ --config \S+ --redis-url \S+ worker \(a worker of this configuration serves it\)$`)
+	if !strings.Contains(started.Warning, unserved) || !hint.MatchString(started.Warning) || !strings.Contains(errOut, "warning: "+unserved) {
+		t.Errorf("run start with no worker: warning %q stderr %q; want %q suggesting %s", started.Warning, errOut, unserved, hint)
 	}
 	e.startWorker("--config", cfg, "--queues", "q-known=1,wf-queue=1")
 	until(t, 30*time.Second, "a dead letter", func() bool {
@@ -243,6 +264,7 @@ func TestCLI2Completion(t *testing.T) {
 		{"dead-letter ids not repeated", []string{"dlq", "replay", "1", ""}, nil},
 		{"run ids", []string{"run", "show", ""}, []string{started.RunID}},
 		{"--run", []string{"enqueue", "noop", "--run", "r_"}, []string{started.RunID}},
+		{"--run: runs', then dead letters'", []string{"dlq", "list", "--run", ""}, []string{started.RunID, "run-7"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -269,6 +291,12 @@ func TestCLI2Completion(t *testing.T) {
 			if code != 0 || !slices.Equal(got, want) {
 				t.Errorf("%q with Redis down: %q (exit %d), want %q", args, got, code, want)
 			}
+		}
+	})
+	t.Run("run start with a worker serving", func(t *testing.T) {
+		out, errOut, code := e.run("", "--config", cfg, "run", "start", "triage", "--key", "served", "--json")
+		if code != 0 || strings.Contains(out, "warning") || strings.Contains(errOut, "warning") {
+			t.Errorf("run start: exit %d stdout %q stderr %q; want no warning", code, out, errOut)
 		}
 	})
 	t.Run("bad config", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -331,6 +332,22 @@ func TestEndToEndDevDemo(t *testing.T) {
 	if strings.Contains(out, "http://127.0.0.1:") && strings.Contains(out, "dashboard: http") ||
 		strings.Contains(out, " run show r_") || strings.Contains(out, "dlq list") || !strings.Contains(out, "embedded Redis have stopped") {
 		t.Errorf("dev --exit points at what is gone:\n%s", out)
+	}
+	// Nor does any line on either stream give a command or the embedded
+	// Redis's address for later, save the line that says it is embedded;
+	// the dead-letter warning still names the record.
+	addr := regexp.MustCompile(`redis: embedded at (\S+) `).FindStringSubmatch(out)
+	if addr == nil {
+		t.Fatalf("dev --exit names no embedded Redis:\n%s", out)
+	}
+	for _, line := range strings.Split(out+errOut, "\n") {
+		if strings.Contains(line, "--redis-url") || strings.Contains(line, "replay with") || strings.Contains(line, `"replay"`) ||
+			strings.Contains(line, addr[1]) && !strings.HasPrefix(line, "redis: embedded at ") {
+			t.Errorf("dev --exit prints a line pointing at what is gone: %s", line)
+		}
+	}
+	if !strings.Contains(errOut, `"dlq_id":"1"`) || !strings.Contains(errOut, "dead letter recorded") {
+		t.Errorf("dev --exit logs no dead-letter warning:\n%s", errOut)
 	}
 }
 
