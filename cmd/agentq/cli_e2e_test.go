@@ -236,8 +236,45 @@ func TestCLIDeadLetterFilters(t *testing.T) {
 	if je := e.runJSONError(2, "dlq", "show", "999999", "--json"); je.Code != "not_found" {
 		t.Errorf("dlq show 999999 --json: %+v", je)
 	}
-	if je := e.runJSONError(2, "dlq", "purge", "--run", "r-none", "--json"); je.Code != "usage" || !strings.Contains(je.Error, "no dead letters match") {
-		t.Errorf("dlq purge of an empty selection: %+v", je)
+	if je := e.runJSONError(2, "dlq", "purge", "999999", "--json"); je.Code != "not_found" {
+		t.Errorf("dlq purge 999999 --json: %+v", je)
+	}
+	if je := e.runJSONError(2, "dlq", "replay", "999999", "--json"); je.Code != "not_found" {
+		t.Errorf("dlq replay 999999 --json: %+v", je)
+	}
+
+	// A selection that matches nothing is no error: exit 0, saying so, and
+	// zero counts with --json; the same once the store is empty (the
+	// nightly purge of --help's example).
+	out, errOut, code := e.run("", "dlq", "purge", "--run", "r-none")
+	if code != 0 || !strings.Contains(out, "no dead letters match the selection; nothing purged") {
+		t.Errorf("dlq purge of an empty selection: exit %d out %q err %q", code, out, errOut)
+	}
+	if _, errOut, code := e.run("", "dlq", "purge", "--all", "--yes"); code != 0 {
+		t.Fatalf("dlq purge --all --yes: exit %d %s", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"dlq", "purge", "--status", "resolved", "--since", "30d", "--yes"},
+		{"dlq", "replay", "--workflow", "research", "--since", "1d", "--dry-run"},
+	} {
+		out, errOut, code := e.run("", args...)
+		if code != 0 || !strings.Contains(out, "no dead letters match the selection; nothing") || errOut != "" {
+			t.Errorf("agentq %s on an empty store: exit %d out %q err %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	out, errOut, code = e.run("", "dlq", "purge", "--all", "--yes", "--json")
+	var pg0 map[string]int
+	if code != 0 || json.Unmarshal([]byte(out), &pg0) != nil || pg0["selected"] != 0 || pg0["purged"] != 0 || len(pg0) != 3 {
+		t.Errorf("dlq purge --all --yes --json on an empty store: exit %d out %q err %q", code, out, errOut)
+	}
+	out, errOut, code = e.run("", "dlq", "replay", "--all", "--json")
+	var rp0 struct {
+		Selected *int  `json:"selected"`
+		Replayed []any `json:"replayed"`
+		Failed   []any `json:"failed"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rp0) != nil || rp0.Selected == nil || *rp0.Selected != 0 || rp0.Replayed == nil || rp0.Failed == nil {
+		t.Errorf("dlq replay --all --json on an empty store: exit %d out %q err %q", code, out, errOut)
 	}
 }
 
