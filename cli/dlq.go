@@ -327,7 +327,7 @@ func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
 		Short: "Show one dead letter with every attempt",
 		Example: `  agentq dlq show 42
   agentq dlq show 42 --json | jq .history`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("a dead-letter id", "dlq list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkID(args[0]); err != nil {
 				return err

@@ -258,7 +258,7 @@ func TestDLQBadInput(t *testing.T) {
 		{[]string{"dlq", "replay", a, "--payload", `{"url":"http://x/","headers":{"Authorization":"****"}}`}, "masked"},
 		{[]string{"dlq", "replay", a, "--limit", "2"}, "--limit applies to selectors"},
 		{[]string{"dlq", "show", "999"}, `no dead letter with id "999"`},
-		{[]string{"dlq", "show"}, "accepts 1 arg"},
+		{[]string{"dlq", "show"}, "dlq show needs a dead-letter id"},
 		{[]string{"dlq", "list", "--class", "nope"}, "unknown class"},
 		{[]string{"dlq", "list", "--status", "dead,nope"}, "unknown status"},
 		{[]string{"dlq", "list", "--since", "-1h"}, "--since must not be negative"},

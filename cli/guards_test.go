@@ -80,7 +80,7 @@ func TestBudgetCommands(t *testing.T) {
 		{[]string{"budget", "nope"}, `unknown workflow "nope" (configured: ingest, plain, publish)`},
 		{[]string{"budget", "plain"}, `workflow "plain" has no error budget (set workflows.plain.budget.slo`},
 		{[]string{"budget", "resume", "nope"}, `unknown workflow "nope"`},
-		{[]string{"budget", "reset"}, "accepts 1 arg"},
+		{[]string{"budget", "reset"}, "budget reset needs a workflow name"},
 	} {
 		r := run(t, []string{"AGENTQ_REDIS_URL=redis://127.0.0.1:1/0"}, "", append([]string{"--config", cfgPath}, tt.args...)...)
 		if r.code != ExitUsage || !strings.Contains(r.err, tt.want) {

@@ -57,7 +57,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"cap cost nan", "", []string{"run", "start", "article", "--cap-cost", "NaN"}, "--cap-cost must be a number"},
 		{"cap tokens", "", []string{"run", "start", "article", "--cap-tokens", "0"}, "--cap-tokens must be at least 1, got 0"},
 		{"unknown workflow", "", []string{"run", "start", "artcle"}, `no workflow "artcle" with steps (workflows: article, nightly)`},
-		{"no workflow", "", []string{"run", "start"}, "accepts 1 arg"},
+		{"no workflow", "", []string{"run", "start"}, "run start needs a workflow name"},
 		{"status", "", []string{"run", "list", "--status", "done"}, `--status "done" is not a run status: one of running, waiting, succeeded, failed, capped, cancelled`},
 		{"since", "", []string{"run", "list", "--since", "yesterday"}, `--since "yesterday" is neither a duration (24h, 3d, 1d12h) nor an RFC 3339 time`},
 		{"since negative", "", []string{"run", "list", "--since", "-1h"}, "--since must not be negative"},

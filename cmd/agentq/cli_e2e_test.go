@@ -99,6 +99,25 @@ func TestCLIConventionsWithoutRedis(t *testing.T) {
 			{[]string{"dlq", "show", "x1", "--json"}, "not_found", 2, `no dead letter with id "x1"`},
 			{[]string{"enqueue", "noop", "--payload", "{}", "--in", "1w", "--json"}, "usage", 2, `invalid argument "1w" for "--in" flag`},
 			{[]string{"breaker", "list", "--json"}, "redis", 1, "cannot reach Redis at redis://127.0.0.1:1/0"},
+			// An unknown workflow is not_found in enqueue as in run start.
+			{[]string{"enqueue", "noop", "--payload", "{}", "--workflow", "nope", "--json"}, "not_found", 2, `unknown workflow "nope"`},
+			{[]string{"run", "start", "nope", "--json"}, "not_found", 2, `no workflow "nope"`},
+			// cobra's own errors are JSON when --json is anywhere in argv.
+			{[]string{"bogus", "--json"}, "usage", 2, `unknown command "bogus" for "agentq"`},
+			{[]string{"--json", "bogus"}, "usage", 2, `unknown command "bogus" for "agentq"`},
+			{[]string{"dlq", "list", "--json", "--jsn"}, "usage", 2, "unknown flag: --jsn"},
+			{[]string{"dlq", "bogus", "--json"}, "usage", 2, `unknown command "bogus" for "agentq dlq"`},
+			{[]string{"run", "bogus", "--json"}, "usage", 2, `unknown command "bogus" for "agentq run"`},
+			// A missing argument is named.
+			{[]string{"dlq", "show", "--json"}, "usage", 2, "dlq show needs a dead-letter id (see agentq dlq list)"},
+			{[]string{"run", "show", "--json"}, "usage", 2, "run show needs a run id (see agentq run list)"},
+			{[]string{"run", "cancel", "--json"}, "usage", 2, "run cancel needs a run id (see agentq run list)"},
+			{[]string{"budget", "resume", "--json"}, "usage", 2, "budget resume needs a workflow name (see agentq budget)"},
+			{[]string{"dlq", "show", "1", "2", "--json"}, "usage", 2, `dlq show takes one argument, a dead-letter id; got 2: "1 2"`},
+			// Every command takes --json: these reach Redis.
+			{[]string{"run", "cancel", "run-x", "--json"}, "redis", 1, "cannot reach Redis"},
+			// The URL typed is echoed.
+			{[]string{"health", "--dashboard", "127.0.0.1:18090", "--json"}, "usage", 2, `dashboard URL "127.0.0.1:18090" has no scheme: want http://host:port`},
 		} {
 			je := e.runJSONError(tc.exit, tc.args...)
 			if je.Code != tc.code || !strings.Contains(je.Error, tc.has) {
@@ -115,6 +134,18 @@ func TestCLIConventionsWithoutRedis(t *testing.T) {
 			if code != tc.exit || !strings.HasPrefix(errOut, "agentq: ") {
 				t.Errorf("agentq %s: exit %d stderr %q", strings.Join(plain, " "), code, errOut)
 			}
+		}
+		// A command whose output is logs says so (without --json, worker
+		// would wait for Redis).
+		if je := e.runJSONError(2, "worker", "--json"); je.Code != "usage" || je.Error != "worker prints logs (use --log-format json); it takes no --json" {
+			t.Errorf("worker --json: %+v", je)
+		}
+		// health with Redis down: the report on stdout, the error's code is
+		// redis, as enqueue's and dlq list's.
+		out, errOut, code := e.run("", "health", "--json")
+		var je jsonErr
+		if code != 1 || json.Unmarshal([]byte(errOut), &je) != nil || je.Code != "redis" || !strings.Contains(out, `"healthy":false`) {
+			t.Errorf("health --json with Redis down: exit %d out %q err %q", code, out, errOut)
 		}
 		bad := e
 		bad.vars = append(bad.vars, "AGENTQ_LEDGER_RETENTION=7w")
