@@ -102,6 +102,7 @@ func TestCLIConventionsWithoutRedis(t *testing.T) {
 			// An unknown workflow is not_found in enqueue as in run start.
 			{[]string{"enqueue", "noop", "--payload", "{}", "--workflow", "nope", "--json"}, "not_found", 2, `unknown workflow "nope"`},
 			{[]string{"run", "start", "nope", "--json"}, "not_found", 2, `no workflow "nope"`},
+			{[]string{"enqueue", "nokind", "--payload", "{}", "--workflow", "nope", "--json"}, "usage", 2, `nokind`},
 			// cobra's own errors are JSON when --json is anywhere in argv.
 			{[]string{"bogus", "--json"}, "usage", 2, `unknown command "bogus" for "agentq"`},
 			{[]string{"--json", "bogus"}, "usage", 2, `unknown command "bogus" for "agentq"`},
