@@ -158,6 +158,15 @@ func TestRunStartShowListCancel(t *testing.T) {
 	if r.code != ExitOK || !strings.Contains(r.out, "cancelled run "+st.RunID) {
 		t.Fatalf("cancel: exit %d out %q err %q", r.code, r.out, r.err)
 	}
+	// Again, with --json: a small JSON result.
+	r = run(t, env, "", "run", "cancel", st.RunID, "--json", "--config", cfg)
+	var cancelled struct {
+		RunID     string `json:"run_id"`
+		Cancelled bool   `json:"cancelled"`
+	}
+	if r.code != ExitOK || json.Unmarshal([]byte(r.out), &cancelled) != nil || cancelled.RunID != st.RunID || !cancelled.Cancelled {
+		t.Fatalf("cancel --json: exit %d out %q err %q", r.code, r.out, r.err)
+	}
 	r = run(t, env, "", "run", "list", "--status", "cancelled", "--json", "--config", cfg)
 	if r.code != ExitOK || !strings.Contains(r.out, st.RunID) {
 		t.Fatalf("list cancelled: exit %d out %q", r.code, r.out)
