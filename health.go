@@ -211,11 +211,22 @@ func hostList(hosts map[string]int) string {
 	return strings.Join(names, ", ")
 }
 
-// healthzURL is the /healthz URL of the dashboard at base.
+// healthzURL is the /healthz URL of the dashboard at base. A URL it
+// refuses is echoed in its error, a userinfo password masked.
 func healthzURL(base string) (*url.URL, error) {
+	const want = "want http://host:port or https://host:port"
+	shown := maskedURL(base)
+	if !strings.Contains(base, "://") {
+		return nil, fmt.Errorf("health: dashboard URL %q has no scheme: %s (e.g. %q)", shown, want, "http://"+shown)
+	}
 	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("health: dashboard URL %q: want http://host:port or https://host:port", maskedURL(base))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("health: dashboard URL %q does not parse: %s", shown, want)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("health: dashboard URL %q has scheme %q: %s", shown, u.Scheme, want)
+	case u.Host == "":
+		return nil, fmt.Errorf("health: dashboard URL %q has no host: %s", shown, want)
 	}
 	if !strings.HasSuffix(u.Path, "/healthz") {
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/healthz"
@@ -224,14 +235,29 @@ func healthzURL(base string) (*url.URL, error) {
 	return u, nil
 }
 
-// maskedURL is raw with a password masked, or a placeholder when raw does
-// not parse.
+// maskedURL is raw as the user typed it with the password of its userinfo
+// (user:password@) masked, whether or not raw parses: without a scheme,
+// "user:pw@host:1" parses as scheme "user" and would keep its password.
 func maskedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
+	if u, err := url.Parse(raw); err == nil && strings.Contains(raw, "://") {
+		return u.Redacted()
 	}
-	return u.Redacted()
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	host := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host = rest[:i]
+	}
+	at := strings.LastIndex(host, "@")
+	if at < 0 {
+		return raw
+	}
+	if c := strings.Index(host[:at], ":"); c >= 0 {
+		return prefix + rest[:c+1] + "xxxxx" + rest[at:]
+	}
+	return raw
 }
 
 // checkDashboard GETs the dashboard's /healthz.

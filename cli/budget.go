@@ -36,7 +36,12 @@ A budget is exhausted when the window holds at least min_events attempts and
 more failures than (1 - slo) of them. on_exhausted then decides: alert logs it,
 pause pauses the workflow's queue until the budget recovers, reject refuses new
 enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("budget takes at most one workflow name; got %d: %s", len(args), shortQuote(strings.Join(args, " ")))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := m.openBudgets(cmd, rf, args)
 			if err != nil {
@@ -65,11 +70,12 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(&cobra.Command{
-		Use:     "resume WORKFLOW",
+	var resumeJSON, resetJSON bool
+	resume := &cobra.Command{
+		Use:     "resume WORKFLOW [--json]",
 		Short:   "Resume a workflow's queue paused by its budget; it is not paused again until new failures arrive",
 		Example: `  agentq budget resume research`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("a workflow name", "budget"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := m.openBudgets(cmd, rf, args)
 			if err != nil {
@@ -79,6 +85,9 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 			wasPaused, st, err := s.b.Resume(cmd.Context(), args[0])
 			if err != nil {
 				return err
+			}
+			if resumeJSON {
+				return writeJSON(m.Stdout, map[string]any{"workflow": st.Workflow, "queue": st.Queue, "resumed": wasPaused, "budget": toBudgetJSON(st)})
 			}
 			if wasPaused {
 				fmt.Fprintf(m.Stdout, "resumed queue %q of workflow %q.\n", st.Queue, st.Workflow)
@@ -92,12 +101,13 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 			}
 			return nil
 		},
-	})
-	cmd.AddCommand(&cobra.Command{
-		Use:     "reset WORKFLOW",
+	}
+	resume.Flags().BoolVar(&resumeJSON, "json", false, `print {"workflow", "queue", "resumed", "budget"}`)
+	reset := &cobra.Command{
+		Use:     "reset WORKFLOW [--json]",
 		Short:   "Clear a workflow's error budget counts, and resume its queue if the budget paused it",
 		Example: `  agentq budget reset research`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("a workflow name", "budget"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := m.openBudgets(cmd, rf, args)
 			if err != nil {
@@ -108,6 +118,10 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 			if err != nil {
 				return err
 			}
+			if resetJSON {
+				return writeJSON(m.Stdout, map[string]any{"workflow": before.Workflow, "queue": before.Queue,
+					"cleared_attempts": before.Events, "cleared_failures": before.Failures, "was": before.State, "resumed": resumed})
+			}
 			fmt.Fprintf(m.Stdout, "reset the error budget of workflow %q: cleared %d attempts and %d failures (it was %s).\n",
 				before.Workflow, before.Events, before.Failures, before.State)
 			if resumed {
@@ -115,7 +129,9 @@ enqueues. Snoozes (e.g. an open circuit breaker) are not counted.`,
 			}
 			return nil
 		},
-	})
+	}
+	reset.Flags().BoolVar(&resetJSON, "json", false, `print {"workflow", "queue", "cleared_attempts", "cleared_failures", "was", "resumed"}`)
+	cmd.AddCommand(resume, reset)
 	return cmd
 }
 

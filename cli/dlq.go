@@ -327,7 +327,7 @@ func (m *Main) dlqShowCommand(rf *rootFlags) *cobra.Command {
 		Short: "Show one dead letter with every attempt",
 		Example: `  agentq dlq show 42
   agentq dlq show 42 --json | jq .history`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("a dead-letter id", "dlq list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkID(args[0]); err != nil {
 				return err
@@ -458,7 +458,8 @@ func (m *Main) dlqStatsCommand(rf *rootFlags) *cobra.Command {
 }
 
 // targets resolves IDs or selectors or --all into record ids, refusing
-// conflicting flags, unknown ids and empty selections.
+// conflicting flags and unknown ids. An empty selection is no error: it
+// returns no ids, and the command says that nothing matched.
 func (s *dlqSession) targets(ctx context.Context, cmd *cobra.Command, sel *selectors, ids []string, defaultStatuses []dlq.Status) ([]string, error) {
 	if len(ids) > 0 {
 		if err := s.checkIDs(ctx, ids); err != nil {
@@ -477,9 +478,6 @@ func (s *dlqSession) targets(ctx context.Context, cmd *cobra.Command, sel *selec
 	err = s.store.Each(ctx, flt, func(r dlq.Record) bool { out = append(out, r.ID); return true })
 	if err != nil {
 		return nil, err
-	}
-	if len(out) == 0 {
-		return nil, usagef("no dead letters match the selection")
 	}
 	return out, nil
 }
@@ -547,7 +545,8 @@ With selectors or --all, only dead records are taken
 unless --status says otherwise. --payload replaces the payload of exactly one
 ID and is validated like any enqueue. --dry-run lists what would be replayed
 and changes nothing. --rate bounds replays per second (default: as fast as
-Redis allows).`,
+Redis allows). Selectors or --all that match nothing replay nothing and
+exit 0; an ID that names nothing is an error (exit 2).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return m.runReplay(cmd, rf, f, args)
 		},
@@ -612,6 +611,15 @@ func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids 
 				return usageError{&dlq.NotReplayableError{ID: id, Status: r.Status, ReplayTask: r.ReplayTask}}
 			}
 		}
+	}
+	if len(targets) == 0 {
+		// Nothing matched: not bad input (a nightly replay finds nothing
+		// most nights); exit 0 with zero counts.
+		if f.asJSON {
+			return writeJSON(m.Stdout, replaySummary{DryRun: f.dryRun, Replayed: []dlq.Replayed{}, Failed: []replayFail{}})
+		}
+		fmt.Fprintln(m.Stdout, "no dead letters match the selection; nothing replayed")
+		return nil
 	}
 	sum := m.replayAll(ctx, s, targets, dlq.ReplayOptions{Payload: payload, DryRun: f.dryRun}, f)
 	if f.asJSON {
@@ -701,14 +709,16 @@ func (m *Main) dlqPurgeCommand(rf *rootFlags) *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "purge ID... | purge [selectors] | purge --all  [--yes]",
+		Use:   "purge ID... | purge [selectors] | purge --all  [--yes] [--json]",
 		Short: "Delete dead letters for good (and their archived tasks in asynq)",
 		Example: `  agentq dlq purge 42
   agentq dlq purge --status resolved --since 30d --yes
   agentq dlq purge --all --yes --json`,
 		Long: `Purge deletes the selected records and their history, and deletes the archived
 task of those still dead from asynq's archive, so asynqmon agrees. It asks for
---yes when more than one record is selected.`,
+--yes when more than one record is selected. Selectors or --all that match
+nothing purge nothing and exit 0 (a nightly purge is safe in cron); an ID
+that names nothing is an error (exit 2).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkSelection(cmd, &sel, args); err != nil {
 				return err
@@ -725,6 +735,15 @@ task of those still dead from asynq's archive, so asynqmon agrees. It asks for
 			ids, err := s.targets(ctx, cmd, &sel, args, nil)
 			if err != nil {
 				return err
+			}
+			if len(ids) == 0 {
+				// Nothing matched: not bad input (the nightly purge of old
+				// records finds nothing most nights); exit 0.
+				if asJSON {
+					return writeJSON(m.Stdout, map[string]any{"selected": 0, "purged": 0, "archived_tasks_deleted": 0})
+				}
+				fmt.Fprintln(m.Stdout, "no dead letters match the selection; nothing purged")
+				return nil
 			}
 			if len(ids) > 1 && !yes {
 				return usagef("this would purge %d dead letters for good; add --yes to confirm (dlq list with the same selectors shows them)", len(ids))

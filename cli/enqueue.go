@@ -131,6 +131,11 @@ func (m *Main) runEnqueue(cmd *cobra.Command, rf *rootFlags, f *enqueueFlags, ar
 	// Validate before connecting, so bad input is refused even when Redis
 	// is down, and nothing is half-written.
 	if err := rt.Check(kind, payload, o); err != nil {
+		noWF := o
+		noWF.Workflow = ""
+		if _, ok := rt.Config().Workflows[f.workflow]; f.workflow != "" && !ok && rt.Check(kind, payload, noWF) == nil {
+			return usageError{notFoundError{err}} // only the workflow is wrong: not_found, as in run start
+		}
 		return usageError{err}
 	}
 	if err := rt.Ping(ctx); err != nil {

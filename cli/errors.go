@@ -82,7 +82,7 @@ func errorCode(err error) string {
 		return CodePartial
 	case errors.As(err, &nf), errors.Is(err, dlq.ErrNotFound), errors.Is(err, runs.ErrNotFound):
 		return CodeNotFound
-	case errors.As(err, &conn), errors.As(err, &rerr) && !errors.Is(err, redis.Nil), errors.As(err, &nerr):
+	case errors.As(err, &conn), errors.As(err, &rerr) && !errors.Is(err, redis.Nil), errors.As(err, &nerr), errors.As(err, new(redisError)):
 		return CodeRedis
 	case errors.As(err, &ce), errors.As(err, &fe), errors.As(err, &ace):
 		return CodeConfig
@@ -105,19 +105,22 @@ func writeJSONError(w io.Writer, err error, exit int) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
+// redisError marks a failure that is Redis's though no Redis error is
+// wrapped, such as health's failed redis check (CodeRedis).
+type redisError struct{ err error }
+
+func (e redisError) Error() string { return e.err.Error() }
+func (e redisError) Unwrap() error { return e.err }
+
 // wantsJSON reports whether cmd, the command that ran (or failed to
-// parse), was given --json. When its flags did not parse, args are read
-// for a --json that came before the error.
+// parse), was given --json. When its flags did not parse (an unknown
+// command or flag, a bad argument count), args are read for a --json
+// anywhere before a "--", so that cobra's own errors are JSON too.
 func wantsJSON(cmd *cobra.Command, args []string) bool {
-	if cmd == nil {
-		return false
-	}
-	f := cmd.Flags().Lookup("json")
-	if f == nil || f.Value.Type() != "bool" {
-		return false
-	}
-	if f.Changed {
-		return f.Value.String() == "true"
+	if cmd != nil {
+		if f := cmd.Flags().Lookup("json"); f != nil && f.Value.Type() == "bool" && f.Changed {
+			return f.Value.String() == "true"
+		}
 	}
 	for _, a := range args {
 		switch a {

@@ -80,7 +80,7 @@ func TestBudgetCommands(t *testing.T) {
 		{[]string{"budget", "nope"}, `unknown workflow "nope" (configured: ingest, plain, publish)`},
 		{[]string{"budget", "plain"}, `workflow "plain" has no error budget (set workflows.plain.budget.slo`},
 		{[]string{"budget", "resume", "nope"}, `unknown workflow "nope"`},
-		{[]string{"budget", "reset"}, "accepts 1 arg"},
+		{[]string{"budget", "reset"}, "budget reset needs a workflow name"},
 	} {
 		r := run(t, []string{"AGENTQ_REDIS_URL=redis://127.0.0.1:1/0"}, "", append([]string{"--config", cfgPath}, tt.args...)...)
 		if r.code != ExitUsage || !strings.Contains(r.err, tt.want) {
@@ -145,6 +145,17 @@ func TestBudgetCommands(t *testing.T) {
 	}
 	if r = run(t, env, "", "--config", cfgPath, "enqueue", "noop", "--payload", "{}", "--workflow", "ingest"); r.code != 0 {
 		t.Errorf("enqueue after reset: exit %d %s", r.code, r.err)
+	}
+	// --json: small JSON results.
+	r = run(t, env, "", "--config", cfgPath, "budget", "reset", "ingest", "--json")
+	var reset map[string]any
+	if err := json.Unmarshal([]byte(r.out), &reset); r.code != 0 || err != nil || reset["workflow"] != "ingest" || reset["cleared_failures"] != 0.0 || reset["resumed"] != false {
+		t.Errorf("reset --json: exit %d out %q err %q", r.code, r.out, r.err)
+	}
+	r = run(t, env, "", "--config", cfgPath, "budget", "resume", "publish", "--json")
+	var resumed map[string]any
+	if err := json.Unmarshal([]byte(r.out), &resumed); r.code != 0 || err != nil || resumed["workflow"] != "publish" || resumed["resumed"] != false || resumed["budget"] == nil {
+		t.Errorf("resume --json: exit %d out %q err %q", r.code, r.out, r.err)
 	}
 }
 

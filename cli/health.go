@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,7 +84,11 @@ shell or curl, so run it in exec form:
 				}
 			}
 			if !rep.Healthy {
-				return fmt.Errorf("unhealthy: %s", strings.Join(rep.Failed(), ", "))
+				err := fmt.Errorf("unhealthy: %s", strings.Join(rep.Failed(), ", "))
+				if slices.Contains(rep.Failed(), agentq.HealthRedis) {
+					return redisError{err} // code redis, as enqueue and dlq list
+				}
+				return err
 			}
 			return nil
 		},

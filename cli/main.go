@@ -204,6 +204,7 @@ Configuration: agentq.yaml (or --config FILE) < AGENTQ_* environment < flags.`,
 	root.InitDefaultCompletionCmd()
 	m.registerCompletions(root, rf)
 	refuseUnknownSubcommands(root)
+	jsonEverywhere(root)
 	acceptDays(root)
 	nameExamples(root, m.name())
 	return root
@@ -246,6 +247,63 @@ func refuseUnknownSubcommands(cmd *cobra.Command) {
 	}
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+}
+
+// oneArg is the Args of a command that takes exactly one argument, what
+// (such as "a dead-letter id"): a missing or extra argument is named, with
+// where to find one (see, a command without the program name; optional),
+// instead of cobra's "accepts 1 arg(s), received 0".
+func oneArg(what, see string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		hint := ""
+		if see != "" {
+			hint = " (see " + cmd.Root().Name() + " " + see + ")"
+		}
+		switch {
+		case len(args) == 0:
+			return usagef("%s needs %s%s", commandName(cmd), what, hint)
+		case len(args) > 1:
+			return usagef("%s takes one argument, %s; got %d: %s", commandName(cmd), what, len(args), shortQuote(strings.Join(args, " ")))
+		}
+		return nil
+	}
+}
+
+// commandName is cmd's path without the program name: "dlq show".
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
+// jsonEverywhere gives every command below cmd that has no --json of its
+// own a hidden one, so that --json anywhere in argv parses: a group (dlq,
+// run) then reports an unknown subcommand, not an unknown flag --json,
+// and a command whose output is logs or a script says so, as JSON.
+func jsonEverywhere(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		jsonEverywhere(c)
+	}
+	if cmd.Flags().Lookup("json") != nil {
+		return
+	}
+	asJSON := cmd.Flags().Bool("json", false, "")
+	_ = cmd.Flags().MarkHidden("json")
+	if cmd.HasSubCommands() || !cmd.HasParent() {
+		return // a group prints its help or refuses an unknown subcommand
+	}
+	what := "logs (use --log-format json)"
+	if cmd.HasParent() && cmd.Parent().Name() == "completion" {
+		what = "a shell script"
+	}
+	pre := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if *asJSON {
+			return usagef("%s prints %s; it takes no --json", commandName(c), what)
+		}
+		if pre != nil {
+			return pre(c, args)
+		}
+		return nil
+	}
 }
 
 // load reads the effective configuration for cmd.

@@ -111,7 +111,7 @@ default {}), which step payload templates read as .input. With --key the start
 is idempotent: the same workflow and key give the first run's id again, and
 the run is reported as a duplicate. --cap-cost and --cap-tokens tighten the
 workflow's caps for this run; they cannot loosen them.`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("a workflow name", "config, under workflows"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return m.runStart(cmd, rf, f, args[0])
 		},
@@ -441,7 +441,7 @@ func (m *Main) runShowCommand(rf *rootFlags) *cobra.Command {
 		Short: "Show a run: input, status, totals against caps, each step, history",
 		Example: `  agentq run show run-42
   agentq run show run-42 --json | jq .by_model`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("a run id", "run list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
 				return err
@@ -585,13 +585,16 @@ func capOf(set bool, limit string) string {
 }
 
 func (m *Main) runCancelCommand(rf *rootFlags) *cobra.Command {
-	var reason string
+	var (
+		reason string
+		asJSON bool
+	)
 	cmd := &cobra.Command{
-		Use:   "cancel RUN [--reason TEXT]",
+		Use:   "cancel RUN [--reason TEXT] [--json]",
 		Short: "Cancel a run: no further step of it starts",
 		Example: `  agentq run cancel run-42
   agentq run cancel run-42 --reason "superseded by run-43"`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("a run id", "run list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRunID(args[0]); err != nil {
 				return err
@@ -607,10 +610,14 @@ func (m *Main) runCancelCommand(rf *rootFlags) *cobra.Command {
 			if err := s.runs.Cancel(cmd.Context(), args[0], reason); err != nil {
 				return notFound(err, args[0])
 			}
+			if asJSON {
+				return writeJSON(m.Stdout, map[string]any{"run_id": args[0], "cancelled": true})
+			}
 			fmt.Fprintf(m.Stdout, "cancelled run %s\n", printable(args[0]))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, kept in the run's history")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"run_id", "cancelled": true}`)
 	return cmd
 }

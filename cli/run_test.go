@@ -57,7 +57,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"cap cost nan", "", []string{"run", "start", "article", "--cap-cost", "NaN"}, "--cap-cost must be a number"},
 		{"cap tokens", "", []string{"run", "start", "article", "--cap-tokens", "0"}, "--cap-tokens must be at least 1, got 0"},
 		{"unknown workflow", "", []string{"run", "start", "artcle"}, `no workflow "artcle" with steps (workflows: article, nightly)`},
-		{"no workflow", "", []string{"run", "start"}, "accepts 1 arg"},
+		{"no workflow", "", []string{"run", "start"}, "run start needs a workflow name"},
 		{"status", "", []string{"run", "list", "--status", "done"}, `--status "done" is not a run status: one of running, waiting, succeeded, failed, capped, cancelled`},
 		{"since", "", []string{"run", "list", "--since", "yesterday"}, `--since "yesterday" is neither a duration (24h, 3d, 1d12h) nor an RFC 3339 time`},
 		{"since negative", "", []string{"run", "list", "--since", "-1h"}, "--since must not be negative"},
@@ -157,6 +157,15 @@ func TestRunStartShowListCancel(t *testing.T) {
 	r = run(t, env, "", "run", "cancel", st.RunID, "--reason", "test", "--config", cfg)
 	if r.code != ExitOK || !strings.Contains(r.out, "cancelled run "+st.RunID) {
 		t.Fatalf("cancel: exit %d out %q err %q", r.code, r.out, r.err)
+	}
+	// Again, with --json: a small JSON result.
+	r = run(t, env, "", "run", "cancel", st.RunID, "--json", "--config", cfg)
+	var cancelled struct {
+		RunID     string `json:"run_id"`
+		Cancelled bool   `json:"cancelled"`
+	}
+	if r.code != ExitOK || json.Unmarshal([]byte(r.out), &cancelled) != nil || cancelled.RunID != st.RunID || !cancelled.Cancelled {
+		t.Fatalf("cancel --json: exit %d out %q err %q", r.code, r.out, r.err)
 	}
 	r = run(t, env, "", "run", "list", "--status", "cancelled", "--json", "--config", cfg)
 	if r.code != ExitOK || !strings.Contains(r.out, st.RunID) {

@@ -63,6 +63,17 @@ func (ch *checker) fail(key, format string, args ...any) {
 	ch.errs = append(ch.errs, e)
 }
 
+// setFrom is " (set in SOURCE)" for key when its source is known, else "".
+func (ch *checker) setFrom(key string) string {
+	if ch.source == nil {
+		return ""
+	}
+	if s := ch.source(key); s != "" {
+		return " (set in " + s + ")"
+	}
+	return ""
+}
+
 func (c Config) validate(source func(key string) string) error {
 	ch := &checker{source: source}
 
@@ -137,11 +148,16 @@ func (c Config) validate(source func(key string) string) error {
 
 	d := c.Dashboard
 	ch.hostPort("dashboard.addr", d.Addr, false)
+	// The key left unset has no source to name: the message names the
+	// variable that sets it (compose users set variables) and where the
+	// other key was set.
 	if d.BasicAuthPassword != "" && d.BasicAuthUser == "" {
-		ch.fail("dashboard.basic_auth_user", "must be set when dashboard.basic_auth_password is")
+		ch.fail("dashboard.basic_auth_user", "must be set (in the config file or %s) when dashboard.basic_auth_password is%s",
+			envName("dashboard.basic_auth_user"), ch.setFrom("dashboard.basic_auth_password"))
 	}
 	if d.BasicAuthUser != "" && d.BasicAuthPassword == "" {
-		ch.fail("dashboard.basic_auth_password", "must be set when dashboard.basic_auth_user is")
+		ch.fail("dashboard.basic_auth_password", "must be set (in the config file or %s) when dashboard.basic_auth_user is%s",
+			envName("dashboard.basic_auth_password"), ch.setFrom("dashboard.basic_auth_user"))
 	}
 
 	if ch.positive("http.timeout", c.HTTP.Timeout) && (handlers.Config{Timeout: c.HTTP.Timeout}).Validate() != nil {

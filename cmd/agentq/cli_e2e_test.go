@@ -99,6 +99,26 @@ func TestCLIConventionsWithoutRedis(t *testing.T) {
 			{[]string{"dlq", "show", "x1", "--json"}, "not_found", 2, `no dead letter with id "x1"`},
 			{[]string{"enqueue", "noop", "--payload", "{}", "--in", "1w", "--json"}, "usage", 2, `invalid argument "1w" for "--in" flag`},
 			{[]string{"breaker", "list", "--json"}, "redis", 1, "cannot reach Redis at redis://127.0.0.1:1/0"},
+			// An unknown workflow is not_found in enqueue as in run start.
+			{[]string{"enqueue", "noop", "--payload", "{}", "--workflow", "nope", "--json"}, "not_found", 2, `unknown workflow "nope"`},
+			{[]string{"run", "start", "nope", "--json"}, "not_found", 2, `no workflow "nope"`},
+			{[]string{"enqueue", "nokind", "--payload", "{}", "--workflow", "nope", "--json"}, "usage", 2, `nokind`},
+			// cobra's own errors are JSON when --json is anywhere in argv.
+			{[]string{"bogus", "--json"}, "usage", 2, `unknown command "bogus" for "agentq"`},
+			{[]string{"--json", "bogus"}, "usage", 2, `unknown command "bogus" for "agentq"`},
+			{[]string{"dlq", "list", "--json", "--jsn"}, "usage", 2, "unknown flag: --jsn"},
+			{[]string{"dlq", "bogus", "--json"}, "usage", 2, `unknown command "bogus" for "agentq dlq"`},
+			{[]string{"run", "bogus", "--json"}, "usage", 2, `unknown command "bogus" for "agentq run"`},
+			// A missing argument is named.
+			{[]string{"dlq", "show", "--json"}, "usage", 2, "dlq show needs a dead-letter id (see agentq dlq list)"},
+			{[]string{"run", "show", "--json"}, "usage", 2, "run show needs a run id (see agentq run list)"},
+			{[]string{"run", "cancel", "--json"}, "usage", 2, "run cancel needs a run id (see agentq run list)"},
+			{[]string{"budget", "resume", "--json"}, "usage", 2, "budget resume needs a workflow name (see agentq budget)"},
+			{[]string{"dlq", "show", "1", "2", "--json"}, "usage", 2, `dlq show takes one argument, a dead-letter id; got 2: "1 2"`},
+			// Every command takes --json: these reach Redis.
+			{[]string{"run", "cancel", "run-x", "--json"}, "redis", 1, "cannot reach Redis"},
+			// The URL typed is echoed.
+			{[]string{"health", "--dashboard", "127.0.0.1:18090", "--json"}, "usage", 2, `dashboard URL "127.0.0.1:18090" has no scheme: want http://host:port`},
 		} {
 			je := e.runJSONError(tc.exit, tc.args...)
 			if je.Code != tc.code || !strings.Contains(je.Error, tc.has) {
@@ -115,6 +135,18 @@ func TestCLIConventionsWithoutRedis(t *testing.T) {
 			if code != tc.exit || !strings.HasPrefix(errOut, "agentq: ") {
 				t.Errorf("agentq %s: exit %d stderr %q", strings.Join(plain, " "), code, errOut)
 			}
+		}
+		// A command whose output is logs says so (without --json, worker
+		// would wait for Redis).
+		if je := e.runJSONError(2, "worker", "--json"); je.Code != "usage" || je.Error != "worker prints logs (use --log-format json); it takes no --json" {
+			t.Errorf("worker --json: %+v", je)
+		}
+		// health with Redis down: the report on stdout, the error's code is
+		// redis, as enqueue's and dlq list's.
+		out, errOut, code := e.run("", "health", "--json")
+		var je jsonErr
+		if code != 1 || json.Unmarshal([]byte(errOut), &je) != nil || je.Code != "redis" || !strings.Contains(out, `"healthy":false`) {
+			t.Errorf("health --json with Redis down: exit %d out %q err %q", code, out, errOut)
 		}
 		bad := e
 		bad.vars = append(bad.vars, "AGENTQ_LEDGER_RETENTION=7w")
@@ -236,8 +268,45 @@ func TestCLIDeadLetterFilters(t *testing.T) {
 	if je := e.runJSONError(2, "dlq", "show", "999999", "--json"); je.Code != "not_found" {
 		t.Errorf("dlq show 999999 --json: %+v", je)
 	}
-	if je := e.runJSONError(2, "dlq", "purge", "--run", "r-none", "--json"); je.Code != "usage" || !strings.Contains(je.Error, "no dead letters match") {
-		t.Errorf("dlq purge of an empty selection: %+v", je)
+	if je := e.runJSONError(2, "dlq", "purge", "999999", "--json"); je.Code != "not_found" {
+		t.Errorf("dlq purge 999999 --json: %+v", je)
+	}
+	if je := e.runJSONError(2, "dlq", "replay", "999999", "--json"); je.Code != "not_found" {
+		t.Errorf("dlq replay 999999 --json: %+v", je)
+	}
+
+	// A selection that matches nothing is no error: exit 0, saying so, and
+	// zero counts with --json; the same once the store is empty (the
+	// nightly purge of --help's example).
+	out, errOut, code := e.run("", "dlq", "purge", "--run", "r-none")
+	if code != 0 || !strings.Contains(out, "no dead letters match the selection; nothing purged") {
+		t.Errorf("dlq purge of an empty selection: exit %d out %q err %q", code, out, errOut)
+	}
+	if _, errOut, code := e.run("", "dlq", "purge", "--all", "--yes"); code != 0 {
+		t.Fatalf("dlq purge --all --yes: exit %d %s", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"dlq", "purge", "--status", "resolved", "--since", "30d", "--yes"},
+		{"dlq", "replay", "--workflow", "research", "--since", "1d", "--dry-run"},
+	} {
+		out, errOut, code := e.run("", args...)
+		if code != 0 || !strings.Contains(out, "no dead letters match the selection; nothing") || errOut != "" {
+			t.Errorf("agentq %s on an empty store: exit %d out %q err %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	out, errOut, code = e.run("", "dlq", "purge", "--all", "--yes", "--json")
+	var pg0 map[string]int
+	if code != 0 || json.Unmarshal([]byte(out), &pg0) != nil || pg0["selected"] != 0 || pg0["purged"] != 0 || len(pg0) != 3 {
+		t.Errorf("dlq purge --all --yes --json on an empty store: exit %d out %q err %q", code, out, errOut)
+	}
+	out, errOut, code = e.run("", "dlq", "replay", "--all", "--json")
+	var rp0 struct {
+		Selected *int  `json:"selected"`
+		Replayed []any `json:"replayed"`
+		Failed   []any `json:"failed"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rp0) != nil || rp0.Selected == nil || *rp0.Selected != 0 || rp0.Replayed == nil || rp0.Failed == nil {
+		t.Errorf("dlq replay --all --json on an empty store: exit %d out %q err %q", code, out, errOut)
 	}
 }
 
