@@ -6,11 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/agentq/agentq/internal/binarytest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -90,7 +90,7 @@ func TestDockerfileLinkerFlags(t *testing.T) {
 	// The same flags but -trimpath and CGO_ENABLED=0, which would make
 	// this test recompile every package: only the link step runs again.
 	bin := filepath.Join(t.TempDir(), "agentq")
-	if b, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-ldflags", ldflags, "-o", bin, "./cmd/agentq").CombinedOutput(); err != nil {
+	if b, err := exec.Command(binarytest.GoTool(), "build", "-ldflags", ldflags, "-o", bin, "./cmd/agentq").CombinedOutput(); err != nil {
 		t.Fatalf("go build -ldflags %q: %v\n%s", ldflags, err, b)
 	}
 	cmd := exec.Command(bin, "version", "--json")

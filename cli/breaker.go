@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentq/agentq/breaker"
+	"github.com/agentq/agentq/jobs"
 )
 
 func (m *Main) breakerCommand(rf *rootFlags) *cobra.Command {
@@ -59,7 +60,7 @@ probe goes through; its result closes or re-opens the breaker.`,
 			for _, st := range sts {
 				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s%% (min %d calls)\t%d in %s\t%s\t%s\n",
 					st.Name, st.State, st.ConsecutiveFailures, st.Settings.Failures,
-					num(100*st.FailureRate), st.Settings.MinCalls, st.Calls, fmtDur(st.Settings.RateWindow),
+					num(100*st.FailureRate), st.Settings.MinCalls, st.Calls, jobs.FormatDuration(st.Settings.RateWindow),
 					timeOrDash(st.OpenedAt), timeOrDash(st.NextProbe))
 			}
 			return tw.Flush()
@@ -91,8 +92,8 @@ func toBreakerJSON(st breaker.Status) breakerJSON {
 	j := breakerJSON{
 		Name: st.Name, State: string(st.State), ConsecutiveFailures: st.ConsecutiveFailures,
 		Calls: st.Calls, Failures: st.Failures, FailureRate: round3(st.FailureRate),
-		Threshold: st.Settings.Failures, ThresholdRate: st.Settings.FailureRate, RateWindow: fmtDur(st.Settings.RateWindow),
-		MinCalls: st.Settings.MinCalls, Cooldown: fmtDur(st.Settings.Cooldown),
+		Threshold: st.Settings.Failures, ThresholdRate: st.Settings.FailureRate, RateWindow: jobs.FormatDuration(st.Settings.RateWindow),
+		MinCalls: st.Settings.MinCalls, Cooldown: jobs.FormatDuration(st.Settings.Cooldown),
 	}
 	if !st.OpenedAt.IsZero() {
 		j.OpenedAt = st.OpenedAt.UTC().Format(time.RFC3339Nano)

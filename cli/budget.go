@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/budget"
+	"github.com/agentq/agentq/jobs"
 )
 
 func (m *Main) budgetCommand(rf *rootFlags) *cobra.Command {
@@ -205,7 +206,7 @@ type budgetJSON struct {
 
 func toBudgetJSON(st budget.Status) budgetJSON {
 	j := budgetJSON{
-		Workflow: st.Workflow, Queue: st.Queue, SLO: st.SLO, Window: fmtDur(st.Window), ShortWindow: fmtDur(st.ShortWindow),
+		Workflow: st.Workflow, Queue: st.Queue, SLO: st.SLO, Window: jobs.FormatDuration(st.Window), ShortWindow: jobs.FormatDuration(st.ShortWindow),
 		MinEvents: st.MinEvents, OnExhausted: string(st.OnExhausted), Events: st.Events, Failures: st.Failures,
 		Budget: round3(st.Budget), Remaining: round3(st.Remaining), RemainingRatio: round3(st.RemainingRatio),
 		BurnRateLong: round3(st.BurnRateLong), BurnRateShort: round3(st.BurnRateShort),
@@ -222,9 +223,9 @@ func writeBudgets(w io.Writer, sts []budget.Status) error {
 	fmt.Fprintln(tw, "WORKFLOW\tQUEUE\tSLO\tWINDOW\tEVENTS\tFAILURES\tBUDGET\tREMAINING\tBURN LONG\tBURN SHORT\tSTATE")
 	for _, st := range sts {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s (%s%%)\t%s (%s)\t%s (%s)\t%s\n",
-			st.Workflow, st.Queue, st.SLO, fmtDur(st.Window), st.Events, st.Failures,
+			st.Workflow, st.Queue, st.SLO, jobs.FormatDuration(st.Window), st.Events, st.Failures,
 			num(st.Budget), num(st.Remaining), num(100*st.RemainingRatio),
-			num(st.BurnRateLong), fmtDur(st.Window), num(st.BurnRateShort), fmtDur(st.ShortWindow), stateText(st))
+			num(st.BurnRateLong), jobs.FormatDuration(st.Window), num(st.BurnRateShort), jobs.FormatDuration(st.ShortWindow), stateText(st))
 	}
 	return tw.Flush()
 }
@@ -256,21 +257,9 @@ func stateText(st budget.Status) string {
 }
 
 func budgetSummary(st budget.Status) string {
-	return fmt.Sprintf("%d failures of %d attempts over the last %s; slo %v allows %s", st.Failures, st.Events, fmtDur(st.Window), st.SLO, num(st.Budget))
+	return fmt.Sprintf("%d failures of %d attempts over the last %s; slo %v allows %s", st.Failures, st.Events, jobs.FormatDuration(st.Window), st.SLO, num(st.Budget))
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 func num(f float64) string { return strconv.FormatFloat(round3(f), 'f', -1, 64) }
-
-// fmtDur prints 24h, 20s, 1h30m rather than 24h0m0s.
-func fmtDur(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}

@@ -520,7 +520,7 @@ func writeRun(w io.Writer, r *runs.Run) error {
 	row("steps started", fmt.Sprint(r.StepsStarted)+capOf(c.MaxSteps > 0, fmt.Sprint(c.MaxSteps)))
 	row("attempts", fmt.Sprint(r.Attempts)+capOf(c.MaxAttempts > 0, fmt.Sprint(c.MaxAttempts)))
 	if c.MaxDuration > 0 {
-		row("max duration", fmtDur(c.MaxDuration))
+		row("max duration", jobs.FormatDuration(c.MaxDuration))
 	}
 	for _, model := range slices.Sorted(maps.Keys(r.ByModel)) {
 		t := r.ByModel[model]

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +63,7 @@ func TestCLIVersion(t *testing.T) {
 	// the link step runs again.
 	rel := filepath.Join(t.TempDir(), "agentq")
 	ld := "-X github.com/agentq/agentq.version=v9.8.7 -X github.com/agentq/agentq.commit=0123456789abcdef0123456789abcdef01234567 -X github.com/agentq/agentq.commitTime=2026-12-01T09:00:00Z"
-	if b, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-ldflags", ld, "-o", rel, "github.com/agentq/agentq/cmd/agentq").CombinedOutput(); err != nil {
+	if b, err := exec.Command(binarytest.GoTool(), "build", "-ldflags", ld, "-o", rel, "github.com/agentq/agentq/cmd/agentq").CombinedOutput(); err != nil {
 		t.Fatalf("go build -ldflags: %v\n%s", err, b)
 	}
 	e.bin = rel

@@ -51,7 +51,7 @@ func TestCreatedRecordsCreatedKeys(t *testing.T) {
 	if err := script.Run(ctx, rdb, []string{"new:script", "read:script"}, "v").Err(); err != nil && err != redis.Nil {
 		t.Fatal(err)
 	}
-	rdb.RPopLPush(ctx, "new:list", "new:dest")
+	rdb.LMove(ctx, "new:list", "new:dest", "RIGHT", "LEFT")
 
 	want := []string{"new:counter", "new:dest", "new:list", "new:pipe", "new:script", "new:str", "new:tx", "new:zset", "read:script"}
 	got := created.Keys()
