@@ -236,28 +236,38 @@ func healthzURL(base string) (*url.URL, error) {
 }
 
 // maskedURL is raw as the user typed it with the password of its userinfo
-// (user:password@) masked, whether or not raw parses: without a scheme,
-// "user:pw@host:1" parses as scheme "user" and would keep its password.
+// masked, whether or not raw parses. Everything between the first ':' after
+// the scheme and the last '@' is masked: a password may hold '@', '/', '?'
+// or '#' unescaped, which url.Parse then reads as the host, path, query or
+// fragment (and Redacted would show), and without a scheme "user:pw@host:1"
+// parses as scheme "user". A URL with '@' in its path and no userinfo is
+// masked too much, never too little.
 func maskedURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && strings.Contains(raw, "://") {
-		return u.Redacted()
-	}
 	prefix, rest := "", raw
-	if i := strings.Index(raw, "://"); i >= 0 {
+	if i := strings.Index(raw, "://"); i > 0 && isScheme(raw[:i]) {
 		prefix, rest = raw[:i+3], raw[i+3:]
 	}
-	host := rest
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		host = rest[:i]
-	}
-	at := strings.LastIndex(host, "@")
+	at := strings.LastIndex(rest, "@")
 	if at < 0 {
 		return raw
 	}
-	if c := strings.Index(host[:at], ":"); c >= 0 {
-		return prefix + rest[:c+1] + "xxxxx" + rest[at:]
+	c := strings.Index(rest[:at], ":")
+	if c < 0 {
+		return raw
 	}
-	return raw
+	return prefix + rest[:c+1] + "xxxxx" + rest[at:]
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986: a letter, then
+// letters, digits, '+', '-' or '.').
+func isScheme(s string) bool {
+	for i, r := range s {
+		letter := 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'
+		if !letter && (i == 0 || !('0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // checkDashboard GETs the dashboard's /healthz.
@@ -265,7 +275,7 @@ func checkDashboard(ctx context.Context, c *http.Client, u *url.URL) (bool, stri
 	if c == nil {
 		c = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	where := u.Redacted()
+	where := maskedURL(u.String())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return false, fmt.Sprintf("dashboard at %s: %v", where, err)
