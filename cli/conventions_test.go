@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
@@ -153,6 +155,8 @@ func TestErrorCodes(t *testing.T) {
 		{"redis down", &queue.ConnectError{Where: "redis://127.0.0.1:1/0"}, CodeRedis, ExitError},
 		{"redis url wrong", usageError{&queue.ConnectError{Permanent: true}}, CodeRedis, ExitUsage},
 		{"partial", partialError{"2 of 3 replays failed"}, CodePartial, ExitPartial},
+		{"network", fmt.Errorf("read: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), CodeRedis, ExitError},
+		{"deadline", fmt.Errorf("replay: %w", context.DeadlineExceeded), CodeRuntime, ExitError},
 		{"other", errors.New("all 3 replays failed"), CodeRuntime, ExitError},
 	}
 	for _, tc := range tests {

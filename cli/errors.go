@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
@@ -82,7 +85,9 @@ func errorCode(err error) string {
 		return CodePartial
 	case errors.As(err, &nf), errors.Is(err, dlq.ErrNotFound), errors.Is(err, runs.ErrNotFound):
 		return CodeNotFound
-	case errors.As(err, &conn), errors.As(err, &rerr) && !errors.Is(err, redis.Nil), errors.As(err, &nerr), errors.As(err, new(redisError)):
+	case errors.As(err, &conn), errors.As(err, &rerr) && !errors.Is(err, redis.Nil), errors.As(err, new(redisError)),
+		// context.DeadlineExceeded is a net.Error too: a deadline is not Redis's.
+		errors.As(err, &nerr) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
 		return CodeRedis
 	case errors.As(err, &ce), errors.As(err, &fe), errors.As(err, &ace):
 		return CodeConfig
@@ -115,20 +120,41 @@ func (e redisError) Unwrap() error { return e.err }
 // wantsJSON reports whether cmd, the command that ran (or failed to
 // parse), was given --json. When its flags did not parse (an unknown
 // command or flag, a bad argument count), args are read for a --json
-// anywhere before a "--", so that cobra's own errors are JSON too.
+// anywhere before a "--", so that cobra's own errors are JSON too; a
+// "--json" that is the value of a flag taking one (enqueue --payload
+// --json) is that flag's value, not a request for JSON.
 func wantsJSON(cmd *cobra.Command, args []string) bool {
 	if cmd != nil {
 		if f := cmd.Flags().Lookup("json"); f != nil && f.Value.Type() == "bool" && f.Changed {
 			return f.Value.String() == "true"
 		}
 	}
-	for _, a := range args {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
 		switch a {
 		case "--":
 			return false
 		case "--json", "--json=true", "--json=1", "--json=t", "--json=TRUE", "--json=True", "--json=T":
 			return true
 		}
+		if takesValue(cmd, a) {
+			i++ // its value, whatever it looks like
+		}
 	}
 	return false
+}
+
+// takesValue reports whether arg is a flag of cmd, written without "=",
+// whose value is the next argument.
+func takesValue(cmd *cobra.Command, arg string) bool {
+	if cmd == nil || !strings.HasPrefix(arg, "-") || strings.Contains(arg, "=") {
+		return false
+	}
+	var f *pflag.Flag
+	if name, ok := strings.CutPrefix(arg, "--"); ok {
+		f = cmd.Flags().Lookup(name)
+	} else if len(arg) == 2 {
+		f = cmd.Flags().ShorthandLookup(arg[1:])
+	}
+	return f != nil && f.NoOptDefVal == ""
 }
