@@ -305,14 +305,22 @@ func (f *runListFlags) filter(now time.Time) (runs.ListOptions, error) {
 
 // parseSince reads --since, the same for every command that has it: a
 // duration before now (24h, 3d, 1d12h: jobs.ParseDuration) or an RFC 3339
-// time. A negative duration and a time after now are refused.
+// time. 0 is no limit (the zero time), as leaving --since out. A negative
+// duration and a time after now are refused; a duration out of range says
+// so.
 func parseSince(s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
-	if d, err := jobs.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, usagef("--since must not be negative, got %s", shortQuote(s))
-		}
+	d, err := jobs.ParseDuration(s)
+	var de *jobs.DurationError
+	switch {
+	case err == nil && d < 0:
+		return time.Time{}, usagef("--since must not be negative, got %s", shortQuote(s))
+	case err == nil && d == 0:
+		return time.Time{}, nil
+	case err == nil:
 		return now.Add(-d), nil
+	case errors.As(err, &de) && de.Reason == "out of range":
+		return time.Time{}, usagef("--since %s is out of range", shortQuote(s))
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		if t.After(now) {

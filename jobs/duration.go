@@ -138,10 +138,13 @@ func parseDuration(s string) (time.Duration, string) {
 				return 0, "out of range"
 			}
 		}
-		total += v
-		if total > maxDurationMagnitude {
+		// Checked before adding: two parts of 1<<63 each would wrap total
+		// to 0 (time.ParseDuration takes "9223372036854775808ns" twice for
+		// 0).
+		if v > maxDurationMagnitude-total {
 			return 0, "out of range"
 		}
+		total += v
 	}
 	if neg {
 		return -time.Duration(total), ""

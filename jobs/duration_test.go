@@ -79,7 +79,7 @@ func TestFormatDuration(t *testing.T) {
 // duration.
 func FuzzParseDuration(f *testing.F) {
 	for _, s := range []string{"3d", "7d", "1d12h", "1.5d", "-2d", "0", "1h30m", "1e3", "30", "", "-", ".d", "1..d",
-		"9223372036854775807ns", "9223372036854775808ns", "-9223372036854775808ns", "106751d23h47m16.854775807s", "106752d", "1µs", "+5m", "0.000000000000000000001d"} {
+		"9223372036854775807ns", "9223372036854775808ns", "9223372036854775808ns9223372036854775808ns", "-9223372036854775808ns", "106751d23h47m16.854775807s", "106752d", "1µs", "+5m", "0.000000000000000000001d"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -96,11 +96,26 @@ func FuzzParseDuration(f *testing.F) {
 		}
 		trimmed := strings.TrimSpace(s)
 		want, werr := time.ParseDuration(trimmed)
+		// time.ParseDuration lets a sum of parts wrap past 1<<64 (two parts
+		// of 1<<63 give 0); ParseDuration says it is out of range.
+		wraps := werr == nil && err != nil && strings.Contains(err.Error(), "out of range")
 		switch {
+		case wraps:
 		case werr == nil && (err != nil || got != want):
 			t.Fatalf("ParseDuration(%q) = %v, %v; time.ParseDuration says %v", s, got, err, want)
 		case werr != nil && err == nil && !strings.Contains(trimmed, "d"):
 			t.Fatalf("ParseDuration(%q) = %v; time.ParseDuration refuses it: %v", s, got, werr)
 		}
 	})
+}
+
+// TestParseDurationSumOutOfRange: parts that each fit but whose sum passes
+// the largest duration are refused, not wrapped to a small value.
+func TestParseDurationSumOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"9223372036854775808ns9223372036854775808ns", "106751d106751d", "-9223372036854775808ns1ns"} {
+		if d, err := jobs.ParseDuration(s); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("ParseDuration(%q) = %v, %v; want out of range", s, d, err)
+		}
+	}
 }
