@@ -131,6 +131,21 @@ with the dashboard and (embedded) Redis it started.`,
 // DevQueue is the queue `agentq dev` uses on a configured Redis.
 const DevQueue = "agentq-dev"
 
+// devQueueFree refuses a dev on a configured Redis where a live worker
+// (another agentq dev) already serves DevQueue: their demos would share the
+// queue and the workflow's budget, and the first to end would remove keys
+// the other still uses. Two devs starting within one heartbeat of each
+// other are not caught. A failed lookup lets dev go on.
+func devQueueFree(ctx context.Context, rt *agentq.Runtime) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	served, err := rt.ServedQueues(ctx)
+	if err != nil || !served[DevQueue] {
+		return nil
+	}
+	return fmt.Errorf("a worker already serves queue %s on this Redis (another %s dev?): stop it first, or give this one a Redis database of its own (e.g. --redis-url redis://host:6379/15)", DevQueue, rt.Name())
+}
+
 // invoked returns m named as the user invoked the program (os.Args[0],
 // "./agentq" or a full path included), so that the commands dev prints
 // work when pasted. Main.Name and `go run` keep their names.
@@ -198,6 +213,11 @@ func (m *Main) runDev(ctx context.Context, cfg config.Config, configFile string,
 	}
 	if err := rt.Ping(ctx); err != nil {
 		return err
+	}
+	if !embedded {
+		if err := devQueueFree(ctx, rt); err != nil {
+			return err
+		}
 	}
 	w, err := rt.NewWorker(ctx)
 	if err != nil {

@@ -364,6 +364,16 @@ func TestCLI2DevConfiguredRedis(t *testing.T) {
 		t.Fatalf("%s: exit %d\n%s\n%s", cmdLine, r.Code, r.Stdout, r.Stderr)
 	}
 
+	// A second dev on the same Redis while this one serves its queue is
+	// refused before it touches anything: the two would share the queue and
+	// the first to end would remove keys the other uses.
+	{
+		r := binarytest.Run(t, e.bin, []string{"dev", "--exit"}, binarytest.Options{Dir: e.dir, Env: e.vars})
+		if r.Code == 0 || !strings.Contains(r.Stderr, "a worker already serves queue agentq-dev") {
+			t.Errorf("second dev: exit %d, stderr %q; want refused, naming the queue", r.Code, r.Stderr)
+		}
+	}
+
 	// Another client records dead letters in the store dev's first dead
 	// letter created.
 	store, err := dlq.New(e.rdb, dlq.Config{})
