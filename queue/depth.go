@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -85,11 +84,10 @@ func (in *Inspector) Depths(ctx context.Context, maxQueues int) (_ []Depth, trun
 	if maxQueues <= 0 {
 		maxQueues = DepthsMaxQueuesDefault
 	}
-	qs, err := in.rdb.SMembers(ctx, asynqAllQueues).Result()
+	qs, err := in.KnownQueues(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("queue: list queues: %w", err)
+		return nil, false, err
 	}
-	slices.Sort(qs)
 	if len(qs) > maxQueues {
 		qs, truncated = qs[:maxQueues], true
 	}

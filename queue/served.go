@@ -29,7 +29,7 @@ func (in *Inspector) ServedQueues(ctx context.Context) (map[string]bool, error) 
 
 // KnownQueues returns the names of the queues asynq knows (those that ever
 // held a task), sorted: Queues, bounded by ctx (asynq's own reader takes
-// no context), for shell completion.
+// no context), for shell completion and Depths.
 func (in *Inspector) KnownQueues(ctx context.Context) ([]string, error) {
 	qs, err := in.rdb.SMembers(ctx, asynqAllQueues).Result()
 	if err != nil {
