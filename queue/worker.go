@@ -170,6 +170,13 @@ type WorkerConfig struct {
 	// (complete.go), or "off" to write them in a round trip of their own
 	// before it. Default "auto".
 	CompletionFold string
+	// UnknownKindWait is how long a task whose kind this worker has no
+	// handler for (a newer version's kind during a rolling deploy) is
+	// snoozed, without spending an attempt, so that a worker that has one
+	// takes it; counted from when this worker first saw the task, after it
+	// the task is dead-lettered as permanent (unknown.go). Negative
+	// dead-letters such a task at once. Default UnknownKindWaitDefault (10m).
+	UnknownKindWait time.Duration
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -204,6 +211,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	c.Recover = c.Recover.withDefaults()
 	if c.HeldAfter == 0 {
 		c.HeldAfter = HeldAfterDefault
+	}
+	if c.UnknownKindWait == 0 {
+		c.UnknownKindWait = UnknownKindWaitDefault
 	}
 	return c.loopsWithDefaults()
 }
@@ -250,6 +260,8 @@ type Worker struct {
 	log   zerolog.Logger
 	sweep *sweeper
 	held  *heldHandlers
+	// unknown snoozes tasks of kinds this worker has no handler for.
+	unknown *unknownKinds
 
 	srvs     []*asynq.Server // one per dequeue loop (loops.go)
 	complete *completions    // the completion fold (complete.go)
@@ -268,7 +280,8 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 	// middleware sees a handler panic as a *jobs.PanicError, and outermost,
 	// for panics in middleware itself.
 	mws := append([]jobs.Middleware{w.recoverPanic, enforceTimeout}, cfg.Middleware...)
-	w.chain = jobs.Chain(w.recoverPanic(guardAttempt(reg.Handler())), mws...)
+	w.unknown = newUnknownKinds(cfg, w.log)
+	w.chain = jobs.Chain(w.recoverPanic(guardAttempt(w.unknown.middleware(reg.Handler()))), mws...)
 	w.complete = newCompletions(rdb, w.log, cfg.CompletionFold != CompletionFoldOff)
 	w.srvs = w.newServers(rdb)
 	w.sweep = newSweeper(rdb, cfg, w.retryDelay)
