@@ -146,6 +146,7 @@ func (r *Runtime) workerConfig() queue.WorkerConfig {
 		Recover:              w.Recover(),
 		Loops:                w.Loops,
 		CompletionFold:       w.CompletionFold,
+		UnknownKindWait:      unknownKindWait(w.UnknownKindWait),
 	}
 }
 
@@ -238,4 +239,14 @@ func dashboardConfig(cfg config.Config) dashboard.Config {
 		BasicAuthUser: d.BasicAuthUser, BasicAuthPassword: d.BasicAuthPassword, BearerToken: d.BearerToken,
 		RedactHeaders: cfg.HTTP.RedactHeaders, RedactFields: cfg.HTTP.RedactFields,
 	}
+}
+
+// unknownKindWait maps worker.unknown_kind_wait to queue's
+// WorkerConfig.UnknownKindWait: 0 (dead-letter at once) is negative there,
+// where 0 is the default.
+func unknownKindWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -236,6 +236,11 @@ type Worker struct {
 	// the same Lua script that completes the task in asynq (single Redis, pinned
 	// asynq), or "off" to write it in a round trip of its own first. Default: "auto".
 	CompletionFold string `mapstructure:"completion_fold"`
+	// UnknownKindWait is how long a job whose kind this worker has no handler for
+	// (a newer version's kind during a rolling deploy) is snoozed, spending no
+	// attempt, for a worker that has one; then it is dead-lettered as permanent.
+	// 0 dead-letters such a job at once. Default: 10m.
+	UnknownKindWait time.Duration `mapstructure:"unknown_kind_wait"`
 }
 
 // Recover is the lease sweeper's queue.RecoverConfig for these settings. The
@@ -522,6 +527,7 @@ func Default() Config {
 			RecoverInterval:      queue.RecoverIntervalDefault,
 			RecoverGrace:         queue.RecoverGraceDefault,
 			CompletionFold:       queue.CompletionFoldAuto,
+			UnknownKindWait:      queue.UnknownKindWaitDefault,
 		},
 		Dashboard: Dashboard{Addr: dashboard.AddrDefault},
 		HTTP:      HTTP{Timeout: handlers.TimeoutDefault, MaxResponseBytes: handlers.MaxResponseBytesDefault},

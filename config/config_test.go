@@ -229,6 +229,8 @@ func TestBadValues(t *testing.T) {
 			`config: worker.loops: must not be negative (0 sizes it to the machine), got -1 (from {file}, line 2)`},
 		{"unknown completion fold", testBundle{env: []string{"AGENTQ_WORKER_COMPLETION_FOLD=maybe"}},
 			`config: worker.completion_fold: must be "auto" or "off", got "maybe" (from AGENTQ_WORKER_COMPLETION_FOLD)`},
+		{"negative unknown kind wait", testBundle{env: []string{"AGENTQ_WORKER_UNKNOWN_KIND_WAIT=-1s"}},
+			`config: worker.unknown_kind_wait: must not be negative (0 dead-letters a job of an unknown kind at once), got -1s (from AGENTQ_WORKER_UNKNOWN_KIND_WAIT)`},
 		{"negative recover interval", testBundle{file: "worker:\n  recover_interval: -5s\n"},
 			`config: worker.recover_interval: must not be negative (0 turns the lease sweeper off), got -5s (from {file}, line 2)`},
 		{"zero duration from file", testBundle{file: "enqueue:\n  dedupe_window: 0s\n"},
@@ -785,6 +787,7 @@ func TestKeys(t *testing.T) {
 		{"AGENTQ_RUNS_RETENTION", "48h", func(c Config) any { return c.Runs.Retention }, 48 * time.Hour},
 		{"AGENTQ_RUNS_MAX_OUTPUT_BYTES", "1024", func(c Config) any { return c.Runs.MaxOutputBytes }, 1024},
 		{"AGENTQ_RUNS_MAX_STEPS", "7", func(c Config) any { return c.Runs.MaxSteps }, 7},
+		{"AGENTQ_WORKER_UNKNOWN_KIND_WAIT", "1d", func(c Config) any { return c.Worker.UnknownKindWait }, 24 * time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -795,8 +798,8 @@ func TestKeys(t *testing.T) {
 			}
 		})
 	}
-	if n := len(fields); n != 56 {
-		t.Errorf("Config has %d keys, want 56: update this count and the tests when adding keys", n)
+	if n := len(fields); n != 57 {
+		t.Errorf("Config has %d keys, want 57: update this count and the tests when adding keys", n)
 	}
 }
 

@@ -145,6 +145,9 @@ func (c Config) validate(source func(key string) string) error {
 		ch.component("worker.loops", queue.WorkerConfig{Concurrency: w.Concurrency, Loops: w.Loops}.Validate())
 	}
 	ch.component("worker.completion_fold", queue.WorkerConfig{CompletionFold: w.CompletionFold}.Validate())
+	if w.UnknownKindWait < 0 {
+		ch.fail("worker.unknown_kind_wait", "must not be negative (0 dead-letters a job of an unknown kind at once), got %v", w.UnknownKindWait)
+	}
 
 	d := c.Dashboard
 	ch.hostPort("dashboard.addr", d.Addr, false)
