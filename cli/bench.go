@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"os"
@@ -60,9 +61,9 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, name := range []string{"tasks", "reps", "rate", "concurrency"} {
 				// 0 would mean "the default" to bench.Options: given on the
-				// command line it is a mistake.
-				if f := cmd.Flags().Lookup(name); f.Changed && f.Value.String() == "0" {
-					return usagef("bench: --%s must be at least 1", name)
+				// command line it is a mistake, as a negative number is.
+				if n, err := cmd.Flags().GetInt(name); err == nil && cmd.Flags().Changed(name) && n < 1 {
+					return usagef("bench: --%s must be at least 1, got %d", name, n)
 				}
 			}
 			if err := opts.Validate(); err != nil {
@@ -97,6 +98,11 @@ statistics: point it at an empty database (it refuses a non-empty one unless
 			}
 			if n > 0 && !flush {
 				return usagef("bench: the database holds %d keys and bench would delete them; use an empty database (e.g. --redis-url %s) or pass --flush", n, queue.MaskURL(otherDB(rt.Config().RedisURLOrDefault(), 15)))
+			}
+			// K follows the configuration's worker.loops, as the worker's
+			// own loops do, unless --loops says otherwise.
+			if l := rt.Config().Worker.Loops; l > 0 && !cmd.Flags().Changed("loops") {
+				opts.Loops = min(l, cmp.Or(opts.Concurrency, bench.ConcurrencyDefault))
 			}
 			if !asJSON {
 				opts.Progress = m.Stderr
@@ -157,8 +163,16 @@ func (m *Main) benchBinary(opts *bench.Options, redisURL string, rf *rootFlags) 
 		}
 		opts.Binary = exe
 	}
-	if rf.configFile != "" {
-		abs, err := filepath.Abs(rf.configFile)
+	cfgFile := rf.configFile
+	if cfgFile == "" {
+		// The child runs in a directory of its own: give it the
+		// agentq.yaml this command found in the current directory.
+		if st, err := os.Stat(config.FileName); err == nil && st.Mode().IsRegular() {
+			cfgFile = config.FileName
+		}
+	}
+	if cfgFile != "" {
+		abs, err := filepath.Abs(cfgFile)
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}

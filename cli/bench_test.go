@@ -21,9 +21,10 @@ func TestBenchRefusesBadOptions(t *testing.T) {
 		want string
 	}{
 		{"more loops than concurrency", []string{"--loops", "20", "--concurrency", "10"}, "loops must be between 1 and concurrency (10), got 20"},
-		{"no reps", []string{"--reps", "-1"}, "reps must be at least 1, got -1"},
-		{"zero reps", []string{"--reps", "0"}, "--reps must be at least 1"},
-		{"zero tasks", []string{"--tasks", "0"}, "--tasks must be at least 1"},
+		{"no reps", []string{"--reps", "-1"}, "bench: --reps must be at least 1, got -1"},
+		{"zero reps", []string{"--reps", "0"}, "bench: --reps must be at least 1, got 0"},
+		{"zero tasks", []string{"--tasks", "0"}, "bench: --tasks must be at least 1, got 0"},
+		{"negative tasks", []string{"--tasks", "-5"}, "bench: --tasks must be at least 1, got -5"},
 		{"missing binary", []string{"--binary", "/nonexistent/agentq"}, "--binary /nonexistent/agentq is not an executable file"},
 	}
 	for _, tt := range tests {
@@ -34,6 +35,25 @@ func TestBenchRefusesBadOptions(t *testing.T) {
 				t.Fatalf("exit %d stderr %q, want exit 2 and %q", r.code, r.err, tt.want)
 			}
 		})
+	}
+}
+
+// TestBenchLoopsFromConfig: without --loops, K is the configuration's
+// worker.loops, as a worker of that configuration runs.
+func TestBenchLoopsFromConfig(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartExclusive(t)
+	r := run(t, []string{"AGENTQ_REDIS_URL=" + srv.URL, "AGENTQ_WORKER_LOOPS=3"}, "", "bench", "--tasks", "50", "--reps", "1",
+		"--latency-for", "50ms", "--rate", "100", "--runs=false", "--json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(r.out), &rep); err != nil {
+		t.Fatalf("bench --json printed no report: %v\n%s", err, r.out)
+	}
+	if rep.Environment.Loops != 3 {
+		t.Fatalf("K = %d, want worker.loops (3)", rep.Environment.Loops)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 
 func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "worker [--concurrency N] [--queues q1=6,q2=1]",
+		Use:   "worker [--concurrency N] [--queues q1=6,q2=1] [--loops K]",
 		Short: "Run tasks until SIGINT/SIGTERM, then shut down gracefully",
 		Example: `  agentq worker
   agentq worker --concurrency 32 --queues critical=6,default=1
@@ -45,7 +45,7 @@ func (m *Main) workerCommand(rf *rootFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().Int("concurrency", 0, fmt.Sprintf("tasks run at once (worker.concurrency, default %d)", config.Default().Worker.Concurrency))
-	cmd.Flags().Int("loops", 0, "dequeue loops sharing the concurrency (worker.loops, default sized to the machine: twice GOMAXPROCS, 2 to 8, at most --concurrency)")
+	cmd.Flags().Int("loops", 0, "dequeue loops sharing the concurrency (worker.loops, default sized to the machine: twice GOMAXPROCS, 2 to 8, at most --concurrency and 64)")
 	cmd.Flags().String("queues", "", "queues with priorities, e.g. critical=6,default=1 (worker.queues)")
 	cmd.Flags().String("metrics-addr", "", "serve Prometheus /metrics on host:port, e.g. 127.0.0.1:9090 (worker.metrics_addr)")
 	return cmd

@@ -21,8 +21,8 @@ import (
 //
 // asynqmon shows each loop as a server of its own: same host, same pid,
 // same queues, each with its share of the concurrency (the shares sum to
-// Concurrency). The worker's "worker starting" log line names the loops and
-// their shares.
+// Concurrency). The worker's "dequeue loops started" log line names the
+// loops and their shares.
 //
 // Each asynq server also runs background work: a heartbeat (every 5s; it
 // also renews the leases of the tasks that server runs, so every loop needs
