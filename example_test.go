@@ -35,7 +35,6 @@ func Example() {
 		log.Fatal(err)
 	}
 	rt, err := agentq.New(cfg, agentq.Options{
-		Name: "summarizer", // the program hints name, e.g. "summarizer dlq replay 7"
 		Register: func(reg *queue.Registry) error {
 			return queue.Register(reg, `{"type":"object","required":["doc_url"]}`,
 				func(ctx context.Context, s *jobs.Step, a SummarizeArgs) error {
