@@ -3,7 +3,10 @@ package dlq
 import (
 	"context"
 	"errors"
+	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +60,27 @@ func TestEveryDeadClassParses(t *testing.T) {
 	}
 	if got, err := ParseClass(" Manual "); err != nil || got != ClassManual {
 		t.Fatalf("ParseClass(manual) = %q, %v", got, err)
+	}
+}
+
+// TestReadmeNamesEveryClass: the README's list of `dlq list --class`
+// values is Classes.
+func TestReadmeNamesEveryClass(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, ok := strings.Cut(string(data), "`--class` is one of ")
+	list, _, ok2 := strings.Cut(list, " (archived")
+	if !ok || !ok2 {
+		t.Fatal("the README's list of --class values is gone")
+	}
+	var named []jobs.Class
+	for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(list, -1) {
+		named = append(named, jobs.Class(m[1]))
+	}
+	if !slices.Equal(named, Classes) {
+		t.Fatalf("the README names the classes %v, want %v", named, Classes)
 	}
 }
