@@ -17,8 +17,8 @@ import (
 )
 
 // DefaultRedisURL is the Redis address used by commands that need a server when
-// redis.url is not configured.
-const DefaultRedisURL = "redis://127.0.0.1:6379/0"
+// redis.url is not configured: queue's RedisURLDefault.
+const DefaultRedisURL = queue.RedisURLDefault
 
 // Config is agentq's effective configuration. Keys are the snake_case of the field
 // names, nested with dots: worker.poll_interval, redis.tls.ca_file and so on.
@@ -63,10 +63,12 @@ type Config struct {
 
 // Runs sets how agent runs are kept.
 type Runs struct {
-	// Retention is how long a finished run's state is kept. Default: 720h (30 days).
+	// Retention is how long a finished run's state is kept; at least
+	// runs.RetentionMin (1m). Default: 720h (30 days).
 	Retention time.Duration `mapstructure:"retention"`
 	// MaxOutputBytes bounds a step's stored output; a larger output fails the
-	// attempt (permanent). Default: 262144 (256 KiB).
+	// attempt (permanent). At most runs.MaxOutputBytesLimit (64 MiB).
+	// Default: 262144 (256 KiB).
 	MaxOutputBytes int `mapstructure:"max_output_bytes"`
 	// MaxSteps bounds the steps of any run, steps added at run time included,
 	// whatever its caps. Default: 100.
@@ -186,10 +188,8 @@ type Retry struct {
 }
 
 // MaxPayloadBytesLimit is the largest enqueue.max_payload_bytes allowed:
-// 64 MiB. A payload is read into memory whole (from --payload @FILE too) and
-// asynq stores it in one Redis hash field, which Redis caps at 512 MB; a
-// step's payload that large belongs in object storage, referenced by URL.
-const MaxPayloadBytesLimit = 64 << 20
+// queue's MaxPayloadBytesLimit (64 MiB), which says why.
+const MaxPayloadBytesLimit = queue.MaxPayloadBytesLimit
 
 // Enqueue sets how jobs are enqueued.
 type Enqueue struct {
@@ -507,9 +507,9 @@ type Breaker struct {
 func Default() Config {
 	return Config{
 		Redis: Redis{
-			DialTimeout:  5 * time.Second,
-			ReadTimeout:  3 * time.Second,
-			WriteTimeout: 3 * time.Second,
+			DialTimeout:  queue.RedisDialTimeoutDefault,
+			ReadTimeout:  queue.RedisReadTimeoutDefault,
+			WriteTimeout: queue.RedisWriteTimeoutDefault,
 		},
 		Log:   Log{Level: "info", Format: "auto"},
 		Retry: Retry{Base: jobs.RetryBaseDefault, Max: jobs.RetryMaxDefault, MaxAttempts: jobs.MaxAttemptsDefault},

@@ -109,9 +109,8 @@ func (c Config) validate(source func(key string) string) error {
 	if ch.positive("enqueue.dedupe_window", c.Enqueue.DedupeWindow) {
 		ch.component("enqueue.dedupe_window", queue.ClientConfig{DedupeWindow: c.Enqueue.DedupeWindow}.Validate())
 	}
-	ch.atLeast("enqueue.max_payload_bytes", int64(c.Enqueue.MaxPayloadBytes), 1)
-	if c.Enqueue.MaxPayloadBytes > MaxPayloadBytesLimit {
-		ch.fail("enqueue.max_payload_bytes", "must be at most %d (64 MiB; keep larger payloads in object storage and enqueue their URL), got %d", MaxPayloadBytesLimit, c.Enqueue.MaxPayloadBytes)
+	if ch.atLeast("enqueue.max_payload_bytes", int64(c.Enqueue.MaxPayloadBytes), 1) {
+		ch.component("enqueue.max_payload_bytes", queue.ClientConfig{MaxPayloadBytes: c.Enqueue.MaxPayloadBytes}.Validate())
 	}
 	ch.queueName("enqueue.queue", c.Enqueue.Queue)
 
@@ -132,9 +131,10 @@ func (c Config) validate(source func(key string) string) error {
 	if w.RecoverInterval < 0 {
 		ch.fail("worker.recover_interval", "must not be negative (0 turns the lease sweeper off), got %v", w.RecoverInterval)
 	}
-	if w.RecoverInterval > 0 && w.RecoverGrace < queue.RecoverGraceMin {
-		// As queue: the grace matters only while the sweeper runs.
-		ch.fail("worker.recover_grace", "must be at least %v (room for clock skew between workers and Redis), got %v", queue.RecoverGraceMin, w.RecoverGrace)
+	// The grace matters only while the sweeper runs; 0 is refused like
+	// any other duration set to 0 (queue would read it as its default).
+	if w.RecoverInterval > 0 && ch.positive("worker.recover_grace", w.RecoverGrace) {
+		ch.component("worker.recover_grace", w.Recover().Validate())
 	}
 	if w.MetricsAddr != "" {
 		ch.hostPort("worker.metrics_addr", w.MetricsAddr, false)
@@ -201,14 +201,15 @@ func (c Config) validate(source func(key string) string) error {
 		ch.breaker(key, b.Overrides[name], true)
 	}
 
-	if ch.positive("runs.retention", c.Runs.Retention) && c.Runs.Retention < time.Minute {
-		ch.fail("runs.retention", "must be at least 1m (finished runs are kept this long for run show), got %s", formatDuration(c.Runs.Retention))
+	if ch.positive("runs.retention", c.Runs.Retention) {
+		ch.component("runs.retention", runs.Config{Retention: c.Runs.Retention}.Validate())
 	}
-	ch.atLeast("runs.max_output_bytes", int64(c.Runs.MaxOutputBytes), 1)
-	if c.Runs.MaxOutputBytes > MaxPayloadBytesLimit {
-		ch.fail("runs.max_output_bytes", "must be at most %d (64 MiB), got %d", MaxPayloadBytesLimit, c.Runs.MaxOutputBytes)
+	if ch.atLeast("runs.max_output_bytes", int64(c.Runs.MaxOutputBytes), 1) {
+		ch.component("runs.max_output_bytes", runs.Config{MaxOutputBytes: c.Runs.MaxOutputBytes}.Validate())
 	}
-	ch.atLeast("runs.max_steps", int64(c.Runs.MaxSteps), 1)
+	if ch.atLeast("runs.max_steps", int64(c.Runs.MaxSteps), 1) {
+		ch.component("runs.max_steps", runs.Config{MaxSteps: c.Runs.MaxSteps}.Validate())
+	}
 
 	ch.llm(c.LLM)
 
@@ -314,24 +315,27 @@ func RunErrors(c Config, name string, err error) []error {
 }
 
 // breaker checks one set of breaker settings under prefix with the breaker
-// package's rules; with inherit, zero fields are allowed (they take the
-// global value), else zero is refused.
+// package's rules, one field at a time so that every bad field is named
+// (breaker.Settings.Validate reports the first). A zero field is config's
+// own case: with inherit it takes the global value; without, it is
+// refused, as breaker would read it as its default, which a key set to 0
+// does not mean.
 func (ch *checker) breaker(prefix string, b Breaker, inherit bool) {
-	if !inherit || b.Failures != 0 {
-		ch.atLeast(prefix+".failures", int64(b.Failures), 1)
+	field := func(name string, zero bool, def any, s breaker.Settings) {
+		key := prefix + "." + name
+		switch {
+		case zero && inherit:
+		case zero:
+			ch.fail(key, "must not be 0 (leave it out for the default, %v)", def)
+		default:
+			ch.component(key, s.Validate())
+		}
 	}
-	if (!inherit || b.FailureRate != 0) && (b.FailureRate <= 0 || b.FailureRate > 1) {
-		ch.fail(prefix+".failure_rate", "must be above 0 and at most 1, got %s", formatFloat(b.FailureRate))
-	}
-	if (!inherit || b.RateWindow != 0) && ch.positive(prefix+".rate_window", b.RateWindow) {
-		ch.component(prefix+".rate_window", breaker.Settings{RateWindow: b.RateWindow}.Validate())
-	}
-	if !inherit || b.MinCalls != 0 {
-		ch.atLeast(prefix+".min_calls", int64(b.MinCalls), 1)
-	}
-	if !inherit || b.Cooldown != 0 {
-		ch.positive(prefix+".cooldown", b.Cooldown)
-	}
+	field("failures", b.Failures == 0, breaker.FailuresDefault, breaker.Settings{Failures: b.Failures})
+	field("failure_rate", b.FailureRate == 0, formatFloat(breaker.FailureRateDefault), breaker.Settings{FailureRate: b.FailureRate})
+	field("rate_window", b.RateWindow == 0, formatDuration(breaker.RateWindowDefault), breaker.Settings{RateWindow: b.RateWindow})
+	field("min_calls", b.MinCalls == 0, breaker.MinCallsDefault, breaker.Settings{MinCalls: b.MinCalls})
+	field("cooldown", b.Cooldown == 0, formatDuration(breaker.CooldownDefault), breaker.Settings{Cooldown: b.Cooldown})
 }
 
 // budget checks a workflow's error budget. An SLO of 0 turns it off, so the other
@@ -380,10 +384,13 @@ func (ch *checker) component(key string, err error) {
 	ch.fail(key, "%s", msg)
 }
 
-func (ch *checker) atLeast(key string, n, lo int64) {
+// atLeast refuses n below lo and reports whether n is at least lo.
+func (ch *checker) atLeast(key string, n, lo int64) bool {
 	if n < lo {
 		ch.fail(key, "must be at least %d, got %d", lo, n)
+		return false
 	}
+	return true
 }
 
 func (ch *checker) oneOf(key, v string, allowed ...string) {

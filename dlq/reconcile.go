@@ -113,7 +113,7 @@ func (s *Store) recordArchived(ctx context.Context, q, id string) (bool, error) 
 	attempt := info.Retried
 	msg := info.LastErr
 	if info.LeaseExpired {
-		class = ClassLeaseExpired
+		class = jobs.ClassLeaseExpired
 		note = "archived by asynq after its lease expired: the worker running its last attempt crashed or lost Redis"
 		attempt = info.Retried + 1
 		msg = "lease expired: the worker crashed or lost Redis during the attempt"

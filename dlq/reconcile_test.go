@@ -89,7 +89,7 @@ func TestSweepRecordsATaskArchivedByLeaseExpiry(t *testing.T) {
 		t.Fatalf("Sweep = %+v, %v", sw, err)
 	}
 	recs, _ := b.store.List(ctx, Filter{})
-	if len(recs) != 1 || recs[0].Class != ClassLeaseExpired || recs[0].RunID != "run-crash" || recs[0].TaskID != info.ID ||
+	if len(recs) != 1 || recs[0].Class != jobs.ClassLeaseExpired || recs[0].RunID != "run-crash" || recs[0].TaskID != info.ID ||
 		!strings.Contains(recs[0].Error, "lease expired") {
 		t.Fatalf("records = %+v", recs)
 	}

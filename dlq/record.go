@@ -61,21 +61,15 @@ func shortQuote(s string) string {
 // Replayable reports whether a record in status s can be replayed.
 func (s Status) Replayable() bool { return s == StatusDead || s == StatusDeleted }
 
-// Classes a dead letter may have besides jobs' classes.
-const (
-	// ClassLeaseExpired is a task whose worker crashed or lost Redis on its
-	// last attempt: asynq archived it when its lease expired.
-	ClassLeaseExpired jobs.Class = "lease_expired"
-	// ClassManual is a task archived by hand (asynqmon, Inspector) or by
-	// anything else that is not agentq's worker.
-	ClassManual jobs.Class = "manual"
-)
+// ClassManual is the class a dead letter may have besides jobs' (see
+// jobs.DeadLetterClasses): a task archived by hand (asynqmon, Inspector) or
+// by anything else that is not agentq's worker.
+const ClassManual jobs.Class = "manual"
 
-// Classes lists every class a record may have.
-var Classes = []jobs.Class{
-	jobs.ClassRetryable, jobs.ClassRateLimited, jobs.ClassTimeout, jobs.ClassPermanent, jobs.ClassPanic,
-	ClassLeaseExpired, ClassManual,
-}
+// Classes lists every class a record may have: jobs.DeadLetterClasses
+// (a death the worker saw, or a lease_expired task asynq archived), then
+// ClassManual.
+var Classes = append(jobs.DeadLetterClasses(), ClassManual)
 
 // ParseClass checks a class name, ignoring case and surrounding space. An
 // error quotes at most the first 64 bytes of s.

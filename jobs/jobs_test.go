@@ -252,3 +252,22 @@ func TestChainOrder(t *testing.T) {
 		t.Fatalf("order = %v", order)
 	}
 }
+
+func TestClassesAreDistinctAndNamed(t *testing.T) {
+	t.Parallel()
+	seen := map[Class]bool{}
+	for _, c := range Classes() {
+		if c == ClassNone || seen[c] {
+			t.Fatalf("Classes() = %v: %q is empty or repeated", Classes(), c)
+		}
+		seen[c] = true
+	}
+	for _, c := range DeadLetterClasses() {
+		if !seen[c] || c == ClassSnooze || c == ClassAbandoned {
+			t.Fatalf("DeadLetterClasses() = %v: %q is not a class of a dead letter", DeadLetterClasses(), c)
+		}
+	}
+	if len(DeadLetterClasses()) != len(Classes())-2 {
+		t.Fatalf("DeadLetterClasses() = %v, want Classes() but snooze and abandoned", DeadLetterClasses())
+	}
+}

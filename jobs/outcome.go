@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,23 @@ const (
 	// AbandonedError.
 	ClassAbandoned Class = "abandoned"
 )
+
+// Classes returns every class Classify can return but ClassNone, in a fixed
+// order: the ones of a failed attempt.
+func Classes() []Class {
+	return []Class{
+		ClassRetryable, ClassRateLimited, ClassTimeout, ClassPermanent, ClassPanic, ClassSchema,
+		ClassCapExceeded, ClassLeaseExpired, ClassSnooze, ClassAbandoned,
+	}
+}
+
+// DeadLetterClasses returns the classes of Classes a dead-lettered step's
+// failure can have: all but ClassSnooze (a snooze spends no attempt) and
+// ClassAbandoned (the queue decides what comes next). Package dlq lists
+// them, with its own for tasks archived outside agentq's worker.
+func DeadLetterClasses() []Class {
+	return slices.DeleteFunc(Classes(), func(c Class) bool { return c == ClassSnooze || c == ClassAbandoned })
+}
 
 // Retryable reports whether errors of class c are retried.
 func (c Class) Retryable() bool {

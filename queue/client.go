@@ -27,6 +27,12 @@ const (
 	DedupeWindowDefault = 24 * time.Hour
 	// MaxPayloadBytesDefault is the largest payload accepted (256 KiB).
 	MaxPayloadBytesDefault = 256 << 10
+	// MaxPayloadBytesLimit is the largest MaxPayloadBytes allowed (64 MiB).
+	// A payload is read into memory whole (agentq's --payload @FILE too)
+	// and asynq stores it in one Redis hash field, which Redis caps at
+	// 512 MB; a payload that large belongs in object storage, referenced by
+	// URL.
+	MaxPayloadBytesLimit = 64 << 20
 	// QueueDefault is the queue used when neither the call nor the workflow
 	// names one.
 	QueueDefault = "default"
@@ -54,7 +60,8 @@ type ClientConfig struct {
 	// of the same key to the same queue, counted from the enqueue that took
 	// it. Default DedupeWindowDefault (24h).
 	DedupeWindow time.Duration
-	// MaxPayloadBytes refuses larger payloads. Default MaxPayloadBytesDefault.
+	// MaxPayloadBytes refuses larger payloads; at most
+	// MaxPayloadBytesLimit (64 MiB). Default MaxPayloadBytesDefault.
 	MaxPayloadBytes int
 	// Queue is the queue used when nothing else names one. Default "default".
 	Queue string
@@ -93,6 +100,10 @@ func (c ClientConfig) validate() error {
 	}
 	if c.MaxPayloadBytes < 1 {
 		return fmt.Errorf("max_payload_bytes must be at least 1, got %d", c.MaxPayloadBytes)
+	}
+	if c.MaxPayloadBytes > MaxPayloadBytesLimit {
+		return fmt.Errorf("max_payload_bytes must be at most %d (64 MiB; keep larger payloads in object storage and enqueue their URL), got %d",
+			MaxPayloadBytesLimit, c.MaxPayloadBytes)
 	}
 	if err := validQueueName(c.Queue); err != nil {
 		return fmt.Errorf("queue: %w", err)

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -292,5 +293,44 @@ func TestOnlyQueueDecides(t *testing.T) {
 	}
 	if files < 50 {
 		t.Fatalf("read %d files outside queue; the walk missed the module", files)
+	}
+}
+
+// TestDeadLetterClassesAreDecides: Decide dead-letters a failure on its
+// last attempt exactly when its class is one of jobs.DeadLetterClasses,
+// the list package dlq accepts (dlq's TestEveryDeadClassParses). A class
+// added to jobs without a case here fails the test.
+func TestDeadLetterClassesAreDecides(t *testing.T) {
+	t.Parallel()
+	errOf := map[jobs.Class]error{
+		jobs.ClassRetryable:    errors.New("boom"),
+		jobs.ClassRateLimited:  jobs.RetryAfter(time.Second, nil),
+		jobs.ClassTimeout:      context.DeadlineExceeded,
+		jobs.ClassPermanent:    jobs.Permanent(nil),
+		jobs.ClassPanic:        &jobs.PanicError{Value: "x"},
+		jobs.ClassSchema:       &jobs.SchemaError{Err: errors.New("no field")},
+		jobs.ClassCapExceeded:  &jobs.CapExceededError{Cap: "max_steps", Limit: "1", Value: "2"},
+		jobs.ClassLeaseExpired: &jobs.AttemptsSpentError{MaxAttempts: 3},
+		jobs.ClassSnooze:       jobs.Snooze(time.Second),
+		jobs.ClassAbandoned:    &jobs.AbandonedError{Cause: context.Canceled},
+	}
+	half := func(n int64) int64 { return n / 2 }
+	for _, class := range jobs.Classes() {
+		t.Run(string(class), func(t *testing.T) {
+			t.Parallel()
+			err, ok := errOf[class]
+			if !ok {
+				t.Fatalf("no error of class %q here: add one", class)
+			}
+			if got := jobs.Classify(err); got != class {
+				t.Fatalf("Classify(%v) = %q, want %q", err, got, class)
+			}
+			s := &jobs.Step{Attempt: 3, MaxAttempts: 3}
+			r := Decide(s, err, jobs.RetryPolicy{MaxAttempts: 3, Base: time.Second, Max: time.Minute}, half)
+			dead := r.Outcome == jobs.OutcomeDead
+			if listed := slices.Contains(jobs.DeadLetterClasses(), class); listed != dead {
+				t.Fatalf("Decide's outcome on the last attempt is %s, but DeadLetterClasses lists %q: %v", r.Outcome, class, listed)
+			}
+		})
 	}
 }

@@ -106,9 +106,15 @@ func (c RecoverConfig) withDefaults() RecoverConfig {
 	return c
 }
 
+// Validate reports a setting of c that NewWorker refuses, after filling its
+// defaults (zero fields are valid): a Grace under RecoverGraceMin while the
+// sweeper runs. The message starts with "recover_grace"; package config
+// applies it to worker.recover_grace.
+func (c RecoverConfig) Validate() error { return c.withDefaults().validate() }
+
 func (c RecoverConfig) validate() error {
 	if c.Interval > 0 && c.Grace < RecoverGraceMin {
-		return fmt.Errorf("recover grace must be at least %v, got %v", RecoverGraceMin, c.Grace)
+		return fmt.Errorf("recover_grace must be at least %v (room for clock skew between workers and Redis), got %v", RecoverGraceMin, c.Grace)
 	}
 	return nil
 }

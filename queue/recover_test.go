@@ -336,13 +336,14 @@ func TestRecoverConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", cfg: RecoverConfig{}},
-		{name: "grace too short", cfg: RecoverConfig{Grace: time.Second}, wantErr: "at least 5s"},
+		{name: "grace too short", cfg: RecoverConfig{Grace: time.Second}, wantErr: "recover_grace must be at least 5s"},
+		{name: "grace at the minimum", cfg: RecoverConfig{Grace: RecoverGraceMin}},
 		{name: "off ignores grace", cfg: RecoverConfig{Interval: -1, Grace: time.Second}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			err := tc.cfg.withDefaults().validate()
+			err := tc.cfg.Validate()
 			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("validate() = %v, want %q", err, tc.wantErr)
 			}

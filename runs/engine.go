@@ -75,19 +75,9 @@ func New(rdb redis.UniversalClient, client *queue.Client, insp *queue.Inspector,
 	if rdb == nil {
 		return nil, errors.New("runs: redis client is nil")
 	}
-	cfg.Retention = cmp.Or(cfg.Retention, RetentionDefault)
-	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, MaxOutputBytesDefault)
-	cfg.MaxSteps = cmp.Or(cfg.MaxSteps, MaxStepsDefault)
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	switch {
-	case cfg.Retention < time.Second:
-		return nil, fmt.Errorf("runs: retention must be at least 1s, got %v", cfg.Retention)
-	case cfg.MaxOutputBytes < 1:
-		return nil, fmt.Errorf("runs: max_output_bytes must be at least 1, got %d", cfg.MaxOutputBytes)
-	case cfg.MaxSteps < 1:
-		return nil, fmt.Errorf("runs: max_steps must be at least 1, got %d", cfg.MaxSteps)
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("runs: %w", err)
 	}
 	if insp == nil {
 		insp = queue.NewInspector(rdb)

@@ -919,7 +919,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"retention", Config{Retention: time.Millisecond}, "retention"},
+		{"retention", Config{Retention: time.Millisecond}, "retention must be at least 1m"},
+		{"retention under the minimum", Config{Retention: 30 * time.Second}, "retention must be at least 1m"},
+		{"output over the limit", Config{MaxOutputBytes: MaxOutputBytesLimit + 1}, "max_output_bytes must be at most"},
 		{"no steps", Config{Workflows: map[string]Workflow{"w": {}}}, "workflows.w: no steps"},
 		{"dup step", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", ""), step("a", "")}}}}, `"a" is used twice`},
 		{"unknown fallback", Config{Workflows: map[string]Workflow{"w": {Steps: []jobs.StepDef{step("a", "z")}}}}, `fallback "z"`},

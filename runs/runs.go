@@ -267,11 +267,12 @@ type CapEvent struct {
 type Config struct {
 	// Workflows are the workflows by name; runs of others cannot start.
 	Workflows map[string]Workflow
-	// Retention is how long a finished run's state is kept. Default
-	// RetentionDefault (720h).
+	// Retention is how long a finished run's state is kept; at least
+	// RetentionMin (1m). Default RetentionDefault (720h).
 	Retention time.Duration
 	// MaxOutputBytes bounds a step's stored output; a larger output fails
-	// the attempt (permanent). Default MaxOutputBytesDefault (256 KiB).
+	// the attempt (permanent); at most MaxOutputBytesLimit (64 MiB).
+	// Default MaxOutputBytesDefault (256 KiB).
 	MaxOutputBytes int
 	// MaxSteps bounds a run's steps, added ones included, whatever its
 	// caps. Default MaxStepsDefault (100).
