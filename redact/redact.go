@@ -530,7 +530,8 @@ func (r *Redactor) params(q string, depth int) string {
 			// A bare value (#http://u:p@h/), or a raw URL whose own query
 			// this is.
 			part = r.nested(part, depth)
-		case r.SecretParam(unescape(k)):
+		case r.SecretParam(unescape(k)) || r.SecretParam(unescape(strings.ReplaceAll(k, "+", " "))):
+			// A query's '+' is a space to the server (token+=t is "token ").
 			if v != "" {
 				part = k + "=" + Mask
 			}
@@ -935,17 +936,24 @@ func (r *Redactor) value(v any) any {
 			v[i] = r.value(e)
 		}
 	case string:
-		var out string
-		if p, err := url.Parse(v); err == nil && p.Scheme != "" && p.Host != "" {
-			out = r.URL(v)
-		} else {
-			out = r.Text(v)
-		}
-		// Masking may decode percent-escapes into bytes that are not
-		// UTF-8; the encoder would write them as \ufffd escapes, and a
-		// second pass the rune itself. Write the rune at once, so that
-		// masking masked JSON changes nothing.
-		return strings.ToValidUTF8(out, "\uFFFD")
+		return r.StringValue(v)
 	}
 	return v
+}
+
+// StringValue returns s, a string value of a document (JSON, YAML), masked
+// as JSON masks one: as URL when it is an absolute URL, else as Text, and
+// valid UTF-8.
+func (r *Redactor) StringValue(s string) string {
+	var out string
+	if p, err := url.Parse(s); err == nil && p.Scheme != "" && p.Host != "" {
+		out = r.URL(s)
+	} else {
+		out = r.Text(s)
+	}
+	// Masking may decode percent-escapes into bytes that are not UTF-8;
+	// the encoder would write them as \ufffd escapes, and a second pass
+	// the rune itself. Write the rune at once, so that masking masked
+	// JSON changes nothing.
+	return strings.ToValidUTF8(out, "\uFFFD")
 }
