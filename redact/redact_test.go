@@ -546,3 +546,29 @@ func TestTextIdempotentMasks(t *testing.T) {
 		})
 	}
 }
+
+func TestParseURL(t *testing.T) {
+	t.Parallel()
+	const malformed = "the user name or password is malformed (escape special characters with %XX)"
+	for _, tc := range []struct{ name, in, host, reason string }{
+		{name: "plain", in: "redis://u:pw@h:1/0", host: "h:1"},
+		{name: "escaped password", in: "redis://u:p%40ss%2Fw@h:1/0", host: "h:1"},
+		{name: "at in the query", in: "https://u:p@h/?e=a@b", host: "h"},
+		{name: "password with at and slash", in: "redis://u:SECRETa@SECRETb/SECRETc@h:1/0", reason: malformed},
+		{name: "password with question mark", in: "redis://u:SECRET?pw@h:1/0", reason: malformed},
+		{name: "password with hash", in: "redis://u:SECRET#pw@h:1/0", reason: malformed},
+		{name: "bad escape", in: "redis://u:SECRET%zz@h/", reason: malformed},
+		{name: "bad port", in: "redis://h:port/0", reason: `invalid port ":port" after host`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			u, reason := ParseURL(tc.in)
+			if reason != tc.reason || (reason == "") != (u != nil) || u != nil && u.Host != tc.host {
+				t.Fatalf("ParseURL(%q) = %v, %q; want host %q, reason %q", tc.in, u, reason, tc.host, tc.reason)
+			}
+			if strings.Contains(reason, "SECRET") {
+				t.Fatalf("reason %q shows the password", reason)
+			}
+		})
+	}
+}
