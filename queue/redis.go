@@ -181,7 +181,7 @@ func (c RedisConfig) parse() (o *redis.UniversalOptions, host string, err error)
 	case len(c.ClusterAddrs) > 0 && c.URL != "" && (u.Host != "" || (u.Path != "" && u.Path != "/") || q.Has("addr")):
 		// The seeds come from one place: an address in the URL beside
 		// cluster_addrs would be silently ignored.
-		return nil, "", fmt.Errorf("redis.url: %s must give only the scheme and credentials (e.g. %s://user:%s@) when redis.cluster_addrs is set", shown, u.Scheme, "****")
+		return nil, "", fmt.Errorf("redis.url: %s must give only the scheme and credentials (e.g. %s://user:%s@) when redis.cluster_addrs is set", shown, u.Scheme, redact.Mask)
 	case len(c.ClusterAddrs) > 0 || q.Has("addr"):
 		co, err := redis.ParseClusterURL(u.String())
 		if err != nil {
@@ -396,7 +396,7 @@ func maskSecret(s, secret string) string {
 	if secret == "" {
 		return s
 	}
-	return strings.ReplaceAll(s, secret, "****")
+	return strings.ReplaceAll(s, secret, redact.Mask)
 }
 
 // ConnOpt is an asynq.RedisConnOpt built from a RedisConfig, for code that
