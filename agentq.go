@@ -18,7 +18,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -357,11 +356,12 @@ func workerQueues(cfg config.Config, runWfs map[string]runs.Workflow) map[string
 	return queues
 }
 
-// outputRedactor masks secrets in what dead-letter commands print.
+// outputRedactor masks secrets in what dead-letter commands print: the
+// Redactor the handlers and the config's masked output use. Secret header
+// names (redact's and http.redact_headers) are secret field names in JSON
+// and text already, so no list of them is repeated here.
 func outputRedactor(cfg config.Config) *redact.Redactor {
-	fields := slices.Concat(cfg.HTTP.RedactFields, cfg.HTTP.RedactHeaders,
-		[]string{"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"})
-	return redact.New(cfg.HTTP.RedactHeaders, fields)
+	return redact.New(cfg.HTTP.RedactHeaders, cfg.HTTP.RedactFields)
 }
 
 // OutputRedactor masks secrets in what a program prints of dead letters:

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/redact"
 )
 
 // HealthOptions say what Health checks besides Redis.
@@ -163,7 +164,7 @@ func (r *Runtime) checkWorker(ctx context.Context, host string) (bool, string) {
 		if len(srvs) > 0 {
 			return false, fmt.Sprintf("the worker on host %q is not taking tasks: its %d servers are %s", host, len(srvs), countList(statuses))
 		}
-		msg := fmt.Sprintf("no worker on host %q sent a heartbeat in the last %v (is `agentq worker` running there?", host, queue.ServerRecordTTL)
+		msg := fmt.Sprintf("no worker on host %q sent a heartbeat in the last %v (is `%s worker` running there?", host, queue.ServerRecordTTL, r.CommandLine())
 		if others, err := in.Servers(ctx, queue.ServerFilter{}); err == nil && len(others) > 0 {
 			hosts := map[string]int{}
 			for _, s := range others {
@@ -235,40 +236,14 @@ func healthzURL(base string) (*url.URL, error) {
 	return u, nil
 }
 
-// maskedURL is raw as the user typed it with the password of its userinfo
-// masked, whether or not raw parses. Everything between the first ':' after
-// the scheme and the last '@' is masked: a password may hold '@', '/', '?'
-// or '#' unescaped, which url.Parse then reads as the host, path, query or
-// fragment (and Redacted would show), and without a scheme "user:pw@host:1"
-// parses as scheme "user". A URL with '@' in its path and no userinfo is
-// masked too much, never too little.
-func maskedURL(raw string) string {
-	prefix, rest := "", raw
-	if i := strings.Index(raw, "://"); i > 0 && isScheme(raw[:i]) {
-		prefix, rest = raw[:i+3], raw[i+3:]
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return raw
-	}
-	c := strings.Index(rest[:at], ":")
-	if c < 0 {
-		return raw
-	}
-	return prefix + rest[:c+1] + "xxxxx" + rest[at:]
-}
-
-// isScheme reports whether s is a URL scheme (RFC 3986: a letter, then
-// letters, digits, '+', '-' or '.').
-func isScheme(s string) bool {
-	for i, r := range s {
-		letter := 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'
-		if !letter && (i == 0 || !('0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')) {
-			return false
-		}
-	}
-	return s != ""
-}
+// maskedURL is raw as the user typed it, masked by redact's TypedURL:
+// everything between the first ':' after the scheme and the last '@' is
+// the password, since a typed password may hold '@', '/', '?' or '#'
+// unescaped, which url.Parse then reads as the host, path, query or
+// fragment (and Redacted would show); without a scheme "user:pw@host:1"
+// is user info and a host, not scheme "user". Secret query parameters
+// are masked as everywhere else.
+func maskedURL(raw string) string { return redact.Default().TypedURL(raw) }
 
 // checkDashboard GETs the dashboard's /healthz.
 func checkDashboard(ctx context.Context, c *http.Client, u *url.URL) (bool, string) {

@@ -3,6 +3,7 @@ package agentq_test
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ func TestHealthGoAPI(t *testing.T) {
 	cfg := config.Default()
 	cfg.Redis.URL = redistest.Start(t).URL
 	cfg.Log.Level = "error"
-	rt, err := agentq.New(cfg, agentq.Options{LogTo: io.Discard})
+	rt, err := agentq.New(cfg, agentq.Options{LogTo: io.Discard, Name: "mytool"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +38,11 @@ func TestHealthGoAPI(t *testing.T) {
 	}
 	if rep := check(); rep.Healthy || len(rep.Checks) != 2 || !rep.Checks[0].OK || rep.Failed()[0] != agentq.HealthWorker {
 		t.Fatalf("before the worker: %+v", rep)
+	}
+	// The hint names the program as the user runs it, not "agentq", with
+	// this runtime's Redis (Runtime.CommandLine).
+	if rep := check(); !strings.Contains(rep.Checks[1].Message, "is `mytool --redis-url ") || !strings.Contains(rep.Checks[1].Message, " worker` running there?") {
+		t.Fatalf("before the worker, the hint = %q, want it to name mytool", rep.Checks[1].Message)
 	}
 	w, err := rt.NewWorker(ctx)
 	if err != nil {

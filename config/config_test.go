@@ -718,7 +718,11 @@ func TestMaskURL(t *testing.T) {
 		{"redis-sentinel://:pw@a:1,b:2/0?master=m&sentinel_password=x", false, "redis-sentinel://:****@a:1,b:2/0?master=m&sentinel_password=****"},
 		{"https://h/p?a=1&flag&b=2#frag", true, "https://h/****?a=****&****&b=****#****"},
 		{"https://h/p?a=1#frag", false, "https://h/p?a=1#frag"},
-		{"user:pw@host:1", false, "user:****@host:1"},
+		// No "//": "user:" reads as a scheme, and the rest, holding a ':',
+		// as a credential-like path segment.
+		{"user:pw@host:1", false, "user:****"},
+		{"redis://h:6379/0?token=SECRET1", false, "redis://h:6379/0?token=****"},
+		{"redis://h:6379/0?sentinel_password=SECRET3", false, "redis://h:6379/0?sentinel_password=****"},
 		// An "@" in a webhook's path is not the end of user info (found by
 		// FuzzLoadConfigFile): the path after it was shown.
 		{"https://hooks.example.com/services/p@ss%2Fword?token=x", true, "https://hooks.example.com/****?token=****"},

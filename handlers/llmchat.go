@@ -21,6 +21,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentq/agentq/jobs"
+	"github.com/agentq/agentq/redact"
 )
 
 // Roles a chat message may have.
@@ -355,7 +356,7 @@ func (h *LLMChat) Handle(ctx context.Context, s *jobs.Step, a LLMChatArgs) error
 		// A provider that quotes the key back ("Incorrect API key
 		// provided: sk-..."): it never reaches an error, a log line, a
 		// dead letter or an output.
-		data = bytes.ReplaceAll(data, []byte(key), []byte("[REDACTED]"))
+		data = bytes.ReplaceAll(data, []byte(key), []byte(redact.Mask))
 	}
 
 	if !ok2xx {

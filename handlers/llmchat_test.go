@@ -16,6 +16,7 @@ import (
 	"github.com/agentq/agentq/internal/fakellm"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
+	"github.com/agentq/agentq/redact"
 )
 
 // The fake API key of llmSetup's provider; no error may show it.
@@ -833,7 +834,7 @@ func TestLLMChatKeyQuotedBackIsMasked(t *testing.T) {
 			if err == nil || strings.Contains(err.Error(), testAPIKey) {
 				t.Fatalf("err = %v: the key must not be in it", err)
 			}
-			if !strings.Contains(err.Error(), "[REDACTED]") && code != http.StatusOK {
+			if !strings.Contains(err.Error(), "provided: "+redact.Mask) && code != http.StatusOK {
 				t.Errorf("err = %v, want the quoted key masked", err)
 			}
 		})

@@ -181,7 +181,7 @@ func (c RedisConfig) parse() (o *redis.UniversalOptions, host string, err error)
 	case len(c.ClusterAddrs) > 0 && c.URL != "" && (u.Host != "" || (u.Path != "" && u.Path != "/") || q.Has("addr")):
 		// The seeds come from one place: an address in the URL beside
 		// cluster_addrs would be silently ignored.
-		return nil, "", fmt.Errorf("redis.url: %s must give only the scheme and credentials (e.g. %s://user:%s@) when redis.cluster_addrs is set", shown, u.Scheme, "****")
+		return nil, "", fmt.Errorf("redis.url: %s must give only the scheme and credentials (e.g. %s://user:%s@) when redis.cluster_addrs is set", shown, u.Scheme, redact.Mask)
 	case len(c.ClusterAddrs) > 0 || q.Has("addr"):
 		co, err := redis.ParseClusterURL(u.String())
 		if err != nil {
@@ -315,31 +315,9 @@ func (c RedisConfig) tlsConfig(fromURL *tls.Config, host string) (*tls.Config, e
 	return tc, nil
 }
 
-// splitUserinfo splits raw around the user info of its authority:
-// raw == before + userinfo + "@" + after. ok is false when it has none.
-func splitUserinfo(raw string) (before, userinfo, after string, ok bool) {
-	start := strings.Index(raw, "//")
-	if start < 0 {
-		return raw, "", "", false
-	}
-	start += 2
-	end := strings.IndexAny(raw[start:], "/?#")
-	if end < 0 {
-		end = len(raw) - start
-	}
-	at := strings.LastIndex(raw[start:start+end], "@")
-	if at < 0 {
-		return raw, "", "", false
-	}
-	return raw[:start], raw[start : start+at], raw[start+at+1:], true
-}
-
-// secretQuery are the query parameters that hold a password.
-var secretQuery = []string{"password", "sentinel_password"}
-
 // urlSecrets are the secrets a URL and the config hold: the userinfo's
-// password (or a bare token), the password query parameters, and the
-// Password field.
+// password (or a bare token), the values of secret query parameters (see
+// MaskURL), and the Password field.
 func urlSecrets(u *url.URL, password string) []string {
 	var out []string
 	if u.User != nil {
@@ -349,9 +327,11 @@ func urlSecrets(u *url.URL, password string) []string {
 			out = append(out, u.User.Username())
 		}
 	}
-	q := u.Query()
-	for _, k := range secretQuery {
-		out = append(out, q[k]...)
+	red := redact.Default()
+	for k, vs := range u.Query() {
+		if red.SecretParam(k) {
+			out = append(out, vs...)
+		}
 	}
 	return append(out, password)
 }
@@ -416,7 +396,7 @@ func maskSecret(s, secret string) string {
 	if secret == "" {
 		return s
 	}
-	return strings.ReplaceAll(s, secret, "****")
+	return strings.ReplaceAll(s, secret, redact.Mask)
 }
 
 // ConnOpt is an asynq.RedisConnOpt built from a RedisConfig, for code that
@@ -433,42 +413,11 @@ func (o ConnOpt) MakeRedisClient() any {
 	return rdb
 }
 
-// MaskURL returns u with any password replaced by "****": the userinfo's,
-// and the values of the password and sentinel_password query parameters. A
-// userinfo with no password is a bare credential (redis://TOKEN@host, as
-// some hosted Redis services hand out) and is masked whole, as the redact
-// package masks it; an ACL username with a password (redis://user:pw@h)
-// stays readable. The rest of u is kept as written.
-func MaskURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	out := u
-	if before, _, after, ok := splitUserinfo(u); ok && p.User != nil {
-		switch _, hasPW := p.User.Password(); {
-		case hasPW:
-			out = before + url.User(p.User.Username()).String() + ":****@" + after
-		case p.User.Username() != "":
-			out = before + "****@" + after
-		}
-	}
-	if p.RawQuery == "" {
-		return out
-	}
-	// Mask the secret parameters where they stand, keeping the order.
-	head, query, _ := strings.Cut(out, "?")
-	query, frag, hasFrag := strings.Cut(query, "#")
-	parts := strings.Split(query, "&")
-	for i, kv := range parts {
-		k, _, ok := strings.Cut(kv, "=")
-		if key, err := url.QueryUnescape(k); ok && err == nil && slices.Contains(secretQuery, key) {
-			parts[i] = k + "=****"
-		}
-	}
-	out = head + "?" + strings.Join(parts, "&")
-	if hasFrag {
-		out += "#" + frag
-	}
-	return out
-}
+// MaskURL returns u with its secrets masked as redact.URL masks them: the
+// userinfo's password (a userinfo with no password is a bare credential,
+// redis://TOKEN@host, and is masked whole; an ACL username stays
+// readable), the values of secret query parameters (password,
+// sentinel_password, token, ... : redact's list), and path segments that
+// look like credentials. The rest of u is kept as written, whether or not
+// it parses.
+func MaskURL(u string) string { return redact.URL(u) }

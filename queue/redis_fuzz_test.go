@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/agentq/agentq/redact"
 )
 
 // FuzzRedisURL feeds redis.url any string. UniversalOptions must answer
@@ -15,7 +17,7 @@ func FuzzRedisURL(f *testing.F) {
 		"redis-socket:///tmp/r.sock?db=3", "redis-socket:///tmp/r.sock?db=x", "redis://h/99999999999999999999",
 		"redis://u:s3cretpw@[::1", "redis://u:s3cret%zz@h/", "http://u:s3cretpw@h/", "redis://:@/", "",
 		"redis://u:pw@h:6379/0?x=%zz", "redis-sentinel://h:1/0", "redis://h:port/0", "redis://u:s3cretpw@h/-1",
-		"redis://s3cretTOKEN@h:6379/0",
+		"redis://s3cretTOKEN@h:6379/0", "redis://h:6379/0?token=s3cretTOKEN", "redis://u:p@ss/w@rd@h:6379/0",
 		// go-redis's forms: options, unix, cluster seeds, Sentinel.
 		"redis://h:1/0?pool_size=7&dial_timeout=2s", "redis://h:1/0?dial_timeout=zz", "redis://h:1/0?unknown=1",
 		"unix://:s3cretpw@/tmp/r.sock?db=1", "unix://", "rediss://h:1/0?skip_verify=true",
@@ -41,8 +43,11 @@ func FuzzRedisURL(f *testing.F) {
 		}
 		// A password in the query (Sentinel's master password) is masked
 		// too, wherever it is long and unique enough to be told apart.
-		for _, k := range []string{"password", "sentinel_password"} {
-			for _, qpw := range u.Query()[k] {
+		for k, vs := range u.Query() {
+			if !redact.Default().SecretParam(k) {
+				continue
+			}
+			for _, qpw := range vs {
 				if len(qpw) < 4 || strings.Count(raw, qpw) > 1 {
 					continue
 				}

@@ -105,9 +105,11 @@ func TestMaskURL(t *testing.T) {
 		{name: "ACL user keeps the user", in: "redis://user:pw@h/0", want: "redis://user:****@h/0"},
 		{name: "username-only userinfo is a token", in: "redis://TOKEN@host/0", want: "redis://****@host/0"},
 		{name: "empty userinfo", in: "redis://@h/0", want: "redis://@h/0"},
-		{name: "empty password", in: "redis://u:@h/0", want: "redis://u:****@h/0"},
+		{name: "empty password", in: "redis://u:@h/0", want: "redis://u:@h/0"},
 		{name: "no userinfo", in: "redis://h:6379/0", want: "redis://h:6379/0"},
-		{name: "unparseable", in: "redis://u:pw@h/%zz", want: "<unparseable URL>"},
+		{name: "unparseable", in: "redis://u:pw@h/%zz", want: "redis://u:****@h/%zz"},
+		{name: "token parameter", in: "redis://h:6379/0?token=SECRET1", want: "redis://h:6379/0?token=****"},
+		{name: "password with at and slash", in: "redis://u:p@ss/w@rd@h:6379/0", want: "redis://u:****@h:6379/0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,7 +279,7 @@ func TestRedisURLErrors(t *testing.T) {
 		{"empty master name", RedisConfig{URL: "redis://s:1/0?master_name="}, "empty master_name"},
 		{"bad sentinel addr", RedisConfig{URL: "redis://s:1/0?master_name=m&addr=nohost"}, "unable to parse addr param: nohost"},
 		{"earlier sentinel form without addresses", RedisConfig{URL: "redis-sentinel:///0?master=m"}, "needs sentinel addresses"},
-		{"unparseable", RedisConfig{URL: "redis://u:s3cret%zz@h/"}, "redis.url: <unparseable URL> is not a valid URL: the user name or password is malformed"},
+		{"unparseable", RedisConfig{URL: "redis://u:s3cret%zz@h/"}, "redis.url: redis://u:****@h/ is not a valid URL: the user name or password is malformed"},
 		{"bad port", RedisConfig{URL: "redis://u:s3cretpw@h:port/0"}, `is not a valid URL: invalid port ":port" after host`},
 		{"skip_verify without TLS", RedisConfig{URL: "redis://h:1/0?skip_verify=true"}, "unexpected option: skip_verify"},
 	}

@@ -8,9 +8,19 @@ import (
 
 // ParseURL parses raw as url.Parse does. When it fails, reason says why
 // without quoting raw: url.Parse's errors quote the URL, password included.
+// It also refuses, with a reason, a URL whose password holds an unescaped
+// '@', '/', '?' or '#' that url.Parse would take for the end of the user
+// info (redis://u:p@ss/w@rd@host/0 parses with host "ss"): URL masks such
+// a password whole, and a program that connected to the wrong host would
+// quote the rest of the password in its errors. The user info is read as
+// URL reads it.
 func ParseURL(raw string) (u *url.URL, reason string) {
+	const malformed = "the user name or password is malformed (escape special characters with %XX)"
 	u, err := url.Parse(raw)
 	if err == nil {
+		if _, hasPW := u.User.Password(); hasPW && userinfoSplit(raw) {
+			return nil, malformed
+		}
 		return u, ""
 	}
 	// Parse again without the user info, so the reason cannot hold the password.
@@ -21,23 +31,42 @@ func ParseURL(raw string) (u *url.URL, reason string) {
 		}
 		return nil, "cannot be parsed"
 	}
-	return nil, "the user name or password is malformed (escape special characters with %XX)"
+	return nil, malformed
 }
 
-// stripUserinfo removes the user info from raw: everything between the
-// scheme and the last "@" before the query, so that a password holding
-// "/", "?" or "#" goes too.
+// userinfoSplit reports whether URL reads raw's user info as longer than
+// url.Parse does: a password that holds an unescaped '@' before a '/',
+// '?' or '#' that holds more of it.
+func userinfoSplit(raw string) bool {
+	i := schemeLen(raw)
+	if i == 0 {
+		return false
+	}
+	tail, ok := strings.CutPrefix(raw[i+1:], "//")
+	if !ok {
+		return false
+	}
+	d := strings.IndexAny(tail, "/?#")
+	if d < 0 {
+		d = len(tail)
+	}
+	return userinfoEnd(tail) != strings.LastIndexByte(tail[:d], '@')
+}
+
+// stripUserinfo removes the user info from raw as URL reads it (see
+// userinfoEnd), so that a password holding '/', '?', '#' or '@' goes
+// whole.
 func stripUserinfo(raw string) string {
-	scheme, rest := "", raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		scheme, rest = raw[:i+3], raw[i+3:]
+	i := schemeLen(raw)
+	if i == 0 {
+		return raw
 	}
-	head, query, hasQuery := strings.Cut(rest, "?")
-	if at := strings.LastIndex(head, "@"); at >= 0 {
-		head = head[at+1:]
+	tail, ok := strings.CutPrefix(raw[i+1:], "//")
+	if !ok {
+		return raw
 	}
-	if hasQuery {
-		head += "?" + query
+	if at := userinfoEnd(tail); at >= 0 {
+		tail = tail[at+1:]
 	}
-	return scheme + head
+	return raw[:i+1] + "//" + tail
 }

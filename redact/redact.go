@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -40,7 +41,7 @@ var (
 		// Passwords (pwd= is Zoom's meeting password, among others) and
 		// generic secrets; private_key is the key in a Google service
 		// account file.
-		"password", "passwd", "pwd", "passphrase", "secret", "client_secret", "private_key",
+		"password", "passwd", "pwd", "passphrase", "sentinel_password", "secret", "client_secret", "private_key",
 		// API keys; access_key and secret_key as in AWS and ipstack-style
 		// query APIs.
 		"key", "api_key", "apikey", "access_key", "secret_key", "secret_access_key",
@@ -64,8 +65,10 @@ var (
 	// defaultRedactParams are secret only as URL query or fragment
 	// parameters: code is the OAuth 2.0 authorization code of a redirect
 	// (RFC 6749 4.1.2), while a "code" field or code=500 in text is
-	// usually an error code that triage needs.
-	defaultRedactParams = []string{"code"}
+	// usually an error code that triage needs; pass (?user=u&pass=p) is a
+	// password in a URL, but a "pass" field or "pass: 3 of 4" in text
+	// seldom is.
+	defaultRedactParams = []string{"code", "pass"}
 )
 
 // Redactor masks secrets in header values, URLs, JSON documents and free
@@ -148,6 +151,16 @@ func New(headers, fields []string) *Redactor {
 	return r
 }
 
+// Default returns the Redactor of the default names, New(nil, nil), made
+// once and shared: what masks a URL where no configuration names more
+// secrets (connection strings, endpoints in errors and log lines).
+var Default = sync.OnceValue(func() *Redactor { return New(nil, nil) })
+
+// URL masks u as Default().URL does. It is the one URL masker of agentq:
+// Redis URLs, LLM base URLs, webhook and dashboard URLs are masked by it or
+// by the Redactor methods built on it (HostOnly, TypedURL).
+func URL(u string) string { return Default().URL(u) }
+
 // SecretHeader reports whether name is a secret header.
 func (r *Redactor) SecretHeader(name string) bool {
 	return r.headers[strings.ToLower(strings.TrimSpace(name))]
@@ -158,9 +171,10 @@ func (r *Redactor) SecretField(name string) bool {
 	return r.fields[strings.ToLower(strings.TrimSpace(name))]
 }
 
-// secretParam reports whether name is a secret URL query or fragment
-// parameter: a secret field or header name, or one secret in URLs only.
-func (r *Redactor) secretParam(name string) bool {
+// SecretParam reports whether name is a secret URL query or fragment
+// parameter: a secret field or header name, or one secret in URLs only
+// (code, pass).
+func (r *Redactor) SecretParam(name string) bool {
 	n := strings.ToLower(strings.TrimSpace(name))
 	return r.fields[n] || r.headers[n] || r.urlOnly[n]
 }
@@ -230,6 +244,24 @@ const maxDepth = 5
 func (r *Redactor) url(u string, depth int) string {
 	var b strings.Builder
 	b.Grow(len(u))
+	rest := r.head(&b, u, depth)
+	rest, frag, hasFrag := strings.Cut(rest, "#")
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	b.WriteString(r.path(rest))
+	if hasQuery {
+		b.WriteByte('?')
+		b.WriteString(r.params(query, depth))
+	}
+	if hasFrag {
+		b.WriteByte('#')
+		b.WriteString(r.params(frag, depth))
+	}
+	return b.String()
+}
+
+// head writes u's scheme and authority to b, its userinfo masked (see
+// URL), and returns the rest of u: path, query and fragment.
+func (r *Redactor) head(b *strings.Builder, u string, depth int) string {
 	rest := u
 	if i := schemeLen(u); i > 0 {
 		b.WriteString(u[:i+1])
@@ -252,18 +284,88 @@ func (r *Redactor) url(u string, depth int) string {
 		b.WriteString(authority)
 		rest = tail[end:]
 	}
+	return rest
+}
+
+// HostOnly returns u with only its scheme, host, port, user name and query
+// parameter names readable: the userinfo is masked as URL masks it, the
+// path from its first '/' on, every query value (and a bare parameter) and
+// the fragment become Mask. It is for URLs that are secret as a whole,
+// such as webhook URLs (https://hooks.example.com/services/T0/B0/SECRET).
+// A path not after "//" (hooks.example.com/x typed without a scheme) is
+// masked whole. Like URL it works on the text, so it masks URLs that
+// net/url rejects, and masking its output changes nothing.
+func (r *Redactor) HostOnly(u string) string {
+	var b strings.Builder
+	b.Grow(len(u))
+	rest := r.head(&b, u, 0)
 	rest, frag, hasFrag := strings.Cut(rest, "#")
 	rest, query, hasQuery := strings.Cut(rest, "?")
-	b.WriteString(r.path(rest))
+	switch {
+	case rest == "" || rest == "/":
+		b.WriteString(rest)
+	case rest[0] == '/':
+		b.WriteString("/" + Mask)
+	default:
+		b.WriteString(Mask)
+	}
 	if hasQuery {
 		b.WriteByte('?')
-		b.WriteString(r.params(query, depth))
+		for i, p := range strings.Split(query, "&") {
+			if i > 0 {
+				b.WriteByte('&')
+			}
+			k, _, hasValue := strings.Cut(p, "=")
+			switch {
+			case hasValue:
+				b.WriteString(r.nested(k, 0) + "=" + Mask)
+			case p != "":
+				b.WriteString(Mask)
+			}
+		}
 	}
 	if hasFrag {
 		b.WriteByte('#')
-		b.WriteString(r.params(frag, depth))
+		if frag != "" {
+			b.WriteString(Mask)
+		}
 	}
-	return b.String()
+	out := b.String()
+	if strings.ContainsFunc(out, notInURL) {
+		out = r.textMasks(out)
+	}
+	return out
+}
+
+// TypedURL masks a URL as a person typed it on a command line or in a
+// config file, where a password is seldom escaped: everything between the
+// first ':' after the scheme (or from the start, when raw has no scheme)
+// and the last '@' of raw is the password, whatever '@', '/', '?', '#' or
+// ':' it holds, and becomes Mask; then the result is masked as URL masks
+// it. Without a scheme, raw is read as user:password@host:port/path. A URL
+// with an '@' in its path or query and no userinfo is masked too much,
+// never too little; so is, a second time, a URL masked once that still
+// holds an '@' (http://h/?next=http://a:****@c/).
+func (r *Redactor) TypedURL(raw string) string {
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i > 0 && schemeLen(raw[:i+1]) == i {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		if c := strings.IndexByte(rest[:at], ':'); c >= 0 {
+			rest = rest[:c+1] + Mask + rest[at:]
+		}
+	}
+	if prefix != "" {
+		return r.URL(prefix + rest)
+	}
+	// A network-path reference (//user:pw@host:port): read as URL reads
+	// an authority, not "user:" as a scheme.
+	out := r.url("//"+rest, 0)
+	if strings.ContainsFunc(out, notInURL) {
+		out = r.textMasks(out)
+	}
+	return strings.TrimPrefix(out, "//")
 }
 
 // schemeLen returns the index of the ':' that ends u's scheme, or 0 when u
@@ -285,45 +387,56 @@ func schemeLen(u string) int {
 
 // userinfoEnd returns the index of the '@' that ends the userinfo of
 // tail, a URL after its "//", or -1 when it has none. As in net/url, that
-// is the last '@' before the first '/', '?' or '#'. When there is none
-// there, a password may hold an unescaped '/', '?' or '#'
-// (postgres://admin:pa?ss@db/app, redis://:abc/def+ghi@host/0, a base64
-// password): if what comes before that separator holds a ':', the userinfo
-// runs to the last '@' before the first separator after the first '@'
-// (and before any white space or quote), unless it reads as host:port
-// followed by a query or path with '=' or '&' before that '@'
-// (http://h:8080/p?email=a@b.c), or the host is an IPv6 literal. Without a
-// ':' the '@' is not userinfo's (https://h/p?email=a@b.c keeps its host).
+// is the last '@' before the first '/', '?' or '#'. But a password may
+// hold an unescaped '/', '?', '#' or '@' (postgres://admin:pa?ss@db/app,
+// redis://:abc/def+ghi@host/0, redis://u:p@ss/w@rd@host/0, a base64
+// password). So when the userinfo so far holds a ':' (a password), or
+// there is no '@' before that separator but a ':', the userinfo runs on to
+// the last '@' before the first separator after the next '@' (and before
+// any white space or quote), unless what lies between reads as a query or
+// path of host:port (http://h:8080/p?email=a@b.c), or, after a userinfo,
+// of any host (https://u:p@h/?email=a@b.c), that is holds '=' or '&'; or
+// the host is an IPv6 literal; or a URL nested in a query or fragment
+// follows. Without a ':' the '@' is not a password's
+// (https://h/p?email=a@b.c keeps its host, https://TOKEN@h/@me its path).
 func userinfoEnd(tail string) int {
 	d := strings.IndexAny(tail, "/?#")
 	if d < 0 {
 		return strings.LastIndexByte(tail, '@')
 	}
-	if at := strings.LastIndexByte(tail[:d], '@'); at >= 0 {
-		return at
-	}
-	colon := strings.IndexByte(tail[:d], ':')
-	if colon < 0 || tail[0] == '[' {
+	at := strings.LastIndexByte(tail[:d], '@')
+	host := tail[at+1 : d]
+	colon := strings.IndexByte(host, ':')
+	switch {
+	case at >= 0 && strings.IndexByte(tail[:at], ':') < 0:
+		return at // no password: a user name or a bare token
+	case at < 0 && colon < 0:
 		return -1
+	case strings.HasPrefix(host, "["):
+		return at
 	}
 	url := tail
 	if k := strings.IndexFunc(tail, notInURL); k >= 0 {
 		url = tail[:k]
 	}
 	if d >= len(url) {
-		return -1 // white space or a quote before the separator
+		return at // white space or a quote before the separator
 	}
 	at1 := strings.IndexByte(url[d:], '@')
 	if at1 < 0 {
-		return -1
+		return at
 	}
 	at1 += d
-	port := tail[colon+1 : d]
-	if colon > 0 && port != "" && strings.Trim(port, "0123456789") == "" && strings.ContainsAny(url[d:at1], "=&") {
-		return -1 // host:port, then a query with an '@' in it
+	between := url[d:at1]
+	port := ""
+	if colon > 0 {
+		port = host[colon+1:]
 	}
-	if q := strings.IndexAny(url[d:at1], "?#"); q >= 0 && strings.Contains(url[d+q:at1], "://") {
-		return -1 // a URL nested in a query or fragment (#a://u@h), not a password
+	if (at >= 0 || port != "" && strings.Trim(port, "0123456789") == "") && strings.ContainsAny(between, "=&") {
+		return at // host[:port], then a query with an '@' in it
+	}
+	if q := strings.IndexAny(between, "?#"); q >= 0 && strings.Contains(between[q:], "://") {
+		return at // a URL nested in a query or fragment (#a://u@h), not a password
 	}
 	d2 := len(url)
 	if j := strings.IndexAny(url[at1:], "/?#"); j >= 0 {
@@ -417,7 +530,8 @@ func (r *Redactor) params(q string, depth int) string {
 			// A bare value (#http://u:p@h/), or a raw URL whose own query
 			// this is.
 			part = r.nested(part, depth)
-		case r.secretParam(unescape(k)):
+		case r.SecretParam(unescape(k)) || r.SecretParam(unescape(strings.ReplaceAll(k, "+", " "))):
+			// A query's '+' is a space to the server (token+=t is "token ").
 			if v != "" {
 				part = k + "=" + Mask
 			}
@@ -822,17 +936,24 @@ func (r *Redactor) value(v any) any {
 			v[i] = r.value(e)
 		}
 	case string:
-		var out string
-		if p, err := url.Parse(v); err == nil && p.Scheme != "" && p.Host != "" {
-			out = r.URL(v)
-		} else {
-			out = r.Text(v)
-		}
-		// Masking may decode percent-escapes into bytes that are not
-		// UTF-8; the encoder would write them as \ufffd escapes, and a
-		// second pass the rune itself. Write the rune at once, so that
-		// masking masked JSON changes nothing.
-		return strings.ToValidUTF8(out, "\uFFFD")
+		return r.StringValue(v)
 	}
 	return v
+}
+
+// StringValue returns s, a string value of a document (JSON, YAML), masked
+// as JSON masks one: as URL when it is an absolute URL, else as Text, and
+// valid UTF-8.
+func (r *Redactor) StringValue(s string) string {
+	var out string
+	if p, err := url.Parse(s); err == nil && p.Scheme != "" && p.Host != "" {
+		out = r.URL(s)
+	} else {
+		out = r.Text(s)
+	}
+	// Masking may decode percent-escapes into bytes that are not UTF-8;
+	// the encoder would write them as \ufffd escapes, and a second pass
+	// the rune itself. Write the rune at once, so that masking masked
+	// JSON changes nothing.
+	return strings.ToValidUTF8(out, "\uFFFD")
 }

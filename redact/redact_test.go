@@ -68,6 +68,26 @@ func TestRedactor(t *testing.T) {
 		{name: "email in path after a port masks the port", fn: r.URL, in: "http://h:8080/users/a@b.c", want: "http://h:****@b.c"},
 		{name: "email in query with userinfo", fn: r.URL, in: "https://u:p@h/?email=a@b.c", want: "https://u:****@h/?email=a@b.c"},
 		{name: "ipv6 host and an at in the query", fn: r.URL, in: "http://[::1]:80/?e=a@b", want: "http://[::1]:80/?e=a@b"},
+		{name: "userinfo password with at and slash", fn: r.URL, in: "redis://u:p@ss/w@rd@cache/0", want: "redis://u:****@cache/0"},
+		{name: "userinfo password with at, then a query with an at", fn: r.URL, in: "https://u:p@h/x?e=a@b", want: "https://u:****@h/x?e=a@b"},
+		{name: "bare token then an at in the path", fn: r.URL, in: "https://TOKEN@h/@me", want: "https://****@h/@me"},
+		{name: "redis token parameter", fn: r.URL, in: "redis://h:6379/0?token=t1", want: "redis://h:6379/0?token=****"},
+		{name: "redis sentinel password", fn: r.URL, in: "redis://h:6379/0?sentinel_password=p", want: "redis://h:6379/0?sentinel_password=****"},
+		{name: "pass parameter", fn: r.URL, in: "https://h/?user=u&pass=p", want: "https://h/?user=u&pass=****"},
+		{name: "pass field is no secret", fn: r.Text, in: `{"pass":"3 of 4"}`, want: `{"pass":"3 of 4"}`},
+
+		{name: "host only", fn: r.HostOnly, in: "https://h/p?a=1&flag&b=2#frag", want: "https://h/****?a=****&****&b=****#****"},
+		{name: "host only userinfo", fn: r.HostOnly, in: "https://u:pw@hooks.example.com/T0/SECRET", want: "https://u:****@hooks.example.com/****"},
+		{name: "host only at in path", fn: r.HostOnly, in: "https://hooks.example.com/services/p@ss%2Fword?token=x", want: "https://hooks.example.com/****?token=****"},
+		{name: "host only no path", fn: r.HostOnly, in: "https://h", want: "https://h"},
+		{name: "host only no scheme", fn: r.HostOnly, in: "hooks.example.com/T0/SECRET", want: "****"},
+
+		{name: "typed", fn: r.TypedURL, in: "http://u:pw@h:1/p", want: "http://u:****@h:1/p"},
+		{name: "typed no scheme", fn: r.TypedURL, in: "u:s3cret@127.0.0.1:1", want: "u:****@127.0.0.1:1"},
+		{name: "typed no scheme, no userinfo", fn: r.TypedURL, in: "127.0.0.1:18090", want: "127.0.0.1:18090"},
+		{name: "typed password with at and slash", fn: r.TypedURL, in: "http://admin:p@ss/w@host:1", want: "http://admin:****@host:1"},
+		{name: "typed password with hash", fn: r.TypedURL, in: "admin:s3cr#t@host:8080", want: "admin:****@host:8080"},
+		{name: "typed secret parameter", fn: r.TypedURL, in: "http://h:1/?token=t", want: "http://h:1/?token=****"},
 
 		{name: "json string", fn: r.Text, in: `{"password":"x","user":"bob"}`, want: `{"password":"****","user":"bob"}`},
 		{name: "json spaced, case, escapes", fn: r.Text, in: `{"Client_Secret" : "a\"b", "n": 1}`,
@@ -522,6 +542,32 @@ func TestTextIdempotentMasks(t *testing.T) {
 			}
 			if again := r.Text(r.Text(tc.in)); again != r.Text(tc.in) {
 				t.Fatalf("Text is not idempotent on %q: %q", tc.in, again)
+			}
+		})
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	t.Parallel()
+	const malformed = "the user name or password is malformed (escape special characters with %XX)"
+	for _, tc := range []struct{ name, in, host, reason string }{
+		{name: "plain", in: "redis://u:pw@h:1/0", host: "h:1"},
+		{name: "escaped password", in: "redis://u:p%40ss%2Fw@h:1/0", host: "h:1"},
+		{name: "at in the query", in: "https://u:p@h/?e=a@b", host: "h"},
+		{name: "password with at and slash", in: "redis://u:SECRETa@SECRETb/SECRETc@h:1/0", reason: malformed},
+		{name: "password with question mark", in: "redis://u:SECRET?pw@h:1/0", reason: malformed},
+		{name: "password with hash", in: "redis://u:SECRET#pw@h:1/0", reason: malformed},
+		{name: "bad escape", in: "redis://u:SECRET%zz@h/", reason: malformed},
+		{name: "bad port", in: "redis://h:port/0", reason: `invalid port ":port" after host`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			u, reason := ParseURL(tc.in)
+			if reason != tc.reason || (reason == "") != (u != nil) || u != nil && u.Host != tc.host {
+				t.Fatalf("ParseURL(%q) = %v, %q; want host %q, reason %q", tc.in, u, reason, tc.host, tc.reason)
+			}
+			if strings.Contains(reason, "SECRET") {
+				t.Fatalf("reason %q shows the password", reason)
 			}
 		})
 	}
