@@ -295,3 +295,19 @@ func (in *Inspector) Paused(ctx context.Context, queues ...string) ([]bool, erro
 	}
 	return out, nil
 }
+
+// ForgetQueue removes queue q from asynq's set of queue names, shared by
+// every process, so that asynq, asynqmon and Queues no longer list it; it
+// never touches the set's other members nor q's tasks. It is for a caller
+// that removed every key of a queue it alone used (QueueKeyPrefixes). It
+// reports whether q was listed; a queue that was not is no error.
+func (in *Inspector) ForgetQueue(ctx context.Context, q string) (bool, error) {
+	if q == "" {
+		return false, errors.New("queue: forget queue: empty queue name")
+	}
+	n, err := in.rdb.SRem(ctx, asynqAllQueues, q).Result()
+	if err != nil {
+		return false, fmt.Errorf("queue: forget queue %q: %w", q, err)
+	}
+	return n > 0, nil
+}
