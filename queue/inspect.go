@@ -82,6 +82,12 @@ type TaskInfo struct {
 	// its lease expired: the worker running it crashed or lost Redis, and no
 	// handler saw the failure.
 	LeaseExpired bool
+	// ArchivedOnFailure reports that asynq archived the task when an
+	// attempt failed (a worker's outcome was dead: permanent, or retries
+	// spent), not later by hand: asynq stamps such an archive with the
+	// failure's time. False for a task archived by hand, by lease expiry,
+	// or not archived.
+	ArchivedOnFailure bool
 }
 
 // ArchiveMaxSize is how many tasks asynq keeps in one queue's archive: when
@@ -130,12 +136,25 @@ func (in *Inspector) Task(ctx context.Context, q, id string) (TaskInfo, error) {
 	case err != nil:
 		return TaskInfo{}, fmt.Errorf("queue: read task %s of %q: %w", id, q, err)
 	}
-	return TaskInfo{
+	ti := TaskInfo{
 		ID: info.ID, Queue: info.Queue, Kind: info.Type, State: taskStateOf(info.State),
 		Payload: info.Payload, Headers: info.Headers, Retried: info.Retried, MaxRetry: info.MaxRetry,
 		LastErr: info.LastErr, LastFailedAt: info.LastFailedAt,
 		LeaseExpired: info.LastErr != "" && info.LastErr == asynq.ErrLeaseExpired.Error(),
-	}, nil
+	}
+	if ti.State == TaskArchived && ti.LastErr != "" && !ti.LeaseExpired && !ti.LastFailedAt.IsZero() {
+		// asynq's processor archives a failed task with the failure's
+		// time (both in seconds); an archive by hand is stamped later.
+		score, err := in.rdb.ZScore(ctx, asynqArchivedKey(q), id).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return TaskInfo{}, fmt.Errorf("queue: read task %s of %q: %w", id, q, err)
+		default:
+			ti.ArchivedOnFailure = int64(score) == ti.LastFailedAt.Unix()
+		}
+	}
+	return ti, nil
 }
 
 // State returns the state of task id of queue q in asynq, TaskGone when it
