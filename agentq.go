@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/alert"
 	"github.com/agentq/agentq/breaker"
 	"github.com/agentq/agentq/budget"
 	"github.com/agentq/agentq/config"
@@ -116,9 +117,10 @@ type Runtime struct {
 	runsOnce sync.Once
 	runs     *runs.Runs
 	runsErr  error
-	// capAlert, set by the worker with an alert webhook, posts a run
-	// going over a cap.
-	capAlert atomic.Pointer[func(any)]
+	// hook posts alerts to alerts.webhook_url (nil without one): built in
+	// New, used by the worker's parts and by onCapped, closed by
+	// Worker.Close and Close.
+	hook *alert.Webhook
 }
 
 // ConfigError is a configuration a part refuses: no retry helps.
@@ -197,6 +199,12 @@ func (r *Runtime) metricsRegistry() error {
 // client's admission), their gauges, the client, the dead-letter store.
 func (r *Runtime) build() error {
 	var err error
+	if u := r.cfg.Alerts.WebhookURL; u != "" {
+		log := r.log
+		if r.hook, err = alert.New(alert.Config{URL: u, Logger: &log, Registerer: r.prom}); err != nil {
+			return &ConfigError{err}
+		}
+	}
 	if r.budgets, err = budget.New(r.rdb, r.budgetConfig()); err != nil {
 		return &ConfigError{err}
 	}
@@ -245,6 +253,11 @@ func (r *Runtime) rejects() bool {
 // workers first.
 func (r *Runtime) Close() error {
 	var err error
+	if r.hook != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), alertsCloseTimeout)
+		r.hook.Close(ctx) // a no-op after Worker.Close
+		cancel()
+	}
 	if r.ownRedis && r.rdb != nil {
 		err = r.rdb.Close()
 	}

@@ -3,6 +3,9 @@ package agentq
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -59,18 +62,31 @@ func TestWorkerQueuesServeRunQueues(t *testing.T) {
 	}
 }
 
-// TestOnCappedPostsWithWebhook: a run over a cap is posted when a worker
-// set the alert sender, and only logged otherwise.
+// TestOnCappedPostsWithWebhook: with alerts.webhook_url, a run over a cap
+// is posted by the runtime's webhook (built in New, no worker needed);
+// without one it is only logged.
 func TestOnCappedPostsWithWebhook(t *testing.T) {
 	t.Parallel()
-	r := &Runtime{log: zerolog.Nop()}
 	e := runs.CapEvent{RunID: "r1", Workflow: "w", Err: &jobs.CapExceededError{Cap: "max_tokens", Limit: "10", Value: "12"}}
-	r.onCapped(context.Background(), e) // no sender: logged only
-	var got []any
-	send := func(v any) { got = append(got, v) }
-	r.capAlert.Store(&send)
+	(&Runtime{log: zerolog.Nop()}).onCapped(context.Background(), e) // no webhook: logged only
+
+	posted := make(chan capAlert, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var a capAlert
+		if err := json.NewDecoder(req.Body).Decode(&a); err == nil {
+			posted <- a
+		}
+	}))
+	t.Cleanup(srv.Close)
+	cfg := config.Default()
+	cfg.Alerts.WebhookURL = srv.URL
+	r, err := New(cfg, Options{LogTo: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
 	r.runsConfig().OnCapped(context.Background(), e)
-	if len(got) != 1 || got[0].(capAlert).Cap != "max_tokens" || got[0].(capAlert).Event != "run_capped" {
-		t.Fatalf("posted %#v", got)
+	if a := <-posted; a.Cap != "max_tokens" || a.Event != "run_capped" || a.RunID != "r1" {
+		t.Fatalf("posted %#v", a)
 	}
 }

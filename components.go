@@ -34,8 +34,8 @@ func handlersConfig(cfg config.Config) handlers.Config {
 }
 
 // runsConfig is the run engine's configuration: the run workflows, the
-// runs keys, and OnCapped, which logs a run going over a cap and, in a
-// worker with alerts.webhook_url, posts it.
+// runs keys, and OnCapped, which logs a run going over a cap and, with
+// alerts.webhook_url, posts it.
 func (r *Runtime) runsConfig() runs.Config {
 	log := r.log
 	return runs.Config{
@@ -76,14 +76,14 @@ func newCapAlert(e runs.CapEvent) capAlert {
 	return a
 }
 
-// onCapped logs a run going over a cap and posts it when a worker set an
-// alert webhook.
+// onCapped logs a run going over a cap and, with alerts.webhook_url,
+// posts it.
 func (r *Runtime) onCapped(_ context.Context, e runs.CapEvent) {
 	a := newCapAlert(e)
 	r.log.Warn().Str("run_id", a.RunID).Str("workflow", a.Workflow).Str("step", a.Step).Str("cap", a.Cap).
 		Str("limit", a.Limit).Str("value", a.Value).Msg("run over its cap")
-	if send := r.capAlert.Load(); send != nil {
-		(*send)(a)
+	if r.hook != nil {
+		r.hook.Send(a)
 	}
 }
 

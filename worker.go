@@ -17,7 +17,8 @@ import (
 	"github.com/agentq/agentq/runs"
 )
 
-// alertsCloseTimeout is how long a stopping worker gives queued alerts.
+// alertsCloseTimeout is how long a stopping worker (or Runtime.Close)
+// gives queued alerts.
 const alertsCloseTimeout = 5 * time.Second
 
 // Worker is a queue.Worker with every part a production worker runs
@@ -70,17 +71,13 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 	dc := r.dlqConfig()
 	dc.Registerer = r.prom
 	bc := r.budgetConfig()
-	if u := r.cfg.Alerts.WebhookURL; u != "" {
-		if w.hook, err = alert.New(alert.Config{URL: u, Logger: &log, Registerer: r.prom}); err != nil {
-			return nil, &ConfigError{err}
-		}
+	if r.hook != nil {
+		w.hook = r.hook
 		dc.Alerter = w.hook
 		// Budget changes are logged by the budget package; with a webhook
-		// they are also posted, like dead letters.
+		// they are also posted, like dead letters (and runs going over a
+		// cap: Runtime.onCapped).
 		bc.OnChange = budgetAlerts(func(v any) { w.hook.Send(v) })
-		// So are runs going over a cap (Runtime.onCapped logs them).
-		send := func(v any) { w.hook.Send(v) }
-		r.capAlert.Store(&send)
 	}
 	if w.dead, err = dlq.New(r.rdb, dc); err != nil {
 		return nil, &ConfigError{err}
@@ -254,7 +251,8 @@ func (w *Worker) closeParts() {
 		w.ledger.Close()
 	}
 	if w.hook != nil {
-		w.rt.capAlert.Store(nil) // runs going over a cap now are only logged
+		// The Runtime's webhook: alerts sent after this one (a run going
+		// over a cap) are dropped, logged and counted.
 		ctx, cancel := context.WithTimeout(context.Background(), alertsCloseTimeout)
 		defer cancel()
 		w.hook.Close(ctx)

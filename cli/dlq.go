@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -287,23 +286,13 @@ func checkID(id string) error {
 	return nil
 }
 
-// replayInterval turns --rate (replays per second, 0 for no limit) into the
-// time between replays. A rate that is not a finite number, is negative, or
-// so small that its interval overflows a time.Duration is refused.
-func replayInterval(rate float64) (time.Duration, error) {
-	switch {
-	case math.IsNaN(rate) || math.IsInf(rate, 0):
-		return 0, usagef("--rate must be a finite number of replays per second, got %v", rate)
-	case rate < 0:
-		return 0, usagef("--rate must not be negative, got %v", rate)
-	case rate == 0:
-		return 0, nil
+// checkReplayRate is dlq's own check of a replay rate (ReplayMany makes
+// it too), as a usage error naming --rate, made before Redis is dialed.
+func checkReplayRate(rate float64) error {
+	if err := dlq.CheckReplayRate(rate); err != nil {
+		return usagef("--%w", err) // dlq's error begins "rate must be ..."
 	}
-	iv := float64(time.Second) / rate
-	if iv >= float64(math.MaxInt64) {
-		return 0, usagef("--rate %v is too small: at least one replay in %v", rate, time.Duration(math.MaxInt64))
-	}
-	return time.Duration(iv), nil
+	return nil
 }
 
 // checkIDs refuses unknown ids before anything changes.
@@ -580,7 +569,7 @@ func (m *Main) runReplay(cmd *cobra.Command, rf *rootFlags, f *replayFlags, ids 
 			return usagef("--payload is empty")
 		}
 	}
-	if _, err := replayInterval(f.rate); err != nil {
+	if err := checkReplayRate(f.rate); err != nil {
 		return err
 	}
 	if _, err := f.sel.filter(time.Now()); err != nil {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -59,34 +58,33 @@ func TestCheckID(t *testing.T) {
 	}
 }
 
-func TestReplayInterval(t *testing.T) {
+// TestReplayRate: dlq replay refuses a --rate dlq.CheckReplayRate
+// refuses, with a usage error (exit 2) naming --rate, before Redis is
+// dialed; a rate it accepts, however small, gets as far as Redis (here
+// unreachable).
+func TestReplayRate(t *testing.T) {
 	t.Parallel()
+	env := []string{"AGENTQ_REDIS_URL=redis://127.0.0.1:1/0"}
 	tests := []struct {
-		name    string
-		rate    float64
-		want    time.Duration
-		wantErr string
+		name     string
+		rate     string
+		wantExit int
+		wantErr  string
 	}{
-		{"no limit", 0, 0, ""},
-		{"ten per second", 10, 100 * time.Millisecond, ""},
-		{"one per hour", 1.0 / 3600, time.Hour, ""},
-		{"negative", -1, 0, "--rate must not be negative"},
-		{"nan", math.NaN(), 0, "--rate must be a finite number"},
-		{"inf", math.Inf(1), 0, "--rate must be a finite number"},
-		{"overflowing interval", 1e-300, 0, "--rate 1e-300 is too small"},
+		{"negative", "-1", ExitUsage, "--rate must be a finite, non-negative number of replays per second, got -1"},
+		{"nan", "NaN", ExitUsage, "--rate must be a finite, non-negative number of replays per second, got NaN"},
+		{"inf", "Inf", ExitUsage, "--rate must be a finite, non-negative number of replays per second, got +Inf"},
+		{"not a number", "fast", ExitUsage, `invalid argument "fast" for "--rate"`},
+		{"no limit", "0", ExitError, "redis"},
+		{"tiny", "1e-300", ExitError, "redis"},
+		{"ten per second", "10", ExitError, "redis"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := replayInterval(tt.rate)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("replayInterval(%v) = %v, %v; want error %q", tt.rate, got, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got.Round(time.Millisecond) != tt.want {
-				t.Fatalf("replayInterval(%v) = %v, %v; want %v", tt.rate, got, err, tt.want)
+			r := run(t, env, "", "dlq", "replay", "--all", "--rate", tc.rate)
+			if r.code != tc.wantExit || !strings.Contains(strings.ToLower(r.err), strings.ToLower(tc.wantErr)) {
+				t.Fatalf("--rate %s: exit %d stderr %q; want exit %d and %q", tc.rate, r.code, r.err, tc.wantExit, tc.wantErr)
 			}
 		})
 	}

@@ -254,7 +254,7 @@ func TestDLQBadInput(t *testing.T) {
 		{[]string{"dlq", "replay", "--all", "--payload", "{}"}, "exactly one ID"},
 		{[]string{"dlq", "replay", "999"}, `no dead letter with id "999"`},
 		{[]string{"dlq", "replay", a, "999"}, `no dead letter with id "999"`},
-		{[]string{"dlq", "replay", "--all", "--rate", "-1"}, "--rate must not be negative"},
+		{[]string{"dlq", "replay", "--all", "--rate", "-1"}, "--rate must be a finite, non-negative number of replays per second, got -1"},
 		{[]string{"dlq", "replay", a, "--payload", `{"url":"http://x/","headers":{"Authorization":"****"}}`}, "masked"},
 		{[]string{"dlq", "replay", a, "--limit", "2"}, "--limit applies to selectors"},
 		{[]string{"dlq", "show", "999"}, `no dead letter with id "999"`},

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -128,14 +127,14 @@ workflow's caps for this run; they cannot loosen them.`,
 func (m *Main) runStart(cmd *cobra.Command, rf *rootFlags, f *runStartFlags, workflow string) error {
 	var caps runs.Caps
 	if cmd.Flags().Changed("cap-cost") {
-		if math.IsNaN(f.capCost) || math.IsInf(f.capCost, 0) || f.capCost <= 0 {
-			return usagef("--cap-cost must be a number of US dollars above 0, got %v", f.capCost)
+		if err := checkCapFlag("--cap-cost", runs.Caps{MaxCostUSD: f.capCost}, f.capCost == 0); err != nil {
+			return err
 		}
 		caps.MaxCostUSD = f.capCost
 	}
 	if cmd.Flags().Changed("cap-tokens") {
-		if f.capTokens < 1 {
-			return usagef("--cap-tokens must be at least 1, got %d", f.capTokens)
+		if err := checkCapFlag("--cap-tokens", runs.Caps{MaxTokens: f.capTokens}, f.capTokens == 0); err != nil {
+			return err
 		}
 		caps.MaxTokens = f.capTokens
 	}
@@ -628,4 +627,22 @@ func (m *Main) runCancelCommand(rf *rootFlags) *cobra.Command {
 	cmd.Flags().StringVar(&reason, "reason", "", "why, kept in the run's history")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"run_id", "cancelled": true}`)
 	return cmd
+}
+
+// checkCapFlag checks a cap flag's value, c with that cap alone, by the
+// runs package's rule (Caps.Check), as a usage error naming the flag. A cap
+// of 0 is valid there (no cap) but, given as a flag, would silently tighten
+// nothing: it is refused too.
+func checkCapFlag(flag string, c runs.Caps, zero bool) error {
+	if err := c.Check(); err != nil {
+		var fe *runs.FieldError
+		if errors.As(err, &fe) {
+			return usagef("%s %s", flag, fe.Reason)
+		}
+		return usagef("%s: %w", flag, err)
+	}
+	if zero {
+		return usagef("%s must be above 0, got 0 (a cap of 0 is no cap, so it would not tighten the workflow's)", flag)
+	}
+	return nil
 }

@@ -109,10 +109,24 @@ func (s *Store) recordArchived(ctx context.Context, q, id string) (bool, error) 
 	if info.State != queue.TaskArchived {
 		return false, nil
 	}
-	class, note := ClassManual, "archived outside agentq's worker (asynqmon, Inspector or another client)"
+	class, note := ClassManual, "archived by hand (asynqmon, Inspector or another client), not by a worker's outcome"
 	attempt := info.Retried
 	msg := info.LastErr
-	if info.LeaseExpired {
+	switch {
+	case info.ArchivedOnFailure:
+		// A worker's dead outcome whose capture did not land (the worker
+		// logged why): keep what asynq tells, its last error and whether
+		// its retries were spent; the worker's finer class is not kept.
+		// agentq's worker gives asynq its attempts as MaxRetry (the
+		// record's MaxAttempts) and archives a dead outcome itself.
+		class = jobs.ClassPermanent
+		if info.Retried+1 >= info.MaxRetry {
+			class = jobs.ClassRetryable
+		}
+		note = "archived by a worker when its last attempt failed, but the worker's dead-letter record did not land: recorded from asynq's archive (class " +
+			string(class) + ": retries spent or not; asynq keeps no finer class)"
+		attempt = info.Retried + 1
+	case info.LeaseExpired:
 		class = jobs.ClassLeaseExpired
 		note = "archived by asynq after its lease expired: the worker running its last attempt crashed or lost Redis"
 		attempt = info.Retried + 1

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
@@ -280,5 +281,77 @@ func TestPurgeTombstonesAndDeletesTheArchivedTask(t *testing.T) {
 	}
 	if sw, err := b.store.Sweep(ctx); err != nil || sw.Recorded != 0 {
 		t.Fatalf("Sweep after purge = %+v, %v", sw, err)
+	}
+}
+
+// TestSweepRecordsAWorkerDeathCaptureMissed: a worker's dead outcome whose
+// capture write did not land (here: no capture observer at all) is
+// recorded by the sweep with what asynq tells: its last error, permanent
+// or retries spent, the attempt it died on; never as archived by hand.
+// A task archived by hand is still manual.
+func TestSweepRecordsAWorkerDeathCaptureMissed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	ctx := context.Background()
+	log := zerolog.New(b.logs)
+	w, err := queue.NewWorker(b.rdb, b.reg, queue.WorkerConfig{
+		Concurrency: 2, PollInterval: 5 * time.Millisecond, DelayedCheckInterval: 20 * time.Millisecond,
+		ShutdownTimeout: 2 * time.Second, Logger: &log,
+		Retry: jobs.RetryPolicy{MaxAttempts: 3, Base: time.Millisecond, Max: 5 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Shutdown)
+	permanent := b.enqueue(t, "permanent", queue.EnqueueOptions{RunID: "run-p"})
+	spent := b.enqueue(t, "fail", queue.EnqueueOptions{})
+	waitFor(t, 20*time.Second, "both tasks archived", func() bool {
+		return b.taskState(t, permanent) == queue.TaskArchived && b.taskState(t, spent) == queue.TaskArchived
+	})
+	w.Shutdown()
+	byHand := b.enqueue(t, "ok", queue.EnqueueOptions{})
+	if err := b.insp.ArchiveTask("default", byHand); err != nil {
+		t.Fatal(err)
+	}
+	if sw, err := b.store.Sweep(ctx); err != nil || sw.Recorded != 3 {
+		t.Fatalf("Sweep = %+v, %v; want 3 recorded", sw, err)
+	}
+	recs, err := b.store.List(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Record{}
+	for _, r := range recs {
+		got[r.TaskID] = b.get(t, r.ID)
+	}
+	tests := []struct {
+		name     string
+		id       string
+		class    jobs.Class
+		attempt  int
+		errorHas string
+	}{
+		{"permanent", permanent, jobs.ClassPermanent, 1, "bad request"},
+		{"retries spent", spent, jobs.ClassRetryable, 3, "upstream broke"},
+		{"archived by hand", byHand, ClassManual, 0, "archived by hand"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, ok := got[tc.id]
+			if !ok {
+				t.Fatalf("no record of task %s", tc.id)
+			}
+			last := r.History[len(r.History)-1]
+			if r.Class != tc.class || r.Source != SourceReconciler || last.Attempt != tc.attempt || !strings.Contains(last.Error, tc.errorHas) {
+				t.Fatalf("record = class %s source %s attempt %d error %q; want %s, reconciler, %d, %q",
+					r.Class, r.Source, last.Attempt, last.Error, tc.class, tc.attempt, tc.errorHas)
+			}
+			if tc.class != ClassManual && (strings.Contains(r.Note, "by hand") || strings.Contains(r.Note, "outside")) {
+				t.Errorf("a worker's death is noted %q", r.Note)
+			}
+		})
 	}
 }

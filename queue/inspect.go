@@ -82,6 +82,12 @@ type TaskInfo struct {
 	// its lease expired: the worker running it crashed or lost Redis, and no
 	// handler saw the failure.
 	LeaseExpired bool
+	// ArchivedOnFailure reports that asynq archived the task when an
+	// attempt failed (a worker's outcome was dead: permanent, or retries
+	// spent), not later by hand: asynq stamps such an archive with the
+	// failure's time. False for a task archived by hand, by lease expiry,
+	// or not archived.
+	ArchivedOnFailure bool
 }
 
 // ArchiveMaxSize is how many tasks asynq keeps in one queue's archive: when
@@ -130,12 +136,25 @@ func (in *Inspector) Task(ctx context.Context, q, id string) (TaskInfo, error) {
 	case err != nil:
 		return TaskInfo{}, fmt.Errorf("queue: read task %s of %q: %w", id, q, err)
 	}
-	return TaskInfo{
+	ti := TaskInfo{
 		ID: info.ID, Queue: info.Queue, Kind: info.Type, State: taskStateOf(info.State),
 		Payload: info.Payload, Headers: info.Headers, Retried: info.Retried, MaxRetry: info.MaxRetry,
 		LastErr: info.LastErr, LastFailedAt: info.LastFailedAt,
 		LeaseExpired: info.LastErr != "" && info.LastErr == asynq.ErrLeaseExpired.Error(),
-	}, nil
+	}
+	if ti.State == TaskArchived && ti.LastErr != "" && !ti.LeaseExpired && !ti.LastFailedAt.IsZero() {
+		// asynq's processor archives a failed task with the failure's
+		// time (both in seconds); an archive by hand is stamped later.
+		score, err := in.rdb.ZScore(ctx, asynqArchivedKey(q), id).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return TaskInfo{}, fmt.Errorf("queue: read task %s of %q: %w", id, q, err)
+		default:
+			ti.ArchivedOnFailure = int64(score) == ti.LastFailedAt.Unix()
+		}
+	}
+	return ti, nil
 }
 
 // State returns the state of task id of queue q in asynq, TaskGone when it
@@ -294,4 +313,20 @@ func (in *Inspector) Paused(ctx context.Context, queues ...string) ([]bool, erro
 		out[i] = c.Val() > 0
 	}
 	return out, nil
+}
+
+// ForgetQueue removes queue q from asynq's set of queue names, shared by
+// every process, so that asynq, asynqmon and Queues no longer list it; it
+// never touches the set's other members nor q's tasks. It is for a caller
+// that removed every key of a queue it alone used (QueueKeyPrefixes). It
+// reports whether q was listed; a queue that was not is no error.
+func (in *Inspector) ForgetQueue(ctx context.Context, q string) (bool, error) {
+	if q == "" {
+		return false, errors.New("queue: forget queue: empty queue name")
+	}
+	n, err := in.rdb.SRem(ctx, asynqAllQueues, q).Result()
+	if err != nil {
+		return false, fmt.Errorf("queue: forget queue %q: %w", q, err)
+	}
+	return n > 0, nil
 }

@@ -195,3 +195,40 @@ func TestTaskStateString(t *testing.T) {
 		}
 	}
 }
+
+func TestInspectorForgetQueue(t *testing.T) {
+	t.Parallel()
+	b := setupInspect(t)
+	ctx := context.Background()
+	for _, q := range []string{"qf", "kept"} {
+		if _, err := b.ac.Enqueue(asynq.NewTask("test.kind", nil), asynq.Queue(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name        string
+		q           string
+		wantChanged bool
+	}{
+		{"forget", "qf", true},
+		{"forget again", "qf", false},
+		{"never listed", "nosuch", false},
+	}
+	for _, s := range steps {
+		changed, err := b.in.ForgetQueue(ctx, s.q)
+		if err != nil || changed != s.wantChanged {
+			t.Fatalf("%s = %v, %v; want %v", s.name, changed, err, s.wantChanged)
+		}
+		// asynq itself must no longer list it, and still list the other.
+		qs, err := b.asynq.Queues()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(qs, []string{"kept"}) {
+			t.Fatalf("after %s asynq lists %q; want only kept", s.name, qs)
+		}
+	}
+	if _, err := b.in.ForgetQueue(ctx, ""); err == nil {
+		t.Fatal("forgetting an empty queue name accepted")
+	}
+}

@@ -81,8 +81,5 @@ func asynqFailedKey(q string, t time.Time) string {
 // QueueKeyPrefixes returns the prefixes of every key of queue q, asynq's
 // and agentq's (dedupe claims), for a caller that removes a queue it alone
 // uses (agentq dev on a shared Redis). asynq's set of queue names is
-// shared: remove q from it (AsynqQueuesKey), never the key.
+// shared: remove q from it (Inspector.ForgetQueue), never the key.
 func QueueKeyPrefixes(q string) []string { return []string{asynqQueuePrefix(q), agentqQueuePrefix(q)} }
-
-// AsynqQueuesKey is asynq's set of queue names, shared by every process.
-const AsynqQueuesKey = asynqAllQueues

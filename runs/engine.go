@@ -97,7 +97,7 @@ func New(rdb redis.UniversalClient, client *queue.Client, insp *queue.Inspector,
 		case wf.Name != name:
 			return nil, fmt.Errorf("runs: workflows.%s: its name says %q", name, wf.Name)
 		}
-		if err := checkCaps(wf.Caps); err != nil {
+		if err := wf.Caps.Check(); err != nil {
 			return nil, fmt.Errorf("runs: workflows.%s.caps: %w", name, err)
 		}
 		if len(wf.Steps) == 0 {
@@ -207,22 +207,6 @@ func checkStepName(name string) error {
 	return nil
 }
 
-func checkCaps(c Caps) error {
-	switch {
-	case c.MaxCostUSD < 0 || c.MaxCostUSD != c.MaxCostUSD:
-		return fmt.Errorf("max_cost_usd must not be negative, got %v", c.MaxCostUSD)
-	case c.MaxTokens < 0:
-		return fmt.Errorf("max_tokens must not be negative, got %d", c.MaxTokens)
-	case c.MaxDuration < 0:
-		return fmt.Errorf("max_duration must not be negative, got %v", c.MaxDuration)
-	case c.MaxSteps < 0:
-		return fmt.Errorf("max_steps must not be negative, got %d", c.MaxSteps)
-	case c.MaxAttempts < 0:
-		return fmt.Errorf("max_attempts must not be negative, got %d", c.MaxAttempts)
-	}
-	return nil
-}
-
 // normalizeInput checks a run's input: a JSON object, or null or nothing
 // for {}.
 func normalizeInput(in json.RawMessage) (json.RawMessage, error) {
@@ -282,7 +266,7 @@ func (r *Runs) Start(ctx context.Context, workflow string, input json.RawMessage
 	if err != nil {
 		return Started{}, fmt.Errorf("workflow %s: %w", workflow, err)
 	}
-	if err := checkCaps(o.Caps); err != nil {
+	if err := o.Caps.Check(); err != nil {
 		return Started{}, fmt.Errorf("caps: %w", err)
 	}
 	id := newRunID()
@@ -368,7 +352,7 @@ func CheckStart(input json.RawMessage, o StartOptions) error {
 	if _, err := normalizeInput(input); err != nil {
 		return err
 	}
-	if err := checkCaps(o.Caps); err != nil {
+	if err := o.Caps.Check(); err != nil {
 		return fmt.Errorf("caps: %w", err)
 	}
 	if o.Key != "" {

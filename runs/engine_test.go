@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -724,7 +725,8 @@ func TestStartRefusesBadInput(t *testing.T) {
 		{"string", "three", `"x"`, StartOptions{}, "input must be a JSON object, got a string"},
 		{"number", "three", `12`, StartOptions{}, "input must be a JSON object, got a number"},
 		{"too big", "three", `{"x":"` + strings.Repeat("y", maxInputBytes) + `"}`, StartOptions{}, "over the limit"},
-		{"negative cap", "three", `{}`, StartOptions{Caps: Caps{MaxCostUSD: -1}}, "max_cost_usd must not be negative"},
+		{"negative cap", "three", `{}`, StartOptions{Caps: Caps{MaxCostUSD: -1}}, "caps: max_cost_usd: must be a finite, non-negative number of US dollars (0 for no cap), got -1"},
+		{"infinite cost cap", "three", `{}`, StartOptions{Caps: Caps{MaxCostUSD: math.Inf(1)}}, "caps: max_cost_usd: must be a finite, non-negative number of US dollars (0 for no cap), got +Inf"},
 		{"blank key", "three", `{}`, StartOptions{Key: "  "}, "run key is blank"},
 		{"control key", "three", `{}`, StartOptions{Key: "a\x00b"}, "control characters"},
 	} {

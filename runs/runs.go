@@ -20,6 +20,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -83,6 +85,42 @@ type Caps struct {
 	MaxSteps int `json:"max_steps,omitempty"`
 	// MaxAttempts bounds the attempts of all the run's steps together.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+}
+
+// Check checks the caps, the one rule for a workflow's caps and a run's
+// (StartOptions.Caps): none is negative, and the cost cap is a finite
+// number (an infinite cap is no cap: that is 0). It returns every problem,
+// each a *FieldError whose Path is the cap's key (max_cost_usd, ...),
+// joined with errors.Join; nil when the caps are valid.
+func (c Caps) Check() error {
+	var errs []error
+	for _, fe := range c.problems() {
+		errs = append(errs, &fe)
+	}
+	return errors.Join(errs...)
+}
+
+func (c Caps) problems() []FieldError {
+	var out []FieldError
+	add := func(path, format string, args ...any) {
+		out = append(out, FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
+	}
+	if c.MaxCostUSD < 0 || math.IsNaN(c.MaxCostUSD) || math.IsInf(c.MaxCostUSD, 0) {
+		add("max_cost_usd", "must be a finite, non-negative number of US dollars (0 for no cap), got %v", c.MaxCostUSD)
+	}
+	if c.MaxTokens < 0 {
+		add("max_tokens", "must not be negative, got %d", c.MaxTokens)
+	}
+	if c.MaxDuration < 0 {
+		add("max_duration", "must not be negative, got %v", c.MaxDuration)
+	}
+	if c.MaxSteps < 0 {
+		add("max_steps", "must not be negative, got %d", c.MaxSteps)
+	}
+	if c.MaxAttempts < 0 {
+		add("max_attempts", "must not be negative, got %d", c.MaxAttempts)
+	}
+	return out
 }
 
 // Tighten returns c with each cap of o that is tighter (or set where c's

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"text/template"
@@ -44,7 +43,7 @@ func (e *FieldError) Error() string { return e.Path + ": " + e.Reason }
 // the earliest step it may replace; steps added at run time are read with
 // index .steps "x", which is not checked). Retry fields and timeout are not
 // negative, retry_max not below retry_base. Queue names follow
-// queue.ValidQueueName. Caps are not negative. A schedule has a cron
+// queue.ValidQueueName. Caps pass Caps.Check. A schedule has a cron
 // expression (its syntax is the scheduler's to check) and JSON input.
 func (w Workflow) Validate(knownKind func(kind string) bool) error {
 	var errs []error
@@ -57,21 +56,8 @@ func (w Workflow) Validate(knownKind func(kind string) bool) error {
 			add("queue", "%v", err)
 		}
 	}
-	c := w.Caps
-	if c.MaxCostUSD < 0 || math.IsNaN(c.MaxCostUSD) || math.IsInf(c.MaxCostUSD, 0) {
-		add("caps.max_cost_usd", "must be a non-negative number, got %v", c.MaxCostUSD)
-	}
-	if c.MaxTokens < 0 {
-		add("caps.max_tokens", "must not be negative, got %d", c.MaxTokens)
-	}
-	if c.MaxDuration < 0 {
-		add("caps.max_duration", "must not be negative, got %v", c.MaxDuration)
-	}
-	if c.MaxSteps < 0 {
-		add("caps.max_steps", "must not be negative, got %d", c.MaxSteps)
-	}
-	if c.MaxAttempts < 0 {
-		add("caps.max_attempts", "must not be negative, got %d", c.MaxAttempts)
+	for _, fe := range w.Caps.problems() {
+		add("caps."+fe.Path, "%s", fe.Reason)
 	}
 
 	if len(w.Steps) == 0 {

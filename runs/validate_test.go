@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -243,7 +244,7 @@ func TestValidate(t *testing.T) {
 				w.Caps = Caps{MaxCostUSD: -0.5, MaxTokens: -1, MaxDuration: -time.Minute, MaxSteps: -2, MaxAttempts: -3}
 			},
 			want: []fe{
-				{"caps.max_cost_usd", "must be a non-negative number, got -0.5"},
+				{"caps.max_cost_usd", "must be a finite, non-negative number of US dollars (0 for no cap), got -0.5"},
 				{"caps.max_tokens", "must not be negative, got -1"},
 				{"caps.max_duration", "must not be negative, got -1m0s"},
 				{"caps.max_steps", "must not be negative, got -2"},
@@ -253,7 +254,12 @@ func TestValidate(t *testing.T) {
 		{
 			name:   "cost cap NaN",
 			change: func(w *Workflow) { w.Caps.MaxCostUSD = math.NaN() },
-			want:   []fe{{"caps.max_cost_usd", "must be a non-negative number, got NaN"}},
+			want:   []fe{{"caps.max_cost_usd", "must be a finite, non-negative number of US dollars (0 for no cap), got NaN"}},
+		},
+		{
+			name:   "cost cap infinite",
+			change: func(w *Workflow) { w.Caps.MaxCostUSD = math.Inf(1) },
+			want:   []fe{{"caps.max_cost_usd", "must be a finite, non-negative number of US dollars (0 for no cap), got +Inf"}},
 		},
 		{
 			name:   "schedule",
@@ -372,5 +378,46 @@ func TestValidateTemplateRoots(t *testing.T) {
 	w.Steps[0].Payload = []byte(`{"x":"{{ define \"t\" }}y{{ end }}"}`)
 	if err := w.Validate(nil); err == nil || !strings.Contains(err.Error(), "not supported") {
 		t.Fatalf("Validate = %v, want {{define}} refused", err)
+	}
+}
+
+// TestCapsCheck: Caps.Check is the one rule for caps, a workflow's and a
+// run's: zero is no cap, a negative cap or a cost cap that is not a finite
+// number is refused, each problem a *FieldError naming the cap.
+func TestCapsCheck(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		caps  Caps
+		paths []string
+	}{
+		{"none", Caps{}, nil},
+		{"every cap", Caps{MaxCostUSD: 0.01, MaxTokens: 1, MaxDuration: time.Second, MaxSteps: 1, MaxAttempts: 1}, nil},
+		{"negative cost", Caps{MaxCostUSD: -0.01}, []string{"max_cost_usd"}},
+		{"infinite cost", Caps{MaxCostUSD: math.Inf(1)}, []string{"max_cost_usd"}},
+		{"NaN cost", Caps{MaxCostUSD: math.NaN()}, []string{"max_cost_usd"}},
+		{"every negative", Caps{MaxCostUSD: -1, MaxTokens: -1, MaxDuration: -1, MaxSteps: -1, MaxAttempts: -1},
+			[]string{"max_cost_usd", "max_tokens", "max_duration", "max_steps", "max_attempts"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.caps.Check()
+			var paths []string
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				for _, e := range j.Unwrap() {
+					var fe *FieldError
+					if !errors.As(e, &fe) {
+						t.Fatalf("%v is not a *FieldError", e)
+					}
+					paths = append(paths, fe.Path)
+				}
+			} else if err != nil {
+				t.Fatalf("Check = %v, not joined field errors", err)
+			}
+			if !slices.Equal(paths, tc.paths) {
+				t.Fatalf("Check = %v; want problems with %q", err, tc.paths)
+			}
+		})
 	}
 }

@@ -87,9 +87,6 @@ func (c *Created) Remove(ctx context.Context, rdb redis.UniversalClient, own *Ow
 		if names := own.Breakers(); len(names) > 0 {
 			members = append(members, p.SRem(ctx, breaker.NamesKey(), toAny(names)...))
 		}
-		if q := own.Queue(); q != "" {
-			members = append(members, p.SRem(ctx, queue.AsynqQueuesKey, q))
-		}
 		return nil
 	})
 	for _, cmd := range cmds {
@@ -100,6 +97,15 @@ func (c *Created) Remove(ctx context.Context, rdb redis.UniversalClient, own *Ow
 	}
 	if err != nil {
 		return rm, fmt.Errorf("remove the demo's keys: %w", err)
+	}
+	if q := own.Queue(); q != "" {
+		forgot, err := queue.NewInspector(rdb).ForgetQueue(ctx, q)
+		if forgot {
+			rm.Members++
+		}
+		if err != nil {
+			return rm, fmt.Errorf("remove the demo's queue: %w", err)
+		}
 	}
 	// Report the shared keys still there (asynq removes its servers' own).
 	exists := make([]*redis.IntCmd, len(rm.Shared))

@@ -147,8 +147,12 @@ func TestCleanupKeepsOtherClientsKeys(t *testing.T) {
 	if err := raw.ZScore(ctx, runs.IndexKey(), ours.ID).Err(); err == nil {
 		t.Errorf("dev's run %s is still in the runs index", ours.ID)
 	}
-	if raw.SIsMember(ctx, queue.AsynqQueuesKey, q).Val() {
-		t.Errorf("dev's queue %s is still in %s", q, queue.AsynqQueuesKey)
+	queues, err := queue.NewInspector(raw).Queues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(queues, q) {
+		t.Errorf("dev's queue %s is still in asynq's queues %q", q, queues)
 	}
 	if raw.SIsMember(ctx, breaker.NamesKey(), BreakerName(ts.URL())).Val() {
 		t.Errorf("dev's breaker %s is still listed", BreakerName(ts.URL()))
@@ -190,8 +194,8 @@ func TestCleanupKeepsOtherClientsKeys(t *testing.T) {
 	if err := raw.ZScore(ctx, runs.IndexKey(), theirRun.RunID).Err(); err != nil {
 		t.Errorf("other's run %s is not in the runs index after dev: %v", theirRun.RunID, err)
 	}
-	if !raw.SIsMember(ctx, queue.AsynqQueuesKey, otherQ).Val() {
-		t.Errorf("other's queue %s is gone from %s", otherQ, queue.AsynqQueuesKey)
+	if !slices.Contains(queues, otherQ) {
+		t.Errorf("other's queue %s is gone from asynq's queues %q", otherQ, queues)
 	}
 	if !raw.SIsMember(ctx, breaker.NamesKey(), "api.example.com").Val() {
 		t.Errorf("other's breaker is gone from %s", breaker.NamesKey())
