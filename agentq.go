@@ -100,8 +100,12 @@ type Runtime struct {
 	opts     Options
 	log      zerolog.Logger
 	flushLog func() error // writes buffered log lines; nil with Options.Logger
-	// workerBuilt is set by the one NewWorker call a Runtime allows.
+	// workerBuilt is set by the one NewWorker call a Runtime allows;
+	// worker is the Worker it built, which Close stops.
 	workerBuilt atomic.Bool
+	worker      atomic.Pointer[Worker]
+	closeOnce   sync.Once
+	closeErr    error
 	reg         *queue.Registry
 	rdb         redis.UniversalClient
 	ownRedis    bool
@@ -248,10 +252,20 @@ func (r *Runtime) rejects() bool {
 	return false
 }
 
-// Close closes the Redis client the Runtime made and writes the log lines
-// it buffered (JSON lines to a file or pipe wait up to 100 ms). Stop
-// workers first.
+// Close stops the Worker the Runtime built, if it still runs (as
+// Worker.Close: running steps get worker.shutdown_timeout), closes the
+// alert webhook and the Redis client the Runtime made, and writes the log
+// lines it buffered (JSON lines to a file or pipe wait up to 100 ms).
+// Later calls return the first call's result.
 func (r *Runtime) Close() error {
+	r.closeOnce.Do(func() { r.closeErr = r.close() })
+	return r.closeErr
+}
+
+func (r *Runtime) close() error {
+	if w := r.worker.Load(); w != nil {
+		w.Close()
+	}
 	var err error
 	if r.hook != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), alertsCloseTimeout)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,5 +303,130 @@ func TestWorkerLifecycle(t *testing.T) {
 	}
 	if err := w.Start(); err == nil {
 		t.Fatal("Start after Close succeeded")
+	}
+}
+
+// lockedBuffer is a log sink the worker's goroutines write while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWorkerRunWaitsForRedis: a Go program's Worker.Run started before its
+// Redis waits for it, as `agentq worker` does, starts taking tasks once it
+// answers, and Runtime.Close stops it.
+func TestWorkerRunWaitsForRedis(t *testing.T) {
+	t.Parallel()
+	port := redistest.FreePort(t)
+	cfg := config.Default()
+	cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	logs := &lockedBuffer{}
+	rt, err := agentq.New(cfg, agentq.Options{LogTo: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := rt.NewWorker(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log:\n%s", what, logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLog("waiting for redis")
+	if strings.Contains(logs.String(), "worker starting") {
+		t.Fatalf("the worker started before Redis answered:\n%s", logs.String())
+	}
+	redistest.StartOnPort(t, port, t.TempDir())
+	waitLog("worker starting")
+	if _, err := rt.Client().Enqueue(context.Background(), "noop", []byte(`{}`), queue.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(`"outcome":"success"`)
+
+	// Close stops the worker it built and is idempotent.
+	if err := rt.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Runtime.Close: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after Runtime.Close")
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatalf("second Close: %v, want the first's result (nil)", err)
+	}
+}
+
+// TestRunEndsWhileWaitingForRedis: ctx ending or Close while Run waits for
+// a Redis that never answers ends Run without an error.
+func TestRunEndsWhileWaitingForRedis(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		stop func(cancel context.CancelFunc, rt *agentq.Runtime)
+	}{
+		{"ctx ends", func(cancel context.CancelFunc, _ *agentq.Runtime) { cancel() }},
+		{"Runtime.Close", func(_ context.CancelFunc, rt *agentq.Runtime) { _ = rt.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := config.Default()
+			cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", redistest.FreePort(t))
+			logs := &lockedBuffer{}
+			rt, err := agentq.New(cfg, agentq.Options{LogTo: logs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rt.Close() })
+			w, err := rt.NewWorker(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(logs.String(), "waiting for redis") {
+				if time.Now().After(deadline) {
+					t.Fatalf("Run never waited for Redis:\n%s", logs.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			tc.stop(cancel, rt)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Run: %v, want nil", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("Run did not return")
+			}
+		})
 	}
 }

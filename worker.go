@@ -120,6 +120,7 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 	r.warnSharedPauseQueues()
 	r.warnMissingAPIKeys(lookupEnv)
 	w.startLoops(ctx)
+	r.worker.Store(w)
 	return w, nil
 }
 
@@ -185,12 +186,30 @@ func (w *Worker) startLoops(ctx context.Context) {
 	}
 }
 
-// Run takes tasks until ctx ends, then shuts down gracefully (running
-// steps get worker.shutdown_timeout) and closes the parts.
-// Close from another goroutine also ends Run.
+// Run waits for Redis as Runtime.WaitForRedis does (a configuration no
+// retry fixes is an error at once), takes tasks until ctx ends, then shuts
+// down gracefully (running steps get worker.shutdown_timeout) and closes
+// the parts. Close from another goroutine also ends Run. ctx ending while
+// Run waits for Redis is not an error.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.Close()
 	r := w.rt
+	// Close ends the wait too.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.closed:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	if err := r.WaitForRedis(wctx); err != nil {
+		if wctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	r.log.Info().Str("redis", queue.MaskURL(r.cfg.RedisURLOrDefault())).Int("concurrency", r.cfg.Worker.Concurrency).
 		Interface("queues", workerQueues(r.cfg, r.runWfs)).Strs("kinds", r.reg.Kinds()).Msg("worker starting")
 	if err := w.Start(); err != nil {
