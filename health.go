@@ -190,8 +190,14 @@ func (r *Runtime) checkWorker(ctx context.Context, host string) (bool, string) {
 		ps[i] = strconv.Itoa(p)
 	}
 	age := max(time.Since(last), 0).Round(100 * time.Millisecond)
-	return true, fmt.Sprintf("%d servers active on host %q (pid %s), queues %s, last heartbeat %v ago",
-		len(active), host, strings.Join(ps, ","), countList(queues), age)
+	// A worker process runs one asynq server per dequeue loop: count
+	// processes as workers and their servers as loops.
+	workers := "1 worker"
+	if len(pids) > 1 {
+		workers = fmt.Sprintf("%d workers", len(pids))
+	}
+	return true, fmt.Sprintf("%s active on host %q (pid %s; %d dequeue loops, asynq servers), queues %s, last heartbeat %v ago",
+		workers, host, strings.Join(ps, ","), len(active), countList(queues), age)
 }
 
 // countList writes m as k=v pairs sorted by key.

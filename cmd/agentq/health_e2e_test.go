@@ -118,7 +118,7 @@ func TestEndToEndHealth(t *testing.T) {
 		return code == 0
 	})
 	rep, _, _ = e.health("--worker")
-	if msg := rep.message("worker"); !rep.Healthy || !strings.Contains(msg, fmt.Sprintf("active on host %q (pid %d)", host, w.PID())) ||
+	if msg := rep.message("worker"); !rep.Healthy || !strings.Contains(msg, fmt.Sprintf("1 worker active on host %q (pid %d; ", host, w.PID())) || !strings.Contains(msg, "dequeue loops, asynq servers)") ||
 		!strings.Contains(msg, "queues critical=6,default=1") {
 		t.Fatalf("--worker with a worker: %+v", rep)
 	}
