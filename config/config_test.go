@@ -815,3 +815,14 @@ func TestStringKeepsTextAsWritten(t *testing.T) {
 		t.Errorf("password, username = %q, %q; want \"0123\", \"true\"", cfg.Redis.Password, cfg.Redis.Username)
 	}
 }
+
+// TestWebhookURLWithAtInPath: an '@' in a webhook URL's path is a valid
+// URL (ntfy topics, mailto-like paths), not a malformed password.
+func TestWebhookURLWithAtInPath(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	cfg.Alerts.WebhookURL = "https://user:pass@ntfy.example.com/alerts/@ops"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+}

@@ -122,6 +122,12 @@ func (c RedisConfig) parse() (o *redis.UniversalOptions, host string, err error)
 		return nil, "", fmt.Errorf("redis.url: %s is not a URL (%s)", shown, redisSchemes)
 	}
 	u, reason := redact.ParseURL(raw)
+	if reason == "" && u.User != nil && redact.UserinfoSplit(raw) {
+		// A Redis URL holds no '@' after its host: this is user info with
+		// an unescaped '@' and '/', '?' or '#', which url.Parse splits (the
+		// wrong host, the rest of the password in the path).
+		reason = "the user name or password is malformed (escape special characters with %XX)"
+	}
 	if reason != "" {
 		return nil, "", fmt.Errorf("redis.url: %s is not a valid URL: %s", shown, reason)
 	}

@@ -279,6 +279,7 @@ func TestRedisURLErrors(t *testing.T) {
 		{"empty master name", RedisConfig{URL: "redis://s:1/0?master_name="}, "empty master_name"},
 		{"bad sentinel addr", RedisConfig{URL: "redis://s:1/0?master_name=m&addr=nohost"}, "unable to parse addr param: nohost"},
 		{"earlier sentinel form without addresses", RedisConfig{URL: "redis-sentinel:///0?master=m"}, "needs sentinel addresses"},
+		{"password with an unescaped at and slash", RedisConfig{URL: "redis://u:s3cret@ss/w@rd@h:1/0"}, "redis.url: redis://u:****@h:1/0 is not a valid URL: the user name or password is malformed"},
 		{"unparseable", RedisConfig{URL: "redis://u:s3cret%zz@h/"}, "redis.url: redis://u:****@h/ is not a valid URL: the user name or password is malformed"},
 		{"bad port", RedisConfig{URL: "redis://u:s3cretpw@h:port/0"}, `is not a valid URL: invalid port ":port" after host`},
 		{"skip_verify without TLS", RedisConfig{URL: "redis://h:1/0?skip_verify=true"}, "unexpected option: skip_verify"},

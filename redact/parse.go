@@ -8,19 +8,15 @@ import (
 
 // ParseURL parses raw as url.Parse does. When it fails, reason says why
 // without quoting raw: url.Parse's errors quote the URL, password included.
-// It also refuses, with a reason, a URL whose password holds an unescaped
-// '@', '/', '?' or '#' that url.Parse would take for the end of the user
-// info (redis://u:p@ss/w@rd@host/0 parses with host "ss"): URL masks such
-// a password whole, and a program that connected to the wrong host would
-// quote the rest of the password in its errors. The user info is read as
-// URL reads it.
+// A URL whose password holds an unescaped '@' followed by '/', '?' or '#'
+// parses as url.Parse reads it (redis://u:p@ss/w@rd@host/0 has host "ss"):
+// such a URL is also a valid URL with an '@' in its path, which a webhook
+// may have; a caller whose URLs never hold one (Redis URLs) refuses it with
+// UserinfoSplit.
 func ParseURL(raw string) (u *url.URL, reason string) {
 	const malformed = "the user name or password is malformed (escape special characters with %XX)"
 	u, err := url.Parse(raw)
 	if err == nil {
-		if _, hasPW := u.User.Password(); hasPW && userinfoSplit(raw) {
-			return nil, malformed
-		}
 		return u, ""
 	}
 	// Parse again without the user info, so the reason cannot hold the password.
@@ -34,10 +30,10 @@ func ParseURL(raw string) (u *url.URL, reason string) {
 	return nil, malformed
 }
 
-// userinfoSplit reports whether URL reads raw's user info as longer than
+// UserinfoSplit reports whether URL reads raw's user info as longer than
 // url.Parse does: a password that holds an unescaped '@' before a '/',
-// '?' or '#' that holds more of it.
-func userinfoSplit(raw string) bool {
+// '?' or '#' that holds more of it, or an '@' after the host.
+func UserinfoSplit(raw string) bool {
 	i := schemeLen(raw)
 	if i == 0 {
 		return false

@@ -547,6 +547,25 @@ func TestTextIdempotentMasks(t *testing.T) {
 	}
 }
 
+func TestUserinfoSplit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"redis://u:pw@h:1/0", false},
+		{"redis://u:p%40ss%2Fw@h:1/0", false},
+		{"https://u:p@h/?e=a@b", false},
+		{"redis://u:p@ss/w@rd@h:1/0", true},
+		{"https://user:pass@ntfy.example.com/alerts/@ops", true},
+		{"redis://h:1/0", false},
+	} {
+		if got := UserinfoSplit(tc.in); got != tc.want {
+			t.Errorf("UserinfoSplit(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestParseURL(t *testing.T) {
 	t.Parallel()
 	const malformed = "the user name or password is malformed (escape special characters with %XX)"
@@ -554,7 +573,9 @@ func TestParseURL(t *testing.T) {
 		{name: "plain", in: "redis://u:pw@h:1/0", host: "h:1"},
 		{name: "escaped password", in: "redis://u:p%40ss%2Fw@h:1/0", host: "h:1"},
 		{name: "at in the query", in: "https://u:p@h/?e=a@b", host: "h"},
-		{name: "password with at and slash", in: "redis://u:SECRETa@SECRETb/SECRETc@h:1/0", reason: malformed},
+		{name: "password with at and slash: as url.Parse reads it", in: "redis://u:SECRETa@SECRETb/SECRETc@h:1/0", host: "SECRETb"},
+		{name: "at in the path", in: "https://user:pass@ntfy.example.com/alerts/@ops", host: "ntfy.example.com"},
+		{name: "at in the fragment", in: "redis://user:pw@host:6379/0#x@y", host: "host:6379"},
 		{name: "password with question mark", in: "redis://u:SECRET?pw@h:1/0", reason: malformed},
 		{name: "password with hash", in: "redis://u:SECRET#pw@h:1/0", reason: malformed},
 		{name: "bad escape", in: "redis://u:SECRET%zz@h/", reason: malformed},
