@@ -341,10 +341,10 @@ func (r *Runtime) Ping(ctx context.Context) error {
 // retry fixes (bad URL, credentials, database) fails at once with a
 // permanent *queue.ConnectError.
 func (r *Runtime) WaitForRedis(ctx context.Context) error {
-	if !r.ownRedis {
-		return r.rdb.Ping(ctx).Err()
-	}
 	log := r.log
+	if !r.ownRedis {
+		return queue.PingWait(ctx, r.rdb, queue.WaitConfig{Logger: &log})
+	}
 	rdb, err := redisConfig(r.cfg).ConnectWait(ctx, queue.WaitConfig{Logger: &log})
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
@@ -388,17 +389,25 @@ func TestRunEndsWhileWaitingForRedis(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
+		own  bool // the program brings its Redis client (Options.Redis)
 		stop func(cancel context.CancelFunc, rt *agentq.Runtime)
 	}{
-		{"ctx ends", func(cancel context.CancelFunc, _ *agentq.Runtime) { cancel() }},
-		{"Runtime.Close", func(_ context.CancelFunc, rt *agentq.Runtime) { _ = rt.Close() }},
+		{"ctx ends", false, func(cancel context.CancelFunc, _ *agentq.Runtime) { cancel() }},
+		{"Runtime.Close", false, func(_ context.CancelFunc, rt *agentq.Runtime) { _ = rt.Close() }},
+		{"the program's client, ctx ends", true, func(cancel context.CancelFunc, _ *agentq.Runtime) { cancel() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := config.Default()
 			cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", redistest.FreePort(t))
 			logs := &lockedBuffer{}
-			rt, err := agentq.New(cfg, agentq.Options{LogTo: logs})
+			opts := agentq.Options{LogTo: logs}
+			if tc.own {
+				rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(cfg.Redis.URL, "redis://"), "/0"), MaxRetries: -1})
+				t.Cleanup(func() { _ = rdb.Close() })
+				opts.Redis = rdb
+			}
+			rt, err := agentq.New(cfg, opts)
 			if err != nil {
 				t.Fatal(err)
 			}

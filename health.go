@@ -196,8 +196,12 @@ func (r *Runtime) checkWorker(ctx context.Context, host string) (bool, string) {
 	if len(pids) > 1 {
 		workers = fmt.Sprintf("%d workers", len(pids))
 	}
-	return true, fmt.Sprintf("%s active on host %q (pid %s; %d dequeue loops, asynq servers), queues %s, last heartbeat %v ago",
-		workers, host, strings.Join(ps, ","), len(active), countList(queues), age)
+	loops := "dequeue loops, asynq servers"
+	if len(active) == 1 {
+		loops = "dequeue loop, an asynq server"
+	}
+	return true, fmt.Sprintf("%s active on host %q (pid %s; %d %s), queues %s, last heartbeat %v ago",
+		workers, host, strings.Join(ps, ","), len(active), loops, countList(queues), age)
 }
 
 // countList writes m as k=v pairs sorted by key.

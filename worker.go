@@ -63,7 +63,9 @@ func (r *Runtime) NewWorker(ctx context.Context) (_ *Worker, err error) {
 	w := &Worker{rt: r, closed: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			// Stop what was built before the failure.
+			// Stop what was built before the failure; the alert webhook is
+			// the Runtime's, which Runtime.Close closes.
+			w.hook = nil
 			w.closeParts()
 		}
 	}()
@@ -213,6 +215,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	r.log.Info().Str("redis", queue.MaskURL(r.cfg.RedisURLOrDefault())).Int("concurrency", r.cfg.Worker.Concurrency).
 		Interface("queues", workerQueues(r.cfg, r.runWfs)).Strs("kinds", r.reg.Kinds()).Msg("worker starting")
 	if err := w.Start(); err != nil {
+		select {
+		case <-w.closed:
+			return nil // Close won the race with the start
+		default:
+		}
 		return err
 	}
 	select {

@@ -637,7 +637,8 @@ func checkCapFlag(flag string, c runs.Caps, zero bool) error {
 	if err := c.Check(); err != nil {
 		var fe *runs.FieldError
 		if errors.As(err, &fe) {
-			return usagef("%s %s", flag, fe.Reason)
+			// A flag of 0 is refused below: do not offer it as "no cap".
+			return usagef("%s %s", flag, strings.Replace(fe.Reason, " (0 for no cap)", "", 1))
 		}
 		return usagef("%s: %w", flag, err)
 	}

@@ -66,6 +66,11 @@ func (s Status) Replayable() bool { return s == StatusDead || s == StatusDeleted
 // by anything else that is not agentq's worker.
 const ClassManual jobs.Class = "manual"
 
+// ClassLeaseExpired is jobs.ClassLeaseExpired.
+//
+// Deprecated: use jobs.ClassLeaseExpired.
+const ClassLeaseExpired = jobs.ClassLeaseExpired
+
 // Classes lists every class a record may have: jobs.DeadLetterClasses
 // (a death the worker saw, or a lease_expired task asynq archived), then
 // ClassManual.

@@ -118,28 +118,58 @@ func (c RedisConfig) try(ctx context.Context, timeout time.Duration) (redis.Univ
 // answers or ctx ends. A permanent error (see ConnectError.Permanent) is
 // returned at once. When ctx ends first it returns ctx's error.
 func (c RedisConfig) ConnectWait(ctx context.Context, wc WaitConfig) (redis.UniversalClient, error) {
+	var rdb redis.UniversalClient
+	err := waitRedis(ctx, wc, c.where(), func(ctx context.Context, timeout time.Duration) *ConnectError {
+		var cerr *ConnectError
+		rdb, cerr = c.try(ctx, timeout)
+		return cerr
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rdb, nil
+}
+
+// PingWait is ConnectWait for a client the caller made: it PINGs rdb until
+// Redis answers or ctx ends, with the same backoff and a warning per
+// failed try. A permanent error (see ConnectError.Permanent) is returned
+// at once; when ctx ends first it returns ctx's error.
+func PingWait(ctx context.Context, rdb redis.UniversalClient, wc WaitConfig) error {
+	return waitRedis(ctx, wc, "the program's Redis client", func(ctx context.Context, timeout time.Duration) *ConnectError {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return &ConnectError{Where: "the program's Redis client", Permanent: permanentConnectError(err), err: err}
+		}
+		return nil
+	})
+}
+
+// waitRedis runs try until it succeeds, backing off between failed tries
+// and logging each; see ConnectWait.
+func waitRedis(ctx context.Context, wc WaitConfig, where string, try func(context.Context, time.Duration) *ConnectError) error {
 	wc = wc.withDefaults()
 	for attempt := 1; ; attempt++ {
-		rdb, cerr := c.try(ctx, wc.TryTimeout)
+		cerr := try(ctx, wc.TryTimeout)
 		if cerr == nil {
 			if attempt > 1 {
-				wc.Logger.Info().Str("redis", c.where()).Int("attempt", attempt).Msg("redis answered")
+				wc.Logger.Info().Str("redis", where).Int("attempt", attempt).Msg("redis answered")
 			}
-			return rdb, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		if cerr.Permanent {
-			return nil, cerr
+			return cerr
 		}
 		wait := connectBackoff(attempt, wc.BackoffMin, wc.BackoffMax, wc.RandN)
-		wc.Logger.Warn().Str("redis", c.where()).Int("attempt", attempt).
+		wc.Logger.Warn().Str("redis", where).Int("attempt", attempt).
 			Int64("next_try_in_ms", wait.Milliseconds()).Str("error", cerr.err.Error()).
 			Msg("waiting for redis")
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-wc.After(wait):
 		}
 	}

@@ -28,6 +28,12 @@ const (
 	// maxUnknownKindTasks bounds the tasks one worker tracks; past it (after
 	// dropping the stale ones) a newly seen task is dead-lettered at once.
 	maxUnknownKindTasks = 10000
+	// unknownKindForget is how long a tracked task may go unseen before it
+	// is forgotten: another worker took it (the usual end of a rolling
+	// deploy), and a later task with the same id (the same idempotency key
+	// enqueued again) is a new task whose wait starts afresh. Snoozes bring
+	// a waiting task back every few seconds, to this worker or another.
+	unknownKindForget = 5 * time.Minute
 )
 
 // UnknownKindError is the snooze of a task whose kind this worker has no
@@ -52,6 +58,7 @@ func (e *UnknownKindError) Unwrap() error { return jobs.Snooze(e.Delay) }
 // unknownKinds tracks the tasks of unknown kinds this worker has seen, by
 // queue and task id, with when it first saw each.
 type unknownKinds struct {
+	reg   *Registry
 	wait  time.Duration // <= 0: dead-letter at once
 	snz   time.Duration // unknownKindSnooze; a field for tests
 	max   int
@@ -60,25 +67,30 @@ type unknownKinds struct {
 	log   zerolog.Logger
 
 	mu   sync.Mutex
-	seen map[pendingKey]time.Time
+	seen map[pendingKey]*unknownTask
 }
 
-func newUnknownKinds(cfg WorkerConfig, log zerolog.Logger) *unknownKinds {
+// unknownTask is when a worker first and last saw a task of an unknown kind.
+type unknownTask struct{ first, last time.Time }
+
+func newUnknownKinds(reg *Registry, cfg WorkerConfig, log zerolog.Logger) *unknownKinds {
 	return &unknownKinds{
-		wait: cfg.UnknownKindWait, snz: unknownKindSnooze, max: maxUnknownKindTasks,
-		now: cfg.Now, randN: cfg.RandN, log: log, seen: map[pendingKey]time.Time{},
+		reg: reg, wait: cfg.UnknownKindWait, snz: unknownKindSnooze, max: maxUnknownKindTasks,
+		now: cfg.Now, randN: cfg.RandN, log: log, seen: map[pendingKey]*unknownTask{},
 	}
 }
 
-// middleware wraps the registry's handler: an unknown kind's permanent
-// failure becomes a snooze while the wait lasts.
+// middleware wraps the registry's handler: a step whose kind the registry
+// does not have is snoozed while the wait lasts, then fails permanently
+// with the registry's error. It asks the registry, not the handler's
+// error, so a handler's own error that wraps ErrUnknownKind (an enqueue of
+// another kind it made) is that handler's failure.
 func (u *unknownKinds) middleware(next jobs.Handler) jobs.Handler {
 	return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-		err := next.ProcessStep(ctx, s)
-		if err == nil || !errors.Is(err, ErrUnknownKind) {
-			return err
+		if _, err := u.reg.lookup(s.Kind); err != nil {
+			return u.decide(s, jobs.Permanent(err))
 		}
-		return u.decide(s, err)
+		return next.ProcessStep(ctx, s)
 	})
 }
 
@@ -95,7 +107,10 @@ func (u *unknownKinds) decide(s *jobs.Step, err error) error {
 	k := pendingKey{s.Queue, s.TaskID}
 	now := u.now()
 	u.mu.Lock()
-	first, ok := u.seen[k]
+	t, ok := u.seen[k]
+	if ok && now.Sub(t.last) > unknownKindForget {
+		ok = false // a new task with the same id
+	}
 	if !ok {
 		if len(u.seen) >= u.max {
 			u.prune(now)
@@ -104,10 +119,11 @@ func (u *unknownKinds) decide(s *jobs.Step, err error) error {
 			u.mu.Unlock()
 			return jobs.Permanent(fmt.Errorf("%w; not kept for a worker that has a handler: %d tasks of unknown kinds already wait on this worker", cause, u.max))
 		}
-		first = now
-		u.seen[k] = now
+		t = &unknownTask{first: now}
+		u.seen[k] = t
 	}
-	left := u.wait - now.Sub(first)
+	t.last = now
+	left := u.wait - now.Sub(t.first)
 	if left <= 0 {
 		delete(u.seen, k)
 		u.mu.Unlock()
@@ -122,11 +138,11 @@ func (u *unknownKinds) decide(s *jobs.Step, err error) error {
 	return &UnknownKindError{Kind: s.Kind, Delay: min(d, left), Left: left}
 }
 
-// prune drops the tasks first seen more than twice the wait ago: another
-// worker took them, or they were dead-lettered here. u.mu is held.
+// prune drops the tasks not seen for unknownKindForget: another worker
+// took them. u.mu is held.
 func (u *unknownKinds) prune(now time.Time) {
-	for k, first := range u.seen {
-		if now.Sub(first) > 2*u.wait {
+	for k, t := range u.seen {
+		if now.Sub(t.last) > unknownKindForget {
 			delete(u.seen, k)
 		}
 	}

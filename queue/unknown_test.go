@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -143,7 +144,7 @@ func archived(t *testing.T, b *bundle) int {
 func TestUnknownKindDecide(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1e9, 0)
-	u := newUnknownKinds(WorkerConfig{UnknownKindWait: time.Minute, Now: func() time.Time { return now }, RandN: func(int64) int64 { return 0 }}, zerolog.Nop())
+	u := newUnknownKinds(NewRegistry(), WorkerConfig{UnknownKindWait: time.Minute, Now: func() time.Time { return now }, RandN: func(int64) int64 { return 0 }}, zerolog.Nop())
 	u.max = 2
 	unknown := func() error {
 		_, err := NewRegistry().lookup("x")
@@ -179,8 +180,40 @@ func TestUnknownKindDecide(t *testing.T) {
 	if err := u.decide(step("d"), unknown()); jobs.Classify(err) != jobs.ClassPermanent || !strings.Contains(err.Error(), "2 tasks of unknown kinds already wait") {
 		t.Fatalf("past the bound: %v, want permanent", err)
 	}
-	now = now.Add(2*time.Minute + time.Second)
+	now = now.Add(unknownKindForget + time.Second)
 	if err := u.decide(step("d"), unknown()); jobs.Classify(err) != jobs.ClassSnooze {
 		t.Fatalf("after pruning: %v, want a snooze", err)
+	}
+
+	// A task unseen for unknownKindForget is forgotten: the same id seen
+	// again (its key enqueued afresh) waits the whole wait again, though its
+	// first sight is longer than the wait ago.
+	now = now.Add(unknownKindForget + time.Second)
+	if err := u.decide(step("d"), unknown()); !errors.As(err, &uk) || uk.Left != time.Minute {
+		t.Fatalf("seen again after it was forgotten: %v, want a snooze with the whole wait left", err)
+	}
+}
+
+// Only a kind the registry lacks is waited for: a known kind's handler
+// failing with an error that wraps ErrUnknownKind (an enqueue it made of a
+// kind its client lacks) fails as that handler's error.
+func TestUnknownKindAsksTheRegistry(t *testing.T) {
+	t.Parallel()
+	reg := NewRegistry()
+	if err := Register(reg, "", func(ctx context.Context, s *jobs.Step, a echoArgs) error {
+		_, err := NewRegistry().lookup("child")
+		return fmt.Errorf("enqueue child: %w", err)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	u := newUnknownKinds(reg, WorkerConfig{UnknownKindWait: time.Minute, Now: time.Now, RandN: func(int64) int64 { return 0 }}, zerolog.Nop())
+	h := u.middleware(reg.Handler())
+	err := h.ProcessStep(context.Background(), &jobs.Step{TaskID: "t", Queue: "default", Kind: "test.echo", Payload: []byte(`{"n":1}`)})
+	if jobs.Classify(err) != jobs.ClassRetryable || !strings.HasPrefix(err.Error(), "enqueue child: ") {
+		t.Fatalf("known kind's own error: %v (class %v), want it retryable as returned", err, jobs.Classify(err))
+	}
+	err = h.ProcessStep(context.Background(), &jobs.Step{TaskID: "t", Queue: "default", Kind: "nope", Payload: []byte(`{}`)})
+	if jobs.Classify(err) != jobs.ClassSnooze {
+		t.Fatalf("unknown kind: %v, want a snooze", err)
 	}
 }
