@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/dlq"
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
@@ -307,25 +307,6 @@ func TestWorkerLifecycle(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink the worker's goroutines write while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestWorkerRunWaitsForRedis: a Go program's Worker.Run started before its
 // Redis waits for it, as `agentq worker` does, starts taking tasks once it
 // answers, and Runtime.Close stops it.
@@ -334,7 +315,7 @@ func TestWorkerRunWaitsForRedis(t *testing.T) {
 	port := redistest.FreePort(t)
 	cfg := config.Default()
 	cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	rt, err := agentq.New(cfg, agentq.Options{LogTo: logs})
 	if err != nil {
 		t.Fatal(err)
@@ -400,7 +381,7 @@ func TestRunEndsWhileWaitingForRedis(t *testing.T) {
 			t.Parallel()
 			cfg := config.Default()
 			cfg.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", redistest.FreePort(t))
-			logs := &lockedBuffer{}
+			logs := &logbuf.Buffer{}
 			opts := agentq.Options{LogTo: logs}
 			if tc.own {
 				rdb := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(cfg.Redis.URL, "redis://"), "/0"), MaxRetries: -1})

@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,25 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/jobs"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // now fires at once: retries are decided by the test, not by waiting.
 func now(time.Duration) <-chan time.Time {
@@ -105,7 +88,7 @@ func TestNeverBlocksAndCountsDrops(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := zerolog.New(logs)
 	w, err := New(Config{URL: srv.URL + "/hook?token=s3cret", QueueSize: 2, After: now, Registerer: reg, Logger: &log, Timeout: time.Minute})
 	if err != nil {

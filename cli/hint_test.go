@@ -7,13 +7,13 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentq/agentq"
 	"github.com/agentq/agentq/config"
 	"github.com/agentq/agentq/dlq"
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 )
 
@@ -134,24 +134,6 @@ func shellWords(t *testing.T, s string) []string {
 	return words
 }
 
-// lockedBuffer is an output the worker's goroutines may write at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var replayHintRE = regexp.MustCompile(`(?m)replay: (.+ dlq replay \S+)$`)
 
 // paste runs a printed command line through Main.Run as a shell would run
@@ -163,7 +145,7 @@ func paste(t *testing.T, name, line string) runResult {
 	if len(words) == 0 || words[0] != name {
 		t.Fatalf("hint %q does not start with the program %q", line, name)
 	}
-	var out, errb lockedBuffer
+	var out, errb logbuf.Buffer
 	m := &Main{Name: name, Stdout: &out, Stderr: &errb, Environ: []string{"AGENTQ_LOG_FORMAT=json"}}
 	code := m.Run(context.Background(), words[1:])
 	return runResult{code: code, out: out.String(), err: errb.String()}
@@ -173,7 +155,7 @@ func TestReplayHintNamesTheProgramAndItsRedis(t *testing.T) {
 	t.Parallel()
 	b := setupDLQ(t)
 	id := b.ids["t-b"]
-	var out, errb lockedBuffer
+	var out, errb logbuf.Buffer
 	m := &Main{Name: "myagent", Stdout: &out, Stderr: &errb, Environ: b.env}
 	if code := m.Run(context.Background(), []string{"dlq", "show", id, "--config", b.conf}); code != ExitOK {
 		t.Fatalf("dlq show: exit %d: %s", code, errb.String())
@@ -213,7 +195,7 @@ func TestDevReplayHintUsesDevsRedis(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := append([]string{"AGENTQ_LOG_FORMAT=json", "AGENTQ_DASHBOARD_ADDR=127.0.0.1:0"}, tc.env...)
-			var out, errb lockedBuffer
+			var out, errb logbuf.Buffer
 			m := &Main{Name: "mydev", Stdout: &out, Stderr: &errb, Environ: env}
 			// Without --exit: the hints are for while dev runs (with --exit,
 			// dev prints none, and on a configured Redis it removes the

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/queue"
 )
 
@@ -40,7 +41,7 @@ func TestItemBarCountsItems(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			// The bar of an unknown total redraws from a goroutine of its own.
-			var buf lockedBuffer
+			var buf logbuf.Buffer
 			bar := itemBar(&buf, true, tc.total, "replay", "records")
 			if bar == nil {
 				t.Fatal("no bar on a terminal")

@@ -1,7 +1,6 @@
 package dlq
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/agentq/agentq/internal/binarytest"
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 	"github.com/agentq/agentq/queue"
@@ -54,23 +54,13 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// syncBuffer is a log sink that reads back JSON lines.
+type syncBuffer struct{ logbuf.Buffer }
 
 // lines returns the JSON log lines whose message contains msg.
 func (s *syncBuffer) lines(msg string) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(s.b.String(), "\n") {
+	for _, l := range strings.Split(s.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil && strings.Contains(m["message"].(string), msg) {
 			out = append(out, m)

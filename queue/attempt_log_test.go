@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 )
@@ -35,7 +36,7 @@ func TestAttemptLineFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := zerolog.New(logs)
 	w, err := NewWorker(rdb, reg, WorkerConfig{Logger: &log})
 	if err != nil {

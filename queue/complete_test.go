@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 )
@@ -234,7 +235,7 @@ func TestCompletionFold(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			rdb := redistest.Start(t).Client(t)
-			var logs syncBuffer
+			var logs logbuf.Buffer
 			c := startCompletions(t, rdb, zerolog.New(&logs))
 			id := "fold_" + v.name
 			enqueueRaw(t, rdb, id, v.opts...)
@@ -486,7 +487,7 @@ func TestCompletionSafetyNet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	c, clock := clockedCompletions(t, rdb, zerolog.New(&logs))
 	w := testWrite("lost")
 	if !c.hook(QueueDefault, "lost")(w) {
@@ -700,7 +701,7 @@ func TestCompletionFoldWriteRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	c := startCompletions(t, rdb, zerolog.New(&logs))
 	const id = "refused"
 	w := testWrite(id)
@@ -797,7 +798,7 @@ func TestCompletionFinalFlushRetries(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	c := newCompletions(rdb, zerolog.New(&logs), true)
 	c.backoff = time.Millisecond
 	c.start()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 )
 
@@ -43,7 +44,7 @@ func TestConnectWaitRetriesUntilRedisAnswers(t *testing.T) {
 	t.Parallel()
 	port := redistest.FreePort(t)
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := zerolog.New(&logs)
 	var waits []time.Duration
 	cfg := RedisConfig{URL: fmt.Sprintf("redis://:s3cret-pw@127.0.0.1:%d/0", port)}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/jobs"
 )
 
@@ -27,7 +28,7 @@ func TestHeldHandlers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var logs syncBuffer
+			var logs logbuf.Buffer
 			h := &heldHandlers{after: tc.after, log: zerolog.New(&logs)}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/jobs"
 )
@@ -44,26 +44,9 @@ type bundle struct {
 	client *Client
 	insp   *asynq.Inspector
 	calls  sync.Map // task id -> *atomic.Int32
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	// release unblocks "ignore-ctx" handlers.
 	release chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // setup gives a test its own Redis DB, a registry with test.echo whose
@@ -71,7 +54,7 @@ func (s *syncBuffer) String() string {
 func setup(t *testing.T, cfg ClientConfig) *bundle {
 	t.Helper()
 	srv := redistest.Start(t)
-	b := &bundle{rdb: srv.Client(t), reg: NewRegistry(), logs: &syncBuffer{}, release: make(chan struct{})}
+	b := &bundle{rdb: srv.Client(t), reg: NewRegistry(), logs: &logbuf.Buffer{}, release: make(chan struct{})}
 	err := Register(b.reg, echoSchema, func(ctx context.Context, s *jobs.Step, a echoArgs) error {
 		v, _ := b.calls.LoadOrStore(s.TaskID, new(atomic.Int32))
 		n := v.(*atomic.Int32).Add(1)

@@ -34,11 +34,7 @@ func ParseURL(raw string) (u *url.URL, reason string) {
 // url.Parse does: a password that holds an unescaped '@' before a '/',
 // '?' or '#' that holds more of it, or an '@' after the host.
 func UserinfoSplit(raw string) bool {
-	i := schemeLen(raw)
-	if i == 0 {
-		return false
-	}
-	tail, ok := strings.CutPrefix(raw[i+1:], "//")
+	tail, ok := afterSlashes(raw)
 	if !ok {
 		return false
 	}
@@ -53,16 +49,23 @@ func UserinfoSplit(raw string) bool {
 // userinfoEnd), so that a password holding '/', '?', '#' or '@' goes
 // whole.
 func stripUserinfo(raw string) string {
-	i := schemeLen(raw)
-	if i == 0 {
-		return raw
-	}
-	tail, ok := strings.CutPrefix(raw[i+1:], "//")
+	tail, ok := afterSlashes(raw)
 	if !ok {
 		return raw
 	}
+	head := raw[:len(raw)-len(tail)] // "scheme://"
 	if at := userinfoEnd(tail); at >= 0 {
 		tail = tail[at+1:]
 	}
-	return raw[:i+1] + "//" + tail
+	return head + tail
+}
+
+// afterSlashes returns what follows "scheme://" in raw: the authority
+// onwards; false when raw does not start with a scheme and "//".
+func afterSlashes(raw string) (string, bool) {
+	i := schemeLen(raw)
+	if i == 0 {
+		return "", false
+	}
+	return strings.CutPrefix(raw[i+1:], "//")
 }

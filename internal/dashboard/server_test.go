@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/agentq/agentq/internal/logbuf"
 	"github.com/agentq/agentq/internal/redistest"
 	"github.com/agentq/agentq/redact"
 )
@@ -32,7 +31,7 @@ func TestMain(m *testing.M) { redistest.Main(m) }
 type testBundle struct {
 	opt  asynq.RedisClientOpt // the test's Redis, for asynq clients and asynqmon
 	rdb  *redis.Client        // the test's Redis, for /healthz
-	logs *syncBuffer          // debug-level JSON log output
+	logs *logbuf.Buffer       // debug-level JSON log output
 }
 
 type setupOpts struct {
@@ -49,7 +48,7 @@ func setup(t *testing.T, o setupOpts) (*Server, *httptest.Server, *testBundle) {
 	b := &testBundle{
 		opt:  asynq.RedisClientOpt{Addr: rs.Addr, DB: rs.DB},
 		rdb:  rs.Client(t),
-		logs: &syncBuffer{},
+		logs: &logbuf.Buffer{},
 	}
 	rdb := o.rdb
 	if rdb == nil {
@@ -64,23 +63,6 @@ func setup(t *testing.T, o setupOpts) (*Server, *httptest.Server, *testBundle) {
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return s, ts, b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type reqOpt func(*http.Request)
