@@ -425,5 +425,12 @@ func (o ConnOpt) MakeRedisClient() any {
 // readable), the values of secret query parameters (password,
 // sentinel_password, token, ... : redact's list), and path segments that
 // look like credentials. The rest of u is kept as written, whether or not
-// it parses.
-func MaskURL(u string) string { return redact.URL(u) }
+// it parses. A value with no "://" that holds '@', '?' or '#' is not
+// shown at all: redact reads it as text, where URL-only secret names (pass)
+// are not secrets, and it cannot tell user info or a query from the rest.
+func MaskURL(u string) string {
+	if !strings.Contains(u, "://") && strings.ContainsAny(u, "@?#") {
+		return fmt.Sprintf("(a value of %d bytes, not shown: it may hold a password)", len(u))
+	}
+	return redact.URL(u)
+}

@@ -316,9 +316,14 @@ func (r *Redactor) HostOnly(u string) string {
 				b.WriteByte('&')
 			}
 			k, _, hasValue := strings.Cut(p, "=")
+			if m := r.nested(k, 0); m != k {
+				// A name that holds a secret goes whole: its masked form
+				// may hold an '=' or '&' that a second pass would split.
+				k = Mask
+			}
 			switch {
 			case hasValue:
-				b.WriteString(r.nested(k, 0) + "=" + Mask)
+				b.WriteString(k + "=" + Mask)
 			case p != "":
 				b.WriteString(Mask)
 			}
@@ -422,27 +427,35 @@ func userinfoEnd(tail string) int {
 	if d >= len(url) {
 		return at // white space or a quote before the separator
 	}
-	at1 := strings.IndexByte(url[d:], '@')
-	if at1 < 0 {
-		return at
-	}
-	at1 += d
-	between := url[d:at1]
 	port := ""
 	if colon > 0 {
 		port = host[colon+1:]
 	}
-	if (at >= 0 || port != "" && strings.Trim(port, "0123456789") == "") && strings.ContainsAny(between, "=&") {
-		return at // host[:port], then a query with an '@' in it
+	// An '@' after the separator ends a password that holds the separator
+	// (u:p@ss/w@rd@host). Extend as far as the rule holds, separator after
+	// separator, so that masking what this returns leaves nothing a second
+	// pass would extend again (masking stays idempotent).
+	end, pos := at, d
+	for pos < len(url) {
+		at1 := strings.IndexByte(url[pos:], '@')
+		if at1 < 0 {
+			break
+		}
+		at1 += pos
+		between := url[pos:at1]
+		if (end >= 0 || port != "" && strings.Trim(port, "0123456789") == "") && strings.ContainsAny(between, "=&") {
+			break // host[:port], then a query with an '@' in it
+		}
+		if q := strings.IndexAny(between, "?#"); q >= 0 && strings.Contains(between[q:], "://") {
+			break // a URL nested in a query or fragment (#a://u@h), not a password
+		}
+		d2 := len(url)
+		if j := strings.IndexAny(url[at1:], "/?#"); j >= 0 {
+			d2 = at1 + j
+		}
+		end, pos = strings.LastIndexByte(url[:d2], '@'), d2
 	}
-	if q := strings.IndexAny(between, "?#"); q >= 0 && strings.Contains(between[q:], "://") {
-		return at // a URL nested in a query or fragment (#a://u@h), not a password
-	}
-	d2 := len(url)
-	if j := strings.IndexAny(url[at1:], "/?#"); j >= 0 {
-		d2 = at1 + j
-	}
-	return strings.LastIndexByte(url[:d2], '@')
+	return end
 }
 
 // maskUserinfo masks the password of an authority's user:password@, or the
