@@ -455,6 +455,12 @@ func userinfoEnd(tail string) int {
 		}
 		end, pos = strings.LastIndexByte(url[:d2], '@'), d2
 	}
+	if end >= 0 && strings.IndexAny(tail[end+1:], "/?#") < 0 {
+		// What follows has no separator left: as for a tail with none
+		// (above), its last '@' ends the user info, so that a second pass
+		// over the masked text finds nothing more to extend.
+		end = strings.LastIndexByte(tail, '@')
+	}
 	return end
 }
 
