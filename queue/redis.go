@@ -114,11 +114,6 @@ func (c RedisConfig) parse() (o *redis.UniversalOptions, host string, err error)
 	raw := cmp.Or(c.URL, RedisURLDefault)
 	shown := MaskURL(raw)
 	if !strings.Contains(raw, "://") {
-		if strings.ContainsAny(raw, "@?#") {
-			// Not a URL, so MaskURL cannot tell user info or a query from
-			// the rest: show none of it.
-			shown = fmt.Sprintf("the value (%d bytes, not shown: it may hold a password)", len(raw))
-		}
 		return nil, "", fmt.Errorf("redis.url: %s is not a URL (%s)", shown, redisSchemes)
 	}
 	u, reason := redact.ParseURL(raw)
@@ -430,7 +425,7 @@ func (o ConnOpt) MakeRedisClient() any {
 // are not secrets, and it cannot tell user info or a query from the rest.
 func MaskURL(u string) string {
 	if !strings.Contains(u, "://") && strings.ContainsAny(u, "@?#") {
-		return fmt.Sprintf("(a value of %d bytes, not shown: it may hold a password)", len(u))
+		return fmt.Sprintf("the value (%d bytes, not shown: it may hold a password)", len(u))
 	}
 	return redact.URL(u)
 }

@@ -244,7 +244,7 @@ func (r *Registry) Handler() jobs.Handler {
 		r.mu.RUnlock()
 		if e == nil {
 			_, err := r.lookup(s.Kind)
-			return jobs.Permanent(err)
+			return jobs.Permanent(&missingKindError{err})
 		}
 		args, err := e.decode(s.Payload)
 		if err != nil {
@@ -253,3 +253,11 @@ func (r *Registry) Handler() jobs.Handler {
 		return e.handle(ctx, s, args)
 	})
 }
+
+// missingKindError is Handler's failure for a step whose kind the registry
+// lacks, told apart from a handler's own error that wraps ErrUnknownKind
+// (an enqueue of another kind it made).
+type missingKindError struct{ err error }
+
+func (e *missingKindError) Error() string { return e.err.Error() }
+func (e *missingKindError) Unwrap() error { return e.err }

@@ -58,7 +58,6 @@ func (e *UnknownKindError) Unwrap() error { return jobs.Snooze(e.Delay) }
 // unknownKinds tracks the tasks of unknown kinds this worker has seen, by
 // queue and task id, with when it first saw each.
 type unknownKinds struct {
-	reg   *Registry
 	wait  time.Duration // <= 0: dead-letter at once
 	snz   time.Duration // unknownKindSnooze; a field for tests
 	max   int
@@ -73,24 +72,24 @@ type unknownKinds struct {
 // unknownTask is when a worker first and last saw a task of an unknown kind.
 type unknownTask struct{ first, last time.Time }
 
-func newUnknownKinds(reg *Registry, cfg WorkerConfig, log zerolog.Logger) *unknownKinds {
+func newUnknownKinds(cfg WorkerConfig, log zerolog.Logger) *unknownKinds {
 	return &unknownKinds{
-		reg: reg, wait: cfg.UnknownKindWait, snz: unknownKindSnooze, max: maxUnknownKindTasks,
+		wait: cfg.UnknownKindWait, snz: unknownKindSnooze, max: maxUnknownKindTasks,
 		now: cfg.Now, randN: cfg.RandN, log: log, seen: map[pendingKey]*unknownTask{},
 	}
 }
 
 // middleware wraps the registry's handler: a step whose kind the registry
-// does not have is snoozed while the wait lasts, then fails permanently
-// with the registry's error. It asks the registry, not the handler's
-// error, so a handler's own error that wraps ErrUnknownKind (an enqueue of
-// another kind it made) is that handler's failure.
+// does not have (its *missingKindError, not a handler's own error that
+// wraps ErrUnknownKind) is snoozed while the wait lasts, then fails
+// permanently with the registry's error.
 func (u *unknownKinds) middleware(next jobs.Handler) jobs.Handler {
 	return jobs.HandlerFunc(func(ctx context.Context, s *jobs.Step) error {
-		if _, err := u.reg.lookup(s.Kind); err != nil {
-			return u.decide(s, jobs.Permanent(err))
+		err := next.ProcessStep(ctx, s)
+		if _, ok := errors.AsType[*missingKindError](err); ok {
+			return u.decide(s, err)
 		}
-		return next.ProcessStep(ctx, s)
+		return err
 	})
 }
 

@@ -144,7 +144,7 @@ func archived(t *testing.T, b *bundle) int {
 func TestUnknownKindDecide(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1e9, 0)
-	u := newUnknownKinds(NewRegistry(), WorkerConfig{UnknownKindWait: time.Minute, Now: func() time.Time { return now }, RandN: func(int64) int64 { return 0 }}, zerolog.Nop())
+	u := newUnknownKinds(WorkerConfig{UnknownKindWait: time.Minute, Now: func() time.Time { return now }, RandN: func(int64) int64 { return 0 }}, zerolog.Nop())
 	u.max = 2
 	unknown := func() error {
 		_, err := NewRegistry().lookup("x")
@@ -206,7 +206,7 @@ func TestUnknownKindAsksTheRegistry(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	u := newUnknownKinds(reg, WorkerConfig{UnknownKindWait: time.Minute, Now: time.Now, RandN: func(int64) int64 { return 0 }}, zerolog.Nop())
+	u := newUnknownKinds(WorkerConfig{UnknownKindWait: time.Minute, Now: time.Now, RandN: func(int64) int64 { return 0 }}, zerolog.Nop())
 	h := u.middleware(reg.Handler())
 	err := h.ProcessStep(context.Background(), &jobs.Step{TaskID: "t", Queue: "default", Kind: "test.echo", Payload: []byte(`{"n":1}`)})
 	if jobs.Classify(err) != jobs.ClassRetryable || !strings.HasPrefix(err.Error(), "enqueue child: ") {

@@ -280,7 +280,7 @@ func NewWorker(rdb redis.UniversalClient, reg *Registry, cfg WorkerConfig) (*Wor
 	// middleware sees a handler panic as a *jobs.PanicError, and outermost,
 	// for panics in middleware itself.
 	mws := append([]jobs.Middleware{w.recoverPanic, enforceTimeout}, cfg.Middleware...)
-	w.unknown = newUnknownKinds(reg, cfg, w.log)
+	w.unknown = newUnknownKinds(cfg, w.log)
 	w.chain = jobs.Chain(w.recoverPanic(guardAttempt(w.unknown.middleware(reg.Handler()))), mws...)
 	w.complete = newCompletions(rdb, w.log, cfg.CompletionFold != CompletionFoldOff)
 	w.srvs = w.newServers(rdb)
